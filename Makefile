@@ -1,0 +1,53 @@
+# Every target runs inside the project's own virtualenv (.venv), made by `make install`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+PROTOS := $(shell find protos -name '*.proto' | sort)
+
+.PHONY: install proto proto-check migrate run test test-unit test-integration test-e2e lint bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Generated code is committed (so a plain install needs no protoc); proto-check fails when stale.
+proto: install
+	rm -rf loyalty
+	$(PY) scripts/gen_protos.py .
+
+proto-check: install
+	$(PY) scripts/gen_protos.py --check
+
+migrate: install
+	$(PY) -m auth_service migrate
+	$(PY) -m loyalty_service migrate
+
+run: install migrate
+	$(PY) -m common.launcher
+
+test: install proto-check lint
+	$(PY) -m pytest -q tests
+
+test-unit: install
+	$(PY) -m pytest -q tests/unit
+
+test-integration: install
+	$(PY) -m pytest -q tests/integration
+
+test-e2e: install
+	$(PY) -m pytest -q tests/e2e
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy .
+
+bench: install migrate
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Pieces more than one process needs: settings, logging, errors, gRPC wiring, migrations."""

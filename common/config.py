@@ -1,0 +1,63 @@
+"""Settings read from the environment once, validated, failing with the variable's name."""
+
+from __future__ import annotations
+
+from typing import Annotated, TypeVar
+
+from pydantic import AfterValidator, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(SystemExit):
+    """Raised at start for a bad variable; its message names the variable."""
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return value
+
+
+def _url(*schemes: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not any(value.startswith(f"{scheme}://") for scheme in schemes):
+            raise ValueError(f"expected a {'/'.join(schemes)}:// URL")
+        return value
+
+    return AfterValidator(check)
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+PostgresUrl = Annotated[str, _url("postgres", "postgresql")]
+RedisUrl = Annotated[str, _url("redis", "rediss", "unix")]
+AmqpUrl = Annotated[str, _url("amqp", "amqps")]
+SentryDsn = Annotated[
+    str, AfterValidator(lambda v: v if v == "" else _url("https", "http").func(v))
+]  # type: ignore[attr-defined]
+
+
+class BaseServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    redis_url: RedisUrl = "redis://127.0.0.1:6379/0"
+    # Prefix of every Redis key, so test runs (or tenants) never see each other's keys.
+    redis_key_prefix: str = "loyalty:"
+    rabbitmq_url: AmqpUrl = "amqp://guest:guest@127.0.0.1:5672/"
+    sentry_dsn: SentryDsn = ""
+    log_level: str = "INFO"
+    # Seconds in-flight calls get to finish after SIGTERM.
+    shutdown_grace: float = 5.0
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S]) -> S:
+    try:
+        return cls()
+    except ValidationError as error:
+        lines = [
+            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
+        ]
+        raise ConfigError("invalid configuration: " + "; ".join(lines)) from None

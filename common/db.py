@@ -1,0 +1,38 @@
+"""asyncpg pools that wait for Postgres with backoff instead of crashing at start."""
+
+from __future__ import annotations
+
+import asyncpg
+from tenacity import (
+    AsyncRetrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from common.grpc_errors import DEPENDENCY_ERRORS
+from common.logs import get_logger
+
+log = get_logger(__name__)
+
+
+def retrying(what: str, give_up_after: float = 60.0) -> AsyncRetrying:
+    """Bounded exponential backoff with jitter for a dependency that may be down."""
+    return AsyncRetrying(
+        retry=retry_if_exception_type(DEPENDENCY_ERRORS),
+        wait=wait_exponential_jitter(initial=0.1, max=5.0),
+        stop=stop_after_delay(give_up_after),
+        before_sleep=before_sleep_log(log, 30),  # type: ignore[arg-type]
+        reraise=True,
+    )
+
+
+async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+    async for attempt in retrying("postgres"):
+        with attempt:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, command_timeout=10
+            )
+            return pool
+    raise AssertionError("unreachable")

@@ -1,0 +1,61 @@
+"""Errors the domain and use cases raise; the transport maps them to gRPC once (grpc_errors)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class ErrorKind(Enum):
+    """The gRPC code an error becomes, named without importing grpc into the domain."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+@dataclass
+class ServiceError(Exception):
+    """A refusal with a machine-readable reason, sent as google.rpc.ErrorInfo."""
+
+    kind: ErrorKind
+    reason: str
+    message: str
+    domain: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+@dataclass
+class InvalidArgument(Exception):
+    """Malformed input: INVALID_ARGUMENT with a google.rpc.BadRequest naming each field."""
+
+    violations: list[FieldViolation]
+
+    @classmethod
+    def of(cls, field_name: str, description: str) -> InvalidArgument:
+        return cls([FieldViolation(field_name, description)])
+
+    def __str__(self) -> str:
+        return "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+
+
+def unauthenticated(message: str, domain: str) -> ServiceError:
+    return ServiceError(ErrorKind.UNAUTHENTICATED, "UNAUTHENTICATED", message, domain)
+
+
+def permission_denied(message: str, domain: str) -> ServiceError:
+    return ServiceError(ErrorKind.PERMISSION_DENIED, "PERMISSION_DENIED", message, domain)

@@ -1,0 +1,75 @@
+"""The one place where errors become gRPC statuses with rich details."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import grpc
+import redis.exceptions
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from common.errors import InvalidArgument, ServiceError
+
+_CODES: dict[str, int] = {name: code_pb2.Code.Value(name) for name in code_pb2.Code.keys()}  # noqa: SIM118
+
+# Failures of a dependency (Postgres, Redis, the other service): the caller may retry.
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    grpc.aio.AioRpcError,
+)
+
+
+def _packed(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def service_error_status(error: ServiceError) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(
+        reason=error.reason, domain=error.domain, metadata=error.metadata
+    )
+    status = status_pb2.Status(
+        code=_CODES[error.kind.value], message=error.message, details=[_packed(info)]
+    )
+    return rpc_status.to_status(status)
+
+
+def invalid_argument_status(error: InvalidArgument) -> grpc.Status:
+    request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in error.violations
+        ]
+    )
+    status = status_pb2.Status(
+        code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[_packed(request)]
+    )
+    return rpc_status.to_status(status)
+
+
+def plain_status(code: grpc.StatusCode, message: str) -> grpc.Status:
+    status = status_pb2.Status(code=code.value[0], message=message)
+    return rpc_status.to_status(status)
+
+
+def status_for(error: BaseException) -> grpc.Status | None:
+    """The status an expected error becomes, or None for a bug."""
+    if isinstance(error, ServiceError):
+        return service_error_status(error)
+    if isinstance(error, InvalidArgument):
+        return invalid_argument_status(error)
+    if isinstance(error, DEPENDENCY_ERRORS):
+        return plain_status(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable; retry later")
+    return None

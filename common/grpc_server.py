@@ -1,0 +1,155 @@
+"""gRPC server wiring shared by both services: errors, request ids, logs, health, reflection,
+and a graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any
+
+import grpc
+import sentry_sdk
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from common.grpc_errors import plain_status, status_for
+from common.logs import get_logger, request_id_var
+
+log = get_logger("rpc")
+
+REQUEST_ID_HEADER = "x-request-id"
+Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+def _request_id(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex
+
+
+async def _run(handler: Handler, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    try:
+        return await handler(request, context)
+    except grpc.aio.AbortError:
+        raise
+    except Exception as error:
+        status = status_for(error)
+        if status is None:
+            sentry_sdk.capture_exception(error)
+            log.exception("rpc_failed")
+            status = plain_status(grpc.StatusCode.INTERNAL, "internal error")
+        elif status.code == grpc.StatusCode.UNAVAILABLE:
+            log.warning("dependency_unavailable", error=repr(error))
+        await context.abort_with_status(status)
+
+
+def _wrap(method: str, handler: Handler) -> Handler:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        request_id_var.set(_request_id(context))
+        context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id_var.get()),))
+        started = time.perf_counter()
+        try:
+            return await _run(handler, request, context)
+        finally:
+            code = context.code() or grpc.StatusCode.OK
+            log.info(
+                "rpc",
+                method=method,
+                code=getattr(code, "name", str(code)),
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+    return wrapped
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Maps errors to statuses in one place and writes one log line per unary call."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            _wrap(handler_call_details.method, handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class GrpcServer:
+    """A grpc.aio server with health and reflection for the given services."""
+
+    def __init__(
+        self,
+        address: str,
+        service_names: Iterable[str],
+        interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
+        self.address = address
+        self.service_names = list(service_names)
+        self.server = grpc.aio.server(
+            interceptors=[ServiceInterceptor(), *interceptors],
+            options=[("grpc.so_reuseport", 0)],
+        )
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        self.port = 0
+
+    async def start(self) -> int:
+        self.port = self.server.add_insecure_port(self.address)
+        if self.port == 0:
+            raise SystemExit(f"cannot listen on {self.address}")
+        await self.server.start()
+        await self.set_serving(True)
+        return self.port
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *self.service_names]:
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float) -> None:
+        await self.set_serving(False)
+        await self.server.stop(grace)
+
+
+async def run_until_signal(
+    server: GrpcServer,
+    loops: Iterable[Callable[[], Coroutine[Any, Any, None]]],
+    grace: float,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serve and run background loops until SIGTERM/SIGINT, then stop them in order."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    tasks = [asyncio.create_task(make()) for make in loops]
+    waiter = asyncio.create_task(stopping.wait())
+    await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception():
+            log.error("background_loop_died", error=repr(task.exception()))
+    log.info("shutting_down", grace=grace)
+    await server.stop(grace)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if on_stop is not None:
+        await on_stop()
+    waiter.cancel()

@@ -1,0 +1,57 @@
+"""Test harness: every run gets its own Postgres databases, Redis key prefix and RabbitMQ names.
+
+The names are put in the environment before any service code reads its settings, so services
+started in-process or as subprocesses by the tests use them too; everything is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+RUN_ID = uuid.uuid4().hex[:10]
+PG = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+
+TEST_ENV = {
+    "AUTH_DATABASE_URL": f"{PG}/auth_test_{RUN_ID}",
+    "LOYALTY_DATABASE_URL": f"{PG}/loyalty_test_{RUN_ID}",
+    "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    "REDIS_KEY_PREFIX": f"test:{RUN_ID}:",
+    "RABBITMQ_URL": os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+    "USER_EVENTS_EXCHANGE": f"loyalty.auth.events.test.{RUN_ID}",
+    "LOYALTY_EVENTS_QUEUE": f"loyalty.user-events.test.{RUN_ID}",
+    "SENTRY_DSN": "",
+    "LOG_LEVEL": "WARNING",
+}
+os.environ.update(TEST_ENV)
+
+pytest_plugins = [
+    "tests.fixtures.auth",
+    "tests.fixtures.loyalty",
+    "tests.fixtures.gateway",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return RUN_ID
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _drop_run_resources() -> AsyncIterator[None]:
+    """Drop this run's databases, Redis keys and RabbitMQ names once every test is done."""
+    yield
+    from tests.fixtures.cleanup import drop_all
+
+    await drop_all(TEST_ENV)
