@@ -21,7 +21,7 @@ def retrying(what: str, give_up_after: float = 60.0) -> AsyncRetrying:
     """Bounded exponential backoff with jitter for a dependency that may be down."""
     return AsyncRetrying(
         retry=retry_if_exception_type(DEPENDENCY_ERRORS),
-        wait=wait_exponential_jitter(initial=0.1, max=5.0),
+        wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
         stop=stop_after_delay(give_up_after),
         before_sleep=before_sleep_log(log, 30),  # type: ignore[arg-type]
         reraise=True,

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from common.errors import ErrorKind, InvalidArgument, ServiceError
+from common.grpc_errors import status_for
+
+
+def _details(status: grpc.Status) -> status_pb2.Status:
+    (key, value) = status.trailing_metadata[0]
+    assert key == "grpc-status-details-bin"
+    return status_pb2.Status.FromString(value)
+
+
+def test_service_error_carries_error_info() -> None:
+    error = ServiceError(ErrorKind.FAILED_PRECONDITION, "PROMO_CODE_EXPIRED", "expired", "d")
+    status = status_for(error)
+    assert status is not None
+    assert status.code == grpc.StatusCode.FAILED_PRECONDITION
+    info = error_details_pb2.ErrorInfo()
+    assert _details(status).details[0].Unpack(info)
+    assert (info.reason, info.domain) == ("PROMO_CODE_EXPIRED", "d")
+
+
+def test_invalid_argument_names_fields() -> None:
+    status = status_for(InvalidArgument.of("code", "must not be empty"))
+    assert status is not None
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT
+    request = error_details_pb2.BadRequest()
+    assert _details(status).details[0].Unpack(request)
+    assert request.field_violations[0].field == "code"
+
+
+def test_dependency_failure_is_unavailable_and_bugs_are_not_mapped() -> None:
+    status = status_for(ConnectionRefusedError())
+    assert status is not None and status.code == grpc.StatusCode.UNAVAILABLE
+    assert status_for(KeyError("bug")) is None
