@@ -1,0 +1,1 @@
+"""The auth service: users, passwords, sessions and JWTs over gRPC."""

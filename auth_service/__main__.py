@@ -1,0 +1,62 @@
+"""`python -m auth_service [serve|migrate|create-admin --email EMAIL]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from auth_service import app
+from auth_service.config import AuthSettings
+from common import config, logs, sentry
+from common.grpc_server import run_until_signal
+from common.migrations import migrate
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations" / "auth"
+log = logs.get_logger("auth")
+
+
+async def serve(settings: AuthSettings) -> None:
+    auth = await app.build(settings)
+    await app.wait_for_redis(auth.redis)
+    port = await auth.server.start()
+    log.info("serving", address=settings.auth_grpc_addr, port=port)
+    await run_until_signal(auth.server, auth.loops, settings.shutdown_grace, auth.close)
+
+
+async def create_admin(settings: AuthSettings, email: str) -> None:
+    password = os.environ.get("AUTH_ADMIN_PASSWORD", "")
+    if not password:
+        raise SystemExit("AUTH_ADMIN_PASSWORD must be set to the new administrator's password")
+    auth = await app.build(settings)
+    try:
+        user = await auth.accounts.create_admin(email, password)
+        print(f"admin {user.email} ({user.user_id})")
+    finally:
+        await auth.close()
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m auth_service")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the gRPC server (default)")
+    commands.add_parser("migrate", help="create the database if needed and apply migrations")
+    admin = commands.add_parser("create-admin", help="create or promote an administrator")
+    admin.add_argument("--email", required=True)
+    args = parser.parse_args(argv)
+    settings = config.load(AuthSettings)
+    logs.configure("auth", settings.log_level)
+    sentry.init(settings.sentry_dsn, "auth")
+    if args.command == "migrate":
+        applied = asyncio.run(migrate(settings.auth_database_url, MIGRATIONS))
+        print(f"auth: {len(applied)} migration(s) applied")
+    elif args.command == "create-admin":
+        asyncio.run(create_admin(settings, args.email))
+    else:
+        asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""gRPC servicers: parse, call the use case, map the result."""

@@ -1,0 +1,53 @@
+"""Domain values to and from protobuf."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from auth_service.domain import Status, User
+from auth_service.service import TokenPair
+from common.errors import InvalidArgument
+from loyalty.auth.v1 import auth_pb2
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def user_message(user: User) -> auth_pb2.User:
+    return auth_pb2.User(
+        user_id=user.user_id,
+        email=user.email,
+        status=auth_pb2.UserStatus.Value(f"USER_STATUS_{user.status.value}"),
+        role=auth_pb2.Role.Value(f"ROLE_{user.role.value.upper()}"),
+        created_at=timestamp(user.created_at),
+        version=user.version,
+        updated_at=timestamp(user.updated_at),
+    )
+
+
+def token_pair_message(pair: TokenPair) -> auth_pb2.TokenPair:
+    return auth_pb2.TokenPair(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        access_expires_in=pair.access_expires_in,
+        token_type="Bearer",
+    )
+
+
+def admin_settable_status(value: Any) -> Status:
+    """ACTIVE or BLOCKED; anything else is a malformed request."""
+    allowed = {
+        auth_pb2.USER_STATUS_ACTIVE: Status.ACTIVE,
+        auth_pb2.USER_STATUS_BLOCKED: Status.BLOCKED,
+    }
+    if value not in allowed:
+        raise InvalidArgument.of("status", "must be USER_STATUS_ACTIVE or USER_STATUS_BLOCKED")
+    return allowed[value]

@@ -1,0 +1,89 @@
+"""AuthService and UserAdminService over gRPC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import empty_pb2
+
+from auth_service.api.mapping import admin_settable_status, token_pair_message, user_message
+from auth_service.service import Accounts
+from auth_service.tokens import TokenIssuer
+from common.tokens import Principal, TokenVerifier, bearer_token
+from common.validation import page_size, uuid_field
+from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
+
+Context = Any
+
+
+def client_address(context: Context) -> str:
+    """The caller's address: the gateway's x-forwarded-for, else the gRPC peer."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-forwarded-for" and value:
+            return str(value).split(",")[0].strip()[:64]
+    peer: str = context.peer() or "unknown"
+    return peer.rsplit(":", 1)[0]
+
+
+class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
+    def __init__(self, accounts: Accounts, verifier: TokenVerifier, issuer: TokenIssuer) -> None:
+        self._accounts = accounts
+        self._verifier = verifier
+        self._issuer = issuer
+
+    async def Register(self, request: auth_pb2.RegisterRequest, context: Context) -> auth_pb2.User:
+        return user_message(await self._accounts.register(request.email, request.password))
+
+    async def Login(self, request: auth_pb2.LoginRequest, context: Context) -> auth_pb2.TokenPair:
+        pair = await self._accounts.login(request.email, request.password, client_address(context))
+        return token_pair_message(pair)
+
+    async def Refresh(
+        self, request: auth_pb2.RefreshRequest, context: Context
+    ) -> auth_pb2.TokenPair:
+        return token_pair_message(await self._accounts.refresh(request.refresh_token))
+
+    async def Logout(self, request: auth_pb2.LogoutRequest, context: Context) -> empty_pb2.Empty:
+        await self._accounts.logout(request.refresh_token)
+        return empty_pb2.Empty()
+
+    async def DeleteAccount(
+        self, request: auth_pb2.DeleteAccountRequest, context: Context
+    ) -> empty_pb2.Empty:
+        principal = await self._verifier.verify(bearer_token(context.invocation_metadata()))
+        await self._accounts.delete_account(principal.user_id)
+        return empty_pb2.Empty()
+
+    async def GetJwks(self, request: auth_pb2.GetJwksRequest, context: Context) -> auth_pb2.Jwks:
+        jwks = await self._issuer.jwks()
+        return auth_pb2.Jwks(keys=[auth_pb2.Jwk(**key) for key in jwks["keys"]])
+
+
+class UserAdminServicer(auth_pb2_grpc.UserAdminServiceServicer):
+    def __init__(self, accounts: Accounts, verifier: TokenVerifier) -> None:
+        self._accounts = accounts
+        self._verifier = verifier
+
+    async def _admin(self, context: Context) -> Principal:
+        return await self._verifier.verify_admin(bearer_token(context.invocation_metadata()))
+
+    async def SetUserStatus(
+        self, request: auth_pb2.SetUserStatusRequest, context: Context
+    ) -> auth_pb2.User:
+        await self._admin(context)
+        user_id = uuid_field(request.user_id, "user_id")
+        status = admin_settable_status(request.status)
+        return user_message(await self._accounts.set_status(user_id, status))
+
+    async def GetUser(self, request: auth_pb2.GetUserRequest, context: Context) -> auth_pb2.User:
+        await self._admin(context)
+        return user_message(await self._accounts.get_user(uuid_field(request.user_id, "user_id")))
+
+    async def ListUsers(
+        self, request: auth_pb2.ListUsersRequest, context: Context
+    ) -> auth_pb2.ListUsersResponse:
+        await self._admin(context)
+        page = await self._accounts.list_users(page_size(request.page_size), request.page_token)
+        return auth_pb2.ListUsersResponse(
+            users=[user_message(u) for u in page.users], next_page_token=page.next_page_token
+        )

@@ -1,0 +1,93 @@
+"""Composition root of the auth process: settings → pools → use cases → server and loops."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import redis.asyncio as redis
+
+from auth_service.api.servicers import AuthServicer, UserAdminServicer
+from auth_service.config import AuthSettings
+from auth_service.keys import SigningKey, configured_pem, new_private_pem, signing_key
+from auth_service.ratelimit import LoginRateLimiter
+from auth_service.service import Accounts
+from auth_service.store import keys as key_store
+from auth_service.tokens import TokenIssuer
+from common.db import create_pool, retrying
+from common.grpc_server import GrpcServer
+from common.revocation import RevocationList
+from common.tokens import TokenVerifier
+from loyalty.auth.v1 import auth_pb2_grpc
+
+SERVICE_NAMES = ["loyalty.auth.v1.AuthService", "loyalty.auth.v1.UserAdminService"]
+Loop = Callable[[], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class AuthApp:
+    settings: AuthSettings
+    pool: asyncpg.Pool
+    redis: redis.Redis
+    accounts: Accounts
+    server: GrpcServer
+    # Background loops run beside the server and stop with it.
+    loops: list[Loop] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await self.redis.aclose()
+
+
+async def load_signing_key(settings: AuthSettings, pool: asyncpg.Pool) -> SigningKey:
+    pem = configured_pem(settings.auth_jwt_private_key, settings.auth_jwt_private_key_file)
+    if pem is None:
+        pem = await key_store.dev_key_pem(pool, new_private_pem())
+    return signing_key(pem)
+
+
+def build_accounts(
+    settings: AuthSettings, pool: asyncpg.Pool, client: redis.Redis, issuer: TokenIssuer
+) -> Accounts:
+    limiter = LoginRateLimiter(
+        client,
+        settings.redis_key_prefix,
+        settings.auth_login_limit_per_email,
+        settings.auth_login_limit_per_address,
+        settings.auth_login_window_seconds,
+    )
+    revocations = RevocationList(client, settings.redis_key_prefix)
+    return Accounts(
+        pool,
+        issuer,
+        revocations,
+        limiter,
+        settings.auth_password_min_length,
+        settings.auth_refresh_ttl_seconds,
+    )
+
+
+async def build(settings: AuthSettings) -> AuthApp:
+    pool = await create_pool(settings.auth_database_url, max_size=settings.auth_db_pool_size)
+    client = redis.from_url(settings.redis_url)
+    issuer = TokenIssuer(await load_signing_key(settings, pool), settings.auth_access_ttl_seconds)
+    accounts = build_accounts(settings, pool, client, issuer)
+    verifier = TokenVerifier(
+        issuer.jwks, RevocationList(client, settings.redis_key_prefix), "auth.loyalty"
+    )
+    server = GrpcServer(settings.auth_grpc_addr, SERVICE_NAMES)
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(
+        AuthServicer(accounts, verifier, issuer), server.server
+    )
+    auth_pb2_grpc.add_UserAdminServiceServicer_to_server(
+        UserAdminServicer(accounts, verifier), server.server
+    )
+    return AuthApp(settings, pool, client, accounts, server)
+
+
+async def wait_for_redis(client: redis.Redis) -> None:
+    async for attempt in retrying("redis"):
+        with attempt:
+            await client.ping()

@@ -1,0 +1,23 @@
+"""Auth settings, read once from the environment at start."""
+
+from __future__ import annotations
+
+from common.config import BaseServiceSettings, HostPort, PostgresUrl
+
+
+class AuthSettings(BaseServiceSettings):
+    auth_database_url: PostgresUrl = "postgresql://postgres@127.0.0.1:5432/auth"
+    auth_grpc_addr: HostPort = "127.0.0.1:50051"
+    # Ed25519 private key (PEM), inline or in a file; with neither, a development key is
+    # generated at first start and kept in the database so restarts and replicas agree.
+    auth_jwt_private_key: str = ""
+    auth_jwt_private_key_file: str = ""
+    auth_access_ttl_seconds: int = 900
+    auth_refresh_ttl_seconds: int = 30 * 24 * 3600
+    # Login attempts allowed per window, per email and per client address.
+    auth_login_limit_per_email: int = 10
+    auth_login_limit_per_address: int = 100
+    auth_login_window_seconds: int = 60
+    auth_password_min_length: int = 8
+    auth_admin_password: str = ""
+    auth_db_pool_size: int = 20

@@ -1,0 +1,120 @@
+"""Auth's rules, free of I/O: what a valid email and password are, who may sign in,
+which status changes are allowed, and what an access token claims."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from common.errors import ErrorKind, FieldViolation, InvalidArgument, ServiceError
+
+DOMAIN = "auth.loyalty"
+MAX_EMAIL_LENGTH = 254
+MAX_PASSWORD_LENGTH = 128
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class Status(StrEnum):
+    ACTIVE = "ACTIVE"
+    BLOCKED = "BLOCKED"
+    DELETED = "DELETED"
+
+
+class Role(StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    email: str
+    status: Status
+    role: Role
+    version: int
+    password_hash: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+def refusal(kind: ErrorKind, reason: str, message: str) -> ServiceError:
+    return ServiceError(kind, reason, message, DOMAIN)
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def email_problem(email: str) -> str | None:
+    if not email:
+        return "must not be empty"
+    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
+        return "must be an email address"
+    return None
+
+
+def password_problem(password: str, min_length: int) -> str | None:
+    if len(password) < min_length:
+        return f"must be at least {min_length} characters"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"must be at most {MAX_PASSWORD_LENGTH} characters"
+    if password.strip() != password or not password.strip():
+        return "must not start or end with whitespace"
+    return None
+
+
+def check_credentials_input(email: str, password: str, min_length: int) -> str:
+    """The normalised email; INVALID_ARGUMENT naming each malformed field."""
+    normalized = normalize_email(email)
+    problems = [
+        FieldViolation(name, problem)
+        for name, problem in (
+            ("email", email_problem(normalized)),
+            ("password", password_problem(password, min_length)),
+        )
+        if problem
+    ]
+    if problems:
+        raise InvalidArgument(problems)
+    return normalized
+
+
+def check_may_sign_in(status: Status) -> None:
+    if status is Status.BLOCKED:
+        raise refusal(ErrorKind.PERMISSION_DENIED, "USER_BLOCKED", "this account is blocked")
+    if status is Status.DELETED:
+        raise refusal(ErrorKind.PERMISSION_DENIED, "USER_DELETED", "this account is deleted")
+
+
+def check_status_change(current: Status, new: Status) -> None:
+    """Admins move users between ACTIVE and BLOCKED; DELETED is final."""
+    if current is Status.DELETED:
+        raise refusal(
+            ErrorKind.FAILED_PRECONDITION, "USER_DELETED", "a deleted account cannot change status"
+        )
+    if new is Status.DELETED:
+        raise InvalidArgument.of("status", "must be ACTIVE or BLOCKED")
+
+
+def status_changed(current: Status, new: Status) -> bool:
+    return current is not new
+
+
+def invalid_credentials() -> ServiceError:
+    return refusal(ErrorKind.UNAUTHENTICATED, "INVALID_CREDENTIALS", "wrong email or password")
+
+
+def access_claims(
+    user: User, session_id: str, token_id: str, now: int, ttl: int, issuer: str
+) -> dict[str, object]:
+    return {
+        "sub": user.user_id,
+        "role": user.role.value,
+        "sid": session_id,
+        "jti": token_id,
+        "iat": now,
+        "exp": now + ttl,
+        "iss": issuer,
+    }

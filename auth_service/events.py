@@ -1,0 +1,33 @@
+"""UserEvent messages for the outbox."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from auth_service.domain import User
+from auth_service.store import outbox
+from loyalty.auth.v1 import auth_pb2
+from loyalty.events.v1 import events_pb2
+
+REGISTERED = "user.registered"
+STATUS_CHANGED = "user.status_changed"
+
+
+def user_event(user: User) -> events_pb2.UserEvent:
+    occurred_at = Timestamp()
+    occurred_at.GetCurrentTime()
+    return events_pb2.UserEvent(
+        event_id=str(uuid.uuid4()),
+        user_id=user.user_id,
+        status=auth_pb2.UserStatus.Value(f"USER_STATUS_{user.status.value}"),
+        version=user.version,
+        occurred_at=occurred_at,
+    )
+
+
+async def record(conn: Any, user: User, routing_key: str) -> None:
+    event = user_event(user)
+    await outbox.add(conn, event.event_id, user.user_id, routing_key, event.SerializeToString())

@@ -1,0 +1,1 @@
+"""All of auth's SQL, one module per aggregate."""

@@ -1,0 +1,90 @@
+"""Users: registration, lookup, status and role changes, listing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from auth_service.domain import Role, Status, User
+
+_COLUMNS = "user_id, email, status, role, version, password_hash, created_at, updated_at"
+
+
+class EmailTaken(Exception):
+    pass
+
+
+def to_user(row: asyncpg.Record) -> User:
+    return User(
+        user_id=str(row["user_id"]),
+        email=row["email"],
+        status=Status(row["status"]),
+        role=Role(row["role"]),
+        version=row["version"],
+        password_hash=row["password_hash"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def insert(conn: Any, user_id: str, email: str, password_hash: str) -> asyncpg.Record:
+    try:
+        return await conn.fetchrow(
+            f"INSERT INTO users (user_id, email, password_hash) VALUES ($1, $2, $3)"
+            f" RETURNING {_COLUMNS}",
+            user_id,
+            email,
+            password_hash,
+        )
+    except asyncpg.UniqueViolationError:
+        raise EmailTaken(email) from None
+
+
+async def by_email(conn: Any, email: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower($1)", email
+    )
+
+
+async def by_id(conn: Any, user_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+    suffix = " FOR UPDATE" if lock else ""
+    return await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE user_id = $1{suffix}", user_id)
+
+
+async def set_status(conn: Any, user_id: str, status: Status) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "UPDATE users SET status = $2, version = version + 1, updated_at = now()"
+        f" WHERE user_id = $1 RETURNING {_COLUMNS}",
+        user_id,
+        status.value,
+    )
+
+
+async def set_role(conn: Any, user_id: str, role: Role) -> None:
+    await conn.execute(
+        "UPDATE users SET role = $2, updated_at = now() WHERE user_id = $1", user_id, role.value
+    )
+
+
+async def set_password_hash(conn: Any, user_id: str, password_hash: str) -> None:
+    await conn.execute(
+        "UPDATE users SET password_hash = $2 WHERE user_id = $1", user_id, password_hash
+    )
+
+
+async def page(conn: Any, after: tuple[datetime, str] | None, limit: int) -> list[asyncpg.Record]:
+    if after is None:
+        first: list[asyncpg.Record] = await conn.fetch(
+            f"SELECT {_COLUMNS} FROM users ORDER BY created_at, user_id LIMIT $1", limit
+        )
+        return first
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM users WHERE (created_at, user_id) > ($1, $2)"
+        " ORDER BY created_at, user_id LIMIT $3",
+        after[0],
+        after[1],
+        limit,
+    )
+    return rows
