@@ -128,7 +128,9 @@ async def test_delete_account_revokes_and_refuses_login(auth_server: AuthTestSer
     user = await auth_server.new_user()
     await auth_server.auth.DeleteAccount(auth_pb2.DeleteAccountRequest(), metadata=user.metadata())
     assert await reason_of(auth_server.login(user.email), Code.PERMISSION_DENIED) == "USER_DELETED"
-    again = auth_server.auth.DeleteAccount(auth_pb2.DeleteAccountRequest(), metadata=user.metadata())
+    again = auth_server.auth.DeleteAccount(
+        auth_pb2.DeleteAccountRequest(), metadata=user.metadata()
+    )
     await rejected(again, Code.UNAUTHENTICATED)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import grpc
 import pytest
@@ -85,15 +87,20 @@ async def test_deletion_writes_an_event_and_is_final(auth_server: AuthTestServer
     assert await reason_of(call, Code.FAILED_PRECONDITION) == "USER_DELETED"
 
 
+def _status(value: int) -> Any:
+    """A raw enum number, unknown ones included (proto3 keeps them)."""
+    return value
+
+
 async def test_malformed_admin_requests(auth_server: AuthTestServer) -> None:
     admin = await auth_server.new_admin()
     user = await auth_server.new_user()
     meta = admin.metadata()
     cases = [
-        (auth_pb2.SetUserStatusRequest(user_id="nope", status=1), {"user_id"}),
-        (auth_pb2.SetUserStatusRequest(user_id=user.user_id, status=0), {"status"}),
-        (auth_pb2.SetUserStatusRequest(user_id=user.user_id, status=3), {"status"}),
-        (auth_pb2.SetUserStatusRequest(user_id=user.user_id, status=42), {"status"}),
+        (auth_pb2.SetUserStatusRequest(user_id="nope", status=_status(1)), {"user_id"}),
+        (auth_pb2.SetUserStatusRequest(user_id=user.user_id, status=_status(0)), {"status"}),
+        (auth_pb2.SetUserStatusRequest(user_id=user.user_id, status=_status(3)), {"status"}),
+        (auth_pb2.SetUserStatusRequest(user_id=user.user_id, status=_status(42)), {"status"}),
     ]
     for request, fields in cases:
         error = await rejected(
