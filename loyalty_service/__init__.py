@@ -1,0 +1,1 @@
+"""The loyalty service: tariffs, promo codes, groups, purchases and rejections over gRPC."""

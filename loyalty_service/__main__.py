@@ -1,0 +1,46 @@
+"""`python -m loyalty_service [serve|migrate]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from common import config, logs, sentry
+from common.grpc_server import run_until_signal
+from common.migrations import migrate
+from loyalty_service import app
+from loyalty_service.config import LoyaltySettings
+from loyalty_service.jwks import load_keys
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations" / "loyalty"
+log = logs.get_logger("loyalty")
+
+
+async def serve(settings: LoyaltySettings) -> None:
+    loyalty = await app.build(settings)
+    await load_keys(loyalty.verifier, give_up_after=30)
+    port = await loyalty.server.start()
+    log.info("serving", address=settings.loyalty_grpc_addr, port=port)
+    await run_until_signal(loyalty.server, loyalty.loops, settings.shutdown_grace, loyalty.close)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m loyalty_service")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the gRPC server and background loops (default)")
+    commands.add_parser("migrate", help="create the database if needed and apply migrations")
+    args = parser.parse_args(argv)
+    settings = config.load(LoyaltySettings)
+    logs.configure("loyalty", settings.log_level)
+    sentry.init(settings.sentry_dsn, "loyalty")
+    if args.command == "migrate":
+        applied = asyncio.run(migrate(settings.loyalty_database_url, MIGRATIONS))
+        print(f"loyalty: {len(applied)} migration(s) applied")
+    else:
+        asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

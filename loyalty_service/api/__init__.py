@@ -1,0 +1,1 @@
+"""gRPC servicers: parse and validate, call the use case, map the result."""

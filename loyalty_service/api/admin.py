@@ -1,0 +1,171 @@
+"""PromoAdminService: codes, audiences, groups, bulk apply and reports (role admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.tokens import TokenVerifier, bearer_token
+from common.validation import page_size, uuid_field
+from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
+from loyalty_service.administration import PromoAdmin
+from loyalty_service.api import mapping, requests
+
+Context = Any
+
+
+class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
+    def __init__(self, admin: PromoAdmin, verifier: TokenVerifier) -> None:
+        self._admin = admin
+        self._verifier = verifier
+
+    async def _check(self, context: Context) -> None:
+        await self._verifier.verify_admin(bearer_token(context.invocation_metadata()))
+
+    async def CreatePromoCode(
+        self, request: promo_pb2.PromoCodeSpec, context: Context
+    ) -> promo_pb2.PromoCode:
+        await self._check(context)
+        return mapping.promo_code(await self._admin.create(mapping.code_spec(request)))
+
+    async def GeneratePromoCodes(
+        self, request: promo_pb2.GeneratePromoCodesRequest, context: Context
+    ) -> promo_pb2.GeneratePromoCodesResponse:
+        await self._check(context)
+        spec = mapping.code_spec(request.spec)
+        made = await self._admin.generate(spec, request.count, request.prefix, request.length)
+        return promo_pb2.GeneratePromoCodesResponse(codes=made)
+
+    async def GetPromoCode(
+        self, request: promo_pb2.GetPromoCodeRequest, context: Context
+    ) -> promo_pb2.PromoCode:
+        await self._check(context)
+        code = requests.text(request.code, "code", requests.MAX_CODE)
+        return mapping.promo_code(await self._admin.get(code))
+
+    async def ListPromoCodes(
+        self, request: promo_pb2.ListPromoCodesRequest, context: Context
+    ) -> promo_pb2.ListPromoCodesResponse:
+        await self._check(context)
+        size = page_size(request.page_size)
+        query = requests.text(request.query, "query", requests.MAX_CODE, required=False)
+        status = requests.code_status(request.status)
+        after = requests.cursor(request.page_token, "after")
+        rows = await self._admin.list_codes(after, size + 1, query, status)
+        return promo_pb2.ListPromoCodesResponse(
+            promo_codes=[mapping.promo_code(r) for r in rows[:size]],
+            next_page_token=requests.next_token(rows, size, lambda r: {"after": r["code"]}),
+        )
+
+    async def DeactivatePromoCode(
+        self, request: promo_pb2.DeactivatePromoCodeRequest, context: Context
+    ) -> promo_pb2.PromoCode:
+        await self._check(context)
+        code = requests.text(request.code, "code", requests.MAX_CODE)
+        return mapping.promo_code(await self._admin.deactivate(code))
+
+    async def AssignPromoCode(
+        self, request: promo_pb2.AssignPromoCodeRequest, context: Context
+    ) -> promo_pb2.PromoCode:
+        await self._check(context)
+        code = requests.text(request.code, "code", requests.MAX_CODE)
+        user_ids = requests.uuids(request.user_ids, "user_ids")
+        group_ids = requests.uuids(request.group_ids, "group_ids")
+        return mapping.promo_code(await self._admin.assign(code, user_ids, group_ids))
+
+    async def CreateGroup(
+        self, request: promo_pb2.CreateGroupRequest, context: Context
+    ) -> promo_pb2.Group:
+        await self._check(context)
+        name = requests.text(request.name, "name", requests.MAX_NAME)
+        return mapping.group(await self._admin.create_group(name))
+
+    async def ListGroups(
+        self, request: promo_pb2.ListGroupsRequest, context: Context
+    ) -> promo_pb2.ListGroupsResponse:
+        await self._check(context)
+        size = page_size(request.page_size)
+        after = requests.cursor(request.page_token, "after")
+        rows = await self._admin.list_groups(after, size + 1)
+        return promo_pb2.ListGroupsResponse(
+            groups=[mapping.group(r) for r in rows[:size]],
+            next_page_token=requests.next_token(rows, size, lambda r: {"after": r["name"].lower()}),
+        )
+
+    async def ListGroupMembers(
+        self, request: promo_pb2.ListGroupMembersRequest, context: Context
+    ) -> promo_pb2.ListGroupMembersResponse:
+        await self._check(context)
+        group_id = uuid_field(request.group_id, "group_id")
+        size = page_size(request.page_size)
+        after = requests.cursor(request.page_token, "after")
+        members = await self._admin.members(group_id, after, size + 1)
+        return promo_pb2.ListGroupMembersResponse(
+            user_ids=members[:size],
+            next_page_token=requests.next_token(members, size, lambda m: {"after": m}),
+        )
+
+    async def _change_members(
+        self, request: promo_pb2.GroupMembersRequest, context: Context, add: bool
+    ) -> promo_pb2.Group:
+        await self._check(context)
+        group_id = uuid_field(request.group_id, "group_id")
+        user_ids = requests.uuids(request.user_ids, "user_ids")
+        return mapping.group(await self._admin.change_members(group_id, user_ids, add))
+
+    async def AddGroupMembers(
+        self, request: promo_pb2.GroupMembersRequest, context: Context
+    ) -> promo_pb2.Group:
+        return await self._change_members(request, context, add=True)
+
+    async def RemoveGroupMembers(
+        self, request: promo_pb2.GroupMembersRequest, context: Context
+    ) -> promo_pb2.Group:
+        return await self._change_members(request, context, add=False)
+
+    async def AdminApplyPromoCode(
+        self, request: promo_pb2.AdminApplyPromoCodeRequest, context: Context
+    ) -> promo_pb2.AdminApplyPromoCodeResponse:
+        await self._check(context)
+        code, tariff_id = requests.code_and_tariff(request.code, request.tariff_id)
+        user_ids = requests.uuids(request.user_ids, "user_ids")
+        group_ids = requests.uuids(request.group_ids, "group_ids")
+        results = await self._admin.apply_for(code, tariff_id, user_ids, group_ids)
+        return promo_pb2.AdminApplyPromoCodeResponse(
+            results=[
+                promo_pb2.AdminApplyResult(user_id=r.user_id, purchase=mapping.purchase(r.purchase))
+                if r.purchase is not None
+                else promo_pb2.AdminApplyResult(user_id=r.user_id, reason=r.reason)
+                for r in results
+            ]
+        )
+
+    async def GetPromoCodeReport(
+        self, request: promo_pb2.GetPromoCodeReportRequest, context: Context
+    ) -> promo_pb2.PromoCodeReport:
+        await self._check(context)
+        report = await self._admin.report(requests.text(request.code, "code", requests.MAX_CODE))
+        code = report.code
+        left = None if code["max_uses"] == 0 else max(code["max_uses"] - code["uses"], 0)
+        return promo_pb2.PromoCodeReport(
+            code=code["code"],
+            uses_taken=code["uses"],
+            uses_left=left,
+            purchases_by_status=report.purchases_by_status,
+            rejections_by_reason=report.rejections_by_reason,
+        )
+
+    async def ListRejections(
+        self, request: promo_pb2.ListRejectionsRequest, context: Context
+    ) -> promo_pb2.ListRejectionsResponse:
+        await self._check(context)
+        size = page_size(request.page_size)
+        code = requests.text(request.code, "code", requests.MAX_CODE, required=False)
+        reason = requests.text(request.reason, "reason", requests.MAX_CODE, required=False)
+        before = requests.int_cursor(request.page_token, "before")
+        rows = await self._admin.rejections(code, reason, before, size + 1)
+        return promo_pb2.ListRejectionsResponse(
+            rejections=[mapping.rejection(r) for r in rows[:size]],
+            next_page_token=requests.next_token(
+                rows, size, lambda r: {"before": r["rejection_id"]}
+            ),
+        )

@@ -1,0 +1,84 @@
+"""PromoService: what any signed-in user can do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.tokens import Principal, TokenVerifier, bearer_token
+from common.validation import page_size, uuid_field
+from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
+from loyalty_service.api import mapping, requests
+from loyalty_service.promotions import Promotions
+
+Context = Any
+
+
+class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
+    def __init__(self, promotions: Promotions, verifier: TokenVerifier) -> None:
+        self._promotions = promotions
+        self._verifier = verifier
+
+    async def _caller(self, context: Context) -> Principal:
+        return await self._verifier.verify(bearer_token(context.invocation_metadata()))
+
+    async def ListTariffs(
+        self, request: promo_pb2.ListTariffsRequest, context: Context
+    ) -> promo_pb2.ListTariffsResponse:
+        await self._caller(context)
+        found = await self._promotions.tariffs()
+        return promo_pb2.ListTariffsResponse(tariffs=[mapping.tariff(t) for t in found])
+
+    async def ListActivePromoCodes(
+        self, request: promo_pb2.ListActivePromoCodesRequest, context: Context
+    ) -> promo_pb2.ListActivePromoCodesResponse:
+        caller = await self._caller(context)
+        rows = await self._promotions.active_codes(caller.user_id)
+        return promo_pb2.ListActivePromoCodesResponse(
+            promo_codes=[mapping.active_code(r) for r in rows]
+        )
+
+    async def ApplyPromoCode(
+        self, request: promo_pb2.ApplyPromoCodeRequest, context: Context
+    ) -> promo_pb2.Quote:
+        caller = await self._caller(context)
+        code, tariff_id = requests.code_and_tariff(request.code, request.tariff_id)
+        return mapping.quote(await self._promotions.quote(caller.user_id, code, tariff_id))
+
+    async def UsePromoCode(
+        self, request: promo_pb2.UsePromoCodeRequest, context: Context
+    ) -> promo_pb2.Purchase:
+        caller = await self._caller(context)
+        code, tariff_id = requests.code_and_tariff(request.code, request.tariff_id)
+        request_id = requests.text(
+            request.request_id, "request_id", requests.MAX_REQUEST_ID, required=False
+        )
+        row = await self._promotions.redeem(caller.user_id, code, tariff_id, request_id or None)
+        return mapping.purchase(row)
+
+    async def ConfirmPurchase(
+        self, request: promo_pb2.ConfirmPurchaseRequest, context: Context
+    ) -> promo_pb2.Purchase:
+        caller = await self._caller(context)
+        purchase_id = uuid_field(request.purchase_id, "purchase_id")
+        return mapping.purchase(await self._promotions.confirm(caller, purchase_id))
+
+    async def CancelPromoCodeUse(
+        self, request: promo_pb2.CancelPromoCodeUseRequest, context: Context
+    ) -> promo_pb2.Purchase:
+        caller = await self._caller(context)
+        purchase_id = uuid_field(request.purchase_id, "purchase_id")
+        return mapping.purchase(await self._promotions.cancel(caller, purchase_id))
+
+    async def ListMyPurchases(
+        self, request: promo_pb2.ListMyPurchasesRequest, context: Context
+    ) -> promo_pb2.ListPurchasesResponse:
+        caller = await self._caller(context)
+        size = page_size(request.page_size)
+        after = requests.time_cursor(request.page_token)
+        rows = await self._promotions.purchases_of(caller.user_id, after, size + 1)
+        token = requests.next_token(
+            rows, size, lambda r: {"t": r["created_at"].isoformat(), "id": str(r["purchase_id"])}
+        )
+        return promo_pb2.ListPurchasesResponse(
+            purchases=[mapping.purchase(r) for r in rows[:size]], next_page_token=token
+        )

@@ -1,0 +1,71 @@
+"""Composition root of the loyalty process: settings → pools → use cases → server and loops."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import grpc
+import redis.asyncio as redis
+
+from common.db import create_pool
+from common.grpc_server import GrpcServer
+from common.revocation import RevocationList
+from common.tokens import TokenVerifier
+from loyalty.promo.v1 import promo_pb2_grpc
+from loyalty_service.administration import PromoAdmin
+from loyalty_service.api.admin import PromoAdminServicer
+from loyalty_service.api.promo import PromoServicer
+from loyalty_service.config import LoyaltySettings
+from loyalty_service.domain.reasons import DOMAIN
+from loyalty_service.jwks import AuthJwks
+from loyalty_service.promotions import Promotions
+from loyalty_service.sweeper import run_sweeper
+
+SERVICE_NAMES = ["loyalty.promo.v1.PromoService", "loyalty.promo.v1.PromoAdminService"]
+Loop = Callable[[], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class LoyaltyApp:
+    settings: LoyaltySettings
+    pool: asyncpg.Pool
+    redis: redis.Redis
+    auth_channel: grpc.aio.Channel
+    verifier: TokenVerifier
+    promotions: Promotions
+    admin: PromoAdmin
+    server: GrpcServer
+    # Background loops run beside the server and stop with it.
+    loops: list[Loop] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.auth_channel.close()
+        await self.pool.close()
+        await self.redis.aclose()
+
+
+async def build(settings: LoyaltySettings) -> LoyaltyApp:
+    pool = await create_pool(settings.loyalty_database_url, max_size=settings.loyalty_db_pool_size)
+    client = redis.from_url(settings.redis_url)
+    channel = grpc.aio.insecure_channel(settings.auth_grpc_addr)
+    verifier = TokenVerifier(
+        AuthJwks(channel), RevocationList(client, settings.redis_key_prefix), DOMAIN
+    )
+    promotions = Promotions(pool)
+    admin = PromoAdmin(pool, promotions)
+    server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES)
+    promo_pb2_grpc.add_PromoServiceServicer_to_server(
+        PromoServicer(promotions, verifier), server.server
+    )
+    promo_pb2_grpc.add_PromoAdminServiceServicer_to_server(
+        PromoAdminServicer(admin, verifier), server.server
+    )
+    loops: list[Loop] = [
+        lambda: run_sweeper(
+            promotions, settings.purchase_pending_ttl_seconds, settings.sweeper_interval_seconds
+        ),
+    ]
+    return LoyaltyApp(settings, pool, client, channel, verifier, promotions, admin, server, loops)

@@ -1,0 +1,71 @@
+"""Promo codes: their normalised text, generated codes, and where a code stands now."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from loyalty_service.domain.pricing import Discount
+
+# No look-alikes: no 0/O, no 1/I/L.
+CHARSET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_PATTERN = re.compile(r"^[A-Z0-9_-]{3,64}$")
+MAX_CODE_LENGTH = 64
+DEFAULT_RANDOM_LENGTH = 8
+DEFAULT_CURRENCY = "RUB"
+
+
+class CodeStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    NOT_STARTED = "NOT_STARTED"
+    EXPIRED = "EXPIRED"
+    EXHAUSTED = "EXHAUSTED"
+    DEACTIVATED = "DEACTIVATED"
+
+
+@dataclass(frozen=True)
+class PromoCode:
+    code: str
+    discount: Discount
+    currency: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    max_uses: int  # 0 = unlimited
+    uses: int
+    per_user_limit: int  # 0 = unlimited
+    tariff_ids: tuple[str, ...]
+    all_users: bool
+    deactivated: bool
+
+    @property
+    def uses_left(self) -> int | None:
+        return None if self.max_uses == 0 else max(self.max_uses - self.uses, 0)
+
+
+def normalize_code(text: str) -> str:
+    return text.strip().upper()
+
+
+def random_code(prefix: str, length: int) -> str:
+    return prefix + "".join(secrets.choice(CHARSET) for _ in range(length))
+
+
+def status_of(code: PromoCode, now: datetime) -> CodeStatus:
+    if code.deactivated:
+        return CodeStatus.DEACTIVATED
+    if code.starts_at is not None and now < code.starts_at:
+        return CodeStatus.NOT_STARTED
+    if code.ends_at is not None and now >= code.ends_at:
+        return CodeStatus.EXPIRED
+    if code.uses_left == 0:
+        return CodeStatus.EXHAUSTED
+    return CodeStatus.ACTIVE
+
+
+def user_uses_left(code: PromoCode, user_uses: int) -> int | None:
+    if code.per_user_limit == 0:
+        return None
+    return max(code.per_user_limit - user_uses, 0)

@@ -1,0 +1,79 @@
+"""Whether a user may apply a code to a tariff now, and if not, the one reason why.
+
+The checks run in a fixed order, so an attempt that fails several ways reports the first:
+the code exists, the user may buy at all, the code is live (not deactivated, started, not
+expired), the tariff exists and the code covers it, the user is in the code's audience, and
+last the counters (uses left, then the user's own limit) — those are re-checked atomically in
+the database when a use is taken."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from loyalty_service.domain.codes import CodeStatus, PromoCode, status_of
+from loyalty_service.domain.reasons import Reason
+
+_STATUS_REASON = {
+    CodeStatus.DEACTIVATED: Reason.PROMO_CODE_INACTIVE,
+    CodeStatus.NOT_STARTED: Reason.PROMO_CODE_NOT_STARTED,
+    CodeStatus.EXPIRED: Reason.PROMO_CODE_EXPIRED,
+    CodeStatus.EXHAUSTED: Reason.PROMO_CODE_EXHAUSTED,
+}
+_USER_REASON = {"BLOCKED": Reason.USER_BLOCKED, "DELETED": Reason.USER_DELETED}
+
+
+@dataclass(frozen=True)
+class Tariff:
+    tariff_id: str
+    name: str
+    price: int
+    currency: str
+    period_days: int
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Everything the decision needs, loaded in one read."""
+
+    code: PromoCode | None
+    tariff: Tariff | None
+    user_status: str  # ACTIVE when loyalty has not heard of the user yet
+    in_audience: bool
+    user_uses: int
+    now: datetime
+
+
+def _tariff_reason(code: PromoCode, tariff: Tariff | None) -> Reason | None:
+    if tariff is None:
+        return Reason.TARIFF_NOT_FOUND
+    if code.tariff_ids and tariff.tariff_id not in code.tariff_ids:
+        return Reason.PROMO_CODE_NOT_FOR_TARIFF
+    if code.currency != tariff.currency:
+        return Reason.PROMO_CODE_NOT_FOR_TARIFF
+    return None
+
+
+def _counter_reason(code: PromoCode, user_uses: int) -> Reason | None:
+    if code.uses_left == 0:
+        return Reason.PROMO_CODE_EXHAUSTED
+    if code.per_user_limit and user_uses >= code.per_user_limit:
+        return Reason.PROMO_CODE_USER_LIMIT_REACHED
+    return None
+
+
+def rejection_reason(attempt: Attempt) -> Reason | None:
+    code = attempt.code
+    if code is None:
+        return Reason.PROMO_CODE_NOT_FOUND
+    if attempt.user_status in _USER_REASON:
+        return _USER_REASON[attempt.user_status]
+    status = status_of(code, attempt.now)
+    if status is not CodeStatus.ACTIVE and status is not CodeStatus.EXHAUSTED:
+        return _STATUS_REASON[status]
+    tariff_reason = _tariff_reason(code, attempt.tariff)
+    if tariff_reason is not None:
+        return tariff_reason
+    if not attempt.in_audience:
+        return Reason.PROMO_CODE_NOT_FOR_USER
+    return _counter_reason(code, attempt.user_uses)

@@ -1,0 +1,48 @@
+"""A purchase's life: PENDING, then COMPLETED, CANCELLED or EXPIRED, each final."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from loyalty_service.domain.reasons import Reason, Rejection
+
+
+class PurchaseStatus(StrEnum):
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+
+# The transitions there are, and which of them give the code's use back.
+TRANSITIONS: dict[tuple[PurchaseStatus, PurchaseStatus], bool] = {
+    (PurchaseStatus.PENDING, PurchaseStatus.COMPLETED): False,
+    (PurchaseStatus.PENDING, PurchaseStatus.CANCELLED): True,
+    (PurchaseStatus.PENDING, PurchaseStatus.EXPIRED): True,
+}
+
+
+def can_move(current: PurchaseStatus, target: PurchaseStatus) -> bool:
+    return (current, target) in TRANSITIONS
+
+
+def gives_use_back(current: PurchaseStatus, target: PurchaseStatus) -> bool:
+    return TRANSITIONS.get((current, target), False)
+
+
+def check_cancel(current: PurchaseStatus) -> bool:
+    """Whether a cancel changes anything; cancelling twice is a no-op, other states refuse."""
+    if current is PurchaseStatus.CANCELLED:
+        return False
+    if not can_move(current, PurchaseStatus.CANCELLED):
+        raise Rejection(Reason.PURCHASE_NOT_CANCELLABLE, f"it is {current.value}")
+    return True
+
+
+def check_confirm(current: PurchaseStatus) -> bool:
+    """Whether a confirm changes anything; confirming twice is a no-op."""
+    if current is PurchaseStatus.COMPLETED:
+        return False
+    if not can_move(current, PurchaseStatus.COMPLETED):
+        raise Rejection(Reason.PURCHASE_NOT_CONFIRMABLE, f"it is {current.value}")
+    return True

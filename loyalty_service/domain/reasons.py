@@ -1,0 +1,80 @@
+"""Why a promo code was refused: the contract's reasons and the gRPC code of each."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from common.errors import ErrorKind, ServiceError
+
+DOMAIN = "promo.loyalty"
+
+
+class Reason(StrEnum):
+    PROMO_CODE_NOT_FOUND = "PROMO_CODE_NOT_FOUND"
+    PROMO_CODE_INACTIVE = "PROMO_CODE_INACTIVE"
+    PROMO_CODE_NOT_STARTED = "PROMO_CODE_NOT_STARTED"
+    PROMO_CODE_EXPIRED = "PROMO_CODE_EXPIRED"
+    PROMO_CODE_EXHAUSTED = "PROMO_CODE_EXHAUSTED"
+    PROMO_CODE_USER_LIMIT_REACHED = "PROMO_CODE_USER_LIMIT_REACHED"
+    PROMO_CODE_NOT_FOR_USER = "PROMO_CODE_NOT_FOR_USER"
+    PROMO_CODE_NOT_FOR_TARIFF = "PROMO_CODE_NOT_FOR_TARIFF"
+    TARIFF_NOT_FOUND = "TARIFF_NOT_FOUND"
+    USER_BLOCKED = "USER_BLOCKED"
+    USER_DELETED = "USER_DELETED"
+    PURCHASE_NOT_FOUND = "PURCHASE_NOT_FOUND"
+    PURCHASE_NOT_CANCELLABLE = "PURCHASE_NOT_CANCELLABLE"
+    # Not in the contract's table (it lists no confirm failures); same shape.
+    PURCHASE_NOT_CONFIRMABLE = "PURCHASE_NOT_CONFIRMABLE"
+    GROUP_NOT_FOUND = "GROUP_NOT_FOUND"
+    PROMO_CODE_EXISTS = "PROMO_CODE_EXISTS"
+    GROUP_EXISTS = "GROUP_EXISTS"
+
+
+KIND: dict[Reason, ErrorKind] = {
+    Reason.PROMO_CODE_NOT_FOUND: ErrorKind.NOT_FOUND,
+    Reason.PROMO_CODE_INACTIVE: ErrorKind.FAILED_PRECONDITION,
+    Reason.PROMO_CODE_NOT_STARTED: ErrorKind.FAILED_PRECONDITION,
+    Reason.PROMO_CODE_EXPIRED: ErrorKind.FAILED_PRECONDITION,
+    Reason.PROMO_CODE_EXHAUSTED: ErrorKind.FAILED_PRECONDITION,
+    Reason.PROMO_CODE_USER_LIMIT_REACHED: ErrorKind.FAILED_PRECONDITION,
+    Reason.PROMO_CODE_NOT_FOR_USER: ErrorKind.PERMISSION_DENIED,
+    Reason.PROMO_CODE_NOT_FOR_TARIFF: ErrorKind.FAILED_PRECONDITION,
+    Reason.TARIFF_NOT_FOUND: ErrorKind.NOT_FOUND,
+    Reason.USER_BLOCKED: ErrorKind.PERMISSION_DENIED,
+    Reason.USER_DELETED: ErrorKind.PERMISSION_DENIED,
+    Reason.PURCHASE_NOT_FOUND: ErrorKind.NOT_FOUND,
+    Reason.PURCHASE_NOT_CANCELLABLE: ErrorKind.FAILED_PRECONDITION,
+    Reason.PURCHASE_NOT_CONFIRMABLE: ErrorKind.FAILED_PRECONDITION,
+    Reason.GROUP_NOT_FOUND: ErrorKind.NOT_FOUND,
+    Reason.PROMO_CODE_EXISTS: ErrorKind.ALREADY_EXISTS,
+    Reason.GROUP_EXISTS: ErrorKind.ALREADY_EXISTS,
+}
+
+MESSAGES: dict[Reason, str] = {
+    Reason.PROMO_CODE_NOT_FOUND: "no such promo code",
+    Reason.PROMO_CODE_INACTIVE: "this promo code was deactivated",
+    Reason.PROMO_CODE_NOT_STARTED: "this promo code is not valid yet",
+    Reason.PROMO_CODE_EXPIRED: "this promo code has expired",
+    Reason.PROMO_CODE_EXHAUSTED: "this promo code has no uses left",
+    Reason.PROMO_CODE_USER_LIMIT_REACHED: "you have used this promo code as often as allowed",
+    Reason.PROMO_CODE_NOT_FOR_USER: "this promo code is not available to you",
+    Reason.PROMO_CODE_NOT_FOR_TARIFF: "this promo code does not apply to this tariff",
+    Reason.TARIFF_NOT_FOUND: "no such tariff",
+    Reason.USER_BLOCKED: "this account is blocked",
+    Reason.USER_DELETED: "this account is deleted",
+    Reason.PURCHASE_NOT_FOUND: "no such purchase",
+    Reason.PURCHASE_NOT_CANCELLABLE: "only a pending purchase can be cancelled",
+    Reason.PURCHASE_NOT_CONFIRMABLE: "only a pending purchase can be confirmed",
+    Reason.GROUP_NOT_FOUND: "no such group",
+    Reason.PROMO_CODE_EXISTS: "a promo code with this text already exists",
+    Reason.GROUP_EXISTS: "a group with this name already exists",
+}
+
+
+class Rejection(ServiceError):
+    """A refusal with one of the reasons above."""
+
+    def __init__(self, reason: Reason, detail: str = "") -> None:
+        message = f"{MESSAGES[reason]}{': ' + detail if detail else ''}"
+        super().__init__(KIND[reason], reason.value, message, DOMAIN)
+        self.reason_code = reason

@@ -1,0 +1,148 @@
+"""The user-facing use cases: quote a tariff with a code, redeem it, confirm or cancel."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import asyncpg
+
+from common.logs import get_logger
+from common.tokens import Principal
+from loyalty_service.domain import purchases as lifecycle
+from loyalty_service.domain.codes import PromoCode
+from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
+from loyalty_service.domain.pricing import Price, quote
+from loyalty_service.domain.reasons import Reason, Rejection
+from loyalty_service.store import codes, purchases, rejections, tariffs, users
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Quote:
+    code: str
+    tariff: Tariff
+    price: Price
+
+
+class _AlreadyRedeemed(Exception):
+    """This user already made a purchase with this request id."""
+
+
+def to_attempt(row: asyncpg.Record, now: datetime) -> Attempt:
+    code = codes.to_code(row) if row["code"] is not None else None
+    tariff = (
+        Tariff(row["t_id"], row["t_name"], row["t_price"], row["t_currency"], row["t_period"])
+        if row["t_id"] is not None
+        else None
+    )
+    return Attempt(
+        code, tariff, row["user_status"], bool(row["in_audience"]), row["user_uses"], now
+    )
+
+
+class Promotions:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def refuse(
+        self, user_id: str | None, code: str, tariff_id: str, reason: Reason
+    ) -> NoReturn:
+        """Records the rejection, then raises it; a failed write never hides the reason."""
+        try:
+            await rejections.record(self._pool, user_id, code, tariff_id, reason.value)
+        except Exception as error:  # the answer matters more than the record
+            log.warning("rejection_not_recorded", reason=reason.value, error=repr(error))
+        raise Rejection(reason)
+
+    async def _checked(self, user_id: str, code: str, tariff_id: str) -> tuple[PromoCode, Tariff]:
+        attempt = to_attempt(
+            await codes.attempt(self._pool, code, tariff_id, user_id), datetime.now(UTC)
+        )
+        reason = rejection_reason(attempt)
+        if reason is not None:
+            await self.refuse(user_id, code, tariff_id, reason)
+        assert attempt.code is not None and attempt.tariff is not None
+        return attempt.code, attempt.tariff
+
+    async def quote(self, user_id: str, code: str, tariff_id: str) -> Quote:
+        promo, tariff = await self._checked(user_id, code, tariff_id)
+        return Quote(promo.code, tariff, quote(tariff.price, promo.discount))
+
+    async def redeem(
+        self, user_id: str, code: str, tariff_id: str, request_id: str | None
+    ) -> asyncpg.Record:
+        """Takes one use and creates a PENDING purchase, in one transaction."""
+        if request_id:
+            earlier = await purchases.by_request(self._pool, user_id, request_id)
+            if earlier is not None:
+                return earlier
+        promo, tariff = await self._checked(user_id, code, tariff_id)
+        price = quote(tariff.price, promo.discount)
+        try:
+            return await self._take(user_id, promo, tariff, price, request_id)
+        except _AlreadyRedeemed:
+            assert request_id is not None
+            return await purchases.by_request(self._pool, user_id, request_id)
+        except Rejection as rejection:
+            await self.refuse(user_id, code, tariff_id, rejection.reason_code)
+
+    async def _take(
+        self, user_id: str, promo: PromoCode, tariff: Tariff, price: Price, request_id: str | None
+    ) -> asyncpg.Record:
+        # The purchase row goes first: a duplicate request id stops here, before any use
+        # is taken. Code counter before user counter, the same lock order as cancel/expiry.
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await purchases.insert(
+                conn, str(uuid.uuid4()), user_id, promo.code, tariff, price, request_id
+            )
+            if row is None:
+                raise _AlreadyRedeemed
+            if not await codes.take_use(conn, promo.code):
+                raise Rejection(Reason.PROMO_CODE_EXHAUSTED)
+            if not await codes.take_user_use(conn, promo.code, user_id, promo.per_user_limit):
+                raise Rejection(Reason.PROMO_CODE_USER_LIMIT_REACHED)
+            return row
+
+    async def _owned(self, conn: Any, principal: Principal, purchase_id: str) -> asyncpg.Record:
+        row = await purchases.get(conn, purchase_id, lock=True)
+        # Someone else's purchase is answered as missing, so ids cannot be probed.
+        if row is None or not (principal.is_admin or str(row["user_id"]) == principal.user_id):
+            raise Rejection(Reason.PURCHASE_NOT_FOUND)
+        return row
+
+    async def confirm(self, principal: Principal, purchase_id: str) -> asyncpg.Record:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await self._owned(conn, principal, purchase_id)
+            if not lifecycle.check_confirm(lifecycle.PurchaseStatus(row["status"])):
+                return row
+            return await purchases.set_status(conn, purchase_id, "COMPLETED")
+
+    async def cancel(self, principal: Principal, purchase_id: str) -> asyncpg.Record:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await self._owned(conn, principal, purchase_id)
+            if not lifecycle.check_cancel(lifecycle.PurchaseStatus(row["status"])):
+                return row
+            row = await purchases.set_status(conn, purchase_id, "CANCELLED")
+            await codes.give_back(conn, row["code"], str(row["user_id"]))
+            return row
+
+    async def active_codes(self, user_id: str) -> list[asyncpg.Record]:
+        if await users.status_of(self._pool, user_id) != "ACTIVE":
+            return []
+        return await codes.active_for_user(self._pool, user_id, datetime.now(UTC))
+
+    async def tariffs(self) -> list[Tariff]:
+        return await tariffs.all_tariffs(self._pool)
+
+    async def purchases_of(
+        self, user_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[asyncpg.Record]:
+        return await purchases.page_for_user(self._pool, user_id, after, limit)
+
+    async def expire_stale(self, older_than: datetime, batch: int = 500) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await purchases.expire_stale(conn, older_than, batch)

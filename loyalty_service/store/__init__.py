@@ -1,0 +1,1 @@
+"""All of loyalty's SQL, one module per aggregate."""

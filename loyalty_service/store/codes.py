@@ -1,0 +1,219 @@
+"""Promo codes: their settings, audiences and the counters that limit their uses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from loyalty_service.domain.codes import PromoCode
+from loyalty_service.domain.pricing import Discount, DiscountKind
+from loyalty_service.domain.specs import CodeSpec
+
+_AUDIENCE = (
+    "array(SELECT u.user_id::text FROM promo_code_users u WHERE u.code = c.code"
+    " ORDER BY u.user_id) AS user_ids,"
+    " array(SELECT g.group_id::text FROM promo_code_groups g WHERE g.code = c.code"
+    " ORDER BY g.group_id) AS group_ids"
+)
+# The status filter of ListPromoCodes, as SQL over a row `c` and the time $now.
+STATUS_SQL = {
+    "DEACTIVATED": "c.deactivated_at IS NOT NULL",
+    "NOT_STARTED": "c.deactivated_at IS NULL AND c.starts_at > {now}",
+    "EXPIRED": "c.deactivated_at IS NULL AND coalesce(c.starts_at <= {now}, true)"
+    " AND c.ends_at <= {now}",
+    "EXHAUSTED": "c.deactivated_at IS NULL AND coalesce(c.starts_at <= {now}, true)"
+    " AND coalesce(c.ends_at > {now}, true) AND c.max_uses > 0 AND c.uses >= c.max_uses",
+    "ACTIVE": "c.deactivated_at IS NULL AND coalesce(c.starts_at <= {now}, true)"
+    " AND coalesce(c.ends_at > {now}, true) AND (c.max_uses = 0 OR c.uses < c.max_uses)",
+}
+
+
+class CodeTaken(Exception):
+    pass
+
+
+def to_code(row: asyncpg.Record) -> PromoCode:
+    return PromoCode(
+        code=row["code"],
+        discount=Discount(DiscountKind(row["discount_kind"]), row["discount_value"]),
+        currency=row["currency"],
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        max_uses=row["max_uses"],
+        uses=row["uses"],
+        per_user_limit=row["per_user_limit"],
+        tariff_ids=tuple(row["tariff_ids"]),
+        all_users=row["all_users"],
+        deactivated=row["deactivated_at"] is not None,
+    )
+
+
+def _values(spec: CodeSpec, discount: Discount) -> tuple[Any, ...]:
+    return (
+        discount.kind.value,
+        discount.value,
+        spec.starts_at,
+        spec.ends_at,
+        spec.max_uses,
+        spec.per_user_limit,
+        list(spec.tariff_ids),
+        spec.all_users,
+        spec.description,
+    )
+
+
+_INSERT_COLUMNS = (
+    "code, discount_kind, discount_value, starts_at, ends_at, max_uses, per_user_limit,"
+    " tariff_ids, all_users, description"
+)
+
+
+async def insert(conn: Any, code: str, spec: CodeSpec, discount: Discount) -> None:
+    try:
+        await conn.execute(
+            f"INSERT INTO promo_codes ({_INSERT_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            code,
+            *_values(spec, discount),
+        )
+    except asyncpg.UniqueViolationError:
+        raise CodeTaken(code) from None
+
+
+async def insert_batch(
+    conn: Any, codes: list[str], spec: CodeSpec, discount: Discount
+) -> list[str]:
+    """Inserts the codes not taken yet; returns those it inserted."""
+    rows = await conn.fetch(
+        f"INSERT INTO promo_codes ({_INSERT_COLUMNS})"
+        " SELECT c, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM unnest($1::text[]) c"
+        " ON CONFLICT (code) DO NOTHING RETURNING code",
+        codes,
+        *_values(spec, discount),
+    )
+    return [r["code"] for r in rows]
+
+
+async def add_audience(
+    conn: Any, codes: list[str], user_ids: list[str], group_ids: list[str]
+) -> None:
+    if user_ids:
+        await conn.execute(
+            "INSERT INTO promo_code_users (code, user_id)"
+            " SELECT c, u FROM unnest($1::text[]) c, unnest($2::uuid[]) u ON CONFLICT DO NOTHING",
+            codes,
+            user_ids,
+        )
+    if group_ids:
+        await conn.execute(
+            "INSERT INTO promo_code_groups (code, group_id)"
+            " SELECT c, g FROM unnest($1::text[]) c, unnest($2::uuid[]) g ON CONFLICT DO NOTHING",
+            codes,
+            group_ids,
+        )
+
+
+async def get(conn: Any, code: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT c.*, {_AUDIENCE} FROM promo_codes c WHERE c.code = $1", code
+    )
+    return row
+
+
+async def page(
+    conn: Any, after: str | None, limit: int, query: str, status: str, now: datetime
+) -> list[asyncpg.Record]:
+    condition = STATUS_SQL[status].format(now="$4") if status else "$4::timestamptz IS NOT NULL"
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT c.*, {_AUDIENCE} FROM promo_codes c"
+        " WHERE ($1::text IS NULL OR c.code > $1) AND c.code LIKE '%' || $2 || '%' ESCAPE '\\'"
+        f" AND {condition} ORDER BY c.code LIMIT $3",
+        after,
+        query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_"),
+        limit,
+        now,
+    )
+    return rows
+
+
+async def deactivate(conn: Any, code: str) -> bool:
+    found = await conn.fetchval(
+        "UPDATE promo_codes SET deactivated_at = coalesce(deactivated_at, now())"
+        " WHERE code = $1 RETURNING true",
+        code,
+    )
+    return bool(found)
+
+
+async def attempt(conn: Any, code: str, tariff_id: str, user_id: str) -> asyncpg.Record:
+    """One read with all an eligibility decision needs (columns NULL where nothing matches)."""
+    row: asyncpg.Record = await conn.fetchrow(
+        "SELECT c.*, t.tariff_id AS t_id, t.name AS t_name, t.price_minor AS t_price,"
+        "  t.currency AS t_currency, t.period_days AS t_period,"
+        "  coalesce(u.status, 'ACTIVE') AS user_status,"
+        "  coalesce((SELECT uses FROM user_code_uses x WHERE x.code = c.code AND x.user_id = $3),"
+        "    0) AS user_uses,"
+        "  (c.all_users"
+        "   OR EXISTS (SELECT 1 FROM promo_code_users a WHERE a.code = c.code AND a.user_id = $3)"
+        "   OR EXISTS (SELECT 1 FROM promo_code_groups g JOIN group_members m USING (group_id)"
+        "              WHERE g.code = c.code AND m.user_id = $3)) AS in_audience"
+        " FROM (SELECT 1) one"
+        " LEFT JOIN promo_codes c ON c.code = $1"
+        " LEFT JOIN tariffs t ON t.tariff_id = $2"
+        " LEFT JOIN users u ON u.user_id = $3",
+        code,
+        tariff_id,
+        user_id,
+    )
+    return row
+
+
+async def take_use(conn: Any, code: str) -> bool:
+    """Takes one use if any is left: one conditional statement, safe under any concurrency."""
+    taken = await conn.fetchval(
+        "UPDATE promo_codes SET uses = uses + 1"
+        " WHERE code = $1 AND (max_uses = 0 OR uses < max_uses) RETURNING true",
+        code,
+    )
+    return bool(taken)
+
+
+async def take_user_use(conn: Any, code: str, user_id: str, limit: int) -> bool:
+    """Counts one use for this user unless their limit (0: none) is reached."""
+    taken = await conn.fetchval(
+        "INSERT INTO user_code_uses AS x (code, user_id, uses) VALUES ($1, $2, 1)"
+        " ON CONFLICT (code, user_id) DO UPDATE SET uses = x.uses + 1"
+        " WHERE $3 = 0 OR x.uses < $3 RETURNING true",
+        code,
+        user_id,
+        limit,
+    )
+    return bool(taken)
+
+
+async def give_back(conn: Any, code: str, user_id: str) -> None:
+    await conn.execute("UPDATE promo_codes SET uses = uses - 1 WHERE code = $1", code)
+    await conn.execute(
+        "UPDATE user_code_uses SET uses = uses - 1 WHERE code = $1 AND user_id = $2",
+        code,
+        user_id,
+    )
+
+
+async def active_for_user(conn: Any, user_id: str, now: datetime) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT c.*, coalesce(x.uses, 0) AS user_uses FROM promo_codes c"
+        " LEFT JOIN user_code_uses x ON x.code = c.code AND x.user_id = $1"
+        f" WHERE {STATUS_SQL['ACTIVE'].format(now='$2')}"
+        "   AND (c.per_user_limit = 0 OR coalesce(x.uses, 0) < c.per_user_limit)"
+        "   AND (c.all_users"
+        "     OR EXISTS (SELECT 1 FROM promo_code_users a WHERE a.code = c.code AND a.user_id = $1)"
+        "     OR EXISTS (SELECT 1 FROM promo_code_groups g JOIN group_members m USING (group_id)"
+        "                WHERE g.code = c.code AND m.user_id = $1))"
+        " ORDER BY c.ends_at NULLS LAST, c.code",
+        user_id,
+        now,
+    )
+    return rows

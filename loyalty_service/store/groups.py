@@ -1,0 +1,85 @@
+"""Groups of users, the audience unit of promo codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+_WITH_COUNT = (
+    "SELECT g.group_id, g.name, g.created_at,"
+    " (SELECT count(*) FROM group_members m WHERE m.group_id = g.group_id) AS member_count"
+    " FROM groups g"
+)
+
+
+class GroupNameTaken(Exception):
+    pass
+
+
+async def create(conn: Any, group_id: str, name: str) -> asyncpg.Record:
+    try:
+        await conn.execute("INSERT INTO groups (group_id, name) VALUES ($1, $2)", group_id, name)
+    except asyncpg.UniqueViolationError:
+        raise GroupNameTaken(name) from None
+    return await get(conn, group_id)
+
+
+async def get(conn: Any, group_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"{_WITH_COUNT} WHERE g.group_id = $1", group_id
+    )
+    return row
+
+
+async def page(conn: Any, after_name: str | None, limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"{_WITH_COUNT} WHERE $1::text IS NULL OR lower(g.name) > $1"
+        " ORDER BY lower(g.name) LIMIT $2",
+        after_name,
+        limit,
+    )
+    return rows
+
+
+async def add_members(conn: Any, group_id: str, user_ids: list[str]) -> None:
+    await conn.execute(
+        "INSERT INTO group_members (group_id, user_id)"
+        " SELECT $1, u FROM unnest($2::uuid[]) u ON CONFLICT DO NOTHING",
+        group_id,
+        user_ids,
+    )
+
+
+async def remove_members(conn: Any, group_id: str, user_ids: list[str]) -> None:
+    await conn.execute(
+        "DELETE FROM group_members WHERE group_id = $1 AND user_id = ANY($2::uuid[])",
+        group_id,
+        user_ids,
+    )
+
+
+async def members_page(conn: Any, group_id: str, after: str | None, limit: int) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT user_id FROM group_members WHERE group_id = $1"
+        " AND ($2::uuid IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3",
+        group_id,
+        after,
+        limit,
+    )
+    return [str(r["user_id"]) for r in rows]
+
+
+async def members_of(conn: Any, group_ids: list[str]) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT user_id FROM group_members WHERE group_id = ANY($1::uuid[])", group_ids
+    )
+    return [str(r["user_id"]) for r in rows]
+
+
+async def missing_ids(conn: Any, group_ids: list[str]) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT g FROM unnest($1::uuid[]) g WHERE g NOT IN (SELECT group_id FROM groups)",
+        group_ids,
+    )
+    return [str(r["g"]) for r in rows]

@@ -1,0 +1,111 @@
+"""Purchases made with a code, and their status changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from loyalty_service.domain.eligibility import Tariff
+from loyalty_service.domain.pricing import Price
+
+
+async def insert(
+    conn: Any,
+    purchase_id: str,
+    user_id: str,
+    code: str,
+    tariff: Tariff,
+    price: Price,
+    request_id: str | None,
+) -> asyncpg.Record | None:
+    """The new PENDING purchase, or None when this user already used this request id."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "INSERT INTO purchases (purchase_id, user_id, code, tariff_id, base_minor,"
+        " discount_minor, final_minor, currency, status, request_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PENDING', $9)"
+        " ON CONFLICT (user_id, request_id) DO NOTHING RETURNING *",
+        purchase_id,
+        user_id,
+        code,
+        tariff.tariff_id,
+        price.base,
+        price.discount,
+        price.final,
+        tariff.currency,
+        request_id,
+    )
+    return row
+
+
+async def by_request(conn: Any, user_id: str, request_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM purchases WHERE user_id = $1 AND request_id = $2", user_id, request_id
+    )
+    return row
+
+
+async def get(conn: Any, purchase_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+    suffix = " FOR UPDATE" if lock else ""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT * FROM purchases WHERE purchase_id = $1{suffix}", purchase_id
+    )
+    return row
+
+
+async def set_status(conn: Any, purchase_id: str, status: str) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        "UPDATE purchases SET status = $2, updated_at = now() WHERE purchase_id = $1 RETURNING *",
+        purchase_id,
+        status,
+    )
+    return row
+
+
+async def expire_stale(conn: Any, older_than: datetime, limit: int) -> int:
+    """Expires PENDING purchases created before `older_than` and gives their uses back.
+
+    SKIP LOCKED lets several replicas sweep at once, and skips purchases that a confirm or
+    cancel holds right now; the status change and the give-back commit together."""
+    count: int = await conn.fetchval(
+        "WITH stale AS ("
+        "  SELECT purchase_id FROM purchases WHERE status = 'PENDING' AND created_at < $1"
+        "  ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+        "), expired AS ("
+        "  UPDATE purchases p SET status = 'EXPIRED', updated_at = now() FROM stale s"
+        "  WHERE p.purchase_id = s.purchase_id RETURNING p.code, p.user_id"
+        "), codes AS ("
+        "  UPDATE promo_codes c SET uses = c.uses - e.n"
+        "  FROM (SELECT code, count(*) AS n FROM expired GROUP BY code) e WHERE c.code = e.code"
+        "), holders AS ("
+        "  UPDATE user_code_uses x SET uses = x.uses - e.n"
+        "  FROM (SELECT code, user_id, count(*) AS n FROM expired GROUP BY code, user_id) e"
+        "  WHERE x.code = e.code AND x.user_id = e.user_id"
+        ") SELECT count(*) FROM expired",
+        older_than,
+        limit,
+    )
+    return count
+
+
+async def page_for_user(
+    conn: Any, user_id: str, after: tuple[datetime, str] | None, limit: int
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM purchases WHERE user_id = $1"
+        " AND ($2::timestamptz IS NULL OR (created_at, purchase_id) < ($2, $3::uuid))"
+        " ORDER BY created_at DESC, purchase_id DESC LIMIT $4",
+        user_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return rows
+
+
+async def counts_by_status(conn: Any, code: str) -> dict[str, int]:
+    rows = await conn.fetch(
+        "SELECT status, count(*) AS n FROM purchases WHERE code = $1 GROUP BY status", code
+    )
+    return {r["status"]: r["n"] for r in rows}

@@ -1,0 +1,28 @@
+"""Tariffs (seeded by a migration)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from loyalty_service.domain.eligibility import Tariff
+
+
+def to_tariff(row: asyncpg.Record) -> Tariff:
+    return Tariff(
+        row["tariff_id"], row["name"], row["price_minor"], row["currency"], row["period_days"]
+    )
+
+
+async def all_tariffs(conn: Any) -> list[Tariff]:
+    rows = await conn.fetch("SELECT * FROM tariffs ORDER BY price_minor, tariff_id")
+    return [to_tariff(r) for r in rows]
+
+
+async def missing_ids(conn: Any, tariff_ids: list[str]) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT t FROM unnest($1::text[]) t WHERE t NOT IN (SELECT tariff_id FROM tariffs)",
+        tariff_ids,
+    )
+    return [r["t"] for r in rows]
