@@ -53,7 +53,7 @@ class Accounts:
         refresh_ttl: int,
     ) -> None:
         self._pool = pool
-        self._issuer = issuer
+        self.issuer = issuer
         self._revocations = revocations
         self._limiter = limiter
         self._min_length = password_min_length
@@ -98,8 +98,8 @@ class Accounts:
         return self._pair(user, session_id, token)
 
     def _pair(self, user: User, session_id: str, refresh_token: str) -> TokenPair:
-        access = self._issuer.access_token(user, session_id)
-        return TokenPair(access, refresh_token, self._issuer.access_ttl)
+        access = self.issuer.access_token(user, session_id)
+        return TokenPair(access, refresh_token, self.issuer.access_ttl)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         if not refresh_token:
@@ -117,7 +117,7 @@ class Accounts:
                 await sessions.add_refresh_token(conn, use.session_id, token_hash)
                 return self._pair(user, use.session_id, token)
         # Reuse of a rotated token: the whole session goes, access tokens included.
-        await self._revocations.revoke([use.session_id], self._issuer.access_ttl)
+        await self._revocations.revoke([use.session_id], self.issuer.access_ttl)
         raise domain.refusal(
             ErrorKind.UNAUTHENTICATED,
             "REFRESH_TOKEN_REUSED",
@@ -131,7 +131,7 @@ class Accounts:
         if session_id is None:
             raise _invalid_refresh()
         await sessions.revoke(self._pool, session_id)
-        await self._revocations.revoke([session_id], self._issuer.access_ttl)
+        await self._revocations.revoke([session_id], self.issuer.access_ttl)
 
     async def delete_account(self, user_id: str) -> None:
         await self._change_status(user_id, Status.DELETED, check=False)
@@ -156,7 +156,7 @@ class Accounts:
                 if status is not Status.ACTIVE
                 else []
             )
-        await self._revocations.revoke(revoked, self._issuer.access_ttl)
+        await self._revocations.revoke(revoked, self.issuer.access_ttl)
         return user
 
     async def get_user(self, user_id: str) -> User:

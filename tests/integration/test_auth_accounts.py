@@ -150,7 +150,7 @@ async def test_missing_or_bad_tokens_are_unauthenticated(auth_server: AuthTestSe
 
 async def test_expired_token_is_refused(auth_server: AuthTestServer) -> None:
     user = await auth_server.new_user()
-    issuer = auth_server.app.accounts._issuer
+    issuer = auth_server.app.accounts.issuer
     claims = jwt.decode(user.access_token, options={"verify_signature": False})
     claims |= {"iat": claims["iat"] - 3600, "exp": claims["iat"] - 1800}
     expired = jwt.encode(claims, issuer.key.private_key, "EdDSA", headers={"kid": issuer.key.kid})
