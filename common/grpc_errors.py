@@ -20,7 +20,6 @@ DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.AdminShutdownError,
@@ -28,6 +27,13 @@ DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.TimeoutError,
     grpc.aio.AioRpcError,
 )
+
+
+def _lost_connection(error: BaseException) -> bool:
+    """asyncpg reports a closed connection or pool as InterfaceError, like its misuse."""
+    return isinstance(error, asyncpg.InterfaceError) and (
+        "closed" in str(error) or "closing" in str(error)
+    )
 
 
 def _packed(message: object) -> any_pb2.Any:
@@ -70,6 +76,6 @@ def status_for(error: BaseException) -> grpc.Status | None:
         return service_error_status(error)
     if isinstance(error, InvalidArgument):
         return invalid_argument_status(error)
-    if isinstance(error, DEPENDENCY_ERRORS):
+    if isinstance(error, DEPENDENCY_ERRORS) or _lost_connection(error):
         return plain_status(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable; retry later")
     return None

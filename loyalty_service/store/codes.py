@@ -125,17 +125,21 @@ async def get(conn: Any, code: str) -> asyncpg.Record | None:
 async def page(
     conn: Any, after: str | None, limit: int, query: str, status: str, now: datetime
 ) -> list[asyncpg.Record]:
-    condition = STATUS_SQL[status].format(now="$4") if status else "$4::timestamptz IS NOT NULL"
+    condition = STATUS_SQL[status] if status else "true"
+    params: list[Any] = [after, _like_escaped(query), limit]
+    if "{now}" in condition:
+        params.append(now)
     rows: list[asyncpg.Record] = await conn.fetch(
         f"SELECT c.*, {_AUDIENCE} FROM promo_codes c"
         " WHERE ($1::text IS NULL OR c.code > $1) AND c.code LIKE '%' || $2 || '%' ESCAPE '\\'"
-        f" AND {condition} ORDER BY c.code LIMIT $3",
-        after,
-        query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_"),
-        limit,
-        now,
+        f" AND {condition.format(now='$4')} ORDER BY c.code LIMIT $3",
+        *params,
     )
     return rows
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 async def deactivate(conn: Any, code: str) -> bool:
