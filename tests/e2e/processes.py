@@ -31,9 +31,12 @@ def run(args: list[str], env: dict[str, str], timeout: float = 60) -> str:
     return done.stdout
 
 
-def grpcurl(address: str, *args: str, data: str | None = None) -> str:
-    """`grpcurl -plaintext [-d DATA] ADDRESS ARGS…` (list, describe X, or a method)."""
-    flags = ["-d", data] if data is not None else []
+def grpcurl(
+    address: str, *args: str, data: str | None = None, headers: tuple[str, ...] = ()
+) -> str:
+    """`grpcurl -plaintext [-H H…] [-d DATA] ADDRESS ARGS…` (list, describe X, or a method)."""
+    flags = [flag for header in headers for flag in ("-H", header)]
+    flags += ["-d", data] if data is not None else []
     return run([grpcurl_binary(), "-plaintext", *flags, address, *args], dict(os.environ))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import grpc
 
@@ -164,10 +165,14 @@ async def test_list_search_filter_and_page(
     assert [c.code for c in deactivated.promo_codes] == [f"{tag}-4"]
     assert deactivated.promo_codes[0].status == promo_pb2.PROMO_CODE_STATUS_DEACTIVATED
     bad = loyalty_server.admin.ListPromoCodes(
-        promo_pb2.ListPromoCodesRequest(status=99),
-        metadata=admin.metadata(),  # type: ignore[arg-type]
+        promo_pb2.ListPromoCodesRequest(status=_unknown_status()),
+        metadata=admin.metadata(),
     )
     assert bad_request_fields(await rejected(bad, Code.INVALID_ARGUMENT)) == {"status"}
+
+
+def _unknown_status() -> Any:
+    return 99
 
 
 async def test_groups_and_assignment_open_a_code(

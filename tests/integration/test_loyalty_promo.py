@@ -146,7 +146,12 @@ async def test_only_the_owner_or_an_admin_can_touch_a_purchase(
 
 
 async def _expect_reason(
-    loyalty: LoyaltyTestServer, who: TestUser, code: str, tariff: str, reason: str, status: Code
+    loyalty: LoyaltyTestServer,
+    who: TestUser,
+    code: str,
+    tariff: str,
+    reason: str,
+    status: grpc.StatusCode,
 ) -> None:
     apply = loyalty.promo.ApplyPromoCode(
         promo_pb2.ApplyPromoCodeRequest(code=code, tariff_id=tariff), metadata=who.metadata()
