@@ -1,0 +1,94 @@
+"""Starts the real processes for a benchmark, on fresh databases it drops afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from common.migrations import drop_database
+
+ROOT = Path(__file__).resolve().parents[1]
+PG = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class System:
+    env: dict[str, str]
+    processes: dict[str, subprocess.Popen[bytes]]
+
+    def address(self, variable: str) -> str:
+        return self.env[variable]
+
+
+def _wait_serving(address: str, deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.2)
+    raise SystemExit(f"{address} did not start")
+
+
+def bench_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    run = uuid.uuid4().hex[:8]
+    return {
+        **os.environ,
+        "AUTH_DATABASE_URL": f"{PG}/bench_auth_{run}",
+        "LOYALTY_DATABASE_URL": f"{PG}/bench_loyalty_{run}",
+        "REDIS_KEY_PREFIX": f"bench:{run}:",
+        "USER_EVENTS_EXCHANGE": f"loyalty.auth.events.bench.{run}",
+        "LOYALTY_EVENTS_QUEUE": f"loyalty.user-events.bench.{run}",
+        "AUTH_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+        "LOYALTY_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+        "GATEWAY_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+        "AUTH_LOGIN_LIMIT_PER_EMAIL": "1000000",
+        "AUTH_LOGIN_LIMIT_PER_ADDRESS": "1000000",
+        "LOG_LEVEL": "WARNING",
+        **(extra or {}),
+    }
+
+
+@contextmanager
+def running(modules: list[str], extra: dict[str, str] | None = None) -> Iterator[System]:
+    env = bench_env(extra)
+    for module in ("auth_service", "loyalty_service"):
+        subprocess.run([sys.executable, "-m", module, "migrate"], env=env, check=True, cwd=ROOT)
+    processes = {m: subprocess.Popen([sys.executable, "-m", m], env=env, cwd=ROOT) for m in modules}
+    try:
+        for module, variable in (
+            ("auth_service", "AUTH_GRPC_ADDR"),
+            ("loyalty_service", "LOYALTY_GRPC_ADDR"),
+        ):
+            if module in processes:
+                _wait_serving(env[variable])
+        yield System(env, processes)
+    finally:
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            process.wait(30)
+        for variable in ("AUTH_DATABASE_URL", "LOYALTY_DATABASE_URL"):
+            asyncio.run(drop_database(env[variable]))
