@@ -1,0 +1,33 @@
+"""`python -m gateway`: the HTTP server (uvicorn), stopped gracefully on SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from common import config, logs, sentry
+from gateway.app import create_app
+from gateway.config import GatewaySettings
+
+
+def main() -> None:
+    settings = config.load(GatewaySettings)
+    logs.configure("gateway", settings.log_level)
+    sentry.init(settings.sentry_dsn, "gateway")
+    host, _, port = settings.gateway_http_addr.rpartition(":")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=host,
+            port=int(port),
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.shutdown_grace),
+            lifespan="on",
+        )
+    )
+    logs.get_logger("gateway").info("serving", address=settings.gateway_http_addr)
+    server.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The HTTP app: every annotated route forwarded to gRPC, plus health, OpenAPI and docs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.rpc import code_pb2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route as HttpRoute
+
+from common.errors import InvalidArgument
+from common.logs import get_logger
+from gateway import errors, openapi
+from gateway.backends import Backends
+from gateway.config import GatewaySettings
+from gateway.middleware import RequestIdAndLog
+from gateway.routes import Route, build_routes, match
+from gateway.transcode import build_request, to_json
+
+STATIC = Path(__file__).resolve().parent / "static"
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+log = get_logger("gateway")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def status_response(http: int, code: int, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse(errors.status_json(code, message), status_code=http, headers=headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def forwarded_metadata(request: Request) -> list[tuple[str, str]]:
+    metadata = [("x-request-id", request.scope["state"]["request_id"])]
+    authorization = request.headers.get("authorization")
+    if authorization:
+        metadata.append(("authorization", authorization))
+    if request.client is not None:
+        metadata.append(("x-forwarded-for", request.client.host))
+    return metadata
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.routes = build_routes()
+        self.openapi = openapi.document(self.routes)
+        self._backends: Backends | None = None
+
+    @property
+    def backends(self) -> Backends:
+        assert self._backends is not None, "backends open in the app's lifespan"
+        return self._backends
+
+    async def open(self) -> None:
+        # grpc.aio channels belong to the loop they are made on: the server's.
+        self._backends = Backends(self.settings, self.routes)
+
+    async def forward(self, request: Request) -> Response:
+        found = match(self.routes, request.method, request.url.path)
+        if found.route is None:
+            return self._no_route(found.allowed)
+        try:
+            return await self._call(found.route, found.params, request)
+        except BodyTooLarge:
+            limit = self.settings.gateway_max_body_bytes
+            return status_response(413, code_pb2.INVALID_ARGUMENT, f"body over {limit} bytes")
+        except InvalidArgument as error:
+            return JSONResponse(errors.from_invalid_argument(error), status_code=400)
+        except grpc.aio.AioRpcError as error:
+            http, body = errors.from_rpc_error(error)
+            return JSONResponse(body, status_code=http)
+
+    def _no_route(self, allowed: tuple[str, ...]) -> Response:
+        if allowed:
+            return status_response(
+                405, code_pb2.UNIMPLEMENTED, "method not allowed", allow=", ".join(allowed)
+            )
+        return status_response(404, code_pb2.NOT_FOUND, "no such route")
+
+    async def _call(self, route: Route, params: dict[str, str], request: Request) -> Response:
+        # Like grpc-gateway, any content type is read as JSON (curl -d sends a form type).
+        body = await read_body(request, self.settings.gateway_max_body_bytes)
+        message = build_request(route, params, body, list(request.query_params.multi_items()))
+        reply = await self.backends.call(route, message, forwarded_metadata(request))
+        return JSONResponse(to_json(reply))
+
+    async def healthz(self, request: Request) -> Response:
+        report: dict[str, Any] = {"gateway": "SERVING", **await self.backends.health()}
+        healthy = all(value == "SERVING" for value in report.values())
+        return JSONResponse(report, status_code=200 if healthy else 503)
+
+    async def openapi_json(self, request: Request) -> Response:
+        return JSONResponse(self.openapi)
+
+    async def docs(self, request: Request) -> Response:
+        return FileResponse(STATIC / "docs.html")
+
+
+def create_app(settings: GatewaySettings) -> Any:
+    gateway = Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await gateway.open()
+        yield
+        await gateway.backends.close()
+
+    app = Starlette(
+        routes=[
+            HttpRoute("/healthz", gateway.healthz, methods=["GET"]),
+            HttpRoute("/openapi.json", gateway.openapi_json, methods=["GET"]),
+            HttpRoute("/docs", gateway.docs, methods=["GET"]),
+            HttpRoute("/{path:path}", gateway.forward, methods=METHODS),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    return RequestIdAndLog(app)

@@ -1,0 +1,14 @@
+"""Gateway settings, read once from the environment at start."""
+
+from __future__ import annotations
+
+from common.config import BaseServiceSettings, HostPort
+
+
+class GatewaySettings(BaseServiceSettings):
+    gateway_http_addr: HostPort = "127.0.0.1:8080"
+    auth_grpc_addr: HostPort = "127.0.0.1:50051"
+    loyalty_grpc_addr: HostPort = "127.0.0.1:50052"
+    # Every backend call gets this deadline; a hung backend answers 504 after it.
+    gateway_backend_timeout_seconds: float = 5.0
+    gateway_max_body_bytes: int = 64 * 1024

@@ -1,0 +1,149 @@
+"""The OpenAPI 3 document, built from the same route table and the message descriptors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+
+from gateway.routes import Route
+
+_SCALARS: dict[int, dict[str, Any]] = {
+    FieldDescriptor.TYPE_STRING: {"type": "string"},
+    FieldDescriptor.TYPE_BOOL: {"type": "boolean"},
+    FieldDescriptor.TYPE_INT32: {"type": "integer", "format": "int32"},
+    FieldDescriptor.TYPE_UINT32: {"type": "integer", "format": "int64", "minimum": 0},
+    # The proto3 JSON mapping prints 64-bit integers as strings.
+    FieldDescriptor.TYPE_INT64: {"type": "string", "format": "int64"},
+    FieldDescriptor.TYPE_UINT64: {"type": "string", "format": "uint64"},
+    FieldDescriptor.TYPE_DOUBLE: {"type": "number", "format": "double"},
+    FieldDescriptor.TYPE_FLOAT: {"type": "number", "format": "float"},
+    FieldDescriptor.TYPE_BYTES: {"type": "string", "format": "byte"},
+}
+_WELL_KNOWN: dict[str, dict[str, Any]] = {
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Empty": {"type": "object"},
+    "google.protobuf.Any": {
+        "type": "object",
+        "properties": {"@type": {"type": "string"}},
+        "additionalProperties": True,
+    },
+}
+
+
+class _Schemas:
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def ref(self, descriptor: Descriptor | EnumDescriptor) -> dict[str, Any]:
+        name = descriptor.full_name
+        if name in _WELL_KNOWN:
+            return _WELL_KNOWN[name]
+        if name not in self.components:
+            self.components[name] = {}  # placeholder first: messages may nest themselves
+            self.components[name] = self._build(descriptor)
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def _build(self, descriptor: Descriptor | EnumDescriptor) -> dict[str, Any]:
+        if isinstance(descriptor, EnumDescriptor):
+            return {"type": "string", "enum": [v.name for v in descriptor.values]}
+        properties = {f.json_name: self.field(f) for f in descriptor.fields}
+        return {"type": "object", "properties": properties}
+
+    def field(self, field: FieldDescriptor) -> dict[str, Any]:
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value = field.message_type.fields_by_name["value"]
+            return {"type": "object", "additionalProperties": self._single(value)}
+        single = self._single(field)
+        if field.is_repeated:
+            return {"type": "array", "items": single}
+        return single
+
+    def _single(self, field: FieldDescriptor) -> dict[str, Any]:
+        if field.message_type is not None:
+            return self.ref(field.message_type)
+        if field.enum_type is not None:
+            return self.ref(field.enum_type)
+        return dict(_SCALARS[field.type])
+
+
+def _parameters(route: Route, schemas: _Schemas) -> list[dict[str, Any]]:
+    fields = route.input_type.DESCRIPTOR.fields_by_name
+    found = [
+        {"name": p, "in": "path", "required": True, "schema": schemas.field(fields[p])}
+        for p in route.path_params
+    ]
+    if not route.body:
+        found += [
+            {"name": f.json_name, "in": "query", "schema": schemas.field(f)}
+            for f in fields.values()
+            if f.name not in route.path_params and f.message_type is None
+        ]
+    return found
+
+
+def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "tags": [route.method.containing_service.name],
+        "parameters": _parameters(route, schemas),
+        "responses": {
+            "200": _json(schemas.ref(route.output_type.DESCRIPTOR), "OK"),
+            "default": _json({"$ref": "#/components/schemas/google.rpc.Status"}, "An error"),
+        },
+    }
+    if route.body:
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": schemas.ref(route.input_type.DESCRIPTOR)}},
+        }
+    return operation
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _extra_paths() -> dict[str, Any]:
+    health = {"type": "object", "additionalProperties": {"type": "string"}}
+    return {
+        "/healthz": {
+            "get": {
+                "operationId": "Healthz",
+                "tags": ["Gateway"],
+                "responses": {"200": _json(health, "All serving"), "503": _json(health, "Not all")},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "OpenApi",
+                "tags": ["Gateway"],
+                "responses": {"200": _json({"type": "object"}, "This document")},
+            }
+        },
+    }
+
+
+def document(routes: list[Route]) -> dict[str, Any]:
+    schemas = _Schemas()
+    schemas.ref(_status_descriptor())
+    paths: dict[str, Any] = _extra_paths()
+    for route in routes:
+        paths.setdefault(route.template, {})[route.verb.lower()] = _operation(route, schemas)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Loyalty platform HTTP API", "version": "1.0.0"},
+        "components": {
+            "schemas": schemas.components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }
+
+
+def _status_descriptor() -> Descriptor:
+    from google.rpc import status_pb2
+
+    descriptor: Descriptor = status_pb2.Status.DESCRIPTOR
+    return descriptor
