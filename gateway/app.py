@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from google.rpc import code_pb2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route as HttpRoute
@@ -116,6 +117,12 @@ class Gateway:
         return FileResponse(STATIC / "docs.html")
 
 
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own refusals (a path no route pattern can take) in the Status shape too."""
+    status = error.status_code if isinstance(error, HTTPException) else 400
+    return status_response(status, code_pb2.NOT_FOUND, "no such route")
+
+
 def create_app(settings: GatewaySettings) -> Any:
     gateway = Gateway(settings)
 
@@ -133,6 +140,7 @@ def create_app(settings: GatewaySettings) -> Any:
             HttpRoute("/{path:path}", gateway.forward, methods=METHODS),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
     )
     app.state.gateway = gateway
     return RequestIdAndLog(app)
