@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Awaitable
 
 import grpc
 
@@ -76,15 +77,17 @@ async def scenarios(system: System, seconds: float) -> list[Result]:
         codes = await create_codes(admin, admin_meta, 1000)
         hot = await create_codes(admin, admin_meta, 1)
 
-        def apply(i: int) -> object:
+        def apply(i: int) -> Awaitable[object]:
             request = promo_pb2.ApplyPromoCodeRequest(
                 code=codes[i % len(codes)], tariff_id="monthly"
             )
-            return promo.ApplyPromoCode(request, metadata=users[i % len(users)])
+            call: Awaitable[object] = promo.ApplyPromoCode(request, metadata=users[i % len(users)])
+            return call
 
-        def use(i: int, pool: list[str] = codes) -> object:
+        def use(i: int, pool: list[str] = codes) -> Awaitable[object]:
             request = promo_pb2.UsePromoCodeRequest(code=pool[i % len(pool)], tariff_id="monthly")
-            return promo.UsePromoCode(request, metadata=users[i % len(users)])
+            call: Awaitable[object] = promo.UsePromoCode(request, metadata=users[i % len(users)])
+            return call
 
         return [
             await drive("ApplyPromoCode, 50 clients, 1000 codes", apply, 50, seconds),

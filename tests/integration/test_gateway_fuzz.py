@@ -53,7 +53,7 @@ bodies = st.one_of(
     st.text(max_size=100).map(str.encode),
 )
 path_values = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/?#"),
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="/?#"),
     min_size=1,
     max_size=30,
 )

@@ -151,14 +151,14 @@ async def test_every_rejection_reason_maps_to_its_http_status(
         400,
         "PURCHASE_NOT_CANCELLABLE",
     )
-    for status, version in (("BLOCKED", 2), ("DELETED", 3)):
-        await loyalty_server.set_user_status(user_id, status, version)
+    for user_status, version in (("BLOCKED", 2), ("DELETED", 3)):
+        await loyalty_server.set_user_status(user_id, user_status, version)
         blocked = await http.post(
             "/v1/promocodes/apply",
             json={"code": codes["open"], "tariffId": "monthly"},
             headers=auth,
         )
-        assert (blocked.status_code, reason(blocked)) == (403, f"USER_{status}")
+        assert (blocked.status_code, reason(blocked)) == (403, f"USER_{user_status}")
 
 
 async def test_malformed_requests_get_their_4xx(http: httpx.AsyncClient) -> None:
