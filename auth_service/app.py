@@ -12,10 +12,12 @@ import redis.asyncio as redis
 from auth_service.api.servicers import AuthServicer, UserAdminServicer
 from auth_service.config import AuthSettings
 from auth_service.keys import SigningKey, configured_pem, new_private_pem, signing_key
+from auth_service.outbox_relay import OutboxRelay, prune_sent
 from auth_service.ratelimit import LoginRateLimiter
 from auth_service.service import Accounts
 from auth_service.store import keys as key_store
 from auth_service.tokens import TokenIssuer
+from common.broker import BrokerHealth
 from common.db import create_pool, retrying
 from common.grpc_server import GrpcServer
 from common.revocation import RevocationList
@@ -84,7 +86,27 @@ async def build(settings: AuthSettings) -> AuthApp:
     auth_pb2_grpc.add_UserAdminServiceServicer_to_server(
         UserAdminServicer(accounts, verifier), server.server
     )
-    return AuthApp(settings, pool, client, accounts, server)
+    return AuthApp(settings, pool, client, accounts, server, sync_loops(settings, pool, server))
+
+
+def sync_loops(settings: AuthSettings, pool: asyncpg.Pool, server: GrpcServer) -> list[Loop]:
+    """The outbox relay, its pruning, and health that follows the broker."""
+    health = BrokerHealth(settings.broker_unhealthy_after_seconds, server.set_serving)
+    relay = OutboxRelay(
+        pool,
+        settings.auth_database_url,
+        settings.rabbitmq_url,
+        settings.user_events_exchange,
+        health,
+        settings.outbox_batch_size,
+    )
+    return [
+        relay.run,
+        health.watch,
+        lambda: prune_sent(
+            pool, settings.outbox_retention_seconds, settings.outbox_prune_interval_seconds
+        ),
+    ]
 
 
 async def wait_for_redis(client: redis.Redis) -> None:

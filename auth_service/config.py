@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from common.broker import BrokerSettings
 from common.config import BaseServiceSettings, HostPort, PostgresUrl
 
 
-class AuthSettings(BaseServiceSettings):
+class AuthSettings(BaseServiceSettings, BrokerSettings):
     auth_database_url: PostgresUrl = "postgresql://postgres@127.0.0.1:5432/auth"
     auth_grpc_addr: HostPort = "127.0.0.1:50051"
     # Ed25519 private key (PEM), inline or in a file; with neither, a development key is
@@ -21,3 +22,7 @@ class AuthSettings(BaseServiceSettings):
     auth_password_min_length: int = 8
     auth_admin_password: str = ""
     auth_db_pool_size: int = 20
+    # Outbox relay: rows per published batch, how long sent rows are kept, how often pruned.
+    outbox_batch_size: int = 500
+    outbox_retention_seconds: float = 7 * 24 * 3600
+    outbox_prune_interval_seconds: float = 600

@@ -31,3 +31,4 @@ def user_event(user: User) -> events_pb2.UserEvent:
 async def record(conn: Any, user: User, routing_key: str) -> None:
     event = user_event(user)
     await outbox.add(conn, event.event_id, user.user_id, routing_key, event.SerializeToString())
+    await outbox.notify(conn)

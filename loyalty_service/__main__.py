@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 from common import config, logs, sentry
+from common.db import create_pool
 from common.grpc_server import run_until_signal
 from common.migrations import migrate
 from loyalty_service import app
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.jwks import load_keys
+from loyalty_service.resync import resync
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations" / "loyalty"
 log = logs.get_logger("loyalty")
@@ -26,11 +28,21 @@ async def serve(settings: LoyaltySettings) -> None:
     await run_until_signal(loyalty.server, loyalty.loops, settings.shutdown_grace, loyalty.close)
 
 
+async def run_resync(settings: LoyaltySettings) -> None:
+    pool = await create_pool(settings.loyalty_database_url, max_size=4)
+    try:
+        report = await resync(settings, pool)
+    finally:
+        await pool.close()
+    print(f"resync: {report.seen} users seen, {report.applied} mirror rows updated")
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m loyalty_service")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="run the gRPC server and background loops (default)")
     commands.add_parser("migrate", help="create the database if needed and apply migrations")
+    commands.add_parser("resync", help="bring the users mirror up to date from auth's user list")
     args = parser.parse_args(argv)
     settings = config.load(LoyaltySettings)
     logs.configure("loyalty", settings.log_level)
@@ -38,6 +50,8 @@ def main(argv: list[str]) -> None:
     if args.command == "migrate":
         applied = asyncio.run(migrate(settings.loyalty_database_url, MIGRATIONS))
         print(f"loyalty: {len(applied)} migration(s) applied")
+    elif args.command == "resync":
+        asyncio.run(run_resync(settings))
     else:
         asyncio.run(serve(settings))
 

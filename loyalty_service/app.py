@@ -10,6 +10,7 @@ import asyncpg
 import grpc
 import redis.asyncio as redis
 
+from common.broker import BrokerHealth
 from common.db import create_pool
 from common.grpc_server import GrpcServer
 from common.revocation import RevocationList
@@ -23,6 +24,7 @@ from loyalty_service.domain.reasons import DOMAIN
 from loyalty_service.jwks import AuthJwks
 from loyalty_service.promotions import Promotions
 from loyalty_service.sweeper import run_sweeper
+from loyalty_service.user_events import UserEventsConsumer
 
 SERVICE_NAMES = ["loyalty.promo.v1.PromoService", "loyalty.promo.v1.PromoAdminService"]
 Loop = Callable[[], Coroutine[Any, Any, None]]
@@ -67,5 +69,20 @@ async def build(settings: LoyaltySettings) -> LoyaltyApp:
         lambda: run_sweeper(
             promotions, settings.purchase_pending_ttl_seconds, settings.sweeper_interval_seconds
         ),
+        *sync_loops(settings, pool, server),
     ]
     return LoyaltyApp(settings, pool, client, channel, verifier, promotions, admin, server, loops)
+
+
+def sync_loops(settings: LoyaltySettings, pool: asyncpg.Pool, server: GrpcServer) -> list[Loop]:
+    """The user-events consumer, and health that follows the broker."""
+    health = BrokerHealth(settings.broker_unhealthy_after_seconds, server.set_serving)
+    consumer = UserEventsConsumer(
+        pool,
+        settings.rabbitmq_url,
+        settings.user_events_exchange,
+        settings.loyalty_events_queue,
+        settings.consumer_retry_delays,
+        health,
+    )
+    return [consumer.run, health.watch]

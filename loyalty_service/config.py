@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from common.broker import BrokerSettings
 from common.config import BaseServiceSettings, HostPort, PostgresUrl
 
 
-class LoyaltySettings(BaseServiceSettings):
+class LoyaltySettings(BaseServiceSettings, BrokerSettings):
     loyalty_database_url: PostgresUrl = "postgresql://postgres@127.0.0.1:5432/loyalty"
     loyalty_grpc_addr: HostPort = "127.0.0.1:50052"
     # Where the JWT public keys come from (AuthService.GetJwks).
@@ -14,3 +15,8 @@ class LoyaltySettings(BaseServiceSettings):
     purchase_pending_ttl_seconds: float = 30 * 60
     sweeper_interval_seconds: float = 10.0
     loyalty_db_pool_size: int = 20
+    # Seconds before each retry of a user event that failed (JSON list); then the dead letters.
+    consumer_retry_delays: list[float] = [1.0, 5.0, 30.0]
+    # An admin account `python -m loyalty_service resync` signs in with.
+    loyalty_resync_email: str = ""
+    loyalty_resync_password: str = ""

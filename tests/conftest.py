@@ -33,6 +33,7 @@ pytest_plugins = [
     "tests.fixtures.auth",
     "tests.fixtures.loyalty",
     "tests.fixtures.gateway",
+    "tests.fixtures.sync",
 ]
 
 

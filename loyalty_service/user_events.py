@@ -1,0 +1,164 @@
+"""The user-events consumer: keeps the users mirror as auth reports it.
+
+Its durable quorum queue is bound to both routing keys. An event is applied in one statement
+only if its version is newer than the mirror's, and acknowledged after that commits. A
+message that fails is republished to a retry queue whose TTL sends it back later (delays grow
+with each try); after the last try, or at once when it cannot be parsed, it is parked in the
+dead-letter queue. Neither blocks the messages behind it, and nothing is dropped: the copy is
+confirmed by the broker before the original is acknowledged."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import aio_pika
+import asyncpg
+import sentry_sdk
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from google.protobuf.message import DecodeError
+
+from common.broker import REGISTERED, STATUS_CHANGED, BrokerHealth, declare_exchange, run_connected
+from common.db import retrying
+from common.logs import get_logger
+from loyalty.auth.v1 import auth_pb2
+from loyalty.events.v1 import events_pb2
+from loyalty_service.store.users import apply_user_status
+
+log = get_logger(__name__)
+ATTEMPT_HEADER = "x-attempt"
+STATUSES = {"ACTIVE", "BLOCKED", "DELETED"}
+
+
+class PoisonMessage(Exception):
+    """A message no retry can fix."""
+
+
+@dataclass(frozen=True)
+class Change:
+    user_id: str
+    status: str
+    version: int
+
+
+def parse(body: bytes) -> Change:
+    try:
+        event = events_pb2.UserEvent.FromString(body)
+        status = auth_pb2.UserStatus.Name(event.status).removeprefix("USER_STATUS_")
+        user_id = str(uuid.UUID(event.user_id))
+    except (DecodeError, ValueError) as error:
+        raise PoisonMessage(f"not a UserEvent: {error}") from None
+    if status not in STATUSES or event.version < 1:
+        raise PoisonMessage(f"bad status or version: {status} {event.version}")
+    return Change(user_id, status, event.version)
+
+
+def attempt_of(message: AbstractIncomingMessage) -> int:
+    """How many times this message has failed before (our header; absent on the first try)."""
+    value = (message.headers or {}).get(ATTEMPT_HEADER, 0)
+    return value if isinstance(value, int) else 0
+
+
+def queue_names(queue: str, delays: list[float]) -> tuple[list[str], str]:
+    return [f"{queue}.retry.{index}" for index in range(len(delays))], f"{queue}.dead"
+
+
+class UserEventsConsumer:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        url: str,
+        exchange: str,
+        queue: str,
+        retry_delays: list[float],
+        health: BrokerHealth,
+        prefetch: int = 200,
+    ) -> None:
+        self._pool = pool
+        self._url = url
+        self._exchange = exchange
+        self._queue = queue
+        self._delays = retry_delays
+        self.health = health
+        self._prefetch = prefetch
+        self._retry_queues, self._dead_queue = queue_names(queue, retry_delays)
+
+    async def run(self) -> None:
+        await run_connected(self._url, self._session, self.health, "user_events")
+
+    async def _declare(self, channel: AbstractChannel) -> aio_pika.abc.AbstractQueue:
+        exchange = await declare_exchange(channel, self._exchange)
+        queue = await channel.declare_queue(
+            self._queue, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        for key in (REGISTERED, STATUS_CHANGED):
+            await queue.bind(exchange, key)
+        for name, delay in zip(self._retry_queues, self._delays, strict=True):
+            # Expired messages go back to the main queue through the default exchange.
+            await channel.declare_queue(
+                name,
+                durable=True,
+                arguments={
+                    "x-message-ttl": int(delay * 1000),
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": self._queue,
+                },
+            )
+        await channel.declare_queue(self._dead_queue, durable=True)
+        return queue
+
+    async def _session(self, connection: AbstractConnection) -> None:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=self._prefetch)
+        queue = await self._declare(channel)
+        async with queue.iterator() as messages:
+            async for message in messages:
+                await self.handle(channel, message)
+
+    async def handle(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
+        try:
+            change = parse(message.body)
+            await self._apply(change)
+        except PoisonMessage as error:
+            await self._park(channel, message, str(error))
+        except Exception as error:
+            await self._retry_or_park(channel, message, repr(error))
+            return
+        else:
+            await message.ack()
+
+    async def _apply(self, change: Change) -> None:
+        # While Postgres is down nothing can be applied: wait for it rather than burn retries.
+        async for attempt in retrying("postgres", give_up_after=30):
+            with attempt:
+                await apply_user_status(self._pool, change.user_id, change.status, change.version)
+
+    async def _republish(
+        self, channel: AbstractChannel, message: AbstractIncomingMessage, queue: str, attempt: int
+    ) -> None:
+        copy = aio_pika.Message(
+            message.body,
+            headers={**(message.headers or {}), ATTEMPT_HEADER: attempt},
+            content_type=message.content_type,
+            message_id=message.message_id,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await channel.default_exchange.publish(copy, routing_key=queue)
+        await message.ack()
+
+    async def _retry_or_park(
+        self, channel: AbstractChannel, message: AbstractIncomingMessage, error: str
+    ) -> None:
+        attempt = attempt_of(message)
+        if attempt >= len(self._retry_queues):
+            await self._park(channel, message, error)
+            return
+        log.warning("user_event_retry", attempt=attempt + 1, error=error)
+        await self._republish(channel, message, self._retry_queues[attempt], attempt + 1)
+
+    async def _park(
+        self, channel: AbstractChannel, message: AbstractIncomingMessage, error: str
+    ) -> None:
+        log.error("user_event_dead_lettered", message_id=message.message_id, error=error)
+        sentry_sdk.capture_message(f"user event dead-lettered: {error}", level="error")
+        await self._republish(channel, message, self._dead_queue, attempt_of(message))
