@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aio_pika
 import grpc
@@ -23,7 +25,7 @@ EXCHANGE = TEST_ENV["USER_EVENTS_EXCHANGE"]
 QUEUE = TEST_ENV["LOYALTY_EVENTS_QUEUE"]
 
 
-async def _status(synced: Synced, admin: TestUser, user_id: str, status: int) -> None:
+async def _status(synced: Synced, admin: TestUser, user_id: str, status: Any) -> None:
     await synced.auth.admin.SetUserStatus(
         auth_pb2.SetUserStatusRequest(user_id=user_id, status=status), metadata=admin.metadata()
     )
@@ -77,7 +79,7 @@ async def _mirrored(synced: Synced, user_id: str, expected: tuple[str, int]) -> 
     return (await mirror(synced.loyalty, [user_id])).get(user_id) == expected
 
 
-def _event(user_id: str, status: int, version: int) -> bytes:
+def _event(user_id: str, status: Any, version: int) -> bytes:
     stamp = Timestamp()
     stamp.GetCurrentTime()
     return events_pb2.UserEvent(
@@ -168,7 +170,7 @@ async def test_1000_changes_during_a_20_second_broker_outage_all_arrive(synced: 
             *(_status(synced, admin, user_id, statuses[round_ % 2]) for user_id in ids)
         )
     for address in (synced.auth.address, synced.loyalty.address):
-        await eventually(lambda a=address: _not(_serving(a)), 20, f"{address} NOT_SERVING")
+        await eventually(_health_is(address, False), 20, f"{address} NOT_SERVING")
     # The outage lasts at least 20 seconds in all, whatever the changes took.
     await asyncio.sleep(max(0.0, 20 - (asyncio.get_running_loop().time() - outage_started)))
     assert (await truth(synced.auth, ids)) != (await mirror(synced.loyalty, ids))
@@ -178,11 +180,14 @@ async def test_1000_changes_during_a_20_second_broker_outage_all_arrive(synced: 
     assert {v for _, v in final.values()} == {51}  # registered at 1, then 50 changes
     assert await mirror(synced.loyalty, ids) == final
     for address in (synced.auth.address, synced.loyalty.address):
-        await eventually(lambda a=address: _serving(a), 20, f"{address} SERVING again")
+        await eventually(_health_is(address, True), 20, f"{address} SERVING again")
 
 
-async def _not(check: asyncio.Future[bool] | object) -> bool:
-    return not await check  # type: ignore[misc]
+def _health_is(address: str, serving: bool) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return await _serving(address) is serving
+
+    return check
 
 
 async def _all_mirrored(synced: Synced, ids: list[str]) -> bool:
