@@ -131,7 +131,8 @@ async def test_resync_rebuilds_a_lost_mirror(synced_relay: AuthTestServer) -> No
     again = await asyncio.to_thread(run, [sys.executable, "-m", "loyalty_service", "resync"], env)
     assert ", 0 mirror rows updated" in again
     missing = {k: v for k, v in env.items() if k != "LOYALTY_RESYNC_PASSWORD"}
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "loyalty_service", "resync"],
         env=missing,
         capture_output=True,
