@@ -14,12 +14,17 @@ from typing import Any
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractConnection, AbstractExchange
+from pamqp.commands import Basic
 
 from auth_service.store import outbox
 from common.broker import CONTENT_TYPE, BrokerHealth, declare_exchange, run_connected
 from common.logs import get_logger
 
 log = get_logger(__name__)
+
+
+class NotDelivered(Exception):
+    """The broker did not take responsibility for every message of a batch."""
 
 
 def _message(row: Any) -> aio_pika.Message:
@@ -73,7 +78,7 @@ class OutboxRelay:
             self._wake.clear()
             try:
                 full = await self.publish_batch(exchange) == self._batch
-            except aio_pika.exceptions.DeliveryError as error:
+            except (aio_pika.exceptions.DeliveryError, NotDelivered) as error:
                 # Unroutable (no queue bound yet) or refused: keep the rows and try later.
                 log.warning("outbox_not_delivered", error=repr(error))
                 full = False
@@ -88,9 +93,12 @@ class OutboxRelay:
             if not rows:
                 return 0
             # Published in order on one channel; each awaits the broker's confirm.
-            await asyncio.gather(
+            results = await asyncio.gather(
                 *(exchange.publish(_message(r), routing_key=r["routing_key"]) for r in rows)
             )
+            if not all(isinstance(r, Basic.Ack) for r in results):
+                # Returned (no queue bound yet) or nacked: nothing is marked sent.
+                raise NotDelivered(f"{len(rows)} events not routed to any queue")
             await outbox.mark_sent(conn, [r["id"] for r in rows])
         return len(rows)
 
