@@ -10,7 +10,7 @@ from pathlib import Path
 
 from auth_service import app
 from auth_service.config import AuthSettings
-from common import config, logs, sentry
+from common import config, logs, metrics, sentry
 from common.grpc_server import run_until_signal
 from common.migrations import migrate
 
@@ -21,6 +21,7 @@ log = logs.get_logger("auth")
 async def serve(settings: AuthSettings) -> None:
     auth = await app.build(settings)
     await app.wait_for_redis(auth.redis)
+    metrics.serve(settings.auth_metrics_addr)
     port = await auth.server.start()
     log.info("serving", address=settings.auth_grpc_addr, port=port)
     await run_until_signal(auth.server, auth.loops, settings.shutdown_grace, auth.close)

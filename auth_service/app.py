@@ -12,7 +12,7 @@ import redis.asyncio as redis
 from auth_service.api.servicers import AuthServicer, UserAdminServicer
 from auth_service.config import AuthSettings
 from auth_service.keys import SigningKey, configured_pem, new_private_pem, signing_key
-from auth_service.outbox_relay import OutboxRelay, prune_sent
+from auth_service.outbox_relay import OutboxRelay, measure_backlog, prune_sent
 from auth_service.ratelimit import LoginRateLimiter
 from auth_service.service import Accounts
 from auth_service.store import keys as key_store
@@ -103,6 +103,7 @@ def sync_loops(settings: AuthSettings, pool: asyncpg.Pool, server: GrpcServer) -
     return [
         relay.run,
         health.watch,
+        lambda: measure_backlog(pool),
         lambda: prune_sent(
             pool, settings.outbox_retention_seconds, settings.outbox_prune_interval_seconds
         ),

@@ -9,6 +9,8 @@ from common.config import BaseServiceSettings, HostPort, PostgresUrl
 class AuthSettings(BaseServiceSettings, BrokerSettings):
     auth_database_url: PostgresUrl = "postgresql://postgres@127.0.0.1:5432/auth"
     auth_grpc_addr: HostPort = "127.0.0.1:50051"
+    # Prometheus /metrics; empty turns it off.
+    auth_metrics_addr: str = "127.0.0.1:9101"
     # Ed25519 private key (PEM), inline or in a file; with neither, a development key is
     # generated at first start and kept in the database so restarts and replicas agree.
     auth_jwt_private_key: str = ""

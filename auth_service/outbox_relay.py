@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractConnection, AbstractExchange
 from pamqp.commands import Basic
 
 from auth_service.store import outbox
+from common import metrics
 from common.broker import CONTENT_TYPE, BrokerHealth, declare_exchange, run_connected
 from common.logs import get_logger
 
@@ -100,6 +101,7 @@ class OutboxRelay:
                 # Returned (no queue bound yet) or nacked: nothing is marked sent.
                 raise NotDelivered(f"{len(rows)} events not routed to any queue")
             await outbox.mark_sent(conn, [r["id"] for r in rows])
+        metrics.OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 
 
@@ -112,4 +114,16 @@ async def prune_sent(pool: asyncpg.Pool, retention_seconds: float, every_seconds
                 log.info("outbox_pruned", rows=removed)
         except (OSError, asyncpg.PostgresError) as error:
             log.warning("outbox_prune_failed", error=repr(error))
+        await asyncio.sleep(every_seconds)
+
+
+async def measure_backlog(pool: asyncpg.Pool, every_seconds: float = 5.0) -> None:
+    """A loop: the outbox's backlog and the age of its oldest row, as gauges."""
+    while True:
+        try:
+            rows, age = await outbox.backlog(pool)
+            metrics.OUTBOX_BACKLOG.set(rows)
+            metrics.OUTBOX_OLDEST_AGE.set(age)
+        except (OSError, asyncpg.PostgresError) as error:
+            log.warning("outbox_backlog_unknown", error=repr(error))
         await asyncio.sleep(every_seconds)

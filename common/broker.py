@@ -110,10 +110,15 @@ async def _connect(url: str, health: BrokerHealth, name: str) -> AbstractConnect
 async def run_connected(url: str, session: Session, health: BrokerHealth, name: str) -> None:
     """Runs `session` on a fresh connection, again and again, backing off while the broker is
     down; a session ends when it returns, fails, or its connection closes."""
+    failures = 0
     while True:
         connection = await _connect(url, health, name)
         health.up()
+        started = time.monotonic()
         await _serve(connection, session, health, name)
+        # A session that keeps failing at once (say, a refused declaration) must not spin.
+        failures = failures + 1 if time.monotonic() - started < 5 else 0
+        await asyncio.sleep(min(0.2 * 2**failures, 10.0) if failures else 0)
 
 
 async def _serve(

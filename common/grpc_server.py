@@ -15,6 +15,7 @@ import sentry_sdk
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from common import metrics
 from common.grpc_errors import plain_status, status_for
 from common.logs import get_logger, request_id_var
 
@@ -55,13 +56,11 @@ def _wrap(method: str, handler: Handler) -> Handler:
         try:
             return await _run(handler, request, context)
         finally:
-            code = context.code() or grpc.StatusCode.OK
-            log.info(
-                "rpc",
-                method=method,
-                code=getattr(code, "name", str(code)),
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+            code = getattr(context.code() or grpc.StatusCode.OK, "name", "UNKNOWN")
+            elapsed = time.perf_counter() - started
+            metrics.RPCS.labels(method, code).inc()
+            metrics.RPC_LATENCY.labels(method).observe(elapsed)
+            log.info("rpc", method=method, code=code, duration_ms=round(elapsed * 1000, 2))
 
     return wrapped
 

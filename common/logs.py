@@ -10,6 +10,8 @@ from typing import Any
 
 import structlog
 
+from common.sentry import scrub
+
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 
 
@@ -18,6 +20,12 @@ def _add_request_id(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
     if request_id:
         event.setdefault("request_id", request_id)
     return event
+
+
+def _scrubbed(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """No password, token or email reaches the logs, not even inside a traceback."""
+    cleaned: MutableMapping[str, Any] = scrub(dict(event))
+    return cleaned
 
 
 def configure(service: str, level: str = "INFO") -> None:
@@ -29,6 +37,7 @@ def configure(service: str, level: str = "INFO") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _scrubbed,
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
-from common import config, logs, sentry
+from common import config, logs, metrics, sentry
 from gateway.app import create_app
 from gateway.config import GatewaySettings
 
@@ -13,6 +13,7 @@ def main() -> None:
     settings = config.load(GatewaySettings)
     logs.configure("gateway", settings.log_level)
     sentry.init(settings.sentry_dsn, "gateway")
+    metrics.serve(settings.gateway_metrics_addr)
     host, _, port = settings.gateway_http_addr.rpartition(":")
     server = uvicorn.Server(
         uvicorn.Config(

@@ -80,6 +80,7 @@ class Gateway:
         found = match(self.routes, request.method, request.url.path)
         if found.route is None:
             return self._no_route(found.allowed)
+        request.scope["route_template"] = f"{found.route.verb} {found.route.template}"
         try:
             return await self._call(found.route, found.params, request)
         except BodyTooLarge:
@@ -106,6 +107,7 @@ class Gateway:
         return JSONResponse(to_json(reply))
 
     async def healthz(self, request: Request) -> Response:
+        request.scope["route_template"] = "GET /healthz"
         report: dict[str, Any] = {"gateway": "SERVING", **await self.backends.health()}
         healthy = all(value == "SERVING" for value in report.values())
         return JSONResponse(report, status_code=200 if healthy else 503)

@@ -7,6 +7,8 @@ from common.config import BaseServiceSettings, HostPort
 
 class GatewaySettings(BaseServiceSettings):
     gateway_http_addr: HostPort = "127.0.0.1:8080"
+    # Prometheus /metrics; empty turns it off.
+    gateway_metrics_addr: str = "127.0.0.1:9103"
     auth_grpc_addr: HostPort = "127.0.0.1:50051"
     loyalty_grpc_addr: HostPort = "127.0.0.1:50052"
     # Every backend call gets this deadline; a hung backend answers 504 after it.

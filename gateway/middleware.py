@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common import metrics
 from common.logs import get_logger, request_id_var
 
 log = get_logger("http")
@@ -50,10 +51,15 @@ class RequestIdAndLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            # The route template (set by the gateway), so labels stay few whatever the paths.
+            route = scope.get("route_template", "unmatched")
+            metrics.HTTP_REQUESTS.labels(route, str(status["code"])).inc()
+            metrics.HTTP_LATENCY.labels(route).observe(elapsed)
             log.info(
                 "http",
                 method=scope["method"],
                 path=scope["path"],
                 status=status["code"],
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
             )

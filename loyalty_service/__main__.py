@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from common import config, logs, sentry
+from common import config, logs, metrics, sentry
 from common.db import create_pool
 from common.grpc_server import run_until_signal
 from common.migrations import migrate
@@ -23,6 +23,7 @@ log = logs.get_logger("loyalty")
 async def serve(settings: LoyaltySettings) -> None:
     loyalty = await app.build(settings)
     await load_keys(loyalty.verifier, give_up_after=30)
+    metrics.serve(settings.loyalty_metrics_addr)
     port = await loyalty.server.start()
     log.info("serving", address=settings.loyalty_grpc_addr, port=port)
     await run_until_signal(loyalty.server, loyalty.loops, settings.shutdown_grace, loyalty.close)

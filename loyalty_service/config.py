@@ -9,6 +9,8 @@ from common.config import BaseServiceSettings, HostPort, PostgresUrl
 class LoyaltySettings(BaseServiceSettings, BrokerSettings):
     loyalty_database_url: PostgresUrl = "postgresql://postgres@127.0.0.1:5432/loyalty"
     loyalty_grpc_addr: HostPort = "127.0.0.1:50052"
+    # Prometheus /metrics; empty turns it off.
+    loyalty_metrics_addr: str = "127.0.0.1:9102"
     # Where the JWT public keys come from (AuthService.GetJwks).
     auth_grpc_addr: HostPort = "127.0.0.1:50051"
     # A PENDING purchase older than this expires and gives its use back.

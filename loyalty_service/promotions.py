@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 import asyncpg
 
+from common import metrics
 from common.logs import get_logger
 from common.tokens import Principal
 from loyalty_service.domain import purchases as lifecycle
@@ -52,6 +53,7 @@ class Promotions:
         self, user_id: str | None, code: str, tariff_id: str, reason: Reason
     ) -> NoReturn:
         """Records the rejection, then raises it; a failed write never hides the reason."""
+        metrics.PROMO_REJECTIONS.labels(reason.value).inc()
         try:
             await rejections.record(self._pool, user_id, code, tariff_id, reason.value)
         except Exception as error:  # the answer matters more than the record
@@ -105,7 +107,8 @@ class Promotions:
                 raise Rejection(Reason.PROMO_CODE_EXHAUSTED)
             if not await codes.take_user_use(conn, promo.code, user_id, promo.per_user_limit):
                 raise Rejection(Reason.PROMO_CODE_USER_LIMIT_REACHED)
-            return row
+        metrics.PROMO_USES.inc()
+        return row
 
     async def _owned(self, conn: Any, principal: Principal, purchase_id: str) -> asyncpg.Record:
         row = await purchases.get(conn, purchase_id, lock=True)
@@ -119,7 +122,9 @@ class Promotions:
             row = await self._owned(conn, principal, purchase_id)
             if not lifecycle.check_confirm(lifecycle.PurchaseStatus(row["status"])):
                 return row
-            return await purchases.set_status(conn, purchase_id, "COMPLETED")
+            row = await purchases.set_status(conn, purchase_id, "COMPLETED")
+        metrics.PROMO_CONFIRMS.inc()
+        return row
 
     async def cancel(self, principal: Principal, purchase_id: str) -> asyncpg.Record:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -128,7 +133,8 @@ class Promotions:
                 return row
             row = await purchases.set_status(conn, purchase_id, "CANCELLED")
             await codes.give_back(conn, row["code"], str(row["user_id"]))
-            return row
+        metrics.PROMO_CANCELS.inc()
+        return row
 
     async def active_codes(self, user_id: str) -> list[asyncpg.Record]:
         if await users.status_of(self._pool, user_id) != "ACTIVE":
@@ -145,4 +151,6 @@ class Promotions:
 
     async def expire_stale(self, older_than: datetime, batch: int = 500) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
-            return await purchases.expire_stale(conn, older_than, batch)
+            expired = await purchases.expire_stale(conn, older_than, batch)
+        metrics.PROMO_EXPIRIES.inc(expired)
+        return expired

@@ -18,6 +18,7 @@ import sentry_sdk
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from google.protobuf.message import DecodeError
 
+from common import metrics
 from common.broker import REGISTERED, STATUS_CHANGED, BrokerHealth, declare_exchange, run_connected
 from common.db import retrying
 from common.logs import get_logger
@@ -60,7 +61,9 @@ def attempt_of(message: AbstractIncomingMessage) -> int:
 
 
 def queue_names(queue: str, delays: list[float]) -> tuple[list[str], str]:
-    return [f"{queue}.retry.{index}" for index in range(len(delays))], f"{queue}.dead"
+    """Retry queues are named by their delay, so changing the delays declares new queues
+    (RabbitMQ refuses to redeclare a queue with another TTL) and the old ones drain."""
+    return [f"{queue}.retry.{round(d * 1000)}ms" for d in delays], f"{queue}.dead"
 
 
 class UserEventsConsumer:
@@ -131,7 +134,10 @@ class UserEventsConsumer:
         # While Postgres is down nothing can be applied: wait for it rather than burn retries.
         async for attempt in retrying("postgres", give_up_after=30):
             with attempt:
-                await apply_user_status(self._pool, change.user_id, change.status, change.version)
+                applied = await apply_user_status(
+                    self._pool, change.user_id, change.status, change.version
+                )
+        metrics.CONSUMER_DELIVERIES.labels("applied" if applied else "stale").inc()
 
     async def _republish(
         self, channel: AbstractChannel, message: AbstractIncomingMessage, queue: str, attempt: int
@@ -154,11 +160,15 @@ class UserEventsConsumer:
             await self._park(channel, message, error)
             return
         log.warning("user_event_retry", attempt=attempt + 1, error=error)
+        metrics.CONSUMER_DELIVERIES.labels("retried").inc()
+        metrics.CONSUMER_RETRIES.inc()
         await self._republish(channel, message, self._retry_queues[attempt], attempt + 1)
 
     async def _park(
         self, channel: AbstractChannel, message: AbstractIncomingMessage, error: str
     ) -> None:
         log.error("user_event_dead_lettered", message_id=message.message_id, error=error)
+        metrics.CONSUMER_DELIVERIES.labels("dead_lettered").inc()
+        metrics.CONSUMER_DEAD.inc()
         sentry_sdk.capture_message(f"user event dead-lettered: {error}", level="error")
         await self._republish(channel, message, self._dead_queue, attempt_of(message))

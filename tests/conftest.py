@@ -26,6 +26,10 @@ TEST_ENV = {
     "LOYALTY_EVENTS_QUEUE": f"loyalty.user-events.test.{RUN_ID}",
     "SENTRY_DSN": "",
     "LOG_LEVEL": "WARNING",
+    # Processes started by tests serve no metrics unless a test asks (ports would clash).
+    "AUTH_METRICS_ADDR": "",
+    "LOYALTY_METRICS_ADDR": "",
+    "GATEWAY_METRICS_ADDR": "",
 }
 os.environ.update(TEST_ENV)
 

@@ -18,11 +18,11 @@ from loyalty.events.v1 import events_pb2
 from loyalty.promo.v1 import promo_pb2
 from tests.conftest import TEST_ENV
 from tests.fixtures.auth import TestUser
-from tests.fixtures.sync import Synced, eventually, mirror, truth
+from tests.fixtures.sync import SYNCED_QUEUE, Synced, eventually, mirror, truth
 from tests.grpc_helpers import rejected
 
 EXCHANGE = TEST_ENV["USER_EVENTS_EXCHANGE"]
-QUEUE = TEST_ENV["LOYALTY_EVENTS_QUEUE"]
+QUEUE = SYNCED_QUEUE
 
 
 async def _status(synced: Synced, admin: TestUser, user_id: str, status: Any) -> None:
