@@ -26,6 +26,9 @@ def system() -> Iterator[dict[str, str]]:
         "AUTH_GRPC_ADDR": f"127.0.0.1:{free_port()}",
         "LOYALTY_GRPC_ADDR": f"127.0.0.1:{free_port()}",
         "GATEWAY_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+        "AUTH_METRICS_ADDR": f"127.0.0.1:{free_port()}",
+        "LOYALTY_METRICS_ADDR": f"127.0.0.1:{free_port()}",
+        "GATEWAY_METRICS_ADDR": f"127.0.0.1:{free_port()}",
     }
     process = subprocess.Popen(
         ["make", "--no-print-directory", "run"],
@@ -135,3 +138,37 @@ def test_an_admin_code_and_a_user_session_over_http(system: dict[str, str]) -> N
         assert http.post("/v1/promocodes/use", content=b"{", headers=auth).status_code == 400
         assert http.get("/v1/tariffs").status_code == 401
         assert http.get("/openapi.json").json()["openapi"].startswith("3.")
+
+
+EXPECTED_METRICS = {
+    "AUTH_METRICS_ADDR": [
+        'rpc_requests_total{code="OK",method="/loyalty.auth.v1.AuthService/Login"}',
+        "rpc_duration_seconds_bucket",
+        "outbox_backlog",
+        "outbox_oldest_age_seconds",
+        "outbox_published_total",
+    ],
+    "LOYALTY_METRICS_ADDR": [
+        "promo_uses_total 3.0",
+        "promo_confirms_total 1.0",
+        "promo_cancels_total 1.0",
+        "promo_expiries_total",
+        'promo_rejections_total{reason="PROMO_CODE_USER_LIMIT_REACHED"} 1.0',
+        "consumer_deliveries_total",
+        "consumer_retries_total",
+        "consumer_dead_lettered_total",
+        'rpc_requests_total{code="FAILED_PRECONDITION",method="/loyalty.promo.v1.PromoService/UsePromoCode"}',
+    ],
+    "GATEWAY_METRICS_ADDR": [
+        'http_requests_total{route="POST /v1/promocodes/use",status="200"} 3.0',
+        'http_requests_total{route="GET /v1/tariffs",status="401"} 1.0',
+        "http_request_duration_seconds_bucket",
+    ],
+}
+
+
+def test_each_process_serves_its_metrics_after_the_traffic(system: dict[str, str]) -> None:
+    for variable, names in EXPECTED_METRICS.items():
+        text = httpx.get(f"http://{system[variable]}/metrics", timeout=5).text
+        for name in names:
+            assert name in text, (variable, name)
