@@ -92,3 +92,10 @@ def test_commands_ports_and_variables_match_the_code(compose: dict[str, Any], na
     metrics = getattr(settings, f"{name}_metrics_addr")
     assert metrics.split(":")[-1] == ports[1]
     assert "127.0.0.1" not in environment.get("REDIS_URL", "redis")  # containers talk by name
+
+
+def test_the_operations_guide_documents_every_variable() -> None:
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    every = _variables(AuthSettings) | _variables(LoyaltySettings) | _variables(GatewaySettings)
+    missing = sorted(v for v in every if f"`{v}`" not in guide)
+    assert not missing, missing
