@@ -13,7 +13,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount
 from starlette.routing import Route as HttpRoute
+from starlette.staticfiles import StaticFiles
 
 from common.errors import InvalidArgument
 from common.logs import get_logger
@@ -118,6 +120,9 @@ class Gateway:
     async def docs(self, request: Request) -> Response:
         return FileResponse(STATIC / "docs.html")
 
+    async def console(self, request: Request) -> Response:
+        return FileResponse(STATIC / "admin" / "index.html")
+
 
 async def _http_error(request: Request, error: Exception) -> Response:
     """Starlette's own refusals (a path no route pattern can take) in the Status shape too."""
@@ -139,6 +144,8 @@ def create_app(settings: GatewaySettings) -> Any:
             HttpRoute("/healthz", gateway.healthz, methods=["GET"]),
             HttpRoute("/openapi.json", gateway.openapi_json, methods=["GET"]),
             HttpRoute("/docs", gateway.docs, methods=["GET"]),
+            HttpRoute("/admin", gateway.console, methods=["GET"]),
+            Mount("/admin", StaticFiles(directory=STATIC / "admin", html=True)),
             HttpRoute("/{path:path}", gateway.forward, methods=METHODS),
         ],
         lifespan=lifespan,

@@ -1,0 +1,383 @@
+// The admin console: plain JavaScript over the gateway's /v1 HTTP API (no build step, no CDN).
+"use strict";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const state = { token: sessionStorage.getItem("token"), codesPage: "", usersPage: "" };
+
+function say(text, kind = "ok") {
+  const box = $("#message");
+  box.textContent = text;
+  box.className = kind;
+}
+
+async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const response = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const info = (data.details || []).find((d) => d.reason);
+    const error = new Error(`${data.message || response.statusText}${info ? ` (${info.reason})` : ""}`);
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+function claims(token) {
+  const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+  return JSON.parse(atob(part));
+}
+
+function lines(text) {
+  return text.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
+}
+
+function cell(row, value, className) {
+  const td = row.insertCell();
+  if (value instanceof Node) td.append(value); else td.textContent = value ?? "";
+  if (className) td.className = className;
+  return td;
+}
+
+function badge(text) {
+  const span = document.createElement("span");
+  span.className = `badge ${text}`;
+  span.textContent = text;
+  return span;
+}
+
+function button(text, onClick, className = "") {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  b.className = className;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+const statusName = (value, prefix) => String(value || "").replace(prefix, "");
+
+function discountText(spec) {
+  if (spec.percentOff) return `${spec.percentOff}% off`;
+  if (spec.amountOff) return `${spec.amountOff.amountMinor / 100} ${spec.amountOff.currency} off`;
+  if (spec.fixedPrice) return `price ${spec.fixedPrice.amountMinor / 100} ${spec.fixedPrice.currency}`;
+  return "";
+}
+
+// ---- views -----------------------------------------------------------------
+
+function show(view) {
+  for (const section of document.querySelectorAll("main > section")) section.hidden = true;
+  $(`#${view}-view`).hidden = false;
+}
+
+async function route() {
+  if (!state.token) { $("#nav").hidden = true; show("sign-in"); return; }
+  $("#nav").hidden = false;
+  const [view, arg] = location.hash.slice(1).split("/");
+  try {
+    if (view === "code" && arg) await openCode(decodeURIComponent(arg));
+    else if (view === "users") { show("users"); await loadUsers(true); }
+    else if (view === "groups") { show("groups"); await loadGroups(); }
+    else if (view === "apply") show("apply");
+    else { show("codes"); await loadCodes(true); }
+  } catch (error) { handle(error); }
+}
+
+function handle(error) {
+  if (error.status === 401) { signOut(); say("Your session ended; sign in again.", "error"); return; }
+  say(error.message, "error");
+}
+
+// ---- sign in / out -----------------------------------------------------------
+
+async function signIn(event) {
+  event.preventDefault();
+  const form = event.target;
+  try {
+    const tokens = await api("POST", "/v1/auth/login", { email: form.email.value, password: form.password.value });
+    if (claims(tokens.accessToken).role !== "admin") {
+      say("This account is not an administrator.", "error");
+      return;
+    }
+    state.token = tokens.accessToken;
+    sessionStorage.setItem("token", state.token);
+    sessionStorage.setItem("refresh", tokens.refreshToken);
+    say("Signed in.");
+    location.hash = "#codes";
+    await route();
+  } catch (error) { say(`Sign-in failed: ${error.message}`, "error"); }
+}
+
+function signOut() {
+  const refresh = sessionStorage.getItem("refresh");
+  if (refresh) api("POST", "/v1/auth/logout", { refreshToken: refresh }).catch(() => {});
+  state.token = null;
+  sessionStorage.clear();
+  say("Signed out.");
+  route();
+}
+
+// ---- promo codes ---------------------------------------------------------------
+
+async function loadCodes(reset) {
+  const form = $("#code-search");
+  if (reset) { state.codesPage = ""; $("#codes-table tbody").textContent = ""; }
+  const params = new URLSearchParams({ pageSize: "25", query: form.query.value });
+  if (form.status.value) params.set("status", `PROMO_CODE_STATUS_${form.status.value}`);
+  if (state.codesPage) params.set("pageToken", state.codesPage);
+  const page = await api("GET", `/v1/admin/promocodes?${params}`);
+  const body = $("#codes-table tbody");
+  for (const code of page.promoCodes) {
+    const row = body.insertRow();
+    const link = document.createElement("a");
+    link.href = `#code/${encodeURIComponent(code.code)}`;
+    link.textContent = code.code;
+    cell(row, link);
+    cell(row, badge(statusName(code.status, "PROMO_CODE_STATUS_")));
+    cell(row, discountText(code.spec));
+    cell(row, code.usesTaken);
+    cell(row, code.usesLeft ?? "unlimited");
+    cell(row, code.deactivated ? "" : button("Deactivate", () => deactivate(code.code), "secondary"));
+  }
+  state.codesPage = page.nextPageToken;
+  $("#codes-more").hidden = !page.nextPageToken;
+}
+
+function specFrom(form) {
+  const spec = {
+    maxUses: Number(form.maxUses.value || 0),
+    perUserLimit: Number(form.perUserLimit.value || 0),
+    tariffIds: lines(form.tariffIds.value),
+    allUsers: form.allUsers.checked,
+    userIds: lines(form.userIds.value),
+    groupIds: lines(form.groupIds.value),
+    description: form.description.value,
+  };
+  const value = Number(form.value.value || 0);
+  spec[form.kind.value] = form.kind.value === "percentOff" ? value : { amountMinor: String(value), currency: "RUB" };
+  if (form.startsAt.value) spec.startsAt = new Date(form.startsAt.value).toISOString();
+  if (form.endsAt.value) spec.endsAt = new Date(form.endsAt.value).toISOString();
+  return spec;
+}
+
+async function createCode(event) {
+  event.preventDefault();
+  const form = event.target;
+  try {
+    const created = await api("POST", "/v1/admin/promocodes", { ...specFrom(form), code: form.code.value });
+    say(`Created ${created.code}.`);
+    await loadCodes(true);
+  } catch (error) { handle(error); }
+}
+
+async function generate() {
+  const form = $("#create-code");
+  try {
+    const made = await api("POST", "/v1/admin/promocodes:generate", {
+      spec: specFrom(form), count: Number(form.count.value || 0), prefix: form.prefix.value,
+    });
+    const csv = "code\n" + made.codes.join("\n") + "\n";
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([csv], { type: "text/csv" }));
+    link.download = `promo-codes-${made.codes.length}.csv`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    say(`Generated ${made.codes.length} codes.`);
+    await loadCodes(true);
+  } catch (error) { handle(error); }
+}
+
+async function deactivate(code) {
+  try {
+    await api("POST", `/v1/admin/promocodes/${encodeURIComponent(code)}/deactivate`, {});
+    say(`Deactivated ${code}.`);
+    await route();
+  } catch (error) { handle(error); }
+}
+
+// ---- one code's page -------------------------------------------------------------
+
+function cards(root, entries) {
+  root.textContent = "";
+  for (const [label, value] of entries) {
+    const card = document.createElement("div");
+    card.className = "card";
+    const b = document.createElement("b");
+    b.textContent = value;
+    card.append(b, document.createTextNode(label));
+    root.append(card);
+  }
+}
+
+async function openCode(code) {
+  show("code");
+  const path = `/v1/admin/promocodes/${encodeURIComponent(code)}`;
+  const [promo, report, rejected] = await Promise.all([
+    api("GET", path), api("GET", `${path}/report`),
+    api("GET", `/v1/admin/rejections?${new URLSearchParams({ code, pageSize: "50" })}`),
+  ]);
+  $("#code-title").textContent = promo.code;
+  const spec = promo.spec;
+  cards($("#code-settings"), [
+    ["status", statusName(promo.status, "PROMO_CODE_STATUS_")], ["discount", discountText(spec)],
+    ["uses taken", report.usesTaken], ["uses left", report.usesLeft ?? "unlimited"],
+    ["per-user limit", spec.perUserLimit || "unlimited"], ["tariffs", spec.tariffIds.join(", ") || "all"],
+    ["audience", spec.allUsers ? "all users" : `${spec.userIds.length} users, ${spec.groupIds.length} groups`],
+    ["starts", spec.startsAt || "—"], ["ends", spec.endsAt || "—"],
+  ]);
+  $("#deactivate").hidden = promo.deactivated;
+  $("#deactivate").onclick = () => deactivate(promo.code);
+  const byStatus = Object.entries(report.purchasesByStatus || {});
+  cards($("#purchases-by-status"), byStatus);
+  if (!byStatus.length) $("#purchases-by-status").textContent = "No purchases yet.";
+  const chart = $("#rejections-chart");
+  chart.textContent = "";
+  const reasons = Object.entries(report.rejectionsByReason || {}).sort((a, b) => Number(b[1]) - Number(a[1]));
+  const most = Math.max(1, ...reasons.map(([, n]) => Number(n)));
+  if (!reasons.length) chart.textContent = "No rejected attempts.";
+  for (const [reason, count] of reasons) {
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.dataset.reason = reason;
+    const label = document.createElement("span"); label.textContent = reason;
+    const track = document.createElement("span");
+    const fill = document.createElement("span"); fill.className = "fill";
+    fill.style.width = `${(Number(count) / most) * 100}%`;
+    track.append(fill);
+    const number = document.createElement("span"); number.className = "count"; number.textContent = count;
+    bar.append(label, track, number);
+    chart.append(bar);
+  }
+  const body = $("#rejections-table tbody");
+  body.textContent = "";
+  for (const r of rejected.rejections) {
+    const row = body.insertRow();
+    cell(row, new Date(r.occurredAt).toLocaleString());
+    cell(row, r.userId);
+    cell(row, r.tariffId);
+    cell(row, r.reason);
+  }
+}
+
+// ---- users and groups -------------------------------------------------------------
+
+async function loadUsers(reset) {
+  if (reset) { state.usersPage = ""; $("#users-table tbody").textContent = ""; }
+  const params = new URLSearchParams({ pageSize: "50" });
+  if (state.usersPage) params.set("pageToken", state.usersPage);
+  const page = await api("GET", `/v1/admin/users?${params}`);
+  renderUsers(page.users);
+  state.usersPage = page.nextPageToken;
+  $("#users-more").hidden = !page.nextPageToken;
+}
+
+function renderUsers(users) {
+  const body = $("#users-table tbody");
+  for (const user of users) {
+    const row = body.insertRow();
+    row.dataset.userId = user.userId;
+    const status = statusName(user.status, "USER_STATUS_");
+    cell(row, user.email);
+    cell(row, user.userId);
+    cell(row, statusName(user.role, "ROLE_").toLowerCase());
+    cell(row, badge(status), "status");
+    const next = status === "BLOCKED" ? "ACTIVE" : "BLOCKED";
+    cell(row, status === "DELETED" ? "" : button(status === "BLOCKED" ? "Unblock" : "Block", () => setStatus(user.userId, next), "secondary"));
+  }
+}
+
+async function findUser(event) {
+  event.preventDefault();
+  try {
+    const user = await api("GET", `/v1/admin/users/${encodeURIComponent(event.target.userId.value.trim())}`);
+    $("#users-table tbody").textContent = "";
+    $("#users-more").hidden = true;
+    renderUsers([user]);
+  } catch (error) { handle(error); }
+}
+
+async function setStatus(userId, status) {
+  try {
+    await api("POST", `/v1/admin/users/${userId}/status`, { status: `USER_STATUS_${status}`, reason: "admin console" });
+    say(`User ${status === "BLOCKED" ? "blocked" : "unblocked"}.`);
+    const found = $("#user-find").userId.value.trim();
+    if (found === userId) { $("#users-table tbody").textContent = ""; renderUsers([await api("GET", `/v1/admin/users/${userId}`)]); }
+    else await loadUsers(true);
+  } catch (error) { handle(error); }
+}
+
+async function loadGroups() {
+  const page = await api("GET", "/v1/admin/groups?pageSize=100");
+  const body = $("#groups-table tbody");
+  body.textContent = "";
+  for (const group of page.groups) {
+    const row = body.insertRow();
+    cell(row, group.name);
+    cell(row, group.groupId);
+    cell(row, group.memberCount);
+  }
+}
+
+async function createGroup(event) {
+  event.preventDefault();
+  try {
+    const group = await api("POST", "/v1/admin/groups", { name: event.target.name.value });
+    say(`Created group ${group.name}.`);
+    await loadGroups();
+  } catch (error) { handle(error); }
+}
+
+async function changeMembers(add) {
+  const form = $("#members");
+  const groupId = form.groupId.value.trim();
+  try {
+    const group = await api("POST", `/v1/admin/groups/${groupId}/members:${add ? "add" : "remove"}`, { userIds: lines(form.userIds.value) });
+    say(`${group.name} has ${group.memberCount} members.`);
+    await loadGroups();
+  } catch (error) { handle(error); }
+}
+
+// ---- bulk apply ---------------------------------------------------------------------
+
+async function bulkApply(event) {
+  event.preventDefault();
+  const form = event.target;
+  try {
+    const result = await api("POST", `/v1/admin/promocodes/${encodeURIComponent(form.code.value.trim())}/apply`, {
+      tariffId: form.tariffId.value, userIds: lines(form.userIds.value), groupIds: lines(form.groupIds.value),
+    });
+    const body = $("#apply-table tbody");
+    body.textContent = "";
+    let applied = 0;
+    for (const r of result.results) {
+      const row = body.insertRow();
+      row.dataset.userId = r.userId;
+      cell(row, r.userId);
+      if (r.purchase) { applied += 1; cell(row, `applied: purchase ${r.purchase.purchaseId}`, "ok"); }
+      else cell(row, `failed: ${r.reason}`, "failed");
+    }
+    const total = result.results.length;
+    $("#apply-summary").textContent = applied === total ? `Applied for all ${total} users.` : `Partial success: applied for ${applied} of ${total} users.`;
+  } catch (error) { handle(error); }
+}
+
+// ---- wiring ---------------------------------------------------------------------------
+
+$("#sign-in").addEventListener("submit", signIn);
+$("#sign-out").addEventListener("click", signOut);
+$("#code-search").addEventListener("submit", (e) => { e.preventDefault(); loadCodes(true).catch(handle); });
+$("#codes-more").addEventListener("click", () => loadCodes(false).catch(handle));
+$("#create-code").addEventListener("submit", createCode);
+$("#generate").addEventListener("click", generate);
+$("#users-more").addEventListener("click", () => loadUsers(false).catch(handle));
+$("#user-find").addEventListener("submit", findUser);
+$("#users-all").addEventListener("click", () => { $("#user-find").reset(); loadUsers(true).catch(handle); });
+$("#create-group").addEventListener("submit", createGroup);
+$("#members").addEventListener("submit", (e) => { e.preventDefault(); changeMembers(true); });
+$("#remove-members").addEventListener("click", () => changeMembers(false));
+$("#bulk-apply").addEventListener("submit", bulkApply);
+window.addEventListener("hashchange", () => { say(""); route(); });
+route();
