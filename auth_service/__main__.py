@@ -10,7 +10,7 @@ from pathlib import Path
 
 from auth_service import app
 from auth_service.config import AuthSettings
-from common import config, logs, metrics, sentry
+from common import config, logs, metrics, sentry, shutdown
 from common.grpc_server import run_until_signal
 from common.migrations import migrate
 
@@ -47,6 +47,7 @@ def main(argv: list[str]) -> None:
     admin = commands.add_parser("create-admin", help="create or promote an administrator")
     admin.add_argument("--email", required=True)
     args = parser.parse_args(argv)
+    shutdown.exit_0_on_sigterm()
     settings = config.load(AuthSettings)
     logs.configure("auth", settings.log_level)
     sentry.init(settings.sentry_dsn, "auth")

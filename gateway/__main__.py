@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uvicorn
 
-from common import config, logs, metrics, sentry
+from common import config, logs, metrics, sentry, shutdown
 from gateway.app import create_app
 from gateway.config import GatewaySettings
 
 
 def main() -> None:
+    shutdown.exit_0_on_sigterm()
     settings = config.load(GatewaySettings)
     logs.configure("gateway", settings.log_level)
     sentry.init(settings.sentry_dsn, "gateway")

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from common import config, logs, metrics, sentry
+from common import config, logs, metrics, sentry, shutdown
 from common.db import create_pool
 from common.grpc_server import run_until_signal
 from common.migrations import migrate
@@ -45,6 +45,7 @@ def main(argv: list[str]) -> None:
     commands.add_parser("migrate", help="create the database if needed and apply migrations")
     commands.add_parser("resync", help="bring the users mirror up to date from auth's user list")
     args = parser.parse_args(argv)
+    shutdown.exit_0_on_sigterm()
     settings = config.load(LoyaltySettings)
     logs.configure("loyalty", settings.log_level)
     sentry.init(settings.sentry_dsn, "loyalty")

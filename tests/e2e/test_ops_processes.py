@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
 import sys
+import threading
+import time
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from tests.conftest import TEST_ENV, free_port
-from tests.e2e.processes import run, start, stop, wait_serving
+from tests.e2e.processes import ROOT, run, start, stop, wait_serving
 from tests.fixtures.auth import PASSWORD, unique_email
 from tests.fixtures.sync import eventually
 from tests.tcp_proxy import TcpProxy
@@ -62,15 +69,16 @@ async def test_a_service_waits_for_postgres_at_start() -> None:
         [sys.executable, "-m", "auth_service", "migrate"],
         {**env, "AUTH_DATABASE_URL": TEST_ENV["AUTH_DATABASE_URL"]},
     )
-    process = start("auth_service", env)
+    auth = Logged("auth_service", env)
     try:
-        await asyncio.sleep(2)  # Postgres "down" for two seconds of the start-up
-        assert process.poll() is None, "the service gave up instead of waiting"
+        # Postgres "down" until the service has failed to reach it and is backing off.
+        await asyncio.to_thread(auth.wait_for, "Retrying", 30)
+        assert auth.process.poll() is None, "the service gave up instead of waiting"
         await proxy.open()
-        await asyncio.to_thread(wait_serving, address, process, 60)
+        await asyncio.to_thread(wait_serving, address, auth.process, 60)
     finally:
         # Stopped from a thread: the proxy runs on this loop and must keep forwarding.
-        assert await asyncio.to_thread(stop, process) == 0
+        assert await asyncio.to_thread(auth.stop) == 0
         await proxy.cut()
 
 
@@ -106,3 +114,149 @@ async def test_metrics_are_served_after_traffic() -> None:
         await eventually(exported, 15, "metrics on the metrics port")
     finally:
         assert stop(process) == 0
+
+
+class Logged:
+    """A service process whose stderr (its JSON log) is read as it runs, so a test can wait
+    for a line without the pipe filling up."""
+
+    def __init__(self, module: str, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.decode(errors="replace"))
+
+    def wait_for(self, text: str, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not any(text in line for line in self.lines):
+            assert self.process.poll() is None, f"exited: {''.join(self.lines)[-2000:]}"
+            assert time.monotonic() < deadline, f"no {text!r} in the log within {seconds} s"
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        code = stop(self.process)
+        self._reader.join(10)  # the last lines, written just before the exit
+        return code
+
+    def exited(self, seconds: float) -> int:
+        code = self.process.wait(seconds)
+        self._reader.join(10)
+        return code
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        parsed = [json.loads(line) for line in list(self.lines) if line.startswith("{")]
+        return [line for line in parsed if line.get("event") == name]
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+def _quiet_env(**variables: str) -> dict[str, str]:
+    """The run's environment with metrics off (no clash on the default metrics ports)."""
+    off = {"AUTH_METRICS_ADDR": "", "LOYALTY_METRICS_ADDR": "", "GATEWAY_METRICS_ADDR": ""}
+    return {**os.environ, **off, "SHUTDOWN_GRACE": "3", "LOG_LEVEL": "INFO", **variables}
+
+
+async def _next_status(watch: Any) -> int:
+    answer = await asyncio.wait_for(watch.read(), 20)
+    assert answer is not grpc.aio.EOF
+    return int(answer.status)
+
+
+async def test_loyalty_waits_for_auth_then_both_turn_not_serving_on_sigterm_and_exit_0() -> None:
+    auth_address, loyalty_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    env = _quiet_env(AUTH_GRPC_ADDR=auth_address, LOYALTY_GRPC_ADDR=loyalty_address)
+    await asyncio.to_thread(run, [sys.executable, "-m", "auth_service", "migrate"], env)
+    await asyncio.to_thread(run, [sys.executable, "-m", "loyalty_service", "migrate"], env)
+    loyalty = Logged("loyalty_service", env)  # auth is not there yet
+    auth: Logged | None = None
+    services: list[Logged] = [loyalty]
+    try:
+        await asyncio.to_thread(loyalty.wait_for, "Retrying", 30)  # backing off, alive
+        auth = Logged("auth_service", env)
+        services.append(auth)
+        await asyncio.to_thread(wait_serving, auth_address, auth.process)
+        await asyncio.to_thread(wait_serving, loyalty_address, loyalty.process, 60)
+        for service, address in zip(services, (loyalty_address, auth_address), strict=True):
+            async with grpc.aio.insecure_channel(address) as channel:
+                watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+                assert await _next_status(watch) == health_pb2.HealthCheckResponse.SERVING
+                service.process.send_signal(signal.SIGTERM)
+                assert await _next_status(watch) == health_pb2.HealthCheckResponse.NOT_SERVING
+                watch.cancel()  # an open watch is a call in flight: let the drain end
+            assert await asyncio.to_thread(service.exited, 30) == 0
+            assert service.events("shutting_down"), service.text[-2000:]
+    finally:
+        for service in services:
+            if service.process.poll() is None:
+                await asyncio.to_thread(service.stop)
+
+
+def _wait_http(base: str, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, "the gateway exited during start-up"
+        try:
+            if httpx.get(f"{base}/openapi.json", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{base} did not answer within {seconds} s"
+        time.sleep(0.1)
+
+
+def test_the_gateways_request_id_is_in_its_log_line_and_in_the_backends() -> None:
+    auth_address, http_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    env = _quiet_env(
+        AUTH_GRPC_ADDR=auth_address,
+        LOYALTY_GRPC_ADDR=f"127.0.0.1:{free_port()}",
+        GATEWAY_HTTP_ADDR=http_address,
+    )
+    run([sys.executable, "-m", "auth_service", "migrate"], env)
+    auth, gateway = Logged("auth_service", env), Logged("gateway", env)
+    email, secret_token = unique_email("trace"), "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2VjcmV0"
+    try:
+        wait_serving(auth_address, auth.process)
+        _wait_http(f"http://{http_address}", gateway.process)
+        answer = httpx.post(
+            f"http://{http_address}/v1/auth/register",
+            json={"email": email, "password": PASSWORD},
+            headers={"authorization": f"Bearer {secret_token}"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        request_id = answer.headers["x-request-id"]  # made by the gateway: we sent none
+    finally:
+        assert gateway.stop() == 0  # uvicorn's graceful stop on SIGTERM
+        assert auth.stop() == 0
+    http_lines = [e for e in gateway.events("http") if e.get("request_id") == request_id]
+    assert len(http_lines) == 1
+    assert http_lines[0]["method"] == "POST" and http_lines[0]["status"] == 200
+    assert isinstance(http_lines[0]["duration_ms"], float)
+    rpc_lines = [e for e in auth.events("rpc") if e.get("request_id") == request_id]
+    assert len(rpc_lines) == 1
+    assert rpc_lines[0]["method"].endswith("/Register") and rpc_lines[0]["code"] == "OK"
+    for log in (gateway.text, auth.text):
+        assert email not in log and PASSWORD not in log and secret_token not in log
+
+
+def test_sigterm_while_still_waiting_for_postgres_exits_0() -> None:
+    database = urlsplit(TEST_ENV["AUTH_DATABASE_URL"])
+    nowhere = urlunsplit(database._replace(netloc=f"{database.username}@127.0.0.1:{free_port()}"))
+    auth = Logged("auth_service", _quiet_env(AUTH_DATABASE_URL=nowhere))
+    try:
+        auth.wait_for("Retrying", 30)  # in its start-up backoff, before it serves
+    finally:
+        assert auth.stop() == 0
