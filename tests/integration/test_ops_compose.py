@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -99,3 +100,30 @@ def test_the_operations_guide_documents_every_variable() -> None:
     every = _variables(AuthSettings) | _variables(LoyaltySettings) | _variables(GatewaySettings)
     missing = sorted(v for v in every if f"`{v}`" not in guide)
     assert not missing, missing
+
+
+def _host(url_or_address: str) -> str:
+    if "://" in url_or_address:
+        return urlsplit(url_or_address).hostname or ""
+    return url_or_address.rpartition(":")[0]
+
+
+@pytest.mark.parametrize("name", sorted(APPS))
+def test_every_address_names_a_service_of_the_file(compose: dict[str, Any], name: str) -> None:
+    """Each process reaches its dependencies by their compose names, each database by the
+    server that holds it, and its health check asks the port it listens on."""
+    services = compose["services"]
+    environment = services[name]["environment"]
+    for variable in ("REDIS_URL", "RABBITMQ_URL", "AUTH_GRPC_ADDR", "LOYALTY_GRPC_ADDR"):
+        host = _host(environment[variable])
+        assert host in services or (host == "0.0.0.0" and variable.startswith(name.upper()))
+    for app in ("auth", "loyalty"):
+        url = urlsplit(environment[f"{app.upper()}_DATABASE_URL"])
+        database = services[f"{app}-db"]["environment"]
+        assert (url.hostname, url.path.lstrip("/")) == (f"{app}-db", database["POSTGRES_DB"])
+        assert url.password == database["POSTGRES_PASSWORD"]
+        migrate = services[f"{app}-migrate"]["environment"]
+        assert migrate[f"{app.upper()}_DATABASE_URL"] == environment[f"{app.upper()}_DATABASE_URL"]
+    listen = environment.get(f"{name.upper()}_GRPC_ADDR", environment["GATEWAY_HTTP_ADDR"])
+    probe = services[name]["healthcheck"]["test"][-1]
+    assert probe.removesuffix("/healthz").endswith(listen.rpartition(":")[2]), (probe, listen)
