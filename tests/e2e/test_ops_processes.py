@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import signal
@@ -10,13 +11,17 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import aio_pika
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pamqp.commands import Basic
 
+from common.broker import CONTENT_TYPE, declare_exchange
 from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from tests.conftest import TEST_ENV, free_port
 from tests.e2e.processes import ROOT, run, start, stop, wait_serving
@@ -260,3 +265,66 @@ def test_sigterm_while_still_waiting_for_postgres_exits_0() -> None:
         auth.wait_for("Retrying", 30)  # in its start-up backoff, before it serves
     finally:
         assert auth.stop() == 0
+
+
+class _Envelopes(BaseHTTPRequestHandler):
+    """A stand-in for Sentry: keeps the (possibly gzipped) envelopes POSTed to it."""
+
+    received: list[bytes] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        if self.headers.get("content-encoding", "") == "gzip":
+            body = gzip.decompress(body)
+        self.received.append(body)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def _publish_once_routed(body: bytes, seconds: float = 30) -> None:
+    """Publishes until the broker routes the message to a queue (loyalty binds its queue
+    shortly after it connects; until then the broker returns the message)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    connection = await aio_pika.connect(TEST_ENV["RABBITMQ_URL"])
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        # Declared as auth declares it, so the test does not race auth's relay to it.
+        exchange = await declare_exchange(channel, TEST_ENV["USER_EVENTS_EXCHANGE"])
+        message = aio_pika.Message(body, content_type=CONTENT_TYPE)
+        while not isinstance(
+            await exchange.publish(message, routing_key="user.status_changed", mandatory=True),
+            Basic.Ack,
+        ):
+            assert asyncio.get_running_loop().time() < deadline, "no queue bound"
+            await asyncio.sleep(0.1)
+
+
+async def test_the_loyalty_process_reports_a_dead_letter_to_sentry() -> None:
+    sentry = ThreadingHTTPServer(("127.0.0.1", 0), _Envelopes)
+    threading.Thread(target=sentry.serve_forever, daemon=True).start()
+    auth_address, loyalty_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    env = _quiet_env(
+        AUTH_GRPC_ADDR=auth_address,
+        LOYALTY_GRPC_ADDR=loyalty_address,
+        LOYALTY_EVENTS_QUEUE=f"{TEST_ENV['LOYALTY_EVENTS_QUEUE']}.ops-sentry",
+        SENTRY_DSN=f"http://publickey@127.0.0.1:{sentry.server_address[1]}/1",
+    )
+    await asyncio.to_thread(run, [sys.executable, "-m", "auth_service", "migrate"], env)
+    await asyncio.to_thread(run, [sys.executable, "-m", "loyalty_service", "migrate"], env)
+    auth, loyalty = Logged("auth_service", env), Logged("loyalty_service", env)
+    try:
+        await asyncio.to_thread(wait_serving, auth_address, auth.process)
+        await asyncio.to_thread(wait_serving, loyalty_address, loyalty.process, 60)
+        await _publish_once_routed(b"\xff not an event")
+
+        async def reported() -> bool:
+            return b"dead-lettered" in b"\n".join(_Envelopes.received)
+
+        await eventually(reported, 20, "the dead letter reported to Sentry by loyalty")
+    finally:
+        assert await asyncio.to_thread(loyalty.stop) == 0
+        assert await asyncio.to_thread(auth.stop) == 0
+        sentry.shutdown()
