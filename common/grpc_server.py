@@ -104,6 +104,7 @@ class GrpcServer:
             [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
         self.port = 0
+        self._stopping = False
 
     async def start(self) -> int:
         self.port = self.server.add_insecure_port(self.address)
@@ -114,6 +115,10 @@ class GrpcServer:
         return self.port
 
     async def set_serving(self, serving: bool) -> None:
+        # Once stopping, nothing (say, the broker coming back during the drain) may announce
+        # SERVING again and draw new calls to a server that is going away.
+        if serving and self._stopping:
+            return
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
@@ -123,6 +128,7 @@ class GrpcServer:
             await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
+        self._stopping = True
         await self.set_serving(False)
         await self.server.stop(grace)
 
