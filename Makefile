@@ -46,7 +46,7 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
 
-bench: install migrate
+bench: install
 	$(PY) -m bench.run
 
 clean:

@@ -1,0 +1,91 @@
+"""What this machine can do at all: a bare gRPC echo, and pgbench on the SQL a use needs."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import asyncpg
+import grpc
+
+from bench.load import Result, drive
+from bench.system import PG, ROOT, free_port
+from common.migrations import drop_database, ensure_database
+
+# The statements of a use, as loyalty runs them: the purchase, the code's counter, the user's.
+USE_SQL = """
+\\set user random(1, 100000)
+BEGIN;
+INSERT INTO purchases (code, user_id) VALUES (:code, :user);
+UPDATE codes SET uses = uses + 1 WHERE code = :code AND (max_uses = 0 OR uses < max_uses);
+INSERT INTO user_uses AS x (code, user_id, uses) VALUES (:code, :user, 1)
+  ON CONFLICT (code, user_id) DO UPDATE SET uses = x.uses + 1;
+END;
+"""
+SCHEMA = """
+CREATE TABLE codes (code int PRIMARY KEY, max_uses int NOT NULL, uses int NOT NULL DEFAULT 0);
+INSERT INTO codes SELECT g, 0 FROM generate_series(1, 1000) g;
+CREATE TABLE purchases (id bigserial PRIMARY KEY, code int NOT NULL, user_id int NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE user_uses (code int, user_id int, uses int NOT NULL, PRIMARY KEY (code, user_id));
+"""
+
+
+def _start_echo(address: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "bench.echo_server", address], cwd=ROOT)
+
+
+async def echo(seconds: float, in_flight: int = 50) -> Result:
+    address = f"127.0.0.1:{free_port()}"
+    server = _start_echo(address)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            await channel.channel_ready()
+            call = channel.unary_unary("/bench.Echo/Echo")
+            payload = b"x" * 64
+            return await drive("gRPC echo (ceiling)", lambda _: call(payload), in_flight, seconds)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def _prepare(dsn: str) -> None:
+    await ensure_database(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(SCHEMA)
+    finally:
+        await conn.close()
+
+
+def _pgbench(dsn: str, seconds: float, hot: bool) -> float:
+    code = "\\set code 1\n" if hot else "\\set code random(1, 1000)\n"
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+        script.write(code + USE_SQL)
+    done = subprocess.run(
+        ["pgbench", "-n", "-c", "32", "-j", "2", "-T", str(int(seconds)), "-f", script.name, dsn],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    Path(script.name).unlink()
+    found = re.search(r"tps = ([\d.]+)", done.stdout)
+    assert found, done.stdout
+    return float(found.group(1))
+
+
+async def pgbench(seconds: float) -> tuple[float, float]:
+    """Transactions per second of a use's SQL: spread over 1000 codes, and all on one code."""
+    dsn = f"{PG}/bench_pgbench_{uuid.uuid4().hex[:8]}"
+    await _prepare(dsn)
+    try:
+        spread = await asyncio.to_thread(_pgbench, dsn, seconds, False)
+        hot = await asyncio.to_thread(_pgbench, dsn, seconds, True)
+        return spread, hot
+    finally:
+        await drop_database(dsn)
