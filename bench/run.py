@@ -276,6 +276,11 @@ def write_report(
             f"| {name} | {first:.0f} MB | {last:.0f} MB | {growth:+.1%} | < 150 MB, < +10% |"
             f" {'yes' if met else '**no**'} |"
         )
+    lines += [
+        "",
+        "What limits each missed target, with a profile, and what would lift it:"
+        " `docs/performance-notes.md`.",
+    ]
     return "\n".join(lines) + "\n"
 
 
