@@ -14,9 +14,11 @@ from auth_service.config import AuthSettings
 from auth_service.keys import SigningKey, configured_pem, new_private_pem, signing_key
 from auth_service.outbox_relay import OutboxRelay, measure_backlog, prune_sent
 from auth_service.ratelimit import LoginRateLimiter
+from auth_service.revocation_keeper import RevocationKeeper
 from auth_service.service import Accounts
 from auth_service.store import keys as key_store
 from auth_service.tokens import TokenIssuer
+from common import cache
 from common.broker import BrokerHealth
 from common.db import create_pool, retrying
 from common.grpc_server import GrpcServer
@@ -35,6 +37,7 @@ class AuthApp:
     redis: redis.Redis
     accounts: Accounts
     server: GrpcServer
+    keeper: RevocationKeeper
     # Background loops run beside the server and stop with it.
     loops: list[Loop] = field(default_factory=list)
 
@@ -73,7 +76,7 @@ def build_accounts(
 
 async def build(settings: AuthSettings) -> AuthApp:
     pool = await create_pool(settings.auth_database_url, max_size=settings.auth_db_pool_size)
-    client = redis.from_url(settings.redis_url)
+    client = cache.connect(settings.redis_url)
     issuer = TokenIssuer(await load_signing_key(settings, pool), settings.auth_access_ttl_seconds)
     accounts = build_accounts(settings, pool, client, issuer)
     verifier = TokenVerifier(
@@ -86,7 +89,14 @@ async def build(settings: AuthSettings) -> AuthApp:
     auth_pb2_grpc.add_UserAdminServiceServicer_to_server(
         UserAdminServicer(accounts, verifier), server.server
     )
-    return AuthApp(settings, pool, client, accounts, server, sync_loops(settings, pool, server))
+    keeper = RevocationKeeper(
+        pool,
+        RevocationList(client, settings.redis_key_prefix),
+        settings.auth_access_ttl_seconds,
+        settings.auth_revocation_check_seconds,
+    )
+    loops = [keeper.run, *sync_loops(settings, pool, server)]
+    return AuthApp(settings, pool, client, accounts, server, keeper, loops)
 
 
 def sync_loops(settings: AuthSettings, pool: asyncpg.Pool, server: GrpcServer) -> list[Loop]:
@@ -110,7 +120,9 @@ def sync_loops(settings: AuthSettings, pool: asyncpg.Pool, server: GrpcServer) -
     ]
 
 
-async def wait_for_redis(client: redis.Redis) -> None:
+async def wait_for_redis(auth: AuthApp) -> None:
+    """Waits for Redis, and makes sure it holds every revocation before serving."""
     async for attempt in retrying("redis"):
         with attempt:
-            await client.ping()
+            await auth.redis.ping()
+            await auth.keeper.restore_if_lost()

@@ -17,6 +17,8 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     auth_jwt_private_key_file: str = ""
     auth_access_ttl_seconds: int = 900
     auth_refresh_ttl_seconds: int = 30 * 24 * 3600
+    # How often auth checks that Redis still holds the revoked sessions (and rebuilds them).
+    auth_revocation_check_seconds: float = 1.0
     # Login attempts allowed per window, per email and per client address.
     auth_login_limit_per_email: int = 10
     auth_login_limit_per_address: int = 100
