@@ -101,11 +101,15 @@ async def test_metrics_are_served_after_traffic() -> None:
         async with grpc.aio.insecure_channel(address) as channel:
             await auth_pb2_grpc.AuthServiceStub(channel).GetJwks(auth_pb2.GetJwksRequest())
 
-        async def exported() -> bool:
+        async def scrape() -> str:
             reader, writer = await asyncio.open_connection("127.0.0.1", metrics_port)
             writer.write(b"GET /metrics HTTP/1.0\r\n\r\n")
             text = (await reader.read()).decode()
             writer.close()
+            return text
+
+        async def exported() -> bool:
+            text = await scrape()
             return all(
                 name in text
                 for name in (
@@ -117,6 +121,10 @@ async def test_metrics_are_served_after_traffic() -> None:
             )
 
         await eventually(exported, 15, "metrics on the metrics port")
+        text = await scrape()
+        # Only auth's own: nothing of loyalty's or the gateway's, not even at 0.
+        for foreign in ("promo_uses_total", "consumer_deliveries_total", "http_requests_total"):
+            assert foreign not in text, foreign
     finally:
         assert stop(process) == 0
 
