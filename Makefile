@@ -30,8 +30,10 @@ migrate: install
 	$(PY) -m auth_service migrate
 	$(PY) -m loyalty_service migrate
 
+# `make run REPLICAS=2`: two auth and two loyalty processes (replica k on port + 10·k).
+REPLICAS ?= 1
 run: install migrate
-	$(PY) -m common.launcher
+	$(PY) -m common.launcher --replicas $(REPLICAS)
 
 test: install system-deps proto-check lint
 	$(PY) -m pytest -q tests

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from common.config import BaseServiceSettings, HostPort
+from common.config import BaseServiceSettings, GrpcTarget, HostPort
 
 
 class GatewaySettings(BaseServiceSettings):
     gateway_http_addr: HostPort = "127.0.0.1:8080"
     # Prometheus /metrics; empty turns it off.
     gateway_metrics_addr: str = "127.0.0.1:9103"
-    auth_grpc_addr: HostPort = "127.0.0.1:50051"
-    loyalty_grpc_addr: HostPort = "127.0.0.1:50052"
+    # gRPC targets: HOST:PORT, or several replicas (`ipv4:A:P,B:P`, `dns:///loyalty:50052`).
+    auth_grpc_addr: GrpcTarget = "127.0.0.1:50051"
+    loyalty_grpc_addr: GrpcTarget = "127.0.0.1:50052"
     # Every backend call gets this deadline; a hung backend answers 504 after it.
     gateway_backend_timeout_seconds: float = 5.0
     gateway_max_body_bytes: int = 64 * 1024

@@ -12,6 +12,7 @@ import redis.asyncio as redis
 
 from common import cache
 from common.broker import BrokerHealth
+from common.channels import EVERY_METHOD, open_channel
 from common.db import create_pool
 from common.grpc_server import GrpcServer
 from common.revocation import RevocationList
@@ -53,7 +54,8 @@ class LoyaltyApp:
 async def build(settings: LoyaltySettings) -> LoyaltyApp:
     pool = await create_pool(settings.loyalty_database_url, max_size=settings.loyalty_db_pool_size)
     client = cache.connect(settings.redis_url)
-    channel = grpc.aio.insecure_channel(settings.auth_grpc_addr)
+    # The channel carries GetJwks only, a read: every call on it may be retried.
+    channel = open_channel(settings.auth_grpc_addr, EVERY_METHOD)
     verifier = TokenVerifier(
         AuthJwks(channel), RevocationList(client, settings.redis_key_prefix), DOMAIN
     )

@@ -104,9 +104,7 @@ async def test_with_the_keeper_running_no_call_ever_accepts_a_revoked_token(pair
     revoked = [await logged_out(pair) for _ in range(3)]
     blocked = await pair.auth.new_user()
     await pair.auth.admin.SetUserStatus(
-        auth_pb2.SetUserStatusRequest(
-            user_id=blocked.user_id, status=auth_pb2.USER_STATUS_BLOCKED
-        ),
+        auth_pb2.SetUserStatusRequest(user_id=blocked.user_id, status=auth_pb2.USER_STATUS_BLOCKED),
         metadata=(await pair.auth.new_admin()).metadata(),
     )
     keeper = asyncio.create_task(pair.auth.app.keeper.run())
