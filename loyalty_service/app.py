@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,9 @@ class LoyaltyApp:
         await self.redis.aclose()
 
 
-async def build(settings: LoyaltySettings) -> LoyaltyApp:
+async def build(
+    settings: LoyaltySettings, interceptors: Iterable[grpc.aio.ServerInterceptor] = ()
+) -> LoyaltyApp:
     pool = await create_pool(settings.loyalty_database_url, max_size=settings.loyalty_db_pool_size)
     client = cache.connect(settings.redis_url)
     # The channel carries GetJwks only, a read: every call on it may be retried.
@@ -61,7 +63,7 @@ async def build(settings: LoyaltySettings) -> LoyaltyApp:
     )
     promotions = Promotions(pool)
     admin = PromoAdmin(pool, promotions)
-    server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES)
+    server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES, interceptors)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(
         PromoServicer(promotions, verifier), server.server
     )
