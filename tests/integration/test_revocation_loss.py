@@ -36,7 +36,8 @@ class Pair:
 
 @pytest.fixture(scope="module")
 async def pair() -> AsyncIterator[Pair]:
-    auth = await start_auth(auth_settings(redis_key_prefix=PREFIX))
+    # No keeper running: each test runs it (or one tick of it) when it wants.
+    auth = await start_auth(auth_settings(redis_key_prefix=PREFIX), keeper=False)
     loyalty = await start_loyalty(loyalty_settings(auth.address, redis_key_prefix=PREFIX))
     yield Pair(auth, loyalty)
     await stop_loyalty(loyalty)

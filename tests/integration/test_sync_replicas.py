@@ -48,7 +48,10 @@ async def _watch(queue: aio_pika.abc.AbstractQueue, seen: list[tuple[str, int]])
 @pytest.fixture(scope="module")
 async def cluster() -> AsyncIterator[Cluster]:
     broker = {"user_events_exchange": EXCHANGE, "broker_unhealthy_after_seconds": 5.0}
-    auths = [await start_auth(auth_settings(auth_database_url=AUTH_DB, **broker)) for _ in "ab"]
+    auths = [
+        await start_auth(auth_settings(auth_database_url=AUTH_DB, **broker), keeper=False)
+        for _ in "ab"
+    ]
     tasks = [asyncio.create_task(loop()) for auth in auths for loop in auth.app.loops]
     connection = await aio_pika.connect(TEST_ENV["RABBITMQ_URL"])
     channel = await connection.channel()
