@@ -56,4 +56,8 @@ class RevocationKeeper:
                 await self.tick()
             except DEPENDENCY_ERRORS as error:
                 log.warning("revocations_not_checked", error=repr(error))
+            except Exception:
+                # Whatever went wrong, the loop must go on: without it a Redis that lost its
+                # data would stay without its marker, and every token would be refused.
+                log.exception("revocations_check_failed")
             await asyncio.sleep(self._interval)
