@@ -36,6 +36,11 @@ def _lost_connection(error: BaseException) -> bool:
     )
 
 
+def is_unavailable(error: BaseException) -> bool:
+    """A dependency failed (down, restarting, connection lost), not the code: retry later."""
+    return isinstance(error, DEPENDENCY_ERRORS) or _lost_connection(error)
+
+
 def _packed(message: object) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)  # type: ignore[arg-type]
@@ -76,6 +81,6 @@ def status_for(error: BaseException) -> grpc.Status | None:
         return service_error_status(error)
     if isinstance(error, InvalidArgument):
         return invalid_argument_status(error)
-    if isinstance(error, DEPENDENCY_ERRORS) or _lost_connection(error):
+    if is_unavailable(error):
         return plain_status(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable; retry later")
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from common.grpc_errors import DEPENDENCY_ERRORS
+from common.grpc_errors import is_unavailable
 from common.logs import get_logger
 from loyalty_service.promotions import Promotions
 
@@ -27,6 +27,8 @@ async def run_sweeper(promotions: Promotions, ttl_seconds: float, interval: floa
             expired = await sweep_once(promotions, ttl_seconds)
             if expired:
                 log.info("purchases_expired", count=expired)
-        except DEPENDENCY_ERRORS as error:
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
             log.warning("sweep_failed", error=repr(error))
         await asyncio.sleep(interval)

@@ -231,6 +231,7 @@ async def drill_all() -> list[Outcome]:
             outcomes[-1].counters_equal = False
     finally:
         await asyncio.to_thread(system.stop, running)
+        print("\n".join(["", "make run REPLICAS=2 said:", *running.output]), flush=True)
     return outcomes
 
 
@@ -246,6 +247,8 @@ async def main() -> int:
     print(table(outcomes))
     print(f"\n{len(outcomes)} drills in {time.monotonic() - started:.0f} s")
     passed = len(outcomes) == len(DRILLS) and all(o.passed for o in outcomes)
+    if not passed:
+        print(f"the processes' logs: {system.LOG_PATH}")
     print("drills passed" if passed else "DRILLS FAILED")
     return 0 if passed else 1
 
