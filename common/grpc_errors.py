@@ -30,7 +30,10 @@ DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _lost_connection(error: BaseException) -> bool:
-    """asyncpg reports a closed connection or pool as InterfaceError, like its misuse."""
+    """asyncpg reports a closed connection or pool as InterfaceError, like its misuse, and a
+    connection a Postgres restart left in a broken protocol state as InternalClientError."""
+    if isinstance(error, asyncpg.InternalClientError):
+        return True
     return isinstance(error, asyncpg.InterfaceError) and (
         "closed" in str(error) or "closing" in str(error)
     )

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import asyncpg
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from common.db import never_sent
 from common.errors import ErrorKind, InvalidArgument, ServiceError
 from common.grpc_errors import status_for
 
@@ -36,3 +38,17 @@ def test_dependency_failure_is_unavailable_and_bugs_are_not_mapped() -> None:
     status = status_for(ConnectionRefusedError())
     assert status is not None and status.code == grpc.StatusCode.UNAVAILABLE
     assert status_for(KeyError("bug")) is None
+
+
+def test_a_connection_broken_by_a_postgres_restart_is_unavailable_not_internal() -> None:
+    """What the PostgreSQL-restart drill met: a pooled connection left mid-protocol."""
+    broken = asyncpg.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"
+    )
+    closed = asyncpg.InterfaceError("connection is closed")
+    for error in (broken, closed):
+        status = status_for(error)
+        assert status is not None and status.code == grpc.StatusCode.UNAVAILABLE
+        assert never_sent(error)  # so the pool's one-statement helpers send it again
+    assert not never_sent(asyncpg.exceptions.ConnectionDoesNotExistError("mid-operation"))
+    assert status_for(asyncpg.InterfaceError("cannot use Connection.transaction()")) is None
