@@ -247,7 +247,9 @@ async def main() -> int:
     print(table(outcomes))
     print(f"\n{len(outcomes)} drills in {time.monotonic() - started:.0f} s")
     passed = len(outcomes) == len(DRILLS) and all(o.passed for o in outcomes)
-    if not passed:
+    if passed:
+        system.LOG_PATH.unlink(missing_ok=True)
+    else:
         print(f"the processes' logs: {system.LOG_PATH}")
     print("drills passed" if passed else "DRILLS FAILED")
     return 0 if passed else 1
