@@ -197,7 +197,8 @@ async def test_loyalty_waits_for_auth_then_both_turn_not_serving_on_sigterm_and_
     auth: Logged | None = None
     services: list[Logged] = [loyalty]
     try:
-        await asyncio.to_thread(loyalty.wait_for, "waiting_for_dependency", 30)  # backing off, alive
+        # Backing off, alive.
+        await asyncio.to_thread(loyalty.wait_for, "waiting_for_dependency", 30)
         auth = Logged("auth_service", env)
         services.append(auth)
         await asyncio.to_thread(wait_serving, auth_address, auth.process)
