@@ -22,9 +22,15 @@ system-deps:
 proto: install
 	rm -rf loyalty
 	$(PY) scripts/gen_protos.py .
+	$(PY) scripts/gen_api_docs.py
 
 proto-check: install
 	$(PY) scripts/gen_protos.py --check
+	$(PY) scripts/gen_api_docs.py --check
+
+# docs/api.md's reference part, from protos/ and the reason tables.
+api-docs: install
+	$(PY) scripts/gen_api_docs.py
 
 migrate: install
 	$(PY) -m auth_service migrate
