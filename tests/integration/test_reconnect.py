@@ -49,6 +49,7 @@ async def proxied() -> AsyncIterator[Proxied]:
         auth_settings(
             redis_url=_through(TEST_ENV["REDIS_URL"], redis),
             auth_database_url=_through(TEST_ENV["AUTH_DATABASE_URL"], postgres),
+            auth_db_pool_size=4,
         )
     )
     loyalty = await start_loyalty(
@@ -56,6 +57,7 @@ async def proxied() -> AsyncIterator[Proxied]:
             auth.address,
             redis_url=_through(TEST_ENV["REDIS_URL"], redis),
             loyalty_database_url=_through(TEST_ENV["LOYALTY_DATABASE_URL"], postgres),
+            loyalty_db_pool_size=4,
         )
     )
     yield Proxied(redis, postgres, auth, loyalty)

@@ -37,8 +37,12 @@ class Pair:
 @pytest.fixture(scope="module")
 async def pair() -> AsyncIterator[Pair]:
     # No keeper running: each test runs it (or one tick of it) when it wants.
-    auth = await start_auth(auth_settings(redis_key_prefix=PREFIX), keeper=False)
-    loyalty = await start_loyalty(loyalty_settings(auth.address, redis_key_prefix=PREFIX))
+    auth = await start_auth(
+        auth_settings(redis_key_prefix=PREFIX, auth_db_pool_size=4), keeper=False
+    )
+    loyalty = await start_loyalty(
+        loyalty_settings(auth.address, redis_key_prefix=PREFIX, loyalty_db_pool_size=4)
+    )
     yield Pair(auth, loyalty)
     await stop_loyalty(loyalty)
     await stop_auth(auth)

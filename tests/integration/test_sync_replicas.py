@@ -48,8 +48,10 @@ async def _watch(queue: aio_pika.abc.AbstractQueue, seen: list[tuple[str, int]])
 @pytest.fixture(scope="module")
 async def cluster() -> AsyncIterator[Cluster]:
     broker = {"user_events_exchange": EXCHANGE, "broker_unhealthy_after_seconds": 5.0}
+    # Small pools: PostgreSQL here allows 100 clients, shared by every test run.
+    small = {"auth_db_pool_size": 4}
     auths = [
-        await start_auth(auth_settings(auth_database_url=AUTH_DB, **broker), keeper=False)
+        await start_auth(auth_settings(auth_database_url=AUTH_DB, **broker, **small), keeper=False)
         for _ in "ab"
     ]
     tasks = [asyncio.create_task(loop()) for auth in auths for loop in auth.app.loops]
