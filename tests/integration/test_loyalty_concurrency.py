@@ -4,6 +4,7 @@ test runs against one loyalty server, then against two replicas behind one round
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -13,19 +14,24 @@ import pytest
 from loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import LoyaltyTestServer
-from tests.fixtures.replicas import Replicated
+from tests.fixtures.replicas import Replicated, start_replicas, stop_replicas
 from tests.integration.test_loyalty_promo import new_code
 
 Code = grpc.StatusCode
 
 
 @pytest.fixture(params=["one server", "two replicas"])
-def loyalty(request: pytest.FixtureRequest) -> LoyaltyTestServer:
+async def loyalty(
+    request: pytest.FixtureRequest, auth_server: AuthTestServer, loyalty_server: LoyaltyTestServer
+) -> AsyncIterator[LoyaltyTestServer]:
     if request.param == "one server":
-        server: LoyaltyTestServer = request.getfixturevalue("loyalty_server")
-        return server
-    replicated: Replicated = request.getfixturevalue("two_loyalty_replicas")
-    return replicated.front
+        yield loyalty_server
+        return
+    # Fresh replicas per test, stopped after it: their pools must not hold PostgreSQL
+    # connections (100 for every run on this machine) through the other tests.
+    replicated = await start_replicas(auth_server)
+    yield replicated.front
+    await stop_replicas(replicated)
 
 
 async def test_round_robin_spreads_calls_over_both_replicas(
