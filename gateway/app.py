@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from common.errors import InvalidArgument
 from common.logs import get_logger
+from common.trust import Network, client_address, parse_networks
 from gateway import errors, openapi
 from gateway.backends import Backends
 from gateway.config import GatewaySettings
@@ -52,19 +53,23 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def forwarded_metadata(request: Request) -> list[tuple[str, str]]:
+def forwarded_metadata(request: Request, proxies: Sequence[Network]) -> list[tuple[str, str]]:
     metadata = [("x-request-id", request.scope["state"]["request_id"])]
     authorization = request.headers.get("authorization")
     if authorization:
         metadata.append(("authorization", authorization))
     if request.client is not None:
-        metadata.append(("x-forwarded-for", request.client.host))
+        forwarded = request.headers.getlist("x-forwarded-for")
+        metadata.append(
+            ("x-forwarded-for", client_address(request.client.host, forwarded, proxies))
+        )
     return metadata
 
 
 class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
+        self.proxies = parse_networks(settings.gateway_trusted_proxies)
         self.routes = build_routes()
         self.openapi = openapi.document(self.routes)
         self._backends: Backends | None = None
@@ -91,8 +96,8 @@ class Gateway:
         except InvalidArgument as error:
             return JSONResponse(errors.from_invalid_argument(error), status_code=400)
         except grpc.aio.AioRpcError as error:
-            http, body = errors.from_rpc_error(error)
-            return JSONResponse(body, status_code=http)
+            failed = errors.from_rpc_error(error)
+            return JSONResponse(failed.body, status_code=failed.status, headers=failed.headers)
 
     def _no_route(self, allowed: tuple[str, ...]) -> Response:
         if allowed:
@@ -105,7 +110,7 @@ class Gateway:
         # Like grpc-gateway, any content type is read as JSON (curl -d sends a form type).
         body = await read_body(request, self.settings.gateway_max_body_bytes)
         message = build_request(route, params, body, list(request.query_params.multi_items()))
-        reply = await self.backends.call(route, message, forwarded_metadata(request))
+        reply = await self.backends.call(route, message, forwarded_metadata(request, self.proxies))
         return JSONResponse(to_json(reply))
 
     async def healthz(self, request: Request) -> Response:
