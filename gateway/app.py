@@ -11,6 +11,7 @@ import grpc
 from google.rpc import code_pb2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount
@@ -25,6 +26,7 @@ from gateway.backends import Backends
 from gateway.config import GatewaySettings
 from gateway.middleware import RequestIdAndLog
 from gateway.routes import Route, build_routes, match
+from gateway.security import SecurityHeaders
 from gateway.transcode import build_request, to_json
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -123,7 +125,7 @@ class Gateway:
         return JSONResponse(self.openapi)
 
     async def docs(self, request: Request) -> Response:
-        return FileResponse(STATIC / "docs.html")
+        return FileResponse(STATIC / "docs" / "index.html")
 
     async def console(self, request: Request) -> Response:
         return FileResponse(STATIC / "admin" / "index.html")
@@ -149,11 +151,13 @@ def create_app(settings: GatewaySettings) -> Any:
             HttpRoute("/healthz", gateway.healthz, methods=["GET"]),
             HttpRoute("/openapi.json", gateway.openapi_json, methods=["GET"]),
             HttpRoute("/docs", gateway.docs, methods=["GET"]),
+            Mount("/docs", StaticFiles(directory=STATIC / "docs")),
             HttpRoute("/admin", gateway.console, methods=["GET"]),
             Mount("/admin", StaticFiles(directory=STATIC / "admin", html=True)),
             HttpRoute("/{path:path}", gateway.forward, methods=METHODS),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: _http_error},
     )
     app.state.gateway = gateway
