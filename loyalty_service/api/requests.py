@@ -84,6 +84,26 @@ def time_cursor(token: str) -> tuple[datetime, str] | None:
         raise InvalidArgument.of("page_token", "not a page token of this list") from None
 
 
+def ends_position(row: Any) -> dict[str, Any]:
+    """Where a page of active codes (ordered by end, then code) stopped."""
+    ends = row["ends_at"]
+    return {"ends": ends.isoformat() if ends else "infinity", "after": row["code"]}
+
+
+def ends_cursor(token: str) -> tuple[str, str] | None:
+    ends, after = cursor(token, "ends"), cursor(token, "after")
+    if ends is None:
+        return None
+    try:
+        if ends != "infinity":
+            datetime.fromisoformat(ends)
+    except (TypeError, ValueError):
+        raise InvalidArgument.of("page_token", "not a page token of this list") from None
+    if not isinstance(after, str):
+        raise InvalidArgument.of("page_token", "not a page token of this list")
+    return ends, after
+
+
 def int_cursor(token: str, key: str) -> int | None:
     raw = cursor(token, key)
     if raw is not None and not isinstance(raw, int):
