@@ -5,7 +5,8 @@ checked and normalised by email-validator (no DNS look-up), local part in ASCII 
 SMTPUTF8, so a Cyrillic a, U+0430, cannot pose as a Latin one), no domain label mixing Latin with
 other letters, and all of it in lower case. Passwords follow NIST SP 800-63B: a minimum
 length, no maximum below 64, no composition rules, but screened against a list of common
-passwords, repetitive or sequential ones, and the account's own email."""
+passwords, repetitive or sequential ones, and ones built on the account's own email (what
+is left without the email or its local part must still be long enough)."""
 
 from __future__ import annotations
 
@@ -73,7 +74,15 @@ def password_problem(password: str, email: str, min_length: int) -> str | None:
         return "is one of the most common passwords; choose another"
     if len(set(folded)) < MIN_DISTINCT_CHARACTERS or _is_sequence(folded):
         return "is too repetitive or sequential; choose another"
-    local = email.partition("@")[0].casefold()
-    if len(local) >= 3 and local in folded:
-        return "must not contain the email address"
+    if len(_without_email(folded, email.casefold())) < min_length:
+        return "must not be built on the email address"
     return None
+
+
+def _without_email(password: str, email: str) -> str:
+    """What is left of the password once the email and its local part are taken out."""
+    local = email.partition("@")[0]
+    for part in (email, local):
+        if len(part) >= 3:
+            password = password.replace(part, "")
+    return password
