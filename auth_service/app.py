@@ -17,6 +17,7 @@ from auth_service.ratelimit import LoginLimits, LoginThrottle, RegistrationThrot
 from auth_service.service import Accounts
 from auth_service.store import keys as key_store
 from auth_service.tokens import TokenIssuer
+from common import redis_client
 from common.broker import BrokerHealth
 from common.db import create_pool, retrying
 from common.grpc_server import GrpcServer
@@ -96,7 +97,7 @@ def build_accounts(
 
 async def build(settings: AuthSettings) -> AuthApp:
     pool = await create_pool(settings.auth_database_url, max_size=settings.auth_db_pool_size)
-    client = redis.from_url(settings.redis_url)
+    client = redis_client.connect(settings.redis_url)
     issuer = TokenIssuer(await load_signing_key(settings, pool), settings.auth_access_ttl_seconds)
     accounts = build_accounts(settings, pool, client, issuer)
     verifier = TokenVerifier(

@@ -10,6 +10,7 @@ import asyncpg
 import grpc
 import redis.asyncio as redis
 
+from common import redis_client
 from common.broker import BrokerHealth
 from common.db import create_pool
 from common.grpc_server import GrpcServer
@@ -54,7 +55,7 @@ class LoyaltyApp:
 
 async def build(settings: LoyaltySettings) -> LoyaltyApp:
     pool = await create_pool(settings.loyalty_database_url, max_size=settings.loyalty_db_pool_size)
-    client = redis.from_url(settings.redis_url)
+    client = redis_client.connect(settings.redis_url)
     channel = grpc.aio.insecure_channel(settings.auth_grpc_addr)
     verifier = TokenVerifier(
         AuthJwks(channel), RevocationList(client, settings.redis_key_prefix), DOMAIN

@@ -112,10 +112,10 @@ async def test_generate_ten_thousand_unique_codes(
 async def test_generation_retries_collisions_instead_of_failing(
     loyalty_server: LoyaltyTestServer, admin: TestUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Real codes (49+ bits) never collide in a test; drawn from 9,000 values, 2 batches of
+    # Real codes (49+ bits) never collide in a test; drawn from 20,000 values, 2 batches of
     # 3,000 collide often enough to exercise the retries.
     def small_space(prefix: str, length: int) -> str:
-        return f"{prefix}{secrets.randbelow(9000):0{length}d}"
+        return f"{prefix}{secrets.randbelow(20_000):0{length}d}"
 
     monkeypatch.setattr(administration, "random_code", small_space)
     prefix = f"C{uuid.uuid4().hex[:4].upper()}"
