@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,11 +24,17 @@ from tests.grpc_helpers import bad_request_fields, error_info, reason_of, reject
 Code = grpc.StatusCode
 
 
+def own_prefix() -> str:
+    return f"{os.environ['REDIS_KEY_PREFIX']}{uuid.uuid4().hex[:8]}:"
+
+
 @pytest.fixture
 async def make_auth() -> AsyncIterator[Any]:
     started: list[AuthTestServer] = []
 
     async def make(**overrides: Any) -> AuthTestServer:
+        # Its own buckets: other tests' failures from 127.0.0.1 must not count here.
+        overrides.setdefault("redis_key_prefix", own_prefix())
         started.append(await start_auth(auth_settings(**overrides)))
         return started[-1]
 

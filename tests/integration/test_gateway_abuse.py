@@ -22,6 +22,7 @@ from tests.fixtures.auth import (
 )
 from tests.fixtures.gateway import gateway_settings, open_client
 from tests.fixtures.loyalty import LoyaltyTestServer, loyalty_settings, start_loyalty, stop_loyalty
+from tests.integration.test_auth_abuse import own_prefix
 from tests.integration.test_loyalty_promo import new_code
 
 STATIC = Path(__file__).resolve().parents[2] / "gateway" / "static"
@@ -35,11 +36,18 @@ async def stack(auth_server: AuthTestServer) -> AsyncIterator[Any]:
     async def make(
         proxies: str = "", auth: dict[str, Any] | None = None, loyalty: dict[str, Any] | None = None
     ) -> httpx.AsyncClient:
-        auth_server_ = await start_auth(auth_settings(auth_trusted_peers="127.0.0.1", **auth or {}))
+        # Its own buckets (and revocations), shared by this auth and this loyalty only.
+        prefix = own_prefix()
+        auth_server_ = await start_auth(
+            auth_settings(auth_trusted_peers="127.0.0.1", redis_key_prefix=prefix, **auth or {})
+        )
         closers.append(lambda: stop_auth(auth_server_))
         loyalty_server = await start_loyalty(
             loyalty_settings(
-                auth_server_.address, loyalty_trusted_peers="127.0.0.1", **loyalty or {}
+                auth_server_.address,
+                loyalty_trusted_peers="127.0.0.1",
+                redis_key_prefix=prefix,
+                **loyalty or {},
             )
         )
         closers.append(lambda: stop_loyalty(loyalty_server))

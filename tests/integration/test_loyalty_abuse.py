@@ -18,6 +18,7 @@ from tests.fixtures.loyalty import (
     stop_loyalty,
 )
 from tests.grpc_helpers import error_info, rejected, retry_delay
+from tests.integration.test_auth_abuse import own_prefix
 from tests.integration.test_loyalty_promo import new_code
 
 Code = grpc.StatusCode
@@ -28,6 +29,8 @@ async def make_loyalty(auth_server: AuthTestServer) -> AsyncIterator[Any]:
     started: list[LoyaltyTestServer] = []
 
     async def make(**overrides: Any) -> LoyaltyTestServer:
+        # Its own buckets: other tests' misses from 127.0.0.1 must not count here.
+        overrides.setdefault("redis_key_prefix", own_prefix())
         started.append(await start_loyalty(loyalty_settings(auth_server.address, **overrides)))
         return started[-1]
 
