@@ -20,6 +20,7 @@ from auth_service.tokens import TokenIssuer
 from common.broker import BrokerHealth
 from common.db import create_pool, retrying
 from common.grpc_server import GrpcServer
+from common.page_tokens import PageTokens
 from common.revocation import RevocationList
 from common.tokens import TokenVerifier
 from loyalty.auth.v1 import auth_pb2_grpc
@@ -84,7 +85,7 @@ async def build(settings: AuthSettings) -> AuthApp:
         AuthServicer(accounts, verifier, issuer), server.server
     )
     auth_pb2_grpc.add_UserAdminServiceServicer_to_server(
-        UserAdminServicer(accounts, verifier), server.server
+        UserAdminServicer(accounts, verifier, PageTokens(settings.page_token_secret)), server.server
     )
     return AuthApp(settings, pool, client, accounts, server, sync_loops(settings, pool, server))
 

@@ -13,6 +13,7 @@ import redis.asyncio as redis
 from common.broker import BrokerHealth
 from common.db import create_pool
 from common.grpc_server import GrpcServer
+from common.page_tokens import PageTokens
 from common.revocation import RevocationList
 from common.tokens import TokenVerifier
 from loyalty.promo.v1 import promo_pb2_grpc
@@ -59,11 +60,12 @@ async def build(settings: LoyaltySettings) -> LoyaltyApp:
     promotions = Promotions(pool)
     admin = PromoAdmin(pool, promotions)
     server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES)
+    page_tokens = PageTokens(settings.page_token_secret)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(
-        PromoServicer(promotions, verifier), server.server
+        PromoServicer(promotions, verifier, page_tokens), server.server
     )
     promo_pb2_grpc.add_PromoAdminServiceServicer_to_server(
-        PromoAdminServicer(admin, verifier), server.server
+        PromoAdminServicer(admin, verifier, page_tokens), server.server
     )
     loops: list[Loop] = [
         lambda: run_sweeper(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.page_tokens import PageTokens
 from common.tokens import Principal, TokenVerifier, bearer_token
 from common.validation import page_size, uuid_field
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
@@ -14,9 +15,12 @@ Context = Any
 
 
 class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
-    def __init__(self, promotions: Promotions, verifier: TokenVerifier) -> None:
+    def __init__(
+        self, promotions: Promotions, verifier: TokenVerifier, page_tokens: PageTokens
+    ) -> None:
         self._promotions = promotions
         self._verifier = verifier
+        self._tokens = page_tokens
 
     async def _caller(self, context: Context) -> Principal:
         return await self._verifier.verify(bearer_token(context.invocation_metadata()))
@@ -74,10 +78,14 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     ) -> promo_pb2.ListPurchasesResponse:
         caller = await self._caller(context)
         size = page_size(request.page_size)
-        after = requests.time_cursor(request.page_token)
+        after = requests.time_cursor(self._tokens, "purchases", request.page_token)
         rows = await self._promotions.purchases_of(caller.user_id, after, size + 1)
         token = requests.next_token(
-            rows, size, lambda r: {"t": r["created_at"].isoformat(), "id": str(r["purchase_id"])}
+            self._tokens,
+            "purchases",
+            rows,
+            size,
+            lambda r: requests.time_position(r, "purchase_id"),
         )
         return promo_pb2.ListPurchasesResponse(
             purchases=[mapping.purchase(r) for r in rows[:size]], next_page_token=token
