@@ -78,11 +78,12 @@ class _Schemas:
     def field(self, field: FieldDescriptor) -> dict[str, Any]:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             value = field.message_type.fields_by_name["value"]
-            return {"type": "object", "additionalProperties": self._single(value)}
+            return {"type": "object", "additionalProperties": self._single(value), "nullable": True}
         single = self._single(field)
         if field.is_repeated:
             items = rules_of(field).max_items
-            return {"type": "array", "items": single, **({"maxItems": items} if items else {})}
+            array = {"type": "array", "items": single, "nullable": True}
+            return array | ({"maxItems": items} if items else {})
         if not rules_of(field).required:
             # The proto3 JSON mapping reads null as "not set".
             if "$ref" in single:
@@ -154,9 +155,27 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
     if route.body:
         operation["requestBody"] = {
             "required": False,
-            "content": {"application/json": {"schema": schemas.ref(route.input_type.DESCRIPTOR)}},
+            "content": {"application/json": {"schema": _body_schema(route, schemas)}},
         }
     return operation
+
+
+def _body_schema(route: Route, schemas: _Schemas) -> dict[str, Any]:
+    """The request message, less the fields the path already carries (as grpc-gateway does)."""
+    ref = schemas.ref(route.input_type.DESCRIPTOR)
+    if not route.path_params:
+        return ref
+    message = schemas.components[route.input_type.DESCRIPTOR.full_name]
+    json_names = {
+        route.input_type.DESCRIPTOR.fields_by_name[p].json_name for p in route.path_params
+    }
+    body = {
+        **message,
+        "properties": {k: v for k, v in message["properties"].items() if k not in json_names},
+    }
+    required = [name for name in message.get("required", []) if name not in json_names]
+    body.pop("required", None)
+    return body | ({"required": required} if required else {})
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
