@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PROTOS := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: install proto proto-check migrate run test test-unit test-integration test-e2e lint bench clean
+.PHONY: install system-deps proto proto-check migrate run test test-unit test-integration test-e2e lint bench api-docs clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,13 +14,23 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+# Debian's Chromium (browser tests) and docker-compose (compose file check), when missing.
+system-deps:
+	bash scripts/system_deps.sh
+
 # Generated code is committed (so a plain install needs no protoc); proto-check fails when stale.
 proto: install
 	rm -rf loyalty
 	$(PY) scripts/gen_protos.py .
+	$(PY) scripts/gen_api_docs.py
 
 proto-check: install
 	$(PY) scripts/gen_protos.py --check
+	$(PY) scripts/gen_api_docs.py --check
+
+# docs/api.md's reference part, from protos/ and the reason tables.
+api-docs: install
+	$(PY) scripts/gen_api_docs.py
 
 migrate: install
 	$(PY) -m auth_service migrate
@@ -29,7 +39,7 @@ migrate: install
 run: install migrate
 	$(PY) -m common.launcher
 
-test: install proto-check lint
+test: install system-deps proto-check lint
 	$(PY) -m pytest -q tests
 
 test-unit: install
@@ -38,7 +48,7 @@ test-unit: install
 test-integration: install
 	$(PY) -m pytest -q tests/integration
 
-test-e2e: install
+test-e2e: install system-deps
 	$(PY) -m pytest -q tests/e2e
 
 lint: install

@@ -21,7 +21,7 @@ log = logs.get_logger("auth")
 async def serve(settings: AuthSettings) -> None:
     auth = await app.build(settings)
     await app.wait_for_redis(auth.redis)
-    metrics.serve(settings.auth_metrics_addr)
+    metrics.serve(settings.auth_metrics_addr, metrics.AUTH)
     port = await auth.server.start()
     log.info("serving", address=settings.auth_grpc_addr, port=port)
     await run_until_signal(auth.server, auth.loops, settings.shutdown_grace, auth.close)

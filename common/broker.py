@@ -65,7 +65,7 @@ class BrokerHealth:
         while True:
             healthy = self.healthy
             if healthy != self._reported and self.report is not None:
-                log.warning("broker_health", healthy=healthy)
+                (log.info if healthy else log.warning)("broker_health", healthy=healthy)
                 await self.report(healthy)
             self._reported = healthy
             await asyncio.sleep(interval)
@@ -124,18 +124,25 @@ async def run_connected(url: str, session: Session, health: BrokerHealth, name: 
 async def _serve(
     connection: AbstractConnection, session: Session, health: BrokerHealth, name: str
 ) -> None:
+    closed = asyncio.ensure_future(_closed(connection))
+    work = asyncio.ensure_future(session(connection))
     try:
-        closed = asyncio.ensure_future(_closed(connection))
-        work = asyncio.ensure_future(session(connection))
         done, _ = await asyncio.wait([closed, work], return_when=asyncio.FIRST_COMPLETED)
-        for task in (closed, work):
-            task.cancel()
         if work in done and not work.cancelled() and work.exception() is not None:
             raise work.exception()  # type: ignore[misc]
         log.warning("broker_connection_closed", loop=name)
     except BROKER_ERRORS as error:
         log.warning("broker_session_failed", loop=name, error=repr(error))
     finally:
+        # Also when this loop itself is cancelled at shutdown: the session must end here,
+        # before the pool it uses is closed, never run on as an orphaned task.
+        await _cancel(closed, work)
         health.down()
         if not connection.is_closed:
             await connection.close()
+
+
+async def _cancel(*tasks: asyncio.Future[None]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

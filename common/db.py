@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
 from tenacity import (
     AsyncRetrying,
-    before_sleep_log,
+    RetryCallState,
     retry_if_exception_type,
     stop_after_delay,
     wait_exponential_jitter,
@@ -17,13 +19,31 @@ from common.logs import get_logger
 log = get_logger(__name__)
 
 
+def _log_wait(what: str) -> Callable[[RetryCallState], None]:
+    """A dependency still starting is expected, not an error: one info line when the wait
+    begins (no traceback), the later attempts at debug level."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        level = log.info if state.attempt_number == 1 else log.debug
+        level(
+            "waiting_for_dependency",
+            dependency=what,
+            attempt=state.attempt_number,
+            retry_in_s=round(state.next_action.sleep if state.next_action else 0, 2),
+            error=type(error).__name__,
+        )
+
+    return before_sleep
+
+
 def retrying(what: str, give_up_after: float = 60.0) -> AsyncRetrying:
     """Bounded exponential backoff with jitter for a dependency that may be down."""
     return AsyncRetrying(
         retry=retry_if_exception_type(DEPENDENCY_ERRORS),
         wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
         stop=stop_after_delay(give_up_after),
-        before_sleep=before_sleep_log(log, 30),  # type: ignore[arg-type]
+        before_sleep=_log_wait(what),
         reraise=True,
     )
 

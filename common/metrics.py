@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from collections.abc import Iterable
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -38,10 +50,44 @@ HTTP_LATENCY = Histogram(
 )
 
 
-def serve(address: str) -> None:
-    """Serves /metrics at HOST:PORT from a daemon thread (prometheus-client's own server);
-    an empty address turns it off."""
+# What each process owns: its /metrics lists these and nothing of the other processes'.
+# (All are defined in the default registry too, which tests read in-process.)
+_RUNTIME: tuple[Collector, ...] = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
+AUTH: tuple[Collector, ...] = (
+    *_RUNTIME,
+    RPCS,
+    RPC_LATENCY,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PUBLISHED,
+)
+LOYALTY: tuple[Collector, ...] = (
+    *_RUNTIME,
+    RPCS,
+    RPC_LATENCY,
+    PROMO_USES,
+    PROMO_CONFIRMS,
+    PROMO_CANCELS,
+    PROMO_EXPIRIES,
+    PROMO_REJECTIONS,
+    CONSUMER_DELIVERIES,
+    CONSUMER_RETRIES,
+    CONSUMER_DEAD,
+)
+GATEWAY: tuple[Collector, ...] = (*_RUNTIME, HTTP_REQUESTS, HTTP_LATENCY)
+
+
+def registry_of(collectors: Iterable[Collector]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in collectors:
+        registry.register(collector)
+    return registry
+
+
+def serve(address: str, collectors: Iterable[Collector]) -> None:
+    """Serves /metrics at HOST:PORT from a daemon thread (prometheus-client's own server),
+    listing only `collectors`; an empty address turns it off."""
     if not address:
         return
     host, _, port = address.rpartition(":")
-    start_http_server(int(port), addr=host)
+    start_http_server(int(port), addr=host, registry=registry_of(collectors))

@@ -14,7 +14,7 @@ def main() -> None:
     settings = config.load(GatewaySettings)
     logs.configure("gateway", settings.log_level)
     sentry.init(settings.sentry_dsn, "gateway")
-    metrics.serve(settings.gateway_metrics_addr)
+    metrics.serve(settings.gateway_metrics_addr, metrics.GATEWAY)
     host, _, port = settings.gateway_http_addr.rpartition(":")
     server = uvicorn.Server(
         uvicorn.Config(

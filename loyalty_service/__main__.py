@@ -23,7 +23,7 @@ log = logs.get_logger("loyalty")
 async def serve(settings: LoyaltySettings) -> None:
     loyalty = await app.build(settings)
     await load_keys(loyalty.verifier, give_up_after=30)
-    metrics.serve(settings.loyalty_metrics_addr)
+    metrics.serve(settings.loyalty_metrics_addr, metrics.LOYALTY)
     port = await loyalty.server.start()
     log.info("serving", address=settings.loyalty_grpc_addr, port=port)
     await run_until_signal(loyalty.server, loyalty.loops, settings.shutdown_grace, loyalty.close)

@@ -136,10 +136,12 @@ class Promotions:
         metrics.PROMO_CANCELS.inc()
         return row
 
-    async def active_codes(self, user_id: str) -> list[asyncpg.Record]:
+    async def active_codes(
+        self, user_id: str, after: tuple[str, str] | None, limit: int
+    ) -> list[asyncpg.Record]:
         if await users.status_of(self._pool, user_id) != "ACTIVE":
             return []
-        return await codes.active_for_user(self._pool, user_id, datetime.now(UTC))
+        return await codes.active_for_user(self._pool, user_id, datetime.now(UTC), after, limit)
 
     async def tariffs(self) -> list[Tariff]:
         return await tariffs.all_tariffs(self._pool)

@@ -36,9 +36,14 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         self, request: promo_pb2.ListActivePromoCodesRequest, context: Context
     ) -> promo_pb2.ListActivePromoCodesResponse:
         caller = await self._caller(context)
-        rows = await self._promotions.active_codes(caller.user_id)
+        size = page_size(request.page_size)
+        after = requests.ends_cursor(self._tokens, "active_codes", request.page_token)
+        rows = await self._promotions.active_codes(caller.user_id, after, size + 1)
+        token = requests.next_token(
+            self._tokens, "active_codes", rows, size, requests.ends_position
+        )
         return promo_pb2.ListActivePromoCodesResponse(
-            promo_codes=[mapping.active_code(r) for r in rows]
+            promo_codes=[mapping.active_code(r) for r in rows[:size]], next_page_token=token
         )
 
     async def ApplyPromoCode(

@@ -103,3 +103,22 @@ def time_cursor(tokens: PageTokens, list_name: str, token: str) -> tuple[datetim
 
 def time_position(row: Any, id_column: str) -> Position:
     return (row["created_at"].isoformat(), str(row[id_column]))
+
+
+def ends_position(row: Any) -> Position:
+    """Where a page of active codes (ordered by end, then code) stopped."""
+    ends = row["ends_at"]
+    return (ends.isoformat() if ends else "infinity", row["code"])
+
+
+def ends_cursor(tokens: PageTokens, list_name: str, token: str) -> tuple[str, str] | None:
+    found = tokens.decode(list_name, token, (str, str))
+    if found is None:
+        return None
+    ends, after = str(found[0]), str(found[1])
+    try:
+        if ends != "infinity":
+            datetime.fromisoformat(ends)
+    except ValueError:
+        raise InvalidArgument.of("page_token", "not a page token this list made") from None
+    return ends, after

@@ -206,7 +206,11 @@ async def give_back(conn: Any, code: str, user_id: str) -> None:
     )
 
 
-async def active_for_user(conn: Any, user_id: str, now: datetime) -> list[asyncpg.Record]:
+async def active_for_user(
+    conn: Any, user_id: str, now: datetime, after: tuple[str, str] | None, limit: int
+) -> list[asyncpg.Record]:
+    """A page of the codes `user_id` could apply now, ending soonest first; `after` is the
+    (ends_at as text, 'infinity' for none; code) of the last code of the page before."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT c.*, coalesce(x.uses, 0) AS user_uses FROM promo_codes c"
         " LEFT JOIN user_code_uses x ON x.code = c.code AND x.user_id = $1"
@@ -216,8 +220,13 @@ async def active_for_user(conn: Any, user_id: str, now: datetime) -> list[asyncp
         "     OR EXISTS (SELECT 1 FROM promo_code_users a WHERE a.code = c.code AND a.user_id = $1)"
         "     OR EXISTS (SELECT 1 FROM promo_code_groups g JOIN group_members m USING (group_id)"
         "                WHERE g.code = c.code AND m.user_id = $1))"
-        " ORDER BY c.ends_at NULLS LAST, c.code",
+        "   AND ($3::text IS NULL"
+        "     OR (coalesce(c.ends_at, 'infinity'), c.code) > ($3::text::timestamptz, $4))"
+        " ORDER BY coalesce(c.ends_at, 'infinity'), c.code LIMIT $5",
         user_id,
         now,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )
     return rows

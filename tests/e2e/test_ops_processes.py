@@ -68,7 +68,7 @@ async def test_a_service_waits_for_postgres_at_start() -> None:
     proxy.port = free_port()  # known now, listening only later
     through = urlunsplit(database._replace(netloc=f"{database.username}@127.0.0.1:{proxy.port}"))
     address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "AUTH_GRPC_ADDR": address, "AUTH_DATABASE_URL": through}
+    env = _quiet_env(AUTH_GRPC_ADDR=address, AUTH_DATABASE_URL=through)
     await asyncio.to_thread(
         run,
         [sys.executable, "-m", "auth_service", "migrate"],
@@ -77,7 +77,7 @@ async def test_a_service_waits_for_postgres_at_start() -> None:
     auth = Logged("auth_service", env)
     try:
         # Postgres "down" until the service has failed to reach it and is backing off.
-        await asyncio.to_thread(auth.wait_for, "Retrying", 30)
+        await asyncio.to_thread(auth.wait_for, "waiting_for_dependency", 30)
         assert auth.process.poll() is None, "the service gave up instead of waiting"
         await proxy.open()
         await asyncio.to_thread(wait_serving, address, auth.process, 60)
@@ -101,11 +101,15 @@ async def test_metrics_are_served_after_traffic() -> None:
         async with grpc.aio.insecure_channel(address) as channel:
             await auth_pb2_grpc.AuthServiceStub(channel).GetJwks(auth_pb2.GetJwksRequest())
 
-        async def exported() -> bool:
+        async def scrape() -> str:
             reader, writer = await asyncio.open_connection("127.0.0.1", metrics_port)
             writer.write(b"GET /metrics HTTP/1.0\r\n\r\n")
             text = (await reader.read()).decode()
             writer.close()
+            return text
+
+        async def exported() -> bool:
+            text = await scrape()
             return all(
                 name in text
                 for name in (
@@ -117,6 +121,10 @@ async def test_metrics_are_served_after_traffic() -> None:
             )
 
         await eventually(exported, 15, "metrics on the metrics port")
+        text = await scrape()
+        # Only auth's own: nothing of loyalty's or the gateway's, not even at 0.
+        for foreign in ("promo_uses_total", "consumer_deliveries_total", "http_requests_total"):
+            assert foreign not in text, foreign
     finally:
         assert stop(process) == 0
 
@@ -189,7 +197,8 @@ async def test_loyalty_waits_for_auth_then_both_turn_not_serving_on_sigterm_and_
     auth: Logged | None = None
     services: list[Logged] = [loyalty]
     try:
-        await asyncio.to_thread(loyalty.wait_for, "Retrying", 30)  # backing off, alive
+        # Backing off, alive.
+        await asyncio.to_thread(loyalty.wait_for, "waiting_for_dependency", 30)
         auth = Logged("auth_service", env)
         services.append(auth)
         await asyncio.to_thread(wait_serving, auth_address, auth.process)
@@ -203,6 +212,11 @@ async def test_loyalty_waits_for_auth_then_both_turn_not_serving_on_sigterm_and_
                 watch.cancel()  # an open watch is a call in flight: let the drain end
             assert await asyncio.to_thread(service.exited, 30) == 0
             assert service.events("shutting_down"), service.text[-2000:]
+        # A quiet start: one info line for the wait, no traceback, levels that mean something.
+        waits = loyalty.events("waiting_for_dependency")
+        assert [(w["dependency"], w["level"]) for w in waits] == [("auth", "info")]
+        assert "Traceback" not in loyalty.text and "debug_error_string" not in loyalty.text
+        assert all(e["level"] == "info" for e in loyalty.events("broker_health") if e["healthy"])
     finally:
         for service in services:
             if service.process.poll() is None:
@@ -262,7 +276,7 @@ def test_sigterm_while_still_waiting_for_postgres_exits_0() -> None:
     nowhere = urlunsplit(database._replace(netloc=f"{database.username}@127.0.0.1:{free_port()}"))
     auth = Logged("auth_service", _quiet_env(AUTH_DATABASE_URL=nowhere))
     try:
-        auth.wait_for("Retrying", 30)  # in its start-up backoff, before it serves
+        auth.wait_for("waiting_for_dependency", 30)  # in its start-up backoff, before it serves
     finally:
         assert auth.stop() == 0
 

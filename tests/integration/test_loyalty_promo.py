@@ -398,3 +398,44 @@ async def test_my_purchases_page_newest_first(
         if not token:
             break
     assert seen == list(reversed(made))
+
+
+async def test_active_codes_page_ending_soonest_first(
+    loyalty_server: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+) -> None:
+    user = await auth_server.new_user()
+    ending = {new_code(): at(timedelta(hours=hours)) for hours in (3, 1, 2)}
+    for code, ends_at in ending.items():
+        await loyalty_server.create_code(admin, code=code, percent_off=5, ends_at=ends_at)
+    open_ended = sorted(new_code() for _ in range(3))
+    for code in open_ended:
+        await loyalty_server.create_code(admin, code=code, percent_off=5)
+
+    async def page(size: int, token: str) -> promo_pb2.ListActivePromoCodesResponse:
+        answer: promo_pb2.ListActivePromoCodesResponse = (
+            await loyalty_server.promo.ListActivePromoCodes(
+                promo_pb2.ListActivePromoCodesRequest(page_size=size, page_token=token),
+                metadata=user.metadata(),
+            )
+        )
+        return answer
+
+    whole = [c.code for c in (await page(1000, "")).promo_codes]
+    paged: list[str] = []
+    token = ""
+    while True:
+        answer = await page(2, token)
+        assert len(answer.promo_codes) <= 2
+        paged += [c.code for c in answer.promo_codes]
+        token = answer.next_page_token
+        if not token:
+            break
+    assert paged == whole and len(set(paged)) == len(paged)
+    mine = [code for code in whole if code in {*ending, *open_ended}]
+    by_end = sorted(ending, key=lambda code: ending[code].ToDatetime())
+    assert mine[:3] == by_end  # ending soonest first; open-ended codes after, by code
+    assert mine[3:] == open_ended
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await page(2, "not a token")
+    assert bad.value.code() == Code.INVALID_ARGUMENT
+    assert bad_request_fields(bad.value) == {"page_token"}
