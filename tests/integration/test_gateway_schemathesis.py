@@ -4,6 +4,7 @@ positive and negative cases for every operation, and it must find nothing."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 import time
@@ -29,7 +30,7 @@ CHECKS = [
     "negative_data_rejection",
 ]
 # Cases per operation in the fuzzing phase, beside the examples and coverage phases.
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 _SUMMARY = re.compile(r"Test cases:\s*\n?\s*([\d,]+) generated")
 CASES: dict[str, int] = {}
 
