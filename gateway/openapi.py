@@ -137,6 +137,9 @@ def _parameters(route: Route, schemas: _Schemas) -> list[dict[str, Any]]:
 
 def _no_null(schema: dict[str, Any]) -> dict[str, Any]:
     """A query parameter is text or absent, never null."""
+    if "allOf" in schema:
+        only: dict[str, Any] = schema["allOf"][0]
+        return only
     return {k: v for k, v in schema.items() if k != "nullable"}
 
 
