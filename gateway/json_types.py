@@ -43,7 +43,8 @@ def _message(values: dict[str, Any], descriptor: Descriptor, prefix: str, query:
     for key, value in values.items():
         field = descriptor.fields_by_name.get(key) or by_json.get(key)
         if field is not None and value is not None:
-            _field(field, value, prefix + field.name, query)
+            # Named as the caller wrote it (camelCase or snake_case), like protobuf's own errors.
+            _field(field, value, prefix + key, query)
 
 
 def _field(field: FieldDescriptor, value: Any, path: str, query: bool) -> None:

@@ -274,7 +274,7 @@ async def test_json_of_a_wrong_canonical_type_is_a_400(http: httpx.AsyncClient) 
         answer = await http.post("/v1/auth/login", json=body)
         assert answer.status_code == 400, answer.text
     answer = await http.get("/v1/admin/promocodes", params={"pageSize": "\u0665"})
-    assert answer.status_code == 400 and violations(answer) == {"page_size"}
+    assert answer.status_code == 400 and violations(answer) == {"pageSize"}
 
 
 @pytest.mark.parametrize("size", [5_000, 17 * 1024])
