@@ -75,6 +75,7 @@ NASTY = [
 class World:
     """Real rows and tokens, so generated requests reach past validation too."""
 
+    user_id: str
     strings: list[str]
     tokens: dict[str, str]
     calls: dict[str, Callable[..., Any]]
@@ -213,7 +214,7 @@ async def world(
         )
         for method, backend in METHODS
     }
-    return World(strings, tokens, calls)
+    return World(user.user_id, strings, tokens, calls)
 
 
 @st.composite
@@ -253,8 +254,8 @@ def test_the_fuzzer_ran_every_method() -> None:
 async def test_everything_stored_reads_back(
     world: World, loyalty_server: LoyaltyTestServer, auth_server: AuthTestServer, admin: TestUser
 ) -> None:
-    """After the fuzzer: every code, group, rejection and user reads back through the API,
-    and no stored time lies outside what the API can express."""
+    """After the fuzzer: every code, group, rejection, user and purchase reads back through the
+    API, and no stored time lies outside what the API can express."""
     meta = admin.metadata()
     codes = await _all(loyalty_server.admin.ListPromoCodes, promo_pb2.ListPromoCodesRequest, meta)
     for code in codes:
@@ -268,6 +269,12 @@ async def test_everything_stored_reads_back(
         )
     await _all(loyalty_server.admin.ListRejections, promo_pb2.ListRejectionsRequest, meta)
     await _all(auth_server.admin.ListUsers, auth_pb2.ListUsersRequest, meta)
+    # A fresh session: the fuzzer may well have signed the user out or deleted them.
+    mine = (("authorization", f"Bearer {auth_server.token_for(world.user_id).access_token}"),)
+    await _all(loyalty_server.promo.ListMyPurchases, promo_pb2.ListMyPurchasesRequest, mine)
+    await _all(
+        loyalty_server.promo.ListActivePromoCodes, promo_pb2.ListActivePromoCodesRequest, mine
+    )
     async with loyalty_server.app.pool.acquire() as conn:
         odd = await conn.fetchval(
             "SELECT count(*) FROM promo_codes WHERE NOT isfinite(starts_at)"
