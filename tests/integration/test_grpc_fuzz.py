@@ -199,7 +199,9 @@ async def world(
     ]
     tokens = {
         "none": "",
-        "user": user.access_token,
+        # A session of its own (not in auth's database): DeleteAccount or Logout drawn by the
+        # fuzzer leaves it usable, so the rest of the run still reaches past authentication.
+        "user": auth_server.token_for(user.user_id).access_token,
         # Admin tokens of users that exist nowhere: DeleteAccount or SetUserStatus through
         # them cannot end the session-wide admin other tests use.
         "admin": auth_server.token_for(role="admin").access_token,
