@@ -96,6 +96,7 @@ async def _schemathesis(url: str, token: str, report: Path, *extra: str) -> tupl
         str(report),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        cwd=report,  # where it keeps its cache, out of the work tree
     )
     output, _ = await process.communicate()
     assert process.returncode is not None
