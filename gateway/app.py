@@ -35,6 +35,9 @@ log = get_logger("gateway")
 # RESOURCE_EXHAUSTED past it): any one header over 4 KiB, or all over 16 KiB, is a 431 here.
 MAX_HEADER_BYTES = 4 * 1024
 MAX_HEADERS_BYTES = 16 * 1024
+# What uvicorn reads of a request's head before the app sees it (its default, 16 KiB, would
+# answer a larger head with a plain-text 400 of its own instead of our 431).
+MAX_REQUEST_HEAD_BYTES = 256 * 1024
 
 
 class BodyTooLarge(Exception):

@@ -7,19 +7,11 @@ import asyncio
 import os
 import re
 import sys
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 
-from gateway.app import create_app
-from tests.conftest import free_port
 from tests.fixtures.auth import AuthTestServer, TestUser
-from tests.fixtures.gateway import gateway_settings
-from tests.fixtures.loyalty import LoyaltyTestServer
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 CHECKS = [
@@ -33,37 +25,6 @@ CHECKS = [
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 _SUMMARY = re.compile(r"Test cases:\s*\n?\s*([\d,]+) generated")
 CASES: dict[str, int] = {}
-
-
-@pytest.fixture(scope="module")
-async def gateway_url(
-    auth_server: AuthTestServer, loyalty_server: LoyaltyTestServer
-) -> AsyncIterator[str]:
-    """The gateway on a real port (schemathesis is another process) in front of the real
-    auth and loyalty servers of this run."""
-    port = free_port()
-    settings = gateway_settings(
-        auth_server.address, loyalty_server.address, gateway_http_addr=f"127.0.0.1:{port}"
-    )
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    async with httpx.AsyncClient() as client:
-        while True:
-            try:
-                if (await client.get(f"{url}/openapi.json")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the gateway did not start"
-            await asyncio.sleep(0.05)
-    yield url
-    server.should_exit = True
-    await task
 
 
 async def _schemathesis(url: str, token: str, report: Path, *extra: str) -> tuple[int, str]:

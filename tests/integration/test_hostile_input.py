@@ -289,3 +289,20 @@ async def test_an_over_large_authorization_header_is_a_431(
 async def test_an_over_large_body_is_a_413_status(http: httpx.AsyncClient) -> None:
     answer = await http.post("/v1/auth/login", content=b"{" + b" " * (2 * 1024 * 1024) + b"}")
     assert answer.status_code == 413 and answer.json()["code"] == 3
+
+
+@pytest.mark.parametrize("size", [17 * 1024, 100 * 1024])
+async def test_over_large_headers_are_a_431_on_a_real_port_too(gateway_url: str, size: int) -> None:
+    """uvicorn reads the whole head (its own limit would answer a plain-text 400 first)."""
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(
+            f"{gateway_url}/v1/tariffs", headers={"Authorization": "Bearer " + "a" * size}
+        )
+    assert answer.status_code == 431 and answer.json()["code"] == 3
+
+
+async def test_deep_json_is_a_400_status_on_a_real_port_too(gateway_url: str) -> None:
+    body = '{"email":' + "[" * 5000 + "]" * 5000 + "}"
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(f"{gateway_url}/v1/auth/login", content=body)
+    assert answer.status_code == 400 and answer.json()["code"] == 3
