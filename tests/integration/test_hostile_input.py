@@ -306,3 +306,13 @@ async def test_deep_json_is_a_400_status_on_a_real_port_too(gateway_url: str) ->
     async with httpx.AsyncClient() as client:
         answer = await client.post(f"{gateway_url}/v1/auth/login", content=body)
     assert answer.status_code == 400 and answer.json()["code"] == 3
+
+
+async def test_a_body_of_whitespace_is_malformed_json_and_no_body_is_an_empty_message(
+    http: httpx.AsyncClient, user: TestUser
+) -> None:
+    cancel = f"/v1/purchases/{uuid.uuid4()}/cancel"
+    answer = await http.post(cancel, content=b"\n", headers=bearer(user.access_token))
+    assert answer.status_code == 400 and violations(answer) == {"body"}
+    empty = await http.post(cancel, content=b"", headers=bearer(user.access_token))
+    assert empty.status_code == 404  # parsed, sent on: no such purchase
