@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.auth import AuthTestServer, TestUser
+from tests.fixtures.fuzz import FuzzServers
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 CHECKS = [
@@ -66,15 +66,17 @@ async def _schemathesis(url: str, token: str, report: Path, *extra: str) -> tupl
 
 @pytest.mark.parametrize("who", ["user", "admin"])
 async def test_schemathesis_finds_nothing(
-    gateway_url: str, auth_server: AuthTestServer, admin: TestUser, who: str, tmp_path: Path
+    gateway_url: str, fuzz_servers: FuzzServers, who: str, tmp_path: Path
 ) -> None:
     if who == "admin":
         # The admin's own DeleteAccount would end the run's admin session half-way.
         extra = ("--exclude-operation-id", "AuthService.DeleteAccount")
-        code, output = await _schemathesis(gateway_url, admin.access_token, tmp_path, *extra)
+        code, output = await _schemathesis(
+            gateway_url, fuzz_servers.admin.access_token, tmp_path, *extra
+        )
     else:
         code, output = await _schemathesis(
-            gateway_url, auth_server.token_for().access_token, tmp_path
+            gateway_url, fuzz_servers.auth.token_for().access_token, tmp_path
         )
     assert code == 0, output
     found = _SUMMARY.search(output)
