@@ -79,7 +79,7 @@ def _single(field: FieldDescriptor, value: Any, path: str, query: bool) -> None:
         _expect(value in ("true", "false") if query else isinstance(value, bool), path, "a boolean")
     elif field.enum_type is not None:
         names = field.enum_type.values_by_name
-        _expect(value in names, path, f"a {field.enum_type.name} name")
+        _expect(isinstance(value, str) and value in names, path, f"a {field.enum_type.name} name")
     elif kind in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES):
         _expect(isinstance(value, str), path, "a JSON string")
 
