@@ -274,7 +274,8 @@ async def test_json_of_a_wrong_canonical_type_is_a_400(http: httpx.AsyncClient) 
         answer = await http.post("/v1/auth/login", json=body)
         assert answer.status_code == 400, answer.text
     status = f"/v1/admin/users/{uuid.uuid4()}/status"
-    for value in ({}, [], 1, "USER_STATUS_NOPE"):
+    values: list[object] = [{}, [], 1, "USER_STATUS_NOPE"]
+    for value in values:
         answer = await http.post(status, json={"status": value})
         assert answer.status_code == 400 and violations(answer) == {"status"}, answer.text
     answer = await http.get("/v1/admin/promocodes", params={"pageSize": "\u0665"})
