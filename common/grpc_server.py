@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import sentry_sdk
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -60,7 +61,8 @@ def _checked(request: Any) -> None:
     """The one rule for every request's fields (common.request_rules), before any handler."""
     if isinstance(request, Undecodable):
         raise InvalidArgument.of(request.field, "must be valid UTF-8 protobuf")
-    check_request(request)
+    if isinstance(request, Message):  # a generic handler may take raw bytes
+        check_request(request)
 
 
 async def _run(handler: Handler, request: Any, context: grpc.aio.ServicerContext) -> Any:
