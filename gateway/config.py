@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from common.config import BaseServiceSettings, HostPort
+from common.trust import TrustedNetworks
 
 
 class GatewaySettings(BaseServiceSettings):
@@ -16,3 +17,6 @@ class GatewaySettings(BaseServiceSettings):
     # Larger than any body the OpenAPI document allows (its longest lists, every character
     # JSON-escaped), so only a body no schema permits meets the 413.
     gateway_max_body_bytes: int = 1024 * 1024
+    # Proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For is believed;
+    # empty: nobody's, every client is judged by its own connection's address.
+    gateway_trusted_proxies: TrustedNetworks = ""
