@@ -15,6 +15,7 @@ from common.broker import BrokerHealth
 from common.channels import EVERY_METHOD, open_channel
 from common.db import create_pool
 from common.grpc_server import GrpcServer
+from common.page_tokens import PageTokens
 from common.revocation import RevocationList
 from common.throttle import Limit, Throttle
 from common.tokens import TokenVerifier
@@ -67,12 +68,15 @@ async def build(
     promotions = Promotions(pool, guess_throttle(settings, client))
     admin = PromoAdmin(pool, Promotions(pool))
     server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES, interceptors)
+    page_tokens = PageTokens(settings.page_token_secret)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(
-        PromoServicer(promotions, verifier, parse_networks(settings.loyalty_trusted_peers)),
+        PromoServicer(
+            promotions, verifier, page_tokens, parse_networks(settings.loyalty_trusted_peers)
+        ),
         server.server,
     )
     promo_pb2_grpc.add_PromoAdminServiceServicer_to_server(
-        PromoAdminServicer(admin, verifier), server.server
+        PromoAdminServicer(admin, verifier, page_tokens), server.server
     )
     loops: list[Loop] = [
         lambda: run_sweeper(

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import asyncpg
 import grpc
+import structlog
+from google.protobuf import empty_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from common.db import never_sent
 from common.errors import ErrorKind, InvalidArgument, ServiceError
 from common.grpc_errors import status_for
+from common.grpc_server import _run
 
 
 def _details(status: grpc.Status) -> status_pb2.Status:
@@ -52,3 +55,35 @@ def test_a_connection_broken_by_a_postgres_restart_is_unavailable_not_internal()
         assert never_sent(error)  # so the pool's one-statement helpers send it again
     assert not never_sent(asyncpg.exceptions.ConnectionDoesNotExistError("mid-operation"))
     assert status_for(asyncpg.InterfaceError("cannot use Connection.transaction()")) is None
+
+
+def test_postgres_data_exceptions_are_invalid_argument() -> None:
+    for error in (
+        asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence: 0x00"),
+        asyncpg.exceptions.DatetimeFieldOverflowError("date/time field value out of range"),
+        asyncpg.exceptions.NumericValueOutOfRangeError("integer out of range"),
+        asyncpg.exceptions._base.DataError("invalid input for query argument $1"),
+    ):
+        status = status_for(error)
+        assert status is not None and status.code == grpc.StatusCode.INVALID_ARGUMENT, error
+    assert status_for(asyncpg.exceptions.UniqueViolationError("dup")) is None
+
+
+class _Context:
+    def __init__(self) -> None:
+        self.status: grpc.Status | None = None
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        self.status = status
+
+
+async def test_a_data_exception_is_answered_invalid_argument_and_logged() -> None:
+    async def handler(request: object, context: object) -> None:
+        raise asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence: 0x00")
+
+    context = _Context()
+    with structlog.testing.capture_logs() as logs:
+        await _run(handler, empty_pb2.Empty(), context)  # type: ignore[arg-type]
+    assert context.status is not None
+    assert context.status.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert [entry["event"] for entry in logs] == ["data_exception"]
