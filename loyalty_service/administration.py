@@ -12,8 +12,9 @@ from common.errors import ErrorKind, FieldViolation, InvalidArgument, ServiceErr
 from loyalty_service.domain import specs
 from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, normalize_code, random_code
 from loyalty_service.domain.reasons import DOMAIN, Reason, Rejection
+from loyalty_service.domain.reports import MAX_REPORT_DAYS, DayStats
 from loyalty_service.promotions import Promotions
-from loyalty_service.store import codes, groups, purchases, rejections, tariffs
+from loyalty_service.store import codes, groups, purchases, rejections, reports, tariffs
 
 # Rounds of regenerating codes that collided before a batch gives up.
 MAX_GENERATION_ROUNDS = 20
@@ -25,6 +26,7 @@ class Report:
     code: asyncpg.Record
     purchases_by_status: dict[str, int]
     rejections_by_reason: dict[str, int]
+    daily: list[DayStats]
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class PromoAdmin:
             row,
             await purchases.counts_by_status(self._pool, row["code"]),
             await rejections.counts_by_reason(self._pool, row["code"]),
+            await reports.daily(self._pool, row["code"], MAX_REPORT_DAYS),
         )
 
     async def rejections(
