@@ -40,19 +40,27 @@ class Backends:
             "loyalty": grpc.aio.insecure_channel(settings.loyalty_grpc_addr, options=options),
         }
         self.timeout = settings.gateway_backend_timeout_seconds
-        self._calls: dict[str, Invoke] = {
-            r.full_method: self.channels[r.backend].unary_unary(
-                r.full_method,
-                request_serializer=lambda m: m.SerializeToString(),
-                response_deserializer=r.output_type.FromString,
-            )
-            for r in routes
-        }
+        self._calls: dict[str, Invoke] = {r.full_method: self._callable(r) for r in routes}
+
+    def _callable(self, route: Route) -> Invoke:
+        channel = self.channels[route.backend]
+        kind = channel.unary_stream if route.streams else channel.unary_unary
+        invoke: Invoke = kind(
+            route.full_method,
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=route.output_type.FromString,
+        )
+        return invoke
 
     async def call(self, route: Route, request: Any, metadata: list[tuple[str, str]]) -> Any:
         return await self._calls[route.full_method](
             request, metadata=metadata, timeout=self.timeout
         )
+
+    def stream(self, route: Route, request: Any, metadata: list[tuple[str, str]]) -> Any:
+        """A server-streaming call. No deadline: an export lasts as long as the client reads,
+        and ends when it goes away (the response cancels the call)."""
+        return self._calls[route.full_method](request, metadata=metadata)
 
     async def health(self) -> dict[str, str]:
         report = {}

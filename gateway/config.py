@@ -14,3 +14,5 @@ class GatewaySettings(BaseServiceSettings):
     # Every backend call gets this deadline; a hung backend answers 504 after it.
     gateway_backend_timeout_seconds: float = 5.0
     gateway_max_body_bytes: int = 64 * 1024
+    # A CSV import's body (10,000 codes with their audiences fit).
+    gateway_max_import_bytes: int = 16 * 1024 * 1024
