@@ -194,7 +194,8 @@ def read(text: str) -> list[dict[str, str]]:
         raise InvalidArgument.of("csv", f"{problem}; the header names columns of {COLUMNS}")
     reader.fieldnames = columns
     try:
-        found = [_plain(row) for row in reader]
+        # A row of empty cells (a spreadsheet's trailing ",,,") is no row, not a generated code.
+        found = [row for row in map(_plain, reader) if any(v.strip() for v in row.values())]
     except csv.Error as error:
         raise InvalidArgument.of("csv", f"malformed CSV: {error}") from None
     if len(found) > MAX_ROWS:
