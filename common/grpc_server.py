@@ -4,6 +4,7 @@ and a graceful stop on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 import time
 import uuid
@@ -23,7 +24,7 @@ log = get_logger("rpc")
 
 REQUEST_ID_HEADER = "x-request-id"
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-StreamHandler = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+StreamHandler = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
@@ -80,12 +81,17 @@ def _wrap(method: str, handler: Handler) -> Handler:
 
 
 def _wrap_stream(method: str, handler: StreamHandler) -> StreamHandler:
-    """The same for a server-streaming call: an error mid-stream ends it with its status."""
+    """The same for a server-streaming call: an error mid-stream ends it with its status. The
+    handler is an async generator, or a coroutine writing with context.write (health Watch)."""
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         started = _begin(context)
         try:
-            async for item in handler(request, context):
+            result = handler(request, context)
+            if inspect.isawaitable(result):
+                await result
+                return
+            async for item in result:
                 yield item
         except grpc.aio.AbortError:
             raise

@@ -302,3 +302,37 @@ async def test_the_report_counts_each_utc_day(
     assert (days[now].rejections, days[now].discount_granted) == (1, money(14950))
     assert report.discount_granted == money(2 * 14950)
     assert not report.HasField("budget")
+
+
+async def _active(loyalty: LoyaltyTestServer, user: TestUser) -> set[str]:
+    page = await loyalty.promo.ListActivePromoCodes(
+        promo_pb2.ListActivePromoCodesRequest(page_size=1000), metadata=user.metadata()
+    )
+    return {c.code for c in page.promo_codes}
+
+
+async def test_active_codes_leave_out_spent_budgets_and_first_purchase_codes_of_buyers(
+    loyalty_server: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+) -> None:
+    budgeted, first = new_code(), new_code()
+    await loyalty_server.create_code(admin, code=budgeted, percent_off=50, budget=money(14950))
+    await loyalty_server.create_code(
+        admin,
+        code=first,
+        percent_off=50,
+        first_purchase_only=True,
+        duration=promo_pb2.DURATION_REPEATING,
+        duration_periods=3,
+    )
+    user = auth_server.token_for()
+    listed = await loyalty_server.promo.ListActivePromoCodes(
+        promo_pb2.ListActivePromoCodesRequest(page_size=1000), metadata=user.metadata()
+    )
+    shown = {c.code: c for c in listed.promo_codes}
+    assert (shown[first].duration, shown[first].duration_periods) == (
+        promo_pb2.DURATION_REPEATING,
+        3,
+    )
+    await _use(loyalty_server, user, budgeted)
+    assert not {budgeted, first} & await _active(loyalty_server, user)
+    assert {budgeted, first} & await _active(loyalty_server, auth_server.token_for()) == {first}
