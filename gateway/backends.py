@@ -40,6 +40,7 @@ class Backends:
             "loyalty": grpc.aio.insecure_channel(settings.loyalty_grpc_addr, options=options),
         }
         self.timeout = settings.gateway_backend_timeout_seconds
+        self.import_timeout = settings.gateway_import_timeout_seconds
         self._calls: dict[str, Invoke] = {r.full_method: self._callable(r) for r in routes}
 
     def _callable(self, route: Route) -> Invoke:
@@ -53,9 +54,8 @@ class Backends:
         return invoke
 
     async def call(self, route: Route, request: Any, metadata: list[tuple[str, str]]) -> Any:
-        return await self._calls[route.full_method](
-            request, metadata=metadata, timeout=self.timeout
-        )
+        timeout = self.import_timeout if route.raw_body else self.timeout
+        return await self._calls[route.full_method](request, metadata=metadata, timeout=timeout)
 
     def stream(self, route: Route, request: Any, metadata: list[tuple[str, str]]) -> Any:
         """A server-streaming call. No deadline: an export lasts as long as the client reads,

@@ -57,19 +57,21 @@ class PromoAdmin:
             raise InvalidArgument(missing)
 
     async def create(self, spec: specs.CodeSpec) -> asyncpg.Record:
+        return await self._get(await self.add(spec))
+
+    async def add(self, spec: specs.CodeSpec) -> str:
+        """Creates the code and its audience in one transaction; returns the code's text."""
         code = specs.check_spec(spec)
         await self._check_references(spec)
         if not code:
-            return await self._get(
-                (await self._insert_batch(spec, 1, "", DEFAULT_RANDOM_LENGTH))[0]
-            )
+            return (await self._insert_batch(spec, 1, "", DEFAULT_RANDOM_LENGTH))[0]
         async with self._pool.acquire() as conn, conn.transaction():
             try:
                 await codes.insert(conn, code, spec, specs.discount_of(spec))
             except codes.CodeTaken:
                 raise Rejection(Reason.PROMO_CODE_EXISTS) from None
             await codes.add_audience(conn, [code], list(spec.user_ids), list(spec.group_ids))
-        return await self._get(code)
+        return code
 
     async def generate(
         self, spec: specs.CodeSpec, count: int, prefix: str, length: int

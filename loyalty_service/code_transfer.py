@@ -67,9 +67,9 @@ class CodeTransfer:
     async def _import_row(self, number: int, values: dict[str, str]) -> RowResult:
         typed = normalize_code(values.get("code", ""))
         try:
-            created = await self._admin.create(code_csv.spec_of(values))
+            created = await self._admin.add(code_csv.spec_of(values))
         except InvalidArgument as error:
             return RowResult(number, typed, "INVALID_ARGUMENT", _described(error))
         except ServiceError as error:
             return RowResult(number, typed, error.reason, error.message)
-        return RowResult(number, created["code"], "")
+        return RowResult(number, created, "")
