@@ -364,7 +364,9 @@ function dailyChart(days) {
   if (!days.length) { root.textContent = "No activity yet."; return; }
   const slot = 60, height = 160, bar = 11;
   const most = Math.max(1, ...days.flatMap((d) => SERIES.map((s) => Number(d[s] || 0))));
-  const chart = svg("svg", { viewBox: `0 0 ${days.length * slot + 10} ${height + 34}`, role: "img" }, root);
+  // At least 12 days wide, so a few days keep their bars narrow and their labels small.
+  const width = Math.max(days.length, 12) * slot + 10;
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height + 34}`, role: "img", preserveAspectRatio: "xMinYMid meet" }, root);
   svg("title", {}, chart).textContent = "Uses, confirms, cancels and rejections per UTC day";
   days.forEach((day, index) => {
     const group = svg("g", { class: "day", "data-date": day.date }, chart);
