@@ -14,7 +14,7 @@ class GatewaySettings(BaseServiceSettings):
     # Every backend call gets this deadline; a hung backend answers 504 after it.
     gateway_backend_timeout_seconds: float = 5.0
     gateway_max_body_bytes: int = 64 * 1024
-    # A CSV import's body (10,000 codes with their audiences fit), and its deadline: a code
+    # A CSV import's body (10,000 codes fit), and its deadline: a code
     # per row takes a few milliseconds, 10,000 rows about half a minute.
-    gateway_max_import_bytes: int = 16 * 1024 * 1024
+    gateway_max_import_bytes: int = 4_000_000  # under gRPC's 4 MiB message limit
     gateway_import_timeout_seconds: float = 300.0

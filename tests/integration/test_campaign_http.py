@@ -206,6 +206,10 @@ async def test_export_and_import_refusals_are_json_statuses(
         "/v1/admin/promocodes:import", content=b"colour\nred\n", headers=admin_auth
     )
     assert not_ours.status_code == 400 and violations(not_ours) == {"csv"}
+    # Larger than gRPC could carry: refused by the gateway with 413, before any backend call.
+    huge = b"code\n" + b"X" * 4_000_000
+    too_big = await http.post("/v1/admin/promocodes:import", content=huge, headers=admin_auth)
+    assert too_big.status_code == 413
     spec = (await http.get("/openapi.json")).json()["paths"]
     assert "text/csv" in spec["/v1/admin/promocodes:export"]["get"]["responses"]["200"]["content"]
     assert "text/csv" in spec["/v1/admin/promocodes:import"]["post"]["requestBody"]["content"]
