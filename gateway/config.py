@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from common.config import BaseServiceSettings, HostPort
+from common.trust import TrustedNetworks
 
 
 class GatewaySettings(BaseServiceSettings):
@@ -18,3 +19,6 @@ class GatewaySettings(BaseServiceSettings):
     # per row takes a few milliseconds, 10,000 rows about half a minute.
     gateway_max_import_bytes: int = 4_000_000  # under gRPC's 4 MiB message limit
     gateway_import_timeout_seconds: float = 300.0
+    # Proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For is believed;
+    # empty: nobody's, every client is judged by its own connection's address.
+    gateway_trusted_proxies: TrustedNetworks = ""

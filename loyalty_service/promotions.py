@@ -18,6 +18,7 @@ from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
 from loyalty_service.domain.pricing import Price, quote
 from loyalty_service.domain.reasons import Reason, Rejection
 from loyalty_service.domain.schedule import PricePeriod, schedule
+from loyalty_service.guessing import Guesser, GuessThrottle
 from loyalty_service.store import codes, purchases, rejections, tariffs, users
 
 log = get_logger(__name__)
@@ -58,8 +59,10 @@ def to_attempt(row: asyncpg.Record, now: datetime) -> Attempt:
 
 
 class Promotions:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, guesses: GuessThrottle | None = None) -> None:
         self._pool = pool
+        # None: nobody is throttled (an admin applying codes on users' behalf).
+        self._guesses = guesses
 
     async def refuse(
         self, user_id: str | None, code: str, tariff_id: str, reason: Reason
@@ -72,31 +75,44 @@ class Promotions:
             log.warning("rejection_not_recorded", reason=reason.value, error=repr(error))
         raise Rejection(reason)
 
-    async def _checked(self, user_id: str, code: str, tariff_id: str) -> tuple[PromoCode, Tariff]:
+    async def _checked(
+        self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None
+    ) -> tuple[PromoCode, Tariff]:
+        if guesser is not None and self._guesses is not None:
+            await self._guesses.check(guesser)
         attempt = to_attempt(
             await codes.attempt(self._pool, code, tariff_id, user_id), datetime.now(UTC)
         )
         reason = rejection_reason(attempt)
+        if guesser is not None and self._guesses is not None:
+            await self._guesses.answered(guesser, reason)
         if reason is not None:
             await self.refuse(user_id, code, tariff_id, reason)
         assert attempt.code is not None and attempt.tariff is not None
         return attempt.code, attempt.tariff
 
-    async def quote(self, user_id: str, code: str, tariff_id: str) -> Quote:
-        promo, tariff = await self._checked(user_id, code, tariff_id)
+    async def quote(
+        self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None = None
+    ) -> Quote:
+        promo, tariff = await self._checked(user_id, code, tariff_id, guesser)
         price = price_of(promo, tariff)
         periods = schedule(promo.duration, promo.duration_periods, price.base, price.final)
         return Quote(promo.code, tariff, price, periods)
 
     async def redeem(
-        self, user_id: str, code: str, tariff_id: str, request_id: str | None
+        self,
+        user_id: str,
+        code: str,
+        tariff_id: str,
+        request_id: str | None,
+        guesser: Guesser | None = None,
     ) -> asyncpg.Record:
         """Takes one use and creates a PENDING purchase, in one transaction."""
         if request_id:
             earlier = await purchases.by_request(self._pool, user_id, request_id)
             if earlier is not None:
                 return earlier
-        promo, tariff = await self._checked(user_id, code, tariff_id)
+        promo, tariff = await self._checked(user_id, code, tariff_id, guesser)
         price = price_of(promo, tariff)
         try:
             return await self._take(user_id, promo, tariff, price, request_id)
@@ -185,3 +201,6 @@ class Promotions:
             expired = await purchases.expire_stale(conn, older_than, batch)
         metrics.PROMO_EXPIRIES.inc(expired)
         return expired
+
+    async def forget_rejections(self, older_than: datetime, batch: int = 5000) -> int:
+        return await rejections.forget_before(self._pool, older_than, batch)

@@ -31,6 +31,8 @@ class Reason(StrEnum):
     GROUP_NOT_FOUND = "GROUP_NOT_FOUND"
     PROMO_CODE_EXISTS = "PROMO_CODE_EXISTS"
     GROUP_EXISTS = "GROUP_EXISTS"
+    # The guessing throttle (sent with google.rpc.RetryInfo; see guessing.py).
+    TOO_MANY_PROMO_ATTEMPTS = "TOO_MANY_PROMO_ATTEMPTS"
 
 
 KIND: dict[Reason, ErrorKind] = {
@@ -54,6 +56,7 @@ KIND: dict[Reason, ErrorKind] = {
     Reason.GROUP_NOT_FOUND: ErrorKind.NOT_FOUND,
     Reason.PROMO_CODE_EXISTS: ErrorKind.ALREADY_EXISTS,
     Reason.GROUP_EXISTS: ErrorKind.ALREADY_EXISTS,
+    Reason.TOO_MANY_PROMO_ATTEMPTS: ErrorKind.RESOURCE_EXHAUSTED,
 }
 
 MESSAGES: dict[Reason, str] = {
@@ -77,6 +80,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.GROUP_NOT_FOUND: "no such group",
     Reason.PROMO_CODE_EXISTS: "a promo code with this text already exists",
     Reason.GROUP_EXISTS: "a group with this name already exists",
+    Reason.TOO_MANY_PROMO_ATTEMPTS: "too many promo codes that did not work",
 }
 
 

@@ -113,22 +113,24 @@ def _fields(spec: CodeSpec) -> set[str]:
 
 def test_spec_checks_of_the_campaign_rules() -> None:
     rub = MoneyInput(100, "RUB")
-    assert _fields(CodeSpec(code="ABC", percent_off=150)) == {"percent_off"}
-    assert _fields(CodeSpec(code="ABC", percent_off=5, duration=Duration.REPEATING)) == {
+    assert _fields(CodeSpec(code="ABCDEF", percent_off=150)) == {"percent_off"}
+    assert _fields(CodeSpec(code="ABCDEF", percent_off=5, duration=Duration.REPEATING)) == {
         "duration_periods"
     }
-    assert _fields(CodeSpec(code="ABC", percent_off=5, duration_periods=3)) == {"duration_periods"}
-    assert _fields(CodeSpec(code="ABC", amount_off=rub, max_discount=rub)) == {"max_discount"}
-    assert _fields(CodeSpec(code="ABC", percent_off=5, budget=MoneyInput(0, "RUB"))) == {
+    assert _fields(CodeSpec(code="ABCDEF", percent_off=5, duration_periods=3)) == {
+        "duration_periods"
+    }
+    assert _fields(CodeSpec(code="ABCDEF", amount_off=rub, max_discount=rub)) == {"max_discount"}
+    assert _fields(CodeSpec(code="ABCDEF", percent_off=5, budget=MoneyInput(0, "RUB"))) == {
         "budget.amount_minor"
     }
-    assert _fields(CodeSpec(code="ABC", percent_off=5, min_price=MoneyInput(-1, "RUB"))) == {
+    assert _fields(CodeSpec(code="ABCDEF", percent_off=5, min_price=MoneyInput(-1, "RUB"))) == {
         "min_price.amount_minor"
     }
     ok = CodeSpec(
-        code="ABC", percent_off=50, duration=Duration.REPEATING, duration_periods=3, budget=rub
+        code="ABCDEF", percent_off=50, duration=Duration.REPEATING, duration_periods=3, budget=rub
     )
-    assert check_spec(ok) == "ABC"
+    assert check_spec(ok) == "ABCDEF"
 
 
 def test_a_spec_survives_csv_and_back() -> None:
