@@ -14,7 +14,9 @@ class GatewaySettings(BaseServiceSettings):
     loyalty_grpc_addr: HostPort = "127.0.0.1:50052"
     # Every backend call gets this deadline; a hung backend answers 504 after it.
     gateway_backend_timeout_seconds: float = 5.0
-    gateway_max_body_bytes: int = 64 * 1024
+    # Larger than any body the OpenAPI document allows (its longest lists, every character
+    # JSON-escaped), so only a body no schema permits meets the 413.
+    gateway_max_body_bytes: int = 1024 * 1024
     # A CSV import's body (10,000 codes fit), and its deadline: a code
     # per row takes a few milliseconds, 10,000 rows about half a minute.
     gateway_max_import_bytes: int = 4_000_000  # under gRPC's 4 MiB message limit

@@ -14,6 +14,7 @@ from common import redis_client
 from common.broker import BrokerHealth
 from common.db import create_pool
 from common.grpc_server import GrpcServer
+from common.page_tokens import PageTokens
 from common.revocation import RevocationList
 from common.throttle import Limit, Throttle
 from common.tokens import TokenVerifier
@@ -64,12 +65,16 @@ async def build(settings: LoyaltySettings) -> LoyaltyApp:
     promotions = Promotions(pool, guess_throttle(settings, client))
     admin = PromoAdmin(pool, Promotions(pool))
     server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES)
+    page_tokens = PageTokens(settings.page_token_secret)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(
-        PromoServicer(promotions, verifier, parse_networks(settings.loyalty_trusted_peers)),
+        PromoServicer(
+            promotions, verifier, page_tokens, parse_networks(settings.loyalty_trusted_peers)
+        ),
         server.server,
     )
     promo_pb2_grpc.add_PromoAdminServiceServicer_to_server(
-        PromoAdminServicer(admin, verifier, CodeTransfer(pool, admin)), server.server
+        PromoAdminServicer(admin, verifier, page_tokens, CodeTransfer(pool, admin)),
+        server.server,
     )
     loops: list[Loop] = [
         lambda: run_sweeper(
