@@ -119,7 +119,7 @@ async def test_bad_rules_over_http_name_their_fields(
         ({"percentOff": 5, "duration": "DURATION_REPEATING"}, {"duration_periods"}),
         ({"amountOff": rub(5), "maxDiscount": rub(1)}, {"max_discount"}),
         ({"percentOff": 5, "budget": rub(0)}, {"budget.amount_minor"}),
-        ({"percentOff": 5, "minPrice": {"amountMinor": "x"}}, {"minPrice"}),
+        ({"percentOff": 5, "minPrice": {"amountMinor": "x"}}, {"minPrice.amountMinor"}),
     ]
     for spec, fields in cases:
         response = await create(http, admin, **spec)
