@@ -24,7 +24,7 @@ def idempotent_call(route: Route, request: Any) -> bool:
 
 def _callables(channel: grpc.aio.Channel, routes: list[Route]) -> dict[str, Invoke]:
     return {
-        r.full_method: channel.unary_unary(
+        r.full_method: (channel.unary_stream if r.streams else channel.unary_unary)(
             r.full_method,
             request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=r.output_type.FromString,
@@ -42,6 +42,7 @@ class Backends:
         self.channels = {name: open_channel(t) for name, t in targets.items()}
         self.retrying = {name: open_channel(t, EVERY_METHOD) for name, t in targets.items()}
         self.timeout = settings.gateway_backend_timeout_seconds
+        self.import_timeout = settings.gateway_import_timeout_seconds
         self._calls = {
             name: _callables(self.channels[name], [r for r in routes if r.backend == name])
             for name in targets
@@ -53,9 +54,15 @@ class Backends:
 
     async def call(self, route: Route, request: Any, metadata: list[tuple[str, str]]) -> Any:
         calls = self._retried_calls if idempotent_call(route, request) else self._calls
+        timeout = self.import_timeout if route.raw_body else self.timeout
         return await calls[route.backend][route.full_method](
-            request, metadata=metadata, timeout=self.timeout
+            request, metadata=metadata, timeout=timeout
         )
+
+    def stream(self, route: Route, request: Any, metadata: list[tuple[str, str]]) -> Any:
+        """A server-streaming call. No deadline: an export lasts as long as the client reads,
+        and ends when it goes away (the response cancels the call)."""
+        return self._calls[route.backend][route.full_method](request, metadata=metadata)
 
     async def health(self) -> dict[str, str]:
         report = {}

@@ -18,6 +18,10 @@ class GatewaySettings(BaseServiceSettings):
     # Larger than any body the OpenAPI document allows (its longest lists, every character
     # JSON-escaped), so only a body no schema permits meets the 413.
     gateway_max_body_bytes: int = 1024 * 1024
+    # A CSV import's body (10,000 codes fit), and its deadline: a code
+    # per row takes a few milliseconds, 10,000 rows about half a minute.
+    gateway_max_import_bytes: int = 4_000_000  # under gRPC's 4 MiB message limit
+    gateway_import_timeout_seconds: float = 300.0
     # Proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For is believed;
     # empty: nobody's, every client is judged by its own connection's address.
     gateway_trusted_proxies: TrustedNetworks = ""

@@ -24,6 +24,7 @@ from loyalty.promo.v1 import promo_pb2_grpc
 from loyalty_service.administration import PromoAdmin
 from loyalty_service.api.admin import PromoAdminServicer
 from loyalty_service.api.promo import PromoServicer
+from loyalty_service.code_transfer import CodeTransfer
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.domain.reasons import DOMAIN
 from loyalty_service.guessing import GuessLimits, GuessThrottle
@@ -76,7 +77,8 @@ async def build(
         server.server,
     )
     promo_pb2_grpc.add_PromoAdminServiceServicer_to_server(
-        PromoAdminServicer(admin, verifier, page_tokens), server.server
+        PromoAdminServicer(admin, verifier, page_tokens, CodeTransfer(pool, admin)),
+        server.server,
     )
     loops: list[Loop] = [
         lambda: run_sweeper(

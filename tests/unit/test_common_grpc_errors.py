@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncpg
 import grpc
+import pytest
 import structlog
 from google.protobuf import empty_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -75,6 +76,7 @@ class _Context:
 
     async def abort_with_status(self, status: grpc.Status) -> None:
         self.status = status
+        raise grpc.aio.AbortError()  # as grpc.aio's context does
 
 
 async def test_a_data_exception_is_answered_invalid_argument_and_logged() -> None:
@@ -82,7 +84,7 @@ async def test_a_data_exception_is_answered_invalid_argument_and_logged() -> Non
         raise asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence: 0x00")
 
     context = _Context()
-    with structlog.testing.capture_logs() as logs:
+    with structlog.testing.capture_logs() as logs, pytest.raises(grpc.aio.AbortError):
         await _run(handler, empty_pb2.Empty(), context)  # type: ignore[arg-type]
     assert context.status is not None
     assert context.status.code == grpc.StatusCode.INVALID_ARGUMENT
