@@ -140,10 +140,14 @@ def _own_signals() -> None:
     signal.signal(signal.SIGTERM, _raise_stop)
 
 
+# Looked up here, never in a forked child: dlopen there can deadlock on a loader lock that
+# another thread of the launcher (grpc's) held at the fork, and Popen then waits forever.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+
+
 def _child_setup() -> None:
     # A child whose launcher died (SIGKILL) must not keep holding its port.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
@@ -156,7 +160,7 @@ def _start(replicas: int) -> Children:
             [sys.executable, "-m", replica.process.module],
             env=replica.env,
             start_new_session=True,
-            preexec_fn=_child_setup,  # safe: the launcher starts no threads before this
+            preexec_fn=_child_setup,
         )
         started.append((replica, child))
         where = f"{replica.process.kind} {replica.address}"
