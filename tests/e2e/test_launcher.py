@@ -21,10 +21,6 @@ from tests.conftest import free_port
 from tests.e2e.processes import ROOT, run
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _lines(stream: object) -> queue.Queue[str]:
     lines: queue.Queue[str] = queue.Queue()
 
@@ -65,14 +61,15 @@ def test_ready_means_serving_and_a_signal_stops_everything(stop_signal: int) -> 
     }
     for service in ("auth_service", "loyalty_service"):
         run([sys.executable, "-m", service, "migrate"], env)
+    # SIGINT inherited as ignored, as under nohup or `&` in a script (a shell's `trap '' INT`
+    # survives exec; a preexec_fn would run Python in a fork of this threaded process).
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "common.launcher"],
+        ["bash", "-c", f"trap '' INT; exec {sys.executable} -m common.launcher"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        preexec_fn=_ignore_sigint,  # inherited as ignored, as under nohup
     )
     try:
         lines = _lines(launcher.stdout)
