@@ -13,6 +13,7 @@ import redis.asyncio as redis
 from common.broker import BrokerHealth
 from common.db import create_pool
 from common.grpc_server import GrpcServer
+from common.outbox_relay import OutboxRelay, prune_sent
 from common.revocation import RevocationList
 from common.tokens import TokenVerifier
 from loyalty.promo.v1 import promo_pb2_grpc
@@ -23,6 +24,7 @@ from loyalty_service.config import LoyaltySettings
 from loyalty_service.domain.reasons import DOMAIN
 from loyalty_service.jwks import AuthJwks
 from loyalty_service.promotions import Promotions
+from loyalty_service.referrals import Referrals
 from loyalty_service.sweeper import run_sweeper
 from loyalty_service.user_events import UserEventsConsumer
 
@@ -56,20 +58,22 @@ async def build(settings: LoyaltySettings) -> LoyaltyApp:
     verifier = TokenVerifier(
         AuthJwks(channel), RevocationList(client, settings.redis_key_prefix), DOMAIN
     )
-    promotions = Promotions(pool)
+    referrals = Referrals(pool)
+    promotions = Promotions(pool, referrals)
     admin = PromoAdmin(pool, promotions)
     server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(
-        PromoServicer(promotions, verifier), server.server
+        PromoServicer(promotions, verifier, referrals=referrals), server.server
     )
     promo_pb2_grpc.add_PromoAdminServiceServicer_to_server(
-        PromoAdminServicer(admin, verifier), server.server
+        PromoAdminServicer(admin, verifier, referrals=referrals), server.server
     )
     loops: list[Loop] = [
         lambda: run_sweeper(
             promotions, settings.purchase_pending_ttl_seconds, settings.sweeper_interval_seconds
         ),
         *sync_loops(settings, pool, server),
+        *event_loops(settings, pool),
     ]
     return LoyaltyApp(settings, pool, client, channel, verifier, promotions, admin, server, loops)
 
@@ -86,3 +90,24 @@ def sync_loops(settings: LoyaltySettings, pool: asyncpg.Pool, server: GrpcServer
         health,
     )
     return [consumer.run, health.watch]
+
+
+def event_loops(settings: LoyaltySettings, pool: asyncpg.Pool) -> list[Loop]:
+    """The relay of loyalty's own events, and the pruning of what it sent. No queue of
+    loyalty's own is bound to the exchange, so unrouted messages count as published
+    (subscribers bind their durable queues before the events they want)."""
+    relay = OutboxRelay(
+        pool,
+        settings.loyalty_database_url,
+        settings.rabbitmq_url,
+        settings.promo_events_exchange,
+        BrokerHealth(settings.broker_unhealthy_after_seconds),
+        mandatory=False,
+        batch=settings.outbox_batch_size,
+    )
+    return [
+        relay.run,
+        lambda: prune_sent(
+            pool, settings.outbox_retention_seconds, settings.outbox_prune_interval_seconds
+        ),
+    ]

@@ -12,11 +12,14 @@ import asyncpg
 from common import metrics
 from common.logs import get_logger
 from common.tokens import Principal
+from loyalty_service import events
 from loyalty_service.domain import purchases as lifecycle
 from loyalty_service.domain.codes import PromoCode
 from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
-from loyalty_service.domain.pricing import Price, quote
+from loyalty_service.domain.pricing import Discount, Price, quote
 from loyalty_service.domain.reasons import Reason, Rejection
+from loyalty_service.domain.referrals import is_referral
+from loyalty_service.referrals import Referrals
 from loyalty_service.store import codes, purchases, rejections, tariffs, users
 
 log = get_logger(__name__)
@@ -46,8 +49,9 @@ def to_attempt(row: asyncpg.Record, now: datetime) -> Attempt:
 
 
 class Promotions:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, referrals: Referrals) -> None:
         self._pool = pool
+        self._referrals = referrals
 
     async def refuse(
         self, user_id: str | None, code: str, tariff_id: str, reason: Reason
@@ -60,19 +64,27 @@ class Promotions:
             log.warning("rejection_not_recorded", reason=reason.value, error=repr(error))
         raise Rejection(reason)
 
-    async def _checked(self, user_id: str, code: str, tariff_id: str) -> tuple[PromoCode, Tariff]:
+    async def _checked(
+        self, user_id: str, code: str, tariff_id: str
+    ) -> tuple[PromoCode, Tariff, Discount]:
+        """The code, the tariff and the discount this user gets; or the recorded rejection."""
         attempt = to_attempt(
             await codes.attempt(self._pool, code, tariff_id, user_id), datetime.now(UTC)
         )
-        reason = rejection_reason(attempt)
+        discount: Discount | None
+        if is_referral(attempt.code):
+            reason, discount = await self._referrals.check(attempt, user_id)
+        else:
+            reason = rejection_reason(attempt)
+            discount = attempt.code.discount if attempt.code else None
         if reason is not None:
             await self.refuse(user_id, code, tariff_id, reason)
-        assert attempt.code is not None and attempt.tariff is not None
-        return attempt.code, attempt.tariff
+        assert attempt.code is not None and attempt.tariff is not None and discount is not None
+        return attempt.code, attempt.tariff, discount
 
     async def quote(self, user_id: str, code: str, tariff_id: str) -> Quote:
-        promo, tariff = await self._checked(user_id, code, tariff_id)
-        return Quote(promo.code, tariff, quote(tariff.price, promo.discount))
+        promo, tariff, discount = await self._checked(user_id, code, tariff_id)
+        return Quote(promo.code, tariff, quote(tariff.price, discount))
 
     async def redeem(
         self, user_id: str, code: str, tariff_id: str, request_id: str | None
@@ -82,8 +94,8 @@ class Promotions:
             earlier = await purchases.by_request(self._pool, user_id, request_id)
             if earlier is not None:
                 return earlier
-        promo, tariff = await self._checked(user_id, code, tariff_id)
-        price = quote(tariff.price, promo.discount)
+        promo, tariff, discount = await self._checked(user_id, code, tariff_id)
+        price = quote(tariff.price, discount)
         try:
             return await self._take(user_id, promo, tariff, price, request_id)
         except _AlreadyRedeemed:
@@ -107,6 +119,8 @@ class Promotions:
                 raise Rejection(Reason.PROMO_CODE_EXHAUSTED)
             if not await codes.take_user_use(conn, promo.code, user_id, promo.per_user_limit):
                 raise Rejection(Reason.PROMO_CODE_USER_LIMIT_REACHED)
+            if is_referral(promo):
+                await self._referrals.start(conn, str(row["purchase_id"]), user_id, promo)
         metrics.PROMO_USES.inc()
         return row
 
@@ -123,6 +137,9 @@ class Promotions:
             if not lifecycle.check_confirm(lifecycle.PurchaseStatus(row["status"])):
                 return row
             row = await purchases.set_status(conn, purchase_id, "COMPLETED")
+            # The reward, if any, commits with the confirm or not at all.
+            referrer = await self._referrals.settle(conn, purchase_id)
+            await events.purchase_changed(conn, row, referrer)
         metrics.PROMO_CONFIRMS.inc()
         return row
 
@@ -133,6 +150,8 @@ class Promotions:
                 return row
             row = await purchases.set_status(conn, purchase_id, "CANCELLED")
             await codes.give_back(conn, row["code"], str(row["user_id"]))
+            referrer = await self._referrals.give_back(conn, purchase_id, "CANCELLED")
+            await events.purchase_changed(conn, row, referrer)
         metrics.PROMO_CANCELS.inc()
         return row
 

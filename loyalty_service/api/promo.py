@@ -7,16 +7,20 @@ from typing import Any
 from common.tokens import Principal, TokenVerifier, bearer_token
 from common.validation import page_size, uuid_field
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
-from loyalty_service.api import mapping, requests
+from loyalty_service.api import mapping, referral_mapping, requests
 from loyalty_service.promotions import Promotions
+from loyalty_service.referrals import Referrals
 
 Context = Any
 
 
 class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
-    def __init__(self, promotions: Promotions, verifier: TokenVerifier) -> None:
+    def __init__(
+        self, promotions: Promotions, verifier: TokenVerifier, *, referrals: Referrals
+    ) -> None:
         self._promotions = promotions
         self._verifier = verifier
+        self._referrals = referrals
 
     async def _caller(self, context: Context) -> Principal:
         return await self._verifier.verify(bearer_token(context.invocation_metadata()))
@@ -85,3 +89,9 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         return promo_pb2.ListPurchasesResponse(
             purchases=[mapping.purchase(r) for r in rows[:size]], next_page_token=token
         )
+
+    async def GetMyReferralCode(
+        self, request: promo_pb2.GetMyReferralCodeRequest, context: Context
+    ) -> promo_pb2.ReferralCode:
+        caller = await self._caller(context)
+        return referral_mapping.personal_code(await self._referrals.personal_code(caller.user_id))

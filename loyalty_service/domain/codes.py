@@ -39,6 +39,8 @@ class PromoCode:
     tariff_ids: tuple[str, ...]
     all_users: bool
     deactivated: bool
+    # The owner of a personal referral code; None for every other code.
+    referrer_id: str | None = None
 
     @property
     def uses_left(self) -> int | None:

@@ -28,6 +28,10 @@ class Reason(StrEnum):
     GROUP_NOT_FOUND = "GROUP_NOT_FOUND"
     PROMO_CODE_EXISTS = "PROMO_CODE_EXISTS"
     GROUP_EXISTS = "GROUP_EXISTS"
+    REFERRAL_SELF_USE = "REFERRAL_SELF_USE"
+    REFERRAL_NOT_FIRST_PURCHASE = "REFERRAL_NOT_FIRST_PURCHASE"
+    REFERRAL_ALREADY_REFERRED = "REFERRAL_ALREADY_REFERRED"
+    REFERRAL_PROGRAM_OFF = "REFERRAL_PROGRAM_OFF"
 
 
 KIND: dict[Reason, ErrorKind] = {
@@ -48,6 +52,10 @@ KIND: dict[Reason, ErrorKind] = {
     Reason.GROUP_NOT_FOUND: ErrorKind.NOT_FOUND,
     Reason.PROMO_CODE_EXISTS: ErrorKind.ALREADY_EXISTS,
     Reason.GROUP_EXISTS: ErrorKind.ALREADY_EXISTS,
+    Reason.REFERRAL_SELF_USE: ErrorKind.FAILED_PRECONDITION,
+    Reason.REFERRAL_NOT_FIRST_PURCHASE: ErrorKind.FAILED_PRECONDITION,
+    Reason.REFERRAL_ALREADY_REFERRED: ErrorKind.FAILED_PRECONDITION,
+    Reason.REFERRAL_PROGRAM_OFF: ErrorKind.FAILED_PRECONDITION,
 }
 
 MESSAGES: dict[Reason, str] = {
@@ -68,6 +76,10 @@ MESSAGES: dict[Reason, str] = {
     Reason.GROUP_NOT_FOUND: "no such group",
     Reason.PROMO_CODE_EXISTS: "a promo code with this text already exists",
     Reason.GROUP_EXISTS: "a group with this name already exists",
+    Reason.REFERRAL_SELF_USE: "this is your own referral code",
+    Reason.REFERRAL_NOT_FIRST_PURCHASE: "referral codes are for a first purchase only",
+    Reason.REFERRAL_ALREADY_REFERRED: "you were already referred by someone",
+    Reason.REFERRAL_PROGRAM_OFF: "the referral program is off",
 }
 
 

@@ -47,6 +47,7 @@ def to_code(row: asyncpg.Record) -> PromoCode:
         tariff_ids=tuple(row["tariff_ids"]),
         all_users=row["all_users"],
         deactivated=row["deactivated_at"] is not None,
+        referrer_id=str(row["referrer_id"]) if row.get("referrer_id") else None,
     )
 
 

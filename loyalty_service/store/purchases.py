@@ -67,14 +67,18 @@ async def expire_stale(conn: Any, older_than: datetime, limit: int) -> int:
     """Expires PENDING purchases created before `older_than` and gives their uses back.
 
     SKIP LOCKED lets several replicas sweep at once, and skips purchases that a confirm or
-    cancel holds right now; the status change and the give-back commit together."""
+    cancel holds right now; the status change and the give-back (of the code's use and of a
+    referral) commit together."""
     count: int = await conn.fetchval(
         "WITH stale AS ("
         "  SELECT purchase_id FROM purchases WHERE status = 'PENDING' AND created_at < $1"
         "  ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
         "), expired AS ("
         "  UPDATE purchases p SET status = 'EXPIRED', updated_at = now() FROM stale s"
-        "  WHERE p.purchase_id = s.purchase_id RETURNING p.code, p.user_id"
+        "  WHERE p.purchase_id = s.purchase_id RETURNING p.purchase_id, p.code, p.user_id"
+        "), referrals_back AS ("
+        "  UPDATE referrals r SET status = 'EXPIRED' FROM expired e"
+        "  WHERE r.purchase_id = e.purchase_id AND r.status = 'PENDING'"
         "), codes AS ("
         "  UPDATE promo_codes c SET uses = c.uses - e.n"
         "  FROM (SELECT code, count(*) AS n FROM expired GROUP BY code) e WHERE c.code = e.code"
