@@ -1,0 +1,135 @@
+"""SIGKILL of a real loyalty process during a burst of confirms of referred purchases: the
+rewards in the database equal the completed referred purchases (up to the cap), checked in SQL;
+confirming the rest afterwards still gives exactly one outcome per purchase."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import grpc
+
+from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
+from tests.conftest import TEST_ENV, free_port
+from tests.e2e.processes import ROOT, wait_serving
+from tests.fixtures.auth import AuthTestServer, TestUser
+from tests.fixtures.loyalty import LoyaltyTestServer
+from tests.fixtures.sync import eventually
+from tests.referral_helpers import code_of, set_program, use
+
+CAP = 10
+REFEREES = 60
+
+
+def _loyalty_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "loyalty_service"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _books(loyalty: LoyaltyTestServer, referrer_id: str) -> dict[str, Any]:
+    """What the database says about one referrer's referrals, in one snapshot."""
+    row = await loyalty.app.pool.fetchrow(
+        "SELECT"
+        " (SELECT count(*) FROM referrals r JOIN purchases p USING (purchase_id)"
+        "   WHERE r.referrer_id = $1 AND p.status = 'COMPLETED') AS completed,"
+        " (SELECT count(*) FROM referrals r"
+        "   WHERE r.referrer_id = $1 AND r.status = 'COMPLETED') AS referrals_completed,"
+        " (SELECT count(*) FROM referral_rewards w WHERE w.referrer_id = $1) AS outcomes,"
+        " (SELECT count(*) FROM referral_rewards w JOIN purchases p USING (purchase_id)"
+        "   WHERE w.referrer_id = $1 AND p.status <> 'COMPLETED') AS outcomes_unconfirmed,"
+        " (SELECT count(*) FROM referral_rewards w"
+        "   WHERE w.referrer_id = $1 AND w.outcome = 'ISSUED') AS issued,"
+        " (SELECT rewards_issued FROM referral_codes c WHERE c.user_id = $1) AS counted,"
+        " (SELECT count(*) FROM promo_codes c JOIN promo_code_users u USING (code)"
+        "   WHERE u.user_id = $1 AND c.description = 'referral reward') AS codes,"
+        " (SELECT count(*) FROM outbox o WHERE o.routing_key = 'referral.rewarded'"
+        "   AND position(convert_to($1::text, 'UTF8') IN o.payload) > 0) AS events",
+        referrer_id,
+    )
+    return dict(row)
+
+
+def _consistent(books: dict[str, Any]) -> None:
+    completed = books["completed"]
+    assert books["referrals_completed"] == completed
+    assert books["outcomes"] == completed, books
+    assert books["outcomes_unconfirmed"] == 0, books
+    assert books["issued"] == min(completed, CAP), books
+    assert books["counted"] == books["issued"] == books["codes"] == books["events"], books
+
+
+async def _confirm_all(
+    stub: promo_pb2_grpc.PromoServiceStub, pairs: list[tuple[TestUser, str]], times: int
+) -> list[Any]:
+    calls = [
+        stub.ConfirmPurchase(
+            promo_pb2.ConfirmPurchaseRequest(purchase_id=purchase_id),
+            metadata=user.metadata(),
+            timeout=30,
+        )
+        for user, purchase_id in pairs
+        for _ in range(times)
+    ]
+    results: list[Any] = await asyncio.gather(*calls, return_exceptions=True)
+    return results
+
+
+async def test_sigkill_during_confirms_keeps_rewards_equal_to_completed_referrals(
+    auth_server: AuthTestServer, loyalty_server: LoyaltyTestServer, admin: TestUser
+) -> None:
+    await set_program(loyalty_server.admin, admin, max_rewards_per_referrer=CAP)
+    alice = auth_server.token_for()
+    code = await code_of(loyalty_server.promo, alice)
+    referees = [auth_server.token_for() for _ in range(REFEREES)]
+    purchases = await asyncio.gather(*(use(loyalty_server.promo, r, code) for r in referees))
+    pairs = [(r, p.purchase_id) for r, p in zip(referees, purchases, strict=True)]
+    address = f"127.0.0.1:{free_port()}"
+    env = {
+        **os.environ,
+        "AUTH_GRPC_ADDR": auth_server.address,
+        "LOYALTY_GRPC_ADDR": address,
+        "LOYALTY_DB_POOL_SIZE": "10",
+        "LOYALTY_EVENTS_QUEUE": f"{TEST_ENV['LOYALTY_EVENTS_QUEUE']}.referral-crash",
+    }
+    process = _loyalty_process(env)
+    try:
+        await asyncio.to_thread(wait_serving, address, process)
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = promo_pb2_grpc.PromoServiceStub(channel)
+            burst = asyncio.ensure_future(_confirm_all(stub, pairs, times=2))
+
+            async def some_rewarded() -> bool:
+                return (await _books(loyalty_server, alice.user_id))["outcomes"] > 0
+
+            await eventually(some_rewarded, 30, "the first rewards of the burst")
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+            results = await burst
+        failed = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        assert failed, "the kill came after the burst: nothing was interrupted"
+        assert {e.code() for e in failed} <= {
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.CANCELLED,
+            grpc.StatusCode.UNKNOWN,  # a stream reset mid-call
+        }
+        after_crash = await _books(loyalty_server, alice.user_id)
+        assert after_crash["completed"] > 0
+        _consistent(after_crash)
+        # Whatever the kill cut short is confirmed again (the client retries): one outcome each.
+        await _confirm_all(loyalty_server.promo, pairs, times=2)
+        final = await _books(loyalty_server, alice.user_id)
+        assert final["completed"] == REFEREES
+        _consistent(final)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
