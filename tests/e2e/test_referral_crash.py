@@ -108,7 +108,7 @@ async def test_sigkill_during_confirms_keeps_rewards_equal_to_completed_referral
             burst = asyncio.ensure_future(_confirm_all(stub, pairs, times=2))
 
             async def some_rewarded() -> bool:
-                return (await _books(loyalty_server, alice.user_id))["outcomes"] > 0
+                return bool((await _books(loyalty_server, alice.user_id))["outcomes"] > 0)
 
             await eventually(some_rewarded, 30, "the first rewards of the burst")
             process.send_signal(signal.SIGKILL)
