@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from common import metrics
 from loyalty_service import events
 from loyalty_service.domain import referrals as rules
 from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, PromoCode, random_code
@@ -110,6 +111,8 @@ class Referrals:
             withheld = rules.Withheld.REFERRAL_REWARD_CAP_REACHED
         code = None if withheld else await self._issue(conn, referral, reward)
         await store.record_outcome(conn, referral, code, withheld.value if withheld else None)
+        # Counted before the commit: a rolled-back confirm over-counts, never under-counts.
+        metrics.REFERRAL_OUTCOMES.labels(withheld.value if withheld else "ISSUED").inc()
         return referral.referrer_id
 
     async def _issue(self, conn: Any, referral: store.Referral, reward: rules.Reward) -> str:
