@@ -66,7 +66,7 @@ def test_admin_creates_a_code_and_a_user_lists_applies_uses_and_cancels(
         {"code": code, "percent_off": 25, "all_users": True, "max_uses": 10},
     )
     assert created["code"] == code
-    active = _call(loyalty, user, f"{PROMO}/ListActivePromoCodes", {})
+    active = _call(loyalty, user, f"{PROMO}/ListActivePromoCodes", {"page_size": 1000})
     assert code in {c["code"] for c in active["promo_codes"]}
     quote = _call(loyalty, user, f"{PROMO}/ApplyPromoCode", {"code": code, "tariff_id": "monthly"})
     assert quote["final_price"] == {"amount_minor": "22425", "currency": "RUB"}

@@ -108,7 +108,7 @@ def test_an_admin_code_and_a_user_session_over_http(system: dict[str, str]) -> N
         tokens = http.post("/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
         auth = {"Authorization": f"Bearer {tokens['accessToken']}"}
         assert len(http.get("/v1/tariffs", headers=auth).json()["tariffs"]) == 2
-        active = http.get("/v1/promocodes/active", headers=auth).json()["promoCodes"]
+        active = http.get("/v1/promocodes/active?pageSize=1000", headers=auth).json()["promoCodes"]
         assert code in [c["code"] for c in active]
         quote = http.post(
             "/v1/promocodes/apply", json={"code": code, "tariffId": "yearly"}, headers=auth

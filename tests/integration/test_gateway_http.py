@@ -60,7 +60,9 @@ async def test_the_whole_story_over_http(
     auth = bearer(tokens["accessToken"])
     tariffs = (await http.get("/v1/tariffs", headers=auth)).json()["tariffs"]
     assert {t["tariffId"] for t in tariffs} == {"monthly", "yearly"}
-    active = (await http.get("/v1/promocodes/active", headers=auth)).json()["promoCodes"]
+    active = (await http.get("/v1/promocodes/active?pageSize=1000", headers=auth)).json()[
+        "promoCodes"
+    ]
     assert code in {c["code"] for c in active}
     quote = await http.post(
         "/v1/promocodes/apply", json={"code": code.lower(), "tariffId": "monthly"}, headers=auth

@@ -275,18 +275,31 @@ async def test_active_codes_are_exactly_those_the_user_could_apply(
     await make(admin, code=not_mine, percent_off=5, all_users=False, user_ids=[str(uuid.uuid4())])
     later = new_code()
     await make(admin, code=later, percent_off=5, starts_at=at(timedelta(days=1)))
-    listed = await loyalty_server.promo.ListActivePromoCodes(
-        promo_pb2.ListActivePromoCodesRequest(), metadata=user.metadata()
-    )
-    names = {c.code for c in listed.promo_codes}
+    listed = await _all_active(loyalty_server, user)
+    names = {c.code for c in listed}
     assert mine <= names
     assert not {used_up, not_mine, later} & names
-    assert {c.code: c.uses_left_for_user for c in listed.promo_codes}[twice] == 2
+    assert {c.code: c.uses_left_for_user for c in listed}[twice] == 2
     await loyalty_server.set_user_status(user.user_id, "BLOCKED", 5)
-    listed = await loyalty_server.promo.ListActivePromoCodes(
-        promo_pb2.ListActivePromoCodesRequest(), metadata=user.metadata()
-    )
-    assert list(listed.promo_codes) == []
+    assert await _all_active(loyalty_server, user) == []
+
+
+async def _all_active(
+    loyalty_server: LoyaltyTestServer, user: TestUser, page_size: int = 1000
+) -> list[promo_pb2.ActivePromoCode]:
+    """Every page of the user's active codes (other tests' codes for everyone are there too)."""
+    found: list[promo_pb2.ActivePromoCode] = []
+    token = ""
+    while True:
+        answer = await loyalty_server.promo.ListActivePromoCodes(
+            promo_pb2.ListActivePromoCodesRequest(page_size=page_size, page_token=token),
+            metadata=user.metadata(),
+        )
+        assert len(answer.promo_codes) <= page_size
+        found += answer.promo_codes
+        token = answer.next_page_token
+        if not token:
+            return found
 
 
 async def test_malformed_requests_name_their_fields(
@@ -411,31 +424,17 @@ async def test_active_codes_page_ending_soonest_first(
     for code in open_ended:
         await loyalty_server.create_code(admin, code=code, percent_off=5)
 
-    async def page(size: int, token: str) -> promo_pb2.ListActivePromoCodesResponse:
-        answer: promo_pb2.ListActivePromoCodesResponse = (
-            await loyalty_server.promo.ListActivePromoCodes(
-                promo_pb2.ListActivePromoCodesRequest(page_size=size, page_token=token),
-                metadata=user.metadata(),
-            )
-        )
-        return answer
-
-    whole = [c.code for c in (await page(1000, "")).promo_codes]
-    paged: list[str] = []
-    token = ""
-    while True:
-        answer = await page(2, token)
-        assert len(answer.promo_codes) <= 2
-        paged += [c.code for c in answer.promo_codes]
-        token = answer.next_page_token
-        if not token:
-            break
+    whole = [c.code for c in await _all_active(loyalty_server, user)]
+    paged = [c.code for c in await _all_active(loyalty_server, user, page_size=2)]
     assert paged == whole and len(set(paged)) == len(paged)
     mine = [code for code in whole if code in {*ending, *open_ended}]
     by_end = sorted(ending, key=lambda code: ending[code].ToDatetime())
     assert mine[:3] == by_end  # ending soonest first; open-ended codes after, by code
     assert mine[3:] == open_ended
     with pytest.raises(grpc.aio.AioRpcError) as bad:
-        await page(2, "not a token")
+        await loyalty_server.promo.ListActivePromoCodes(
+            promo_pb2.ListActivePromoCodesRequest(page_token="not a token"),
+            metadata=user.metadata(),
+        )
     assert bad.value.code() == Code.INVALID_ARGUMENT
     assert bad_request_fields(bad.value) == {"page_token"}
