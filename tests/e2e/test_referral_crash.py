@@ -11,13 +11,13 @@ import subprocess
 import sys
 from typing import Any
 
+import asyncpg
 import grpc
 
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 from tests.conftest import TEST_ENV, free_port
-from tests.e2e.processes import ROOT, wait_serving
+from tests.e2e.processes import ROOT, run, wait_serving
 from tests.fixtures.auth import AuthTestServer, TestUser
-from tests.fixtures.loyalty import LoyaltyTestServer
 from tests.fixtures.sync import eventually
 from tests.referral_helpers import code_of, set_program, use
 
@@ -31,30 +31,34 @@ def _loyalty_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
-async def _books(loyalty: LoyaltyTestServer, referrer_id: str) -> dict[str, Any]:
+async def _books(referrer_id: str) -> dict[str, Any]:
     """What the database says about one referrer's referrals, in one snapshot."""
-    row = await loyalty.app.pool.fetchrow(
-        "SELECT"
-        " (SELECT count(*) FROM referrals r JOIN purchases p USING (purchase_id)"
-        "   WHERE r.referrer_id = $1 AND p.status = 'COMPLETED') AS completed,"
-        " (SELECT count(*) FROM referrals r"
-        "   WHERE r.referrer_id = $1 AND r.status = 'COMPLETED') AS referrals_completed,"
-        " (SELECT count(*) FROM referral_rewards w WHERE w.referrer_id = $1) AS outcomes,"
-        " (SELECT count(*) FROM referral_rewards w JOIN purchases p USING (purchase_id)"
-        "   WHERE w.referrer_id = $1 AND p.status <> 'COMPLETED') AS outcomes_unconfirmed,"
-        " (SELECT count(*) FROM referral_rewards w"
-        "   WHERE w.referrer_id = $1 AND w.outcome = 'ISSUED') AS issued,"
-        " (SELECT rewards_issued FROM referral_codes c WHERE c.user_id = $1) AS counted,"
-        " (SELECT count(*) FROM promo_codes c JOIN promo_code_users u USING (code)"
-        "   WHERE u.user_id = $1 AND c.description = 'referral reward') AS codes,"
-        " (SELECT count(*) FROM outbox o WHERE o.routing_key = 'referral.rewarded'"
-        "   AND position(convert_to($1::text, 'UTF8') IN o.payload) > 0) AS events",
-        referrer_id,
-    )
+    conn = await asyncpg.connect(TEST_ENV["LOYALTY_DATABASE_URL"])
+    try:
+        row = await conn.fetchrow(
+            "SELECT"
+            " (SELECT count(*) FROM referrals r JOIN purchases p USING (purchase_id)"
+            "   WHERE r.referrer_id = $1 AND p.status = 'COMPLETED') AS completed,"
+            " (SELECT count(*) FROM referrals r"
+            "   WHERE r.referrer_id = $1 AND r.status = 'COMPLETED') AS referrals_completed,"
+            " (SELECT count(*) FROM referral_rewards w WHERE w.referrer_id = $1) AS outcomes,"
+            " (SELECT count(*) FROM referral_rewards w JOIN purchases p USING (purchase_id)"
+            "   WHERE w.referrer_id = $1 AND p.status <> 'COMPLETED') AS outcomes_unconfirmed,"
+            " (SELECT count(*) FROM referral_rewards w"
+            "   WHERE w.referrer_id = $1 AND w.outcome = 'ISSUED') AS issued,"
+            " (SELECT rewards_issued FROM referral_codes c WHERE c.user_id = $1) AS counted,"
+            " (SELECT count(*) FROM promo_codes c JOIN promo_code_users u USING (code)"
+            "   WHERE u.user_id = $1 AND c.description = 'referral reward') AS codes,"
+            " (SELECT count(*) FROM outbox o WHERE o.routing_key = 'referral.rewarded'"
+            "   AND position(convert_to($1::text, 'UTF8') IN o.payload) > 0) AS events",
+            referrer_id,
+        )
+    finally:
+        await conn.close()
     return dict(row)
 
 
@@ -83,32 +87,52 @@ async def _confirm_all(
     return results
 
 
-async def test_sigkill_during_confirms_keeps_rewards_equal_to_completed_referrals(
-    auth_server: AuthTestServer, loyalty_server: LoyaltyTestServer, admin: TestUser
-) -> None:
-    await set_program(loyalty_server.admin, admin, max_rewards_per_referrer=CAP)
-    alice = auth_server.token_for()
-    code = await code_of(loyalty_server.promo, alice)
-    referees = [auth_server.token_for() for _ in range(REFEREES)]
-    purchases = await asyncio.gather(*(use(loyalty_server.promo, r, code) for r in referees))
-    pairs = [(r, p.purchase_id) for r, p in zip(referees, purchases, strict=True)]
-    address = f"127.0.0.1:{free_port()}"
-    env = {
+def _env() -> dict[str, str]:
+    return {
         **os.environ,
-        "AUTH_GRPC_ADDR": auth_server.address,
-        "LOYALTY_GRPC_ADDR": address,
+        "LOYALTY_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+        # Small: the machine's Postgres is shared by every test run going on.
         "LOYALTY_DB_POOL_SIZE": "10",
         "LOYALTY_EVENTS_QUEUE": f"{TEST_ENV['LOYALTY_EVENTS_QUEUE']}.referral-crash",
     }
+
+
+async def _started(env: dict[str, str]) -> subprocess.Popen[bytes]:
     process = _loyalty_process(env)
     try:
-        await asyncio.to_thread(wait_serving, address, process)
-        async with grpc.aio.insecure_channel(address) as channel:
+        await asyncio.to_thread(wait_serving, env["LOYALTY_GRPC_ADDR"], process)
+    except AssertionError:
+        _, errors = process.communicate(timeout=20)
+        raise AssertionError(errors.decode()[-2000:]) from None
+    return process
+
+
+def _stopped(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        process.wait(20)
+
+
+async def test_sigkill_during_confirms_keeps_rewards_equal_to_completed_referrals(
+    auth_server: AuthTestServer,
+) -> None:
+    env = {**_env(), "AUTH_GRPC_ADDR": auth_server.address}
+    admin, alice = auth_server.token_for(role="admin"), auth_server.token_for()
+    referees = [auth_server.token_for() for _ in range(REFEREES)]
+    await asyncio.to_thread(run, [sys.executable, "-m", "loyalty_service", "migrate"], env)
+    process = await _started(env)
+    try:
+        async with grpc.aio.insecure_channel(env["LOYALTY_GRPC_ADDR"]) as channel:
             stub = promo_pb2_grpc.PromoServiceStub(channel)
+            admin_stub = promo_pb2_grpc.PromoAdminServiceStub(channel)
+            await set_program(admin_stub, admin, max_rewards_per_referrer=CAP)
+            code = await code_of(stub, alice)
+            purchases = await asyncio.gather(*(use(stub, r, code) for r in referees))
+            pairs = [(r, p.purchase_id) for r, p in zip(referees, purchases, strict=True)]
             burst = asyncio.ensure_future(_confirm_all(stub, pairs, times=2))
 
             async def some_rewarded() -> bool:
-                return bool((await _books(loyalty_server, alice.user_id))["outcomes"] > 0)
+                return bool((await _books(alice.user_id))["outcomes"] > 0)
 
             await eventually(some_rewarded, 30, "the first rewards of the burst")
             process.send_signal(signal.SIGKILL)
@@ -121,15 +145,16 @@ async def test_sigkill_during_confirms_keeps_rewards_equal_to_completed_referral
             grpc.StatusCode.CANCELLED,
             grpc.StatusCode.UNKNOWN,  # a stream reset mid-call
         }
-        after_crash = await _books(loyalty_server, alice.user_id)
+        after_crash = await _books(alice.user_id)
         assert after_crash["completed"] > 0
         _consistent(after_crash)
         # Whatever the kill cut short is confirmed again (the client retries): one outcome each.
-        await _confirm_all(loyalty_server.promo, pairs, times=2)
-        final = await _books(loyalty_server, alice.user_id)
+        process = await _started(env)
+        async with grpc.aio.insecure_channel(env["LOYALTY_GRPC_ADDR"]) as channel:
+            results = await _confirm_all(promo_pb2_grpc.PromoServiceStub(channel), pairs, times=2)
+        assert all(isinstance(r, promo_pb2.Purchase) for r in results)
+        final = await _books(alice.user_id)
         assert final["completed"] == REFEREES
         _consistent(final)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        _stopped(process)
