@@ -1,6 +1,10 @@
 """SIGKILL of a real loyalty process during a burst of confirms of referred purchases: the
 rewards in the database equal the completed referred purchases (up to the cap), checked in SQL;
-confirming the rest afterwards still gives exactly one outcome per purchase."""
+confirming the rest afterwards still gives exactly one outcome per purchase.
+
+The kill is made to land inside the confirms' transactions, not merely near them: a test
+connection holds the referrer's counter row, so the burst's confirms stop after they have
+completed the purchase and before the reward, and the process dies with them all open."""
 
 from __future__ import annotations
 
@@ -23,6 +27,10 @@ from tests.referral_helpers import code_of, set_program, use
 
 CAP = 10
 REFEREES = 60
+WAITING_ON_LOCKS = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
 
 
 def _loyalty_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -129,24 +137,37 @@ async def test_sigkill_during_confirms_keeps_rewards_equal_to_completed_referral
             code = await code_of(stub, alice)
             purchases = await asyncio.gather(*(use(stub, r, code) for r in referees))
             pairs = [(r, p.purchase_id) for r, p in zip(referees, purchases, strict=True)]
-            burst = asyncio.ensure_future(_confirm_all(stub, pairs, times=2))
+            # Some confirms commit first; then the referrer's counter row is held, so the
+            # rest of the burst stops inside its transactions, and the kill lands there.
+            assert all(
+                isinstance(r, promo_pb2.Purchase) for r in await _confirm_all(stub, pairs[:5], 1)
+            )
+            blocker = await asyncpg.connect(TEST_ENV["LOYALTY_DATABASE_URL"])
+            held = blocker.transaction()
+            await held.start()
+            await blocker.execute(
+                "SELECT 1 FROM referral_codes WHERE user_id = $1 FOR UPDATE", alice.user_id
+            )
+            burst = asyncio.ensure_future(_confirm_all(stub, pairs[5:], times=2))
 
-            async def some_rewarded() -> bool:
-                return bool((await _books(alice.user_id))["outcomes"] > 0)
+            async def confirms_waiting() -> bool:
+                return bool(await blocker.fetchval(WAITING_ON_LOCKS) >= 5)
 
-            await eventually(some_rewarded, 30, "the first rewards of the burst")
+            await eventually(confirms_waiting, 30, "confirms stopped inside their transactions")
             process.send_signal(signal.SIGKILL)
             process.wait(10)
+            await held.rollback()
+            await blocker.close()
             results = await burst
         failed = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
-        assert failed, "the kill came after the burst: nothing was interrupted"
+        assert len(failed) >= 5
         assert {e.code() for e in failed} <= {
             grpc.StatusCode.UNAVAILABLE,
             grpc.StatusCode.CANCELLED,
             grpc.StatusCode.UNKNOWN,  # a stream reset mid-call
         }
         after_crash = await _books(alice.user_id)
-        assert after_crash["completed"] > 0
+        assert after_crash["completed"] >= 5
         _consistent(after_crash)
         # Whatever the kill cut short is confirmed again (the client retries): one outcome each.
         process = await _started(env)
