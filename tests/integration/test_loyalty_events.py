@@ -38,6 +38,7 @@ async def relaying(
             rabbitmq_url=through(proxy),
             loyalty_events_queue=f"{TEST_ENV['LOYALTY_EVENTS_QUEUE']}.promo-events",
             broker_unhealthy_after_seconds=2.0,
+            loyalty_db_pool_size=5,  # the machine's Postgres is shared by every test run
         ),
         loops=True,
     )
