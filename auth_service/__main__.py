@@ -10,7 +10,9 @@ from pathlib import Path
 
 from auth_service import app
 from auth_service.config import AuthSettings
+from auth_service.domain import check_credentials_input
 from common import config, logs, metrics, sentry, shutdown
+from common.errors import InvalidArgument, ServiceError
 from common.grpc_server import run_until_signal
 from common.migrations import migrate
 
@@ -31,10 +33,17 @@ async def create_admin(settings: AuthSettings, email: str) -> None:
     password = os.environ.get("AUTH_ADMIN_PASSWORD", "")
     if not password:
         raise SystemExit("AUTH_ADMIN_PASSWORD must be set to the new administrator's password")
+    try:
+        # Checked before connecting to anything: a weak password is one line, not a traceback.
+        check_credentials_input(email, password, settings.auth_password_min_length)
+    except InvalidArgument as error:
+        raise SystemExit(f"create-admin: {error}") from None
     auth = await app.build(settings)
     try:
         user = await auth.accounts.create_admin(email, password)
-        print(f"admin {user.email} ({user.user_id})")
+        print(f"admin {user.email} ({user.user_id}); any earlier sessions of it are revoked")
+    except ServiceError as error:
+        raise SystemExit(f"create-admin: {error.message}") from None
     finally:
         await auth.close()
 

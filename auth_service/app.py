@@ -13,19 +13,25 @@ from auth_service.api.servicers import AuthServicer, UserAdminServicer
 from auth_service.config import AuthSettings
 from auth_service.keys import SigningKey, configured_pem, new_private_pem, signing_key
 from auth_service.outbox_relay import OutboxRelay, measure_backlog, prune_sent
-from auth_service.ratelimit import LoginRateLimiter
+from auth_service.ratelimit import LoginLimits, LoginThrottle, RegistrationThrottle
 from auth_service.service import Accounts
 from auth_service.store import keys as key_store
 from auth_service.tokens import TokenIssuer
+from common import redis_client
 from common.broker import BrokerHealth
 from common.db import create_pool, retrying
 from common.grpc_server import GrpcServer
+from common.logs import get_logger
 from common.revocation import RevocationList
+from common.throttle import Limit, Throttle
 from common.tokens import TokenVerifier
+from common.trust import parse_networks
 from loyalty.auth.v1 import auth_pb2_grpc
 
 SERVICE_NAMES = ["loyalty.auth.v1.AuthService", "loyalty.auth.v1.UserAdminService"]
 Loop = Callable[[], Coroutine[Any, Any, None]]
+DEVELOPMENT = "development"
+log = get_logger("auth")
 
 
 @dataclass
@@ -43,29 +49,47 @@ class AuthApp:
         await self.redis.aclose()
 
 
+class NoSigningKey(SystemExit):
+    """Outside development, auth does not start without a configured signing key."""
+
+
 async def load_signing_key(settings: AuthSettings, pool: asyncpg.Pool) -> SigningKey:
     pem = configured_pem(settings.auth_jwt_private_key, settings.auth_jwt_private_key_file)
     if pem is None:
+        if settings.environment != DEVELOPMENT:
+            raise NoSigningKey(
+                f"ENVIRONMENT={settings.environment}: set AUTH_JWT_PRIVATE_KEY or"
+                " AUTH_JWT_PRIVATE_KEY_FILE (an Ed25519 private key, PEM); only development"
+                " runs on a generated key"
+            )
         pem = await key_store.dev_key_pem(pool, new_private_pem())
+        log.warning(
+            "development_signing_key",
+            detail="tokens are signed with a generated key kept in the auth database;"
+            " set AUTH_JWT_PRIVATE_KEY(_FILE) outside development",
+        )
     return signing_key(pem)
 
 
 def build_accounts(
     settings: AuthSettings, pool: asyncpg.Pool, client: redis.Redis, issuer: TokenIssuer
 ) -> Accounts:
-    limiter = LoginRateLimiter(
-        client,
-        settings.redis_key_prefix,
-        settings.auth_login_limit_per_email,
-        settings.auth_login_limit_per_address,
-        settings.auth_login_window_seconds,
+    throttle = Throttle(client, settings.redis_key_prefix)
+    window = settings.auth_login_window_seconds
+    logins = LoginLimits(
+        Limit(settings.auth_login_limit_per_email_address, window),
+        Limit(settings.auth_login_limit_per_email, window),
+        Limit(settings.auth_login_limit_per_address, window),
     )
-    revocations = RevocationList(client, settings.redis_key_prefix)
+    registrations = Limit(
+        settings.auth_register_limit_per_address, settings.auth_register_window_seconds
+    )
     return Accounts(
         pool,
         issuer,
-        revocations,
-        limiter,
+        RevocationList(client, settings.redis_key_prefix),
+        LoginThrottle(throttle, logins),
+        RegistrationThrottle(throttle, registrations),
         settings.auth_password_min_length,
         settings.auth_refresh_ttl_seconds,
     )
@@ -73,7 +97,7 @@ def build_accounts(
 
 async def build(settings: AuthSettings) -> AuthApp:
     pool = await create_pool(settings.auth_database_url, max_size=settings.auth_db_pool_size)
-    client = redis.from_url(settings.redis_url)
+    client = redis_client.connect(settings.redis_url)
     issuer = TokenIssuer(await load_signing_key(settings, pool), settings.auth_access_ttl_seconds)
     accounts = build_accounts(settings, pool, client, issuer)
     verifier = TokenVerifier(
@@ -81,7 +105,8 @@ async def build(settings: AuthSettings) -> AuthApp:
     )
     server = GrpcServer(settings.auth_grpc_addr, SERVICE_NAMES)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthServicer(accounts, verifier, issuer), server.server
+        AuthServicer(accounts, verifier, issuer, parse_networks(settings.auth_trusted_peers)),
+        server.server,
     )
     auth_pb2_grpc.add_UserAdminServiceServicer_to_server(
         UserAdminServicer(accounts, verifier), server.server

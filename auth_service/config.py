@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pydantic import PositiveFloat, PositiveInt
+
 from common.broker import BrokerSettings
 from common.config import BaseServiceSettings, HostPort, PostgresUrl
+from common.trust import TrustedNetworks
 
 
 class AuthSettings(BaseServiceSettings, BrokerSettings):
@@ -17,10 +20,20 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     auth_jwt_private_key_file: str = ""
     auth_access_ttl_seconds: int = 900
     auth_refresh_ttl_seconds: int = 30 * 24 * 3600
-    # Login attempts allowed per window, per email and per client address.
-    auth_login_limit_per_email: int = 10
-    auth_login_limit_per_address: int = 100
-    auth_login_window_seconds: int = 60
+    # Which peers' x-forwarded-for metadata is believed (the gateways' addresses or CIDR
+    # ranges, comma-separated); empty: nobody's, every caller is its own gRPC peer.
+    auth_trusted_peers: TrustedNetworks = ""
+    # Failed logins allowed per window (refilled smoothly over it): per (email, client
+    # address), per email whatever the address, and per client address whatever the email.
+    auth_login_limit_per_email_address: PositiveInt = 10
+    auth_login_limit_per_email: PositiveInt = 50
+    auth_login_limit_per_address: PositiveInt = 100
+    auth_login_window_seconds: PositiveFloat = 900
+    # Registrations allowed per client address per window.
+    auth_register_limit_per_address: PositiveInt = 10
+    auth_register_window_seconds: PositiveFloat = 3600
+    # "development" generates a signing key when none is configured; anything else refuses to.
+    environment: str = "development"
     auth_password_min_length: int = 8
     auth_admin_password: str = ""
     auth_db_pool_size: int = 20

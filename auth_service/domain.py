@@ -3,17 +3,16 @@ which status changes are allowed, and what an access token claims."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from auth_service import credentials
 from common.errors import ErrorKind, FieldViolation, InvalidArgument, ServiceError
 
 DOMAIN = "auth.loyalty"
-MAX_EMAIL_LENGTH = 254
-MAX_PASSWORD_LENGTH = 128
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_EMAIL_LENGTH = credentials.MAX_EMAIL_LENGTH
+MAX_PASSWORD_LENGTH = credentials.MAX_PASSWORD_LENGTH
 
 
 class Status(StrEnum):
@@ -44,41 +43,23 @@ def refusal(kind: ErrorKind, reason: str, message: str) -> ServiceError:
 
 
 def normalize_email(email: str) -> str:
-    return email.strip().lower()
-
-
-def email_problem(email: str) -> str | None:
-    if not email:
-        return "must not be empty"
-    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
-        return "must be an email address"
-    return None
-
-
-def password_problem(password: str, min_length: int) -> str | None:
-    if len(password) < min_length:
-        return f"must be at least {min_length} characters"
-    if len(password) > MAX_PASSWORD_LENGTH:
-        return f"must be at most {MAX_PASSWORD_LENGTH} characters"
-    if password.strip() != password or not password.strip():
-        return "must not start or end with whitespace"
-    return None
+    """The canonical form to look an email up by (see credentials)."""
+    return credentials.lookup_email(email)
 
 
 def check_credentials_input(email: str, password: str, min_length: int) -> str:
-    """The normalised email; INVALID_ARGUMENT naming each malformed field."""
-    normalized = normalize_email(email)
-    problems = [
-        FieldViolation(name, problem)
-        for name, problem in (
-            ("email", email_problem(normalized)),
-            ("password", password_problem(password, min_length)),
-        )
-        if problem
-    ]
+    """The canonical email; INVALID_ARGUMENT naming each malformed or weak field."""
+    problems = []
+    try:
+        email = credentials.canonical_email(email)
+    except credentials.EmailProblem as problem:
+        problems.append(FieldViolation("email", str(problem)))
+    password_problem = credentials.password_problem(password, email, min_length)
+    if password_problem:
+        problems.append(FieldViolation("password", password_problem))
     if problems:
         raise InvalidArgument(problems)
-    return normalized
+    return email
 
 
 def check_may_sign_in(status: Status) -> None:

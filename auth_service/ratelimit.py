@@ -1,46 +1,62 @@
-"""Login attempts counted in Redis per email and per client address, in fixed windows."""
+"""How many failed logins and registrations a caller has left (token buckets in Redis).
+
+Failed logins are counted three ways, after OWASP's authentication guidance: per (email,
+client address), which is what one guesser at one account spends; per email, a higher ceiling
+that stops a guessing attack spread over many addresses; and per address, which stops one
+address trying many accounts. Successful logins cost nothing. A spent bucket is a back-off,
+not a lock: it refills smoothly, and the refusal says exactly when the next try can go."""
 
 from __future__ import annotations
 
-import hashlib
+from dataclasses import dataclass
 
-import redis.asyncio as redis
+from auth_service.domain import DOMAIN
+from common.errors import ServiceError, too_many
+from common.throttle import Bucket, Limit, Throttle
 
-from auth_service.domain import refusal
-from common.errors import ErrorKind
+
+@dataclass(frozen=True)
+class LoginLimits:
+    per_email_address: Limit
+    per_email: Limit
+    per_address: Limit
 
 
-class LoginRateLimiter:
-    def __init__(
-        self,
-        client: redis.Redis,
-        prefix: str,
-        per_email: int,
-        per_address: int,
-        window_seconds: int,
-    ) -> None:
-        self._redis = client
-        self._prefix = prefix
-        self._limits = {"email": per_email, "addr": per_address}
-        self._window = window_seconds
+class LoginThrottle:
+    def __init__(self, throttle: Throttle, limits: LoginLimits) -> None:
+        self._throttle = throttle
+        self._limits = limits
 
-    def _key(self, kind: str, value: str) -> str:
-        # Hashed so no email ends up in Redis in clear text.
-        digest = hashlib.sha256(value.encode()).hexdigest()[:32]
-        return f"{self._prefix}login:{kind}:{digest}"
+    def _buckets(self, email: str, address: str) -> list[Bucket]:
+        return [
+            Bucket("login:pair", f"{email}\n{address}", self._limits.per_email_address),
+            Bucket("login:email", email, self._limits.per_email),
+            Bucket("login:addr", address, self._limits.per_address),
+        ]
 
-    async def hit(self, email: str, address: str) -> None:
-        """Counts one attempt; RESOURCE_EXHAUSTED once either count is past its limit."""
-        keys = {"email": self._key("email", email), "addr": self._key("addr", address)}
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for key in keys.values():
-                pipe.incr(key)
-                pipe.expire(key, self._window, nx=True)
-            results = await pipe.execute()
-        counts = dict(zip(keys, results[::2], strict=True))
-        if any(counts[kind] > self._limits[kind] for kind in counts):
-            raise refusal(
-                ErrorKind.RESOURCE_EXHAUSTED,
-                "TOO_MANY_LOGIN_ATTEMPTS",
-                f"too many login attempts; try again in {self._window} seconds",
+    async def check(self, email: str, address: str) -> None:
+        """RESOURCE_EXHAUSTED, with the time left, while any bucket is empty."""
+        wait = await self._throttle.check(self._buckets(email, address))
+        if wait > 0:
+            raise too_many_logins(wait)
+
+    async def failed(self, email: str, address: str) -> None:
+        await self._throttle.spend(self._buckets(email, address))
+
+
+class RegistrationThrottle:
+    def __init__(self, throttle: Throttle, per_address: Limit) -> None:
+        self._throttle = throttle
+        self._per_address = per_address
+
+    async def take(self, address: str) -> None:
+        """Counts one registration attempt; RESOURCE_EXHAUSTED once the address has none left."""
+        wait = await self._throttle.acquire([Bucket("register:addr", address, self._per_address)])
+        if wait > 0:
+            raise too_many(
+                "TOO_MANY_REGISTRATIONS", "too many registrations from this address", DOMAIN, wait
             )
+
+
+def too_many_logins(wait: float) -> ServiceError:
+    return too_many("TOO_MANY_LOGIN_ATTEMPTS", "too many failed login attempts", DOMAIN, wait)

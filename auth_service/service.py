@@ -11,7 +11,7 @@ import asyncpg
 
 from auth_service import domain, events, passwords
 from auth_service.domain import Role, Status, User
-from auth_service.ratelimit import LoginRateLimiter
+from auth_service.ratelimit import LoginThrottle, RegistrationThrottle
 from auth_service.store import sessions, users
 from auth_service.tokens import TokenIssuer, new_refresh_token, refresh_hash
 from common.errors import ErrorKind, InvalidArgument, ServiceError
@@ -48,19 +48,25 @@ class Accounts:
         pool: asyncpg.Pool,
         issuer: TokenIssuer,
         revocations: RevocationList,
-        limiter: LoginRateLimiter,
+        logins: LoginThrottle,
+        registrations: RegistrationThrottle,
         password_min_length: int,
         refresh_ttl: int,
     ) -> None:
         self._pool = pool
         self.issuer = issuer
         self._revocations = revocations
-        self._limiter = limiter
+        self._logins = logins
+        self._registrations = registrations
         self._min_length = password_min_length
         self._refresh_ttl = refresh_ttl
 
-    async def register(self, email: str, password: str) -> User:
+    async def register(self, email: str, password: str, address: str | None = None) -> User:
+        """A new account; `address` is the client's, counted against its registration limit
+        (None: the operator's command line, not limited)."""
         email = domain.check_credentials_input(email, password, self._min_length)
+        if address is not None:
+            await self._registrations.take(address)
         password_hash = await passwords.hash_password(password)
         async with self._pool.acquire() as conn, conn.transaction():
             try:
@@ -78,10 +84,11 @@ class Accounts:
         if not email or not password:
             field = "email" if not email else "password"
             raise InvalidArgument.of(field, "must not be empty")
-        await self._limiter.hit(email, address)
+        await self._logins.check(email, address)
         row = await users.by_email(self._pool, email)
         ok, new_hash = await passwords.verify_password(password, row and row["password_hash"])
         if row is None or not ok:
+            await self._logins.failed(email, address)
             raise domain.invalid_credentials()
         user = users.to_user(row)
         domain.check_may_sign_in(user.status)
@@ -180,18 +187,31 @@ class Accounts:
         return UserPage(found, token)
 
     async def create_admin(self, email: str, password: str) -> User:
-        """Idempotent: an existing user is promoted."""
+        """Creates an administrator, or makes an existing account one: then it gets this
+        password and loses every session, so whoever registered the email first keeps
+        nothing."""
+        email = domain.check_credentials_input(email, password, self._min_length)
         try:
             user_id = (await self.register(email, password)).user_id
         except ServiceError as error:
             if error.reason != "EMAIL_TAKEN":
                 raise
-            row = await users.by_email(self._pool, domain.normalize_email(email))
-            if row is None:  # registered and deleted in between: nothing to promote
-                raise
+            user_id = await self._take_over(email, password)
+        async with self._pool.acquire() as conn:
+            await users.set_role(conn, user_id, Role.ADMIN)
+            return users.to_user(await users.by_id(conn, user_id))
+
+    async def _take_over(self, email: str, password: str) -> str:
+        password_hash = await passwords.hash_password(password)
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await users.by_email(conn, email)
+            if row is None:  # registered and deleted in between: nothing to take over
+                raise _not_found(email)
             user_id = str(row["user_id"])
-        await users.set_role(self._pool, user_id, Role.ADMIN)
-        return users.to_user(await users.by_id(self._pool, user_id))
+            await users.set_password_hash(conn, user_id, password_hash)
+            revoked = await sessions.revoke_all_of_user(conn, user_id)
+        await self._revocations.revoke(revoked, self.issuer.access_ttl)
+        return user_id
 
 
 def _cursor_position(cursor: dict[str, Any] | None) -> tuple[datetime, str] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -28,6 +29,8 @@ class ServiceError(Exception):
     message: str
     domain: str
     metadata: dict[str, str] = field(default_factory=dict)
+    # Seconds until a retry can succeed: sent as google.rpc.RetryInfo (HTTP: Retry-After).
+    retry_after: float | None = None
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"
@@ -51,6 +54,18 @@ class InvalidArgument(Exception):
 
     def __str__(self) -> str:
         return "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+
+
+def too_many(reason: str, message: str, domain: str, retry_after: float) -> ServiceError:
+    """RESOURCE_EXHAUSTED with the real time left, for a throttled caller."""
+    seconds = max(1, math.ceil(retry_after))
+    return ServiceError(
+        ErrorKind.RESOURCE_EXHAUSTED,
+        reason,
+        f"{message}; try again in {seconds} second{'s' if seconds != 1 else ''}",
+        domain,
+        retry_after=seconds,
+    )
 
 
 def unauthenticated(message: str, domain: str) -> ServiceError:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import asyncpg
 import grpc
 import redis.exceptions
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -46,8 +47,12 @@ def service_error_status(error: ServiceError) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(
         reason=error.reason, domain=error.domain, metadata=error.metadata
     )
+    details = [_packed(info)]
+    if error.retry_after is not None:
+        delay = duration_pb2.Duration(seconds=math.ceil(error.retry_after))
+        details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
     status = status_pb2.Status(
-        code=_CODES[error.kind.value], message=error.message, details=[_packed(info)]
+        code=_CODES[error.kind.value], message=error.message, details=details
     )
     return rpc_status.to_status(status)
 

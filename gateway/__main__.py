@@ -25,6 +25,9 @@ def main() -> None:
             access_log=False,
             timeout_graceful_shutdown=int(settings.shutdown_grace),
             lifespan="on",
+            # The app itself decides whose X-Forwarded-For to believe (GATEWAY_TRUSTED_PROXIES);
+            # uvicorn's own handling would believe 127.0.0.1's by default.
+            proxy_headers=False,
         )
     )
     logs.get_logger("gateway").info("serving", address=settings.gateway_http_addr)

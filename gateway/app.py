@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ import grpc
 from google.rpc import code_pb2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount
@@ -19,11 +20,13 @@ from starlette.staticfiles import StaticFiles
 
 from common.errors import InvalidArgument
 from common.logs import get_logger
+from common.trust import Network, client_address, parse_networks
 from gateway import errors, openapi
 from gateway.backends import Backends
 from gateway.config import GatewaySettings
 from gateway.middleware import RequestIdAndLog
 from gateway.routes import Route, build_routes, match
+from gateway.security import SecurityHeaders
 from gateway.transcode import build_request, to_json
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -52,19 +55,23 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def forwarded_metadata(request: Request) -> list[tuple[str, str]]:
+def forwarded_metadata(request: Request, proxies: Sequence[Network]) -> list[tuple[str, str]]:
     metadata = [("x-request-id", request.scope["state"]["request_id"])]
     authorization = request.headers.get("authorization")
     if authorization:
         metadata.append(("authorization", authorization))
     if request.client is not None:
-        metadata.append(("x-forwarded-for", request.client.host))
+        forwarded = request.headers.getlist("x-forwarded-for")
+        metadata.append(
+            ("x-forwarded-for", client_address(request.client.host, forwarded, proxies))
+        )
     return metadata
 
 
 class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
+        self.proxies = parse_networks(settings.gateway_trusted_proxies)
         self.routes = build_routes()
         self.openapi = openapi.document(self.routes)
         self._backends: Backends | None = None
@@ -91,8 +98,8 @@ class Gateway:
         except InvalidArgument as error:
             return JSONResponse(errors.from_invalid_argument(error), status_code=400)
         except grpc.aio.AioRpcError as error:
-            http, body = errors.from_rpc_error(error)
-            return JSONResponse(body, status_code=http)
+            failed = errors.from_rpc_error(error)
+            return JSONResponse(failed.body, status_code=failed.status, headers=failed.headers)
 
     def _no_route(self, allowed: tuple[str, ...]) -> Response:
         if allowed:
@@ -105,7 +112,7 @@ class Gateway:
         # Like grpc-gateway, any content type is read as JSON (curl -d sends a form type).
         body = await read_body(request, self.settings.gateway_max_body_bytes)
         message = build_request(route, params, body, list(request.query_params.multi_items()))
-        reply = await self.backends.call(route, message, forwarded_metadata(request))
+        reply = await self.backends.call(route, message, forwarded_metadata(request, self.proxies))
         return JSONResponse(to_json(reply))
 
     async def healthz(self, request: Request) -> Response:
@@ -118,7 +125,7 @@ class Gateway:
         return JSONResponse(self.openapi)
 
     async def docs(self, request: Request) -> Response:
-        return FileResponse(STATIC / "docs.html")
+        return FileResponse(STATIC / "docs" / "index.html")
 
     async def console(self, request: Request) -> Response:
         return FileResponse(STATIC / "admin" / "index.html")
@@ -144,11 +151,13 @@ def create_app(settings: GatewaySettings) -> Any:
             HttpRoute("/healthz", gateway.healthz, methods=["GET"]),
             HttpRoute("/openapi.json", gateway.openapi_json, methods=["GET"]),
             HttpRoute("/docs", gateway.docs, methods=["GET"]),
+            Mount("/docs", StaticFiles(directory=STATIC / "docs")),
             HttpRoute("/admin", gateway.console, methods=["GET"]),
             Mount("/admin", StaticFiles(directory=STATIC / "admin", html=True)),
             HttpRoute("/{path:path}", gateway.forward, methods=METHODS),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: _http_error},
     )
     app.state.gateway = gateway

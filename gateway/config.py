@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from common.config import BaseServiceSettings, HostPort
+from common.trust import TrustedNetworks
 
 
 class GatewaySettings(BaseServiceSettings):
@@ -14,3 +15,6 @@ class GatewaySettings(BaseServiceSettings):
     # Every backend call gets this deadline; a hung backend answers 504 after it.
     gateway_backend_timeout_seconds: float = 5.0
     gateway_max_body_bytes: int = 64 * 1024
+    # Proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For is believed;
+    # empty: nobody's, every client is judged by its own connection's address.
+    gateway_trusted_proxies: TrustedNetworks = ""

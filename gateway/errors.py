@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -33,7 +34,11 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
 }
 
 # Keep the detail types in the default pool so their JSON can be printed.
-_DETAIL_TYPES = (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest)
+_DETAIL_TYPES = (
+    error_details_pb2.ErrorInfo,
+    error_details_pb2.BadRequest,
+    error_details_pb2.RetryInfo,
+)
 
 
 def status_json(
@@ -46,13 +51,33 @@ def status_json(
     return body
 
 
-def from_rpc_error(error: grpc.aio.AioRpcError) -> tuple[int, dict[str, Any]]:
-    """The HTTP status and body of a failed backend call, rich details kept."""
+@dataclass(frozen=True)
+class HttpError:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def retry_after(details: list[any_pb2.Any]) -> dict[str, str]:
+    """google.rpc.RetryInfo as an HTTP Retry-After header (whole seconds, rounded up)."""
+    for detail in details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            delay = info.retry_delay.seconds + (1 if info.retry_delay.nanos > 0 else 0)
+            return {"retry-after": str(max(delay, 1))}
+    return {}
+
+
+def from_rpc_error(error: grpc.aio.AioRpcError) -> HttpError:
+    """The HTTP status, body and headers of a failed backend call, rich details kept."""
     http = HTTP_STATUS.get(error.code(), 500)
     status = rpc_status.from_call(error)
     if status is not None:
-        return http, status_json(status.code, status.message, list(status.details))
-    return http, status_json(error.code().value[0], error.details() or error.code().name)
+        details = list(status.details)
+        body = status_json(status.code, status.message, details)
+        return HttpError(http, body, retry_after(details))
+    return HttpError(http, status_json(error.code().value[0], error.details() or error.code().name))
 
 
 def from_invalid_argument(error: InvalidArgument) -> dict[str, Any]:

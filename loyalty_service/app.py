@@ -10,18 +10,22 @@ import asyncpg
 import grpc
 import redis.asyncio as redis
 
+from common import redis_client
 from common.broker import BrokerHealth
 from common.db import create_pool
 from common.grpc_server import GrpcServer
 from common.outbox_relay import OutboxRelay, prune_sent
 from common.revocation import RevocationList
+from common.throttle import Limit, Throttle
 from common.tokens import TokenVerifier
+from common.trust import parse_networks
 from loyalty.promo.v1 import promo_pb2_grpc
 from loyalty_service.administration import PromoAdmin
 from loyalty_service.api.admin import PromoAdminServicer
 from loyalty_service.api.promo import PromoServicer
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.domain.reasons import DOMAIN
+from loyalty_service.guessing import GuessLimits, GuessThrottle
 from loyalty_service.jwks import AuthJwks
 from loyalty_service.promotions import Promotions
 from loyalty_service.referrals import Referrals
@@ -53,29 +57,47 @@ class LoyaltyApp:
 
 async def build(settings: LoyaltySettings) -> LoyaltyApp:
     pool = await create_pool(settings.loyalty_database_url, max_size=settings.loyalty_db_pool_size)
-    client = redis.from_url(settings.redis_url)
+    client = redis_client.connect(settings.redis_url)
     channel = grpc.aio.insecure_channel(settings.auth_grpc_addr)
     verifier = TokenVerifier(
         AuthJwks(channel), RevocationList(client, settings.redis_key_prefix), DOMAIN
     )
     referrals = Referrals(pool)
-    promotions = Promotions(pool, referrals)
-    admin = PromoAdmin(pool, promotions)
+    promotions = Promotions(pool, referrals, guess_throttle(settings, client))
+    admin = PromoAdmin(pool, Promotions(pool, referrals))
     server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(
-        PromoServicer(promotions, verifier, referrals=referrals), server.server
+        PromoServicer(
+            promotions,
+            verifier,
+            parse_networks(settings.loyalty_trusted_peers),
+            referrals=referrals,
+        ),
+        server.server,
     )
     promo_pb2_grpc.add_PromoAdminServiceServicer_to_server(
         PromoAdminServicer(admin, verifier, referrals=referrals), server.server
     )
     loops: list[Loop] = [
         lambda: run_sweeper(
-            promotions, settings.purchase_pending_ttl_seconds, settings.sweeper_interval_seconds
+            promotions,
+            settings.purchase_pending_ttl_seconds,
+            settings.sweeper_interval_seconds,
+            settings.loyalty_rejection_retention_seconds,
         ),
         *sync_loops(settings, pool, server),
         *event_loops(settings, pool),
     ]
     return LoyaltyApp(settings, pool, client, channel, verifier, promotions, admin, server, loops)
+
+
+def guess_throttle(settings: LoyaltySettings, client: redis.Redis) -> GuessThrottle:
+    window = settings.loyalty_promo_failure_window_seconds
+    limits = GuessLimits(
+        Limit(settings.loyalty_promo_failures_per_user, window),
+        Limit(settings.loyalty_promo_failures_per_address, window),
+    )
+    return GuessThrottle(Throttle(client, settings.redis_key_prefix), limits)
 
 
 def sync_loops(settings: LoyaltySettings, pool: asyncpg.Pool, server: GrpcServer) -> list[Loop]:

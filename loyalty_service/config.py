@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pydantic import PositiveFloat, PositiveInt
+
 from common.broker import BrokerSettings
 from common.config import BaseServiceSettings, HostPort, PostgresUrl
+from common.trust import TrustedNetworks
 
 
 class LoyaltySettings(BaseServiceSettings, BrokerSettings):
@@ -28,3 +31,13 @@ class LoyaltySettings(BaseServiceSettings, BrokerSettings):
     outbox_batch_size: int = 500
     outbox_retention_seconds: float = 7 * 24 * 3600
     outbox_prune_interval_seconds: float = 600
+    # Which peers' x-forwarded-for metadata is believed (the gateways' addresses or CIDR
+    # ranges, comma-separated); empty: nobody's, every caller is its own gRPC peer.
+    loyalty_trusted_peers: TrustedNetworks = ""
+    # Promo codes that did not work (no such code, not open to the caller) allowed per
+    # window, refilled smoothly over it: per user, and per client address.
+    loyalty_promo_failures_per_user: PositiveInt = 10
+    loyalty_promo_failures_per_address: PositiveInt = 30
+    loyalty_promo_failure_window_seconds: PositiveFloat = 600
+    # Individual rejection rows are kept this long (the counts by reason, for good).
+    loyalty_rejection_retention_seconds: PositiveFloat = 30 * 24 * 3600

@@ -19,6 +19,7 @@ from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
 from loyalty_service.domain.pricing import Discount, Price, quote
 from loyalty_service.domain.reasons import Reason, Rejection
 from loyalty_service.domain.referrals import is_referral
+from loyalty_service.guessing import Guesser, GuessThrottle
 from loyalty_service.referrals import Referrals
 from loyalty_service.store import codes, purchases, rejections, tariffs, users
 
@@ -49,9 +50,13 @@ def to_attempt(row: asyncpg.Record, now: datetime) -> Attempt:
 
 
 class Promotions:
-    def __init__(self, pool: asyncpg.Pool, referrals: Referrals) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, referrals: Referrals, guesses: GuessThrottle | None = None
+    ) -> None:
         self._pool = pool
         self._referrals = referrals
+        # None: nobody is throttled (an admin applying codes on users' behalf).
+        self._guesses = guesses
 
     async def refuse(
         self, user_id: str | None, code: str, tariff_id: str, reason: Reason
@@ -65,36 +70,50 @@ class Promotions:
         raise Rejection(reason)
 
     async def _checked(
-        self, user_id: str, code: str, tariff_id: str
+        self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None
     ) -> tuple[PromoCode, Tariff, Discount]:
         """The code, the tariff and the discount this user gets; or the recorded rejection."""
+        if guesser is not None and self._guesses is not None:
+            await self._guesses.check(guesser)
         attempt = to_attempt(
             await codes.attempt(self._pool, code, tariff_id, user_id), datetime.now(UTC)
         )
-        discount: Discount | None
-        if is_referral(attempt.code):
-            reason, discount = await self._referrals.check(attempt, user_id)
-        else:
-            reason = rejection_reason(attempt)
-            discount = attempt.code.discount if attempt.code else None
+        reason, discount = await self._decision(attempt, user_id)
+        if guesser is not None and self._guesses is not None:
+            await self._guesses.answered(guesser, reason)
         if reason is not None:
             await self.refuse(user_id, code, tariff_id, reason)
         assert attempt.code is not None and attempt.tariff is not None and discount is not None
         return attempt.code, attempt.tariff, discount
 
-    async def quote(self, user_id: str, code: str, tariff_id: str) -> Quote:
-        promo, tariff, discount = await self._checked(user_id, code, tariff_id)
+    async def _decision(
+        self, attempt: Attempt, user_id: str
+    ) -> tuple[Reason | None, Discount | None]:
+        """Why the attempt fails (None: it does not), and the discount it would get."""
+        if is_referral(attempt.code):
+            return await self._referrals.check(attempt, user_id)
+        return rejection_reason(attempt), attempt.code.discount if attempt.code else None
+
+    async def quote(
+        self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None = None
+    ) -> Quote:
+        promo, tariff, discount = await self._checked(user_id, code, tariff_id, guesser)
         return Quote(promo.code, tariff, quote(tariff.price, discount))
 
     async def redeem(
-        self, user_id: str, code: str, tariff_id: str, request_id: str | None
+        self,
+        user_id: str,
+        code: str,
+        tariff_id: str,
+        request_id: str | None,
+        guesser: Guesser | None = None,
     ) -> asyncpg.Record:
         """Takes one use and creates a PENDING purchase, in one transaction."""
         if request_id:
             earlier = await purchases.by_request(self._pool, user_id, request_id)
             if earlier is not None:
                 return earlier
-        promo, tariff, discount = await self._checked(user_id, code, tariff_id)
+        promo, tariff, discount = await self._checked(user_id, code, tariff_id, guesser)
         price = quote(tariff.price, discount)
         try:
             return await self._take(user_id, promo, tariff, price, request_id)
@@ -175,3 +194,6 @@ class Promotions:
             expired = await purchases.expire_stale(conn, older_than, batch)
         metrics.PROMO_EXPIRIES.inc(expired)
         return expired
+
+    async def forget_rejections(self, older_than: datetime, batch: int = 5000) -> int:
+        return await rejections.forget_before(self._pool, older_than, batch)

@@ -19,7 +19,7 @@ from loyalty_service.domain.specs import CodeSpec
 from loyalty_service.store import codes, users
 from loyalty_service.store import referrals as store
 
-# Rounds of regenerating a code that collided before giving up (8 random characters of 31).
+# Rounds of regenerating a code that collided before giving up.
 MAX_GENERATION_ROUNDS = 20
 TOP_REFERRERS = 10
 _USER_REASON = {"BLOCKED": Reason.USER_BLOCKED, "DELETED": Reason.USER_DELETED}

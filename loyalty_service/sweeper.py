@@ -1,4 +1,5 @@
-"""The background loop that expires stale PENDING purchases and gives their uses back."""
+"""The background loop that expires stale PENDING purchases and gives their uses back, and
+forgets rejection rows past their retention (their counts by reason stay)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from common.logs import get_logger
 from loyalty_service.promotions import Promotions
 
 log = get_logger(__name__)
+# Retention never set: rejection rows are kept (as before retention existed).
+KEEP_FOREVER = float("inf")
 
 
 async def sweep_once(promotions: Promotions, ttl_seconds: float) -> int:
@@ -21,12 +24,31 @@ async def sweep_once(promotions: Promotions, ttl_seconds: float) -> int:
     return total
 
 
-async def run_sweeper(promotions: Promotions, ttl_seconds: float, interval: float) -> None:
+async def forget_old_rejections(promotions: Promotions, retention_seconds: float) -> int:
+    """Deletes rejection rows older than the retention, batch by batch; how many went."""
+    if retention_seconds == KEEP_FOREVER:
+        return 0
+    cutoff = datetime.now(UTC) - timedelta(seconds=retention_seconds)
+    total = 0
+    while forgotten := await promotions.forget_rejections(cutoff):
+        total += forgotten
+    return total
+
+
+async def run_sweeper(
+    promotions: Promotions,
+    ttl_seconds: float,
+    interval: float,
+    rejection_retention_seconds: float = KEEP_FOREVER,
+) -> None:
     while True:
         try:
             expired = await sweep_once(promotions, ttl_seconds)
             if expired:
                 log.info("purchases_expired", count=expired)
+            forgotten = await forget_old_rejections(promotions, rejection_retention_seconds)
+            if forgotten:
+                log.info("rejections_forgotten", count=forgotten)
         except DEPENDENCY_ERRORS as error:
             log.warning("sweep_failed", error=repr(error))
         await asyncio.sleep(interval)

@@ -31,6 +31,13 @@ TEST_ENV = {
     "AUTH_METRICS_ADDR": "",
     "LOYALTY_METRICS_ADDR": "",
     "GATEWAY_METRICS_ADDR": "",
+    # Tests make many users and attempts from one address; the limits have tests of their own.
+    "AUTH_LOGIN_LIMIT_PER_EMAIL_ADDRESS": "1000",
+    "AUTH_LOGIN_LIMIT_PER_EMAIL": "1000",
+    "AUTH_LOGIN_LIMIT_PER_ADDRESS": "1000000",
+    "AUTH_REGISTER_LIMIT_PER_ADDRESS": "1000000",
+    "LOYALTY_PROMO_FAILURES_PER_USER": "1000000",
+    "LOYALTY_PROMO_FAILURES_PER_ADDRESS": "1000000",
 }
 os.environ.update(TEST_ENV)
 

@@ -45,3 +45,12 @@ async def reason_of(call: Awaitable[Any], code: grpc.StatusCode) -> str:
     error = await rejected(call, code)
     reason: str = error_info(error).reason
     return reason
+
+
+def retry_delay(error: grpc.aio.AioRpcError) -> int:
+    """The whole seconds of the google.rpc.RetryInfo a throttled call carries."""
+    for detail in _details(error):
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return int(info.retry_delay.seconds)
+    raise AssertionError(f"no RetryInfo in {error!r}")

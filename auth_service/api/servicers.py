@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -10,32 +11,37 @@ from auth_service.api.mapping import admin_settable_status, token_pair_message, 
 from auth_service.service import Accounts
 from auth_service.tokens import TokenIssuer
 from common.tokens import Principal, TokenVerifier, bearer_token
+from common.trust import Network, grpc_client_address
 from common.validation import page_size, uuid_field
 from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 
 Context = Any
 
 
-def client_address(context: Context) -> str:
-    """The caller's address: the gateway's x-forwarded-for, else the gRPC peer."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-forwarded-for" and value:
-            return str(value).split(",")[0].strip()[:64]
-    peer: str = context.peer() or "unknown"
-    return peer.rsplit(":", 1)[0]
-
-
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, accounts: Accounts, verifier: TokenVerifier, issuer: TokenIssuer) -> None:
+    def __init__(
+        self,
+        accounts: Accounts,
+        verifier: TokenVerifier,
+        issuer: TokenIssuer,
+        trusted_peers: Sequence[Network] = (),
+    ) -> None:
         self._accounts = accounts
         self._verifier = verifier
         self._issuer = issuer
+        self._trusted_peers = trusted_peers
+
+    def _client(self, context: Context) -> str:
+        """The caller: the gateway's x-forwarded-for when the peer is trusted, else the peer."""
+        metadata = context.invocation_metadata() or ()
+        return grpc_client_address(metadata, context.peer(), self._trusted_peers)
 
     async def Register(self, request: auth_pb2.RegisterRequest, context: Context) -> auth_pb2.User:
-        return user_message(await self._accounts.register(request.email, request.password))
+        user = await self._accounts.register(request.email, request.password, self._client(context))
+        return user_message(user)
 
     async def Login(self, request: auth_pb2.LoginRequest, context: Context) -> auth_pb2.TokenPair:
-        pair = await self._accounts.login(request.email, request.password, client_address(context))
+        pair = await self._accounts.login(request.email, request.password, self._client(context))
         return token_pair_message(pair)
 
     async def Refresh(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from common.tokens import Principal, TokenVerifier, bearer_token
+from common.trust import Network, grpc_client_address
 from common.validation import page_size, uuid_field
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 from loyalty_service.api import mapping, referral_mapping, requests
+from loyalty_service.guessing import Guesser
 from loyalty_service.promotions import Promotions
 from loyalty_service.referrals import Referrals
 
@@ -16,11 +19,23 @@ Context = Any
 
 class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     def __init__(
-        self, promotions: Promotions, verifier: TokenVerifier, *, referrals: Referrals
+        self,
+        promotions: Promotions,
+        verifier: TokenVerifier,
+        trusted_peers: Sequence[Network] = (),
+        *,
+        referrals: Referrals,
     ) -> None:
         self._promotions = promotions
         self._verifier = verifier
+        self._trusted_peers = trusted_peers
         self._referrals = referrals
+
+    def _guesser(self, caller: Principal, context: Context) -> Guesser:
+        """The caller and its address: the gateway's x-forwarded-for only from a trusted peer."""
+        metadata = context.invocation_metadata() or ()
+        address = grpc_client_address(metadata, context.peer(), self._trusted_peers)
+        return Guesser(caller.user_id, address)
 
     async def _caller(self, context: Context) -> Principal:
         return await self._verifier.verify(bearer_token(context.invocation_metadata()))
@@ -49,7 +64,8 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     ) -> promo_pb2.Quote:
         caller = await self._caller(context)
         code, tariff_id = requests.code_and_tariff(request.code, request.tariff_id)
-        return mapping.quote(await self._promotions.quote(caller.user_id, code, tariff_id))
+        guesser = self._guesser(caller, context)
+        return mapping.quote(await self._promotions.quote(caller.user_id, code, tariff_id, guesser))
 
     async def UsePromoCode(
         self, request: promo_pb2.UsePromoCodeRequest, context: Context
@@ -59,7 +75,9 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         request_id = requests.text(
             request.request_id, "request_id", requests.MAX_REQUEST_ID, required=False
         )
-        row = await self._promotions.redeem(caller.user_id, code, tariff_id, request_id or None)
+        row = await self._promotions.redeem(
+            caller.user_id, code, tariff_id, request_id or None, self._guesser(caller, context)
+        )
         return mapping.purchase(row)
 
     async def ConfirmPurchase(

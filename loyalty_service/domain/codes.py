@@ -10,11 +10,18 @@ from enum import StrEnum
 
 from loyalty_service.domain.pricing import Discount
 
-# No look-alikes: no 0/O, no 1/I/L.
+# No look-alikes: no 0/O, no 1/I/L. 31 symbols: log2(31) = 4.95 bits per random character.
 CHARSET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
-CODE_PATTERN = re.compile(r"^[A-Z0-9_-]{3,64}$")
+# A code typed by an admin: at least 6 characters (at most 31 bits even if random; such codes
+# are meant to be announced, and the guessing throttle is what protects them).
+MIN_CODE_LENGTH = 6
 MAX_CODE_LENGTH = 64
-DEFAULT_RANDOM_LENGTH = 8
+CODE_PATTERN = re.compile(rf"^[A-Z0-9_-]{{{MIN_CODE_LENGTH},{MAX_CODE_LENGTH}}}$")
+# Generated codes: at least 10 random characters (49.5 bits), 12 by default (59.4 bits), so
+# that guessing at the throttle's pace finds nothing in any realistic time (docs/loyalty.md).
+MIN_RANDOM_LENGTH = 10
+MAX_RANDOM_LENGTH = 32
+DEFAULT_RANDOM_LENGTH = 12
 DEFAULT_CURRENCY = "RUB"
 
 

@@ -32,6 +32,8 @@ class Reason(StrEnum):
     REFERRAL_NOT_FIRST_PURCHASE = "REFERRAL_NOT_FIRST_PURCHASE"
     REFERRAL_ALREADY_REFERRED = "REFERRAL_ALREADY_REFERRED"
     REFERRAL_PROGRAM_OFF = "REFERRAL_PROGRAM_OFF"
+    # The guessing throttle (sent with google.rpc.RetryInfo; see guessing.py).
+    TOO_MANY_PROMO_ATTEMPTS = "TOO_MANY_PROMO_ATTEMPTS"
 
 
 KIND: dict[Reason, ErrorKind] = {
@@ -56,6 +58,7 @@ KIND: dict[Reason, ErrorKind] = {
     Reason.REFERRAL_NOT_FIRST_PURCHASE: ErrorKind.FAILED_PRECONDITION,
     Reason.REFERRAL_ALREADY_REFERRED: ErrorKind.FAILED_PRECONDITION,
     Reason.REFERRAL_PROGRAM_OFF: ErrorKind.FAILED_PRECONDITION,
+    Reason.TOO_MANY_PROMO_ATTEMPTS: ErrorKind.RESOURCE_EXHAUSTED,
 }
 
 MESSAGES: dict[Reason, str] = {
@@ -80,6 +83,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.REFERRAL_NOT_FIRST_PURCHASE: "referral codes are for a first purchase only",
     Reason.REFERRAL_ALREADY_REFERRED: "you were already referred by someone",
     Reason.REFERRAL_PROGRAM_OFF: "the referral program is off",
+    Reason.TOO_MANY_PROMO_ATTEMPTS: "too many promo codes that did not work",
 }
 
 

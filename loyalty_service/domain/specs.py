@@ -12,6 +12,10 @@ from loyalty_service.domain.codes import (
     CODE_PATTERN,
     DEFAULT_CURRENCY,
     DEFAULT_RANDOM_LENGTH,
+    MAX_CODE_LENGTH,
+    MAX_RANDOM_LENGTH,
+    MIN_CODE_LENGTH,
+    MIN_RANDOM_LENGTH,
     normalize_code,
 )
 from loyalty_service.domain.pricing import Discount, DiscountKind
@@ -109,7 +113,9 @@ def check_spec(spec: CodeSpec) -> str:
     problems = _Problems()
     code = normalize_code(spec.code)
     if code and not CODE_PATTERN.match(code):
-        problems.add("code", "must be 3 to 64 letters, digits, '-' or '_'")
+        problems.add(
+            "code", f"must be {MIN_CODE_LENGTH} to {MAX_CODE_LENGTH} letters, digits, '-' or '_'"
+        )
     _checked(spec, problems)
     problems.raise_any()
     return code
@@ -126,8 +132,12 @@ def check_batch(spec: CodeSpec, count: int, prefix: str, length: int) -> tuple[s
     if not PREFIX_PATTERN.match(prefix):
         problems.add("prefix", "must be at most 16 letters, digits, '-' or '_'")
     length = length or DEFAULT_RANDOM_LENGTH
-    if not 4 <= length <= 32:
-        problems.add("length", "must be between 4 and 32 (0 means 8)")
+    if not MIN_RANDOM_LENGTH <= length <= MAX_RANDOM_LENGTH:
+        problems.add(
+            "length",
+            f"must be between {MIN_RANDOM_LENGTH} and {MAX_RANDOM_LENGTH}"
+            f" (0 means {DEFAULT_RANDOM_LENGTH})",
+        )
     _checked(spec, problems)
     problems.raise_any()
     return prefix, length

@@ -203,7 +203,7 @@ async def totals(conn: Any, top: int) -> ReferralTotals:
     )
     rejections = await _counts(
         conn,
-        "SELECT reason AS k, count(*) AS n FROM rejections"
+        "SELECT reason AS k, sum(count)::bigint AS n FROM rejection_counts"
         " WHERE reason LIKE 'REFERRAL\\_%' OR code IN (SELECT code FROM referral_codes)"
         " GROUP BY 1",
     )

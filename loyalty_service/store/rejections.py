@@ -1,33 +1,46 @@
-"""Rejected attempts: when, who, which code and tariff, and why."""
+"""Rejected attempts: when, who, which code and tariff, and why; and their counts by reason."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+# The row and its count in one statement; a code that does not exist is counted under ''.
+_RECORD = """
+WITH kept AS (
+    INSERT INTO rejections (user_id, code, tariff_id, reason) VALUES ($1, $2, $3, $4)
+)
+INSERT INTO rejection_counts (code, reason, count)
+SELECT CASE WHEN EXISTS (SELECT 1 FROM promo_codes WHERE code = $2) THEN $2 ELSE '' END, $4, 1
+ON CONFLICT (code, reason) DO UPDATE SET count = rejection_counts.count + 1
+"""
+
 
 async def record(conn: Any, user_id: str | None, code: str, tariff_id: str, reason: str) -> None:
-    await conn.execute(
-        "INSERT INTO rejections (user_id, code, tariff_id, reason) VALUES ($1, $2, $3, $4)",
-        user_id,
-        code,
-        tariff_id,
-        reason,
-    )
+    await conn.execute(_RECORD, user_id, code, tariff_id, reason)
 
 
 async def record_many(conn: Any, rows: list[tuple[str | None, str, str, str]]) -> None:
-    await conn.executemany(
-        "INSERT INTO rejections (user_id, code, tariff_id, reason) VALUES ($1, $2, $3, $4)", rows
-    )
+    await conn.executemany(_RECORD, rows)
 
 
 async def counts_by_reason(conn: Any, code: str) -> dict[str, int]:
-    rows = await conn.fetch(
-        "SELECT reason, count(*) AS n FROM rejections WHERE code = $1 GROUP BY reason", code
+    rows = await conn.fetch("SELECT reason, count FROM rejection_counts WHERE code = $1", code)
+    return {r["reason"]: r["count"] for r in rows}
+
+
+async def forget_before(conn: Any, cutoff: datetime, batch: int) -> int:
+    """Deletes up to `batch` rows older than `cutoff` (their counts stay); how many went."""
+    done: str = await conn.execute(
+        "DELETE FROM rejections WHERE rejection_id IN ("
+        "  SELECT rejection_id FROM rejections WHERE occurred_at < $1"
+        "  ORDER BY occurred_at LIMIT $2)",
+        cutoff,
+        batch,
     )
-    return {r["reason"]: r["n"] for r in rows}
+    return int(done.split()[-1])
 
 
 async def page(

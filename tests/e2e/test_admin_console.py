@@ -238,3 +238,22 @@ async def test_the_console_fits_a_phone(browser: Browser, system: dict[str, str]
     await expect(page.locator("#sign-in-view")).to_be_visible()
     await _shot(page, "phone-sign-in")
     await page.close()
+
+
+async def test_console_and_api_page_work_under_their_content_security_policy(
+    browser: Browser, system: dict[str, str]
+) -> None:
+    page = await browser.new_page()
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security" in m.text else None)
+    await page.goto(f"{system['BASE']}/admin")
+    await page.fill("#sign-in [name=email]", system["ADMIN"])
+    await page.fill("#sign-in [name=password]", PASSWORD)
+    await page.click("#sign-in button")
+    await expect(page.locator("#codes-view")).to_be_visible()
+    await page.goto(f"{system['BASE']}/docs")
+    await expect(page.locator("#routes details").first).to_be_visible()
+    answer = await page.request.get(f"{system['BASE']}/admin")
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+    assert refused == []
+    await page.close()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from typing import Any
 
 import grpc
+import pytest
 
 from loyalty.promo.v1 import promo_pb2
-from loyalty_service.domain.codes import CHARSET
+from loyalty_service import administration
+from loyalty_service.domain.codes import CHARSET, DEFAULT_RANDOM_LENGTH
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import LoyaltyTestServer
 from tests.grpc_helpers import bad_request_fields, reason_of, rejected
@@ -44,7 +47,7 @@ async def test_an_empty_code_is_generated(
     loyalty_server: LoyaltyTestServer, admin: TestUser
 ) -> None:
     created = await loyalty_server.create_code(admin, percent_off=20)
-    assert len(created.code) == 8 and set(created.code) <= set(CHARSET)
+    assert len(created.code) == DEFAULT_RANDOM_LENGTH and set(created.code) <= set(CHARSET)
     unlimited = await loyalty_server.create_code(admin, percent_off=20, max_uses=0)
     assert not unlimited.HasField("uses_left")
 
@@ -89,16 +92,17 @@ async def test_generate_ten_thousand_unique_codes(
 ) -> None:
     prefix = f"B{uuid.uuid4().hex[:4].upper()}-"
     request = promo_pb2.GeneratePromoCodesRequest(
-        spec=promo_pb2.PromoCodeSpec(percent_off=10, all_users=True, max_uses=1),
+        # Open to nobody, so the codes stay out of other tests' lists of active codes.
+        spec=promo_pb2.PromoCodeSpec(percent_off=10, all_users=False, max_uses=1),
         count=10_000,
         prefix=prefix.lower(),
-        length=6,
+        length=10,
     )
     made = await loyalty_server.admin.GeneratePromoCodes(request, metadata=admin.metadata())
     assert len(made.codes) == len(set(made.codes)) == 10_000
     for code in made.codes:
         assert code.startswith(prefix) and set(code[len(prefix) :]) <= set(CHARSET)
-        assert len(code) == len(prefix) + 6
+        assert len(code) == len(prefix) + 10
     stored = await loyalty_server.app.pool.fetchval(
         "SELECT count(*) FROM promo_codes WHERE code LIKE $1", prefix + "%"
     )
@@ -106,15 +110,21 @@ async def test_generate_ten_thousand_unique_codes(
 
 
 async def test_generation_retries_collisions_instead_of_failing(
-    loyalty_server: LoyaltyTestServer, admin: TestUser
+    loyalty_server: LoyaltyTestServer, admin: TestUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 31^4 = 923,521 possible codes; 2 batches of 3,000 collide often enough to exercise retries.
+    # Real codes (49+ bits) never collide in a test; drawn from 20,000 values, 2 batches of
+    # 3,000 collide often enough to exercise the retries.
+    def small_space(prefix: str, length: int) -> str:
+        return f"{prefix}{secrets.randbelow(20_000):0{length}d}"
+
+    monkeypatch.setattr(administration, "random_code", small_space)
     prefix = f"C{uuid.uuid4().hex[:4].upper()}"
-    spec = promo_pb2.PromoCodeSpec(percent_off=10, all_users=True)
+    # Open to nobody, so the 6,000 codes stay out of other tests' lists of active codes.
+    spec = promo_pb2.PromoCodeSpec(percent_off=10, all_users=False)
     total: set[str] = set()
     for _ in range(2):
         made = await loyalty_server.admin.GeneratePromoCodes(
-            promo_pb2.GeneratePromoCodesRequest(spec=spec, count=3000, prefix=prefix, length=4),
+            promo_pb2.GeneratePromoCodesRequest(spec=spec, count=3000, prefix=prefix, length=10),
             metadata=admin.metadata(),
         )
         assert len(made.codes) == 3000

@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from loyalty.promo.v1 import promo_pb2
+from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import LoyaltyTestServer
 from tests.fixtures.sync import eventually
@@ -58,7 +59,7 @@ async def test_the_whole_story(
     before = await _report(on, admin)
     code = await code_of(on.promo, alice)
     assert await code_of(on.promo, alice) == code  # stable
-    assert len(code) == 8
+    assert len(code) == DEFAULT_RANDOM_LENGTH  # generated like other codes
     own = on.promo.ApplyPromoCode(
         promo_pb2.ApplyPromoCodeRequest(code=code, tariff_id="monthly"), metadata=alice.metadata()
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,17 +21,32 @@ APPS = {
     "loyalty": ("loyalty_service", LoyaltySettings, ["50052", "9102"]),
     "gateway": ("gateway", GatewaySettings, ["8080", "9103"]),
 }
+PUBLISHED = {"gateway": {"8080"}}
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    done = subprocess.run(
+# What an operator puts in .env (or the environment); the file itself carries no credential.
+CREDENTIALS = {
+    "POSTGRES_PASSWORD": "pg-secret-from-env",
+    "RABBITMQ_USER": "loyalty",
+    "RABBITMQ_PASSWORD": "mq-secret-from-env",
+}
+
+
+def compose_config(**variables: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k not in CREDENTIALS} | variables
+    return subprocess.run(
         ["docker-compose", "-f", "docker-compose.yml", "config"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
+        env=environment,
     )
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    done = compose_config(**CREDENTIALS)
     assert done.returncode == 0, done.stderr
     parsed: dict[str, Any] = yaml.safe_load(done.stdout)
     return parsed
@@ -75,9 +91,10 @@ def test_commands_ports_and_variables_match_the_code(compose: dict[str, Any], na
     service = compose["services"][name]
     assert service["command"] == ["python", "-m", module]
     published = {
-        str(p["target"]) if isinstance(p, dict) else str(p).split(":")[-1] for p in service["ports"]
+        str(p["target"]) if isinstance(p, dict) else str(p).split(":")[-1]
+        for p in service.get("ports", [])
     }
-    assert set(ports) <= published
+    assert published == PUBLISHED.get(name, set())
     environment: dict[str, str] = {k: str(v or "") for k, v in service["environment"].items()}
     known = _variables(AuthSettings) | _variables(LoyaltySettings) | _variables(GatewaySettings)
     assert set(environment) <= known, set(environment) - known
@@ -127,3 +144,36 @@ def test_every_address_names_a_service_of_the_file(compose: dict[str, Any], name
     listen = environment.get(f"{name.upper()}_GRPC_ADDR", environment["GATEWAY_HTTP_ADDR"])
     probe = services[name]["healthcheck"]["test"][-1]
     assert probe.removesuffix("/healthz").endswith(listen.rpartition(":")[2]), (probe, listen)
+
+
+def test_only_the_gateway_is_published(compose: dict[str, Any]) -> None:
+    published = {name for name, service in compose["services"].items() if service.get("ports")}
+    assert published == {"gateway"}
+    ports = compose["services"]["gateway"]["ports"]
+    assert [str(p["target"]) if isinstance(p, dict) else p for p in ports] == ["8080"]
+
+
+def test_no_default_credential_remains() -> None:
+    for name in ("docker-compose.yml", ".env.example"):
+        text = (ROOT / name).read_text()
+        for default in ("guest:guest", "postgres:postgres", "POSTGRES_PASSWORD: postgres"):
+            assert default not in text, (name, default)
+
+
+@pytest.mark.parametrize("missing", sorted(CREDENTIALS))
+def test_nothing_starts_without_the_credentials(missing: str) -> None:
+    done = compose_config(**{k: v for k, v in CREDENTIALS.items() if k != missing})
+    assert done.returncode != 0
+    assert missing in done.stderr
+
+
+def test_credentials_reach_every_process_from_the_environment(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    rabbit = services["rabbitmq"]["environment"]
+    assert (rabbit["RABBITMQ_DEFAULT_USER"], rabbit["RABBITMQ_DEFAULT_PASS"]) == (
+        "loyalty",
+        "mq-secret-from-env",
+    )
+    for name in ("auth", "loyalty", "gateway", "auth-migrate", "loyalty-migrate"):
+        url = urlsplit(services[name]["environment"]["RABBITMQ_URL"])
+        assert (url.username, url.password) == ("loyalty", "mq-secret-from-env")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime
 
@@ -8,7 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.errors import InvalidArgument
-from loyalty_service.domain.codes import CHARSET, random_code
+from loyalty_service.domain.codes import (
+    CHARSET,
+    DEFAULT_RANDOM_LENGTH,
+    MIN_RANDOM_LENGTH,
+    random_code,
+)
 from loyalty_service.domain.purchases import (
     PurchaseStatus,
     can_move,
@@ -65,7 +71,10 @@ def test_specs() -> None:
 
 
 def test_batches() -> None:
-    assert check_batch(CodeSpec(percent_off=5), 10, "vip-", 0) == ("VIP-", 8)
+    assert check_batch(CodeSpec(percent_off=5), 10, "vip-", 0) == ("VIP-", 12)
+    for too_short in (4, 9):  # under 10 random characters (49.5 bits) is guessable
+        with pytest.raises(InvalidArgument):
+            check_batch(CodeSpec(percent_off=5), 10, "vip-", too_short)
     with pytest.raises(InvalidArgument) as raised:
         check_batch(CodeSpec(code="X", percent_off=5), 0, "bad prefix", 99)
     assert {v.field for v in raised.value.violations} == {"spec.code", "count", "prefix", "length"}
@@ -77,3 +86,10 @@ def test_generated_codes_use_no_look_alikes(prefix: str, length: int) -> None:
     assert code.startswith(prefix) and len(code) == len(prefix) + length
     assert set(code[len(prefix) :]) <= set(CHARSET)
     assert not set("0O1IL") & set(CHARSET)
+
+
+def test_codes_have_a_minimum_entropy() -> None:
+    assert math.log2(len(CHARSET)) * MIN_RANDOM_LENGTH > 49
+    assert math.log2(len(CHARSET)) * DEFAULT_RANDOM_LENGTH > 59
+    assert _fields(CodeSpec(code="ABCDE", percent_off=5)) == {"code"}
+    assert check_spec(CodeSpec(code="abcdef", percent_off=5)) == "ABCDEF"

@@ -883,7 +883,7 @@ class GeneratePromoCodesRequest(_message.Message):
     """1..10000."""
     prefix: _builtins.str
     length: _builtins.int
-    """Length of the random part, 4..32; 0 means 8."""
+    """Length of the random part, 10..32 (at least 49.5 bits); 0 means 12."""
     @_builtins.property
     def spec(self) -> Global___PromoCodeSpec:
         """Shared by every code of the batch; spec.code must be empty."""

@@ -1,28 +1,5 @@
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Loyalty platform · HTTP API</title>
-<style>
-  body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 980px; padding: 1rem; color: #1d2330; }
-  h1 { font-size: 1.4rem; }
-  details { border: 1px solid #d8dde6; border-radius: 6px; margin: .4rem 0; }
-  summary { cursor: pointer; padding: .5rem .7rem; display: flex; gap: .7rem; align-items: baseline; }
-  .verb { font: 600 12px monospace; padding: 2px 6px; border-radius: 4px; color: #fff; min-width: 3.2rem; text-align: center; }
-  .GET { background: #2f7d32; } .POST { background: #1f5fbf; } .DELETE { background: #b3261e; } .PUT, .PATCH { background: #8a5a00; }
-  code, pre { font-family: ui-monospace, monospace; font-size: 13px; }
-  pre { background: #f5f7fa; padding: .6rem; overflow: auto; margin: 0 .7rem .7rem; border-radius: 4px; }
-  .op { color: #5b6476; margin-left: auto; font-size: 13px; }
-  h3 { font-size: .9rem; margin: .6rem .7rem .3rem; }
-</style>
-</head>
-<body>
-<h1>Loyalty platform · HTTP API</h1>
-<p>Rendered from <a href="/openapi.json"><code>/openapi.json</code></a> (works offline). Send
-<code>Authorization: Bearer &lt;access token&gt;</code>; errors are <code>google.rpc.Status</code> JSON.</p>
-<div id="routes">Loading…</div>
-<script>
+// Renders /openapi.json as a list of routes; a file, so the page needs no inline script (CSP).
+"use strict";
 function resolve(doc, schema, depth) {
   if (!schema || depth > 4) return schema;
   if (schema.$ref) {
@@ -61,6 +38,3 @@ fetch("/openapi.json").then(r => r.json()).then(doc => {
     }
   }
 });
-</script>
-</body>
-</html>

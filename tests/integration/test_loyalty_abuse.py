@@ -1,0 +1,152 @@
+"""Promo-code guessing: throttled per user and per client address; rejections stay bounded."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+
+from loyalty.promo.v1 import promo_pb2
+from loyalty_service.sweeper import forget_old_rejections
+from tests.fixtures.auth import AuthTestServer, TestUser
+from tests.fixtures.loyalty import (
+    LoyaltyTestServer,
+    loyalty_settings,
+    start_loyalty,
+    stop_loyalty,
+)
+from tests.grpc_helpers import error_info, rejected, retry_delay
+from tests.integration.test_auth_abuse import own_prefix
+from tests.integration.test_loyalty_promo import new_code
+
+Code = grpc.StatusCode
+
+
+@pytest.fixture
+async def make_loyalty(auth_server: AuthTestServer) -> AsyncIterator[Any]:
+    started: list[LoyaltyTestServer] = []
+
+    async def make(**overrides: Any) -> LoyaltyTestServer:
+        # Its own buckets: other tests' misses from 127.0.0.1 must not count here.
+        overrides.setdefault("redis_key_prefix", own_prefix())
+        started.append(await start_loyalty(loyalty_settings(auth_server.address, **overrides)))
+        return started[-1]
+
+    yield make
+    for server in started:
+        await stop_loyalty(server)
+
+
+async def apply(
+    server: LoyaltyTestServer, user: TestUser, code: str, address: str = "203.0.113.9"
+) -> promo_pb2.Quote:
+    request = promo_pb2.ApplyPromoCodeRequest(code=code, tariff_id="monthly")
+    metadata = (*user.metadata(), ("x-forwarded-for", address))
+    quote: promo_pb2.Quote = await server.promo.ApplyPromoCode(request, metadata=metadata)
+    return quote
+
+
+async def test_a_guessing_loop_is_stopped_and_learns_nothing_more(
+    make_loyalty: Any, auth_server: AuthTestServer, admin: TestUser
+) -> None:
+    server = await make_loyalty(
+        loyalty_promo_failures_per_user=5, loyalty_promo_failure_window_seconds=600
+    )
+    real = new_code()
+    await server.create_code(admin, code=real, percent_off=10)
+    guesser = auth_server.token_for()
+    for _ in range(5):
+        await rejected(apply(server, guesser, new_code()), Code.NOT_FOUND)
+    for guess in (new_code(), real):  # even the right code is not looked up now
+        error = await rejected(apply(server, guesser, guess), Code.RESOURCE_EXHAUSTED)
+        info = error_info(error)
+        assert (info.reason, info.domain) == ("TOO_MANY_PROMO_ATTEMPTS", "promo.loyalty")
+        assert 60 < retry_delay(error) <= 120  # a token per 120 s
+    recorded = await server.app.pool.fetchval(
+        "SELECT count(*) FROM rejections WHERE user_id = $1", guesser.user_id
+    )
+    assert recorded == 5
+    # Someone else is not affected.
+    assert (await apply(server, auth_server.token_for(), real)).code == real
+
+
+async def test_a_person_who_mistypes_twice_never_notices(
+    make_loyalty: Any, auth_server: AuthTestServer, admin: TestUser
+) -> None:
+    server = await make_loyalty(loyalty_promo_failures_per_user=10)
+    code = new_code()
+    await server.create_code(admin, code=code, percent_off=10)
+    person = auth_server.token_for()
+    for typo in (code[:-1], code + "X"):
+        await rejected(apply(server, person, typo), Code.NOT_FOUND)
+    for _ in range(3):
+        assert (await apply(server, person, code)).code == code
+
+
+async def test_many_accounts_behind_one_address_share_its_budget(
+    make_loyalty: Any, auth_server: AuthTestServer
+) -> None:
+    server = await make_loyalty(
+        loyalty_trusted_peers="127.0.0.1", loyalty_promo_failures_per_address=4
+    )
+    for _ in range(4):
+        await rejected(
+            apply(server, auth_server.token_for(), new_code(), "198.51.100.3"), Code.NOT_FOUND
+        )
+    error = await rejected(
+        apply(server, auth_server.token_for(), new_code(), "198.51.100.3"), Code.RESOURCE_EXHAUSTED
+    )
+    assert error_info(error).reason == "TOO_MANY_PROMO_ATTEMPTS"
+    await rejected(apply(server, auth_server.token_for(), new_code(), "192.0.2.3"), Code.NOT_FOUND)
+
+
+async def test_a_spoofed_address_from_an_untrusted_peer_is_ignored(
+    make_loyalty: Any, auth_server: AuthTestServer
+) -> None:
+    server = await make_loyalty(loyalty_promo_failures_per_address=3)
+    for n in range(3):
+        guess = apply(server, auth_server.token_for(), new_code(), f"198.51.100.{n}")
+        await rejected(guess, Code.NOT_FOUND)
+    spoofed = apply(server, auth_server.token_for(), new_code(), "198.51.100.250")
+    assert error_info(await rejected(spoofed, Code.RESOURCE_EXHAUSTED)).reason == (
+        "TOO_MANY_PROMO_ATTEMPTS"
+    )
+
+
+async def test_rejection_rows_expire_but_their_counts_stay(
+    loyalty_server: LoyaltyTestServer, auth_server: AuthTestServer, admin: TestUser
+) -> None:
+    code = new_code()
+    await loyalty_server.create_code(admin, code=code, percent_off=10, tariff_ids=["yearly"])
+    pool = loyalty_server.app.pool
+    unknown_before = (
+        await pool.fetchval(
+            "SELECT count FROM rejection_counts WHERE code = '' AND reason = 'PROMO_CODE_NOT_FOUND'"
+        )
+        or 0
+    )
+    guesses = [new_code() for _ in range(3)]
+    for guess in guesses:
+        user = auth_server.token_for()
+        await rejected(apply(loyalty_server, user, code), Code.FAILED_PRECONDITION)
+        await rejected(apply(loyalty_server, user, guess), Code.NOT_FOUND)
+    # Codes that do not exist are counted together, so guesses add no rows to the counts.
+    rows = await pool.fetchval(
+        "SELECT count(*) FROM rejection_counts WHERE code = ANY($1)", guesses
+    )
+    assert rows == 0
+    unknown_after = await pool.fetchval(
+        "SELECT count FROM rejection_counts WHERE code = '' AND reason = 'PROMO_CODE_NOT_FOUND'"
+    )
+    assert unknown_after == unknown_before + 3
+    await pool.execute(
+        "UPDATE rejections SET occurred_at = now() - interval '40 days' WHERE code = $1", code
+    )
+    assert await forget_old_rejections(loyalty_server.app.promotions, 30 * 24 * 3600) >= 3
+    assert await pool.fetchval("SELECT count(*) FROM rejections WHERE code = $1", code) == 0
+    report = await loyalty_server.admin.GetPromoCodeReport(
+        promo_pb2.GetPromoCodeReportRequest(code=code), metadata=admin.metadata()
+    )
+    assert dict(report.rejections_by_reason) == {"PROMO_CODE_NOT_FOR_TARIFF": 3}
