@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PROTOS := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: install system-deps proto proto-check migrate run test test-unit test-integration test-e2e lint bench api-docs clean
+.PHONY: install system-deps proto proto-check migrate run test test-unit test-integration test-e2e fuzz lint bench api-docs clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -41,6 +41,11 @@ run: install migrate
 
 test: install system-deps proto-check lint
 	$(PY) -m pytest -q tests
+
+# The two fuzzers of make test, run far longer (about twenty minutes).
+fuzz: install
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-40000} SCHEMATHESIS_EXAMPLES=$${SCHEMATHESIS_EXAMPLES:-100} \
+		$(PY) -m pytest -q -s tests/integration/test_grpc_fuzz.py tests/integration/test_gateway_schemathesis.py
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit

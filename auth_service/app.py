@@ -22,6 +22,7 @@ from common.broker import BrokerHealth
 from common.db import create_pool, retrying
 from common.grpc_server import GrpcServer
 from common.logs import get_logger
+from common.page_tokens import PageTokens
 from common.revocation import RevocationList
 from common.throttle import Limit, Throttle
 from common.tokens import TokenVerifier
@@ -109,7 +110,7 @@ async def build(settings: AuthSettings) -> AuthApp:
         server.server,
     )
     auth_pb2_grpc.add_UserAdminServiceServicer_to_server(
-        UserAdminServicer(accounts, verifier), server.server
+        UserAdminServicer(accounts, verifier, PageTokens(settings.page_token_secret)), server.server
     )
     return AuthApp(settings, pool, client, accounts, server, sync_loops(settings, pool, server))
 

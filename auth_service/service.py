@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 
@@ -16,7 +15,6 @@ from auth_service.store import sessions, users
 from auth_service.tokens import TokenIssuer, new_refresh_token, refresh_hash
 from common.errors import ErrorKind, InvalidArgument, ServiceError
 from common.revocation import RevocationList
-from common.validation import decode_page_token, encode_page_token
 
 
 @dataclass(frozen=True)
@@ -24,12 +22,6 @@ class TokenPair:
     access_token: str
     refresh_token: str
     access_expires_in: int
-
-
-@dataclass(frozen=True)
-class UserPage:
-    users: list[User]
-    next_page_token: str
 
 
 def _not_found(user_id: str) -> ServiceError:
@@ -84,6 +76,11 @@ class Accounts:
         if not email or not password:
             field = "email" if not email else "password"
             raise InvalidArgument.of(field, "must not be empty")
+        if len(password) > domain.MAX_PASSWORD_LENGTH:
+            # No registered password is longer, and hashing a huge one is a cheap way to load us.
+            raise InvalidArgument.of(
+                "password", f"must be at most {domain.MAX_PASSWORD_LENGTH} characters"
+            )
         await self._logins.check(email, address)
         row = await users.by_email(self._pool, email)
         ok, new_hash = await passwords.verify_password(password, row and row["password_hash"])
@@ -172,19 +169,10 @@ class Accounts:
             raise _not_found(user_id)
         return users.to_user(row)
 
-    async def list_users(self, page_size: int, page_token: str) -> UserPage:
-        cursor = decode_page_token(page_token)
-        after = _cursor_position(cursor)
-        rows = await users.page(self._pool, after, page_size + 1)
-        found = [users.to_user(r) for r in rows[:page_size]]
-        more = len(rows) > page_size
-        last = rows[page_size - 1] if more else None
-        token = (
-            encode_page_token({"t": last["created_at"].isoformat(), "id": str(last["user_id"])})
-            if last is not None
-            else ""
-        )
-        return UserPage(found, token)
+    async def list_users(self, after: tuple[datetime, str] | None, limit: int) -> list[User]:
+        """Users by creation, oldest first, after the (created_at, user_id) position."""
+        rows = await users.page(self._pool, after, limit)
+        return [users.to_user(r) for r in rows]
 
     async def create_admin(self, email: str, password: str) -> User:
         """Creates an administrator, or makes an existing account one: then it gets this
@@ -212,12 +200,3 @@ class Accounts:
             revoked = await sessions.revoke_all_of_user(conn, user_id)
         await self._revocations.revoke(revoked, self.issuer.access_ttl)
         return user_id
-
-
-def _cursor_position(cursor: dict[str, Any] | None) -> tuple[datetime, str] | None:
-    if cursor is None:
-        return None
-    try:
-        return datetime.fromisoformat(cursor["t"]), str(uuid.UUID(cursor["id"]))
-    except (KeyError, ValueError, TypeError):
-        raise InvalidArgument.of("page_token", "not a page token from this service") from None

@@ -75,12 +75,25 @@ def plain_status(code: grpc.StatusCode, message: str) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
+def is_data_exception(error: BaseException) -> bool:
+    """PostgreSQL's data-exception class (SQLSTATE 22...), or asyncpg refusing to encode a
+    value: the caller's data, never a bug of ours to answer with INTERNAL."""
+    if isinstance(error, asyncpg.exceptions._base.DataError):
+        return True
+    sqlstate = getattr(error, "sqlstate", None)
+    return isinstance(error, asyncpg.PostgresError) and str(sqlstate or "").startswith("22")
+
+
 def status_for(error: BaseException) -> grpc.Status | None:
     """The status an expected error becomes, or None for a bug."""
     if isinstance(error, ServiceError):
         return service_error_status(error)
     if isinstance(error, InvalidArgument):
         return invalid_argument_status(error)
+    if is_data_exception(error):
+        return invalid_argument_status(
+            InvalidArgument.of("request", "holds a value the database cannot store")
+        )
     if isinstance(error, DEPENDENCY_ERRORS) or _lost_connection(error):
         return plain_status(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable; retry later")
     return None

@@ -12,12 +12,15 @@ from typing import Any
 
 import grpc
 import sentry_sdk
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from common import metrics
-from common.grpc_errors import plain_status, status_for
+from common.errors import InvalidArgument
+from common.grpc_errors import is_data_exception, plain_status, status_for
 from common.logs import get_logger, request_id_var
+from common.request_rules import check_request, undecodable_field
 
 log = get_logger("rpc")
 
@@ -32,8 +35,39 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
     return uuid.uuid4().hex
 
 
+class Undecodable:
+    """Request bytes protobuf refused (a string that is not UTF-8): INVALID_ARGUMENT, not the
+    INTERNAL grpcio answers to a deserializer that raises."""
+
+    def __init__(self, raw: bytes, message_type: Any) -> None:
+        descriptor = getattr(message_type, "DESCRIPTOR", None)
+        self.field = (undecodable_field(raw, descriptor) if descriptor else None) or "request"
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception:
+            return Undecodable(raw, getattr(deserializer, "__self__", None))
+
+    return parse
+
+
+def _checked(request: Any) -> None:
+    """The one rule for every request's fields (common.request_rules), before any handler."""
+    if isinstance(request, Undecodable):
+        raise InvalidArgument.of(request.field, "must be valid UTF-8 protobuf")
+    if isinstance(request, Message):  # a generic handler may take raw bytes
+        check_request(request)
+
+
 async def _run(handler: Handler, request: Any, context: grpc.aio.ServicerContext) -> Any:
     try:
+        _checked(request)
         return await handler(request, context)
     except grpc.aio.AbortError:
         raise
@@ -45,6 +79,9 @@ async def _run(handler: Handler, request: Any, context: grpc.aio.ServicerContext
             status = plain_status(grpc.StatusCode.INTERNAL, "internal error")
         elif status.code == grpc.StatusCode.UNAVAILABLE:
             log.warning("dependency_unavailable", error=repr(error))
+        elif is_data_exception(error):
+            # The request's rules should have caught it: a gap worth seeing in the logs.
+            log.warning("data_exception", error=repr(error))
         await context.abort_with_status(status)
 
 
@@ -78,7 +115,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return handler
         return grpc.unary_unary_rpc_method_handler(
             _wrap(handler_call_details.method, handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from common import config, logs, metrics, sentry, shutdown
-from gateway.app import create_app
+from gateway.app import MAX_REQUEST_HEAD_BYTES, create_app
 from gateway.config import GatewaySettings
 
 
@@ -25,6 +25,7 @@ def main() -> None:
             access_log=False,
             timeout_graceful_shutdown=int(settings.shutdown_grace),
             lifespan="on",
+            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
             # The app itself decides whose X-Forwarded-For to believe (GATEWAY_TRUSTED_PROXIES);
             # uvicorn's own handling would believe 127.0.0.1's by default.
             proxy_headers=False,

@@ -34,8 +34,22 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 log = get_logger("gateway")
 
 
+# Headers travel on as gRPC metadata, which grpc caps at 8 KiB in all (and refuses with
+# RESOURCE_EXHAUSTED past it): any one header over 4 KiB, or all over 16 KiB, is a 431 here.
+MAX_HEADER_BYTES = 4 * 1024
+MAX_HEADERS_BYTES = 16 * 1024
+# What uvicorn reads of a request's head before the app sees it (its default, 16 KiB, would
+# answer a larger head with a plain-text 400 of its own instead of our 431).
+MAX_REQUEST_HEAD_BYTES = 256 * 1024
+
+
 class BodyTooLarge(Exception):
     pass
+
+
+def headers_too_large(request: Request) -> bool:
+    sizes = [len(name) + len(value) for name, value in request.headers.raw]
+    return max(sizes, default=0) > MAX_HEADER_BYTES or sum(sizes) > MAX_HEADERS_BYTES
 
 
 def status_response(http: int, code: int, message: str, **headers: str) -> JSONResponse:
@@ -90,6 +104,12 @@ class Gateway:
         if found.route is None:
             return self._no_route(found.allowed)
         request.scope["route_template"] = f"{found.route.verb} {found.route.template}"
+        if headers_too_large(request):
+            return status_response(
+                431,
+                code_pb2.INVALID_ARGUMENT,
+                f"a header over {MAX_HEADER_BYTES} bytes, or all over {MAX_HEADERS_BYTES}",
+            )
         try:
             return await self._call(found.route, found.params, request)
         except BodyTooLarge:

@@ -14,7 +14,9 @@ class GatewaySettings(BaseServiceSettings):
     loyalty_grpc_addr: HostPort = "127.0.0.1:50052"
     # Every backend call gets this deadline; a hung backend answers 504 after it.
     gateway_backend_timeout_seconds: float = 5.0
-    gateway_max_body_bytes: int = 64 * 1024
+    # Larger than any body the OpenAPI document allows (its longest lists, every character
+    # JSON-escaped), so only a body no schema permits meets the 413.
+    gateway_max_body_bytes: int = 1024 * 1024
     # Proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For is believed;
     # empty: nobody's, every client is judged by its own connection's address.
     gateway_trusted_proxies: TrustedNetworks = ""

@@ -15,6 +15,7 @@ from common.broker import BrokerHealth
 from common.db import create_pool
 from common.grpc_server import GrpcServer
 from common.outbox_relay import OutboxRelay, prune_sent
+from common.page_tokens import PageTokens
 from common.revocation import RevocationList
 from common.throttle import Limit, Throttle
 from common.tokens import TokenVerifier
@@ -66,17 +67,19 @@ async def build(settings: LoyaltySettings) -> LoyaltyApp:
     promotions = Promotions(pool, referrals, guess_throttle(settings, client))
     admin = PromoAdmin(pool, Promotions(pool, referrals))
     server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES)
+    page_tokens = PageTokens(settings.page_token_secret)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(
         PromoServicer(
             promotions,
             verifier,
+            page_tokens,
             parse_networks(settings.loyalty_trusted_peers),
             referrals=referrals,
         ),
         server.server,
     )
     promo_pb2_grpc.add_PromoAdminServiceServicer_to_server(
-        PromoAdminServicer(admin, verifier, referrals=referrals), server.server
+        PromoAdminServicer(admin, verifier, page_tokens, referrals=referrals), server.server
     )
     loops: list[Loop] = [
         lambda: run_sweeper(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -10,6 +11,8 @@ from google.protobuf import empty_pb2
 from auth_service.api.mapping import admin_settable_status, token_pair_message, user_message
 from auth_service.service import Accounts
 from auth_service.tokens import TokenIssuer
+from common.errors import InvalidArgument
+from common.page_tokens import PageTokens
 from common.tokens import Principal, TokenVerifier, bearer_token
 from common.trust import Network, grpc_client_address
 from common.validation import page_size, uuid_field
@@ -66,9 +69,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
 
 class UserAdminServicer(auth_pb2_grpc.UserAdminServiceServicer):
-    def __init__(self, accounts: Accounts, verifier: TokenVerifier) -> None:
+    def __init__(
+        self, accounts: Accounts, verifier: TokenVerifier, page_tokens: PageTokens
+    ) -> None:
         self._accounts = accounts
         self._verifier = verifier
+        self._tokens = page_tokens
 
     async def _admin(self, context: Context) -> Principal:
         return await self._verifier.verify_admin(bearer_token(context.invocation_metadata()))
@@ -89,7 +95,22 @@ class UserAdminServicer(auth_pb2_grpc.UserAdminServiceServicer):
         self, request: auth_pb2.ListUsersRequest, context: Context
     ) -> auth_pb2.ListUsersResponse:
         await self._admin(context)
-        page = await self._accounts.list_users(page_size(request.page_size), request.page_token)
+        size = page_size(request.page_size)
+        found = await self._accounts.list_users(self._after(request.page_token), size + 1)
+        token = ""
+        if len(found) > size:
+            last = found[size - 1]
+            assert last.created_at is not None
+            token = self._tokens.encode("users", (last.created_at.isoformat(), last.user_id))
         return auth_pb2.ListUsersResponse(
-            users=[user_message(u) for u in page.users], next_page_token=page.next_page_token
+            users=[user_message(u) for u in found[:size]], next_page_token=token
         )
+
+    def _after(self, token: str) -> tuple[datetime, str] | None:
+        found = self._tokens.decode("users", token, (str, str))
+        if found is None:
+            return None
+        try:
+            return datetime.fromisoformat(str(found[0])), uuid_field(str(found[1]), "page_token")
+        except ValueError:
+            raise InvalidArgument.of("page_token", "not a page token this list made") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.page_tokens import PageTokens
 from common.tokens import TokenVerifier, bearer_token
 from common.validation import page_size, uuid_field
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
@@ -15,9 +16,17 @@ Context = Any
 
 
 class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
-    def __init__(self, admin: PromoAdmin, verifier: TokenVerifier, *, referrals: Referrals) -> None:
+    def __init__(
+        self,
+        admin: PromoAdmin,
+        verifier: TokenVerifier,
+        page_tokens: PageTokens,
+        *,
+        referrals: Referrals,
+    ) -> None:
         self._admin = admin
         self._verifier = verifier
+        self._tokens = page_tokens
         self._referrals = referrals
 
     async def _check(self, context: Context) -> None:
@@ -51,11 +60,13 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         size = page_size(request.page_size)
         query = requests.text(request.query, "query", requests.MAX_CODE, required=False)
         status = requests.code_status(request.status)
-        after = requests.cursor(request.page_token, "after")
+        after = requests.text_cursor(self._tokens, "promo_codes", request.page_token)
         rows = await self._admin.list_codes(after, size + 1, query, status)
         return promo_pb2.ListPromoCodesResponse(
             promo_codes=[mapping.promo_code(r) for r in rows[:size]],
-            next_page_token=requests.next_token(rows, size, lambda r: {"after": r["code"]}),
+            next_page_token=requests.next_token(
+                self._tokens, "promo_codes", rows, size, lambda r: (r["code"],)
+            ),
         )
 
     async def DeactivatePromoCode(
@@ -86,11 +97,13 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
     ) -> promo_pb2.ListGroupsResponse:
         await self._check(context)
         size = page_size(request.page_size)
-        after = requests.cursor(request.page_token, "after")
+        after = requests.text_cursor(self._tokens, "groups", request.page_token)
         rows = await self._admin.list_groups(after, size + 1)
         return promo_pb2.ListGroupsResponse(
             groups=[mapping.group(r) for r in rows[:size]],
-            next_page_token=requests.next_token(rows, size, lambda r: {"after": r["name"].lower()}),
+            next_page_token=requests.next_token(
+                self._tokens, "groups", rows, size, lambda r: (r["name"].lower(),)
+            ),
         )
 
     async def ListGroupMembers(
@@ -99,11 +112,14 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         await self._check(context)
         group_id = uuid_field(request.group_id, "group_id")
         size = page_size(request.page_size)
-        after = requests.cursor(request.page_token, "after")
+        list_name = f"group_members:{group_id}"
+        after = requests.uuid_cursor(self._tokens, list_name, request.page_token)
         members = await self._admin.members(group_id, after, size + 1)
         return promo_pb2.ListGroupMembersResponse(
             user_ids=members[:size],
-            next_page_token=requests.next_token(members, size, lambda m: {"after": m}),
+            next_page_token=requests.next_token(
+                self._tokens, list_name, members, size, lambda m: (m,)
+            ),
         )
 
     async def _change_members(
@@ -163,12 +179,12 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         size = page_size(request.page_size)
         code = requests.text(request.code, "code", requests.MAX_CODE, required=False)
         reason = requests.text(request.reason, "reason", requests.MAX_CODE, required=False)
-        before = requests.int_cursor(request.page_token, "before")
+        before = requests.int_cursor(self._tokens, "rejections", request.page_token)
         rows = await self._admin.rejections(code, reason, before, size + 1)
         return promo_pb2.ListRejectionsResponse(
             rejections=[mapping.rejection(r) for r in rows[:size]],
             next_page_token=requests.next_token(
-                rows, size, lambda r: {"before": r["rejection_id"]}
+                self._tokens, "rejections", rows, size, lambda r: (r["rejection_id"],)
             ),
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from common.page_tokens import PageTokens
 from common.tokens import Principal, TokenVerifier, bearer_token
 from common.trust import Network, grpc_client_address
 from common.validation import page_size, uuid_field
@@ -22,12 +23,14 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         self,
         promotions: Promotions,
         verifier: TokenVerifier,
+        page_tokens: PageTokens,
         trusted_peers: Sequence[Network] = (),
         *,
         referrals: Referrals,
     ) -> None:
         self._promotions = promotions
         self._verifier = verifier
+        self._tokens = page_tokens
         self._trusted_peers = trusted_peers
         self._referrals = referrals
 
@@ -52,9 +55,11 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     ) -> promo_pb2.ListActivePromoCodesResponse:
         caller = await self._caller(context)
         size = page_size(request.page_size)
-        after = requests.ends_cursor(request.page_token)
+        after = requests.ends_cursor(self._tokens, "active_codes", request.page_token)
         rows = await self._promotions.active_codes(caller.user_id, after, size + 1)
-        token = requests.next_token(rows, size, requests.ends_position)
+        token = requests.next_token(
+            self._tokens, "active_codes", rows, size, requests.ends_position
+        )
         return promo_pb2.ListActivePromoCodesResponse(
             promo_codes=[mapping.active_code(r) for r in rows[:size]], next_page_token=token
         )
@@ -99,10 +104,14 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     ) -> promo_pb2.ListPurchasesResponse:
         caller = await self._caller(context)
         size = page_size(request.page_size)
-        after = requests.time_cursor(request.page_token)
+        after = requests.time_cursor(self._tokens, "purchases", request.page_token)
         rows = await self._promotions.purchases_of(caller.user_id, after, size + 1)
         token = requests.next_token(
-            rows, size, lambda r: {"t": r["created_at"].isoformat(), "id": str(r["purchase_id"])}
+            self._tokens,
+            "purchases",
+            rows,
+            size,
+            lambda r: requests.time_position(r, "purchase_id"),
         )
         return promo_pb2.ListPurchasesResponse(
             purchases=[mapping.purchase(r) for r in rows[:size]], next_page_token=token

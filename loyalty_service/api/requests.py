@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from common.errors import FieldViolation, InvalidArgument
-from common.validation import decode_page_token, encode_page_token, uuid_field
+from common.page_tokens import PageTokens, Position
+from common.request_rules import in_time_range
+from common.validation import uuid_field
 from loyalty.promo.v1 import promo_pb2
 
 MAX_CODE = 64
@@ -57,55 +59,66 @@ def code_status(value: Any) -> str:
     return "" if value == 0 else name.removeprefix("PROMO_CODE_STATUS_")
 
 
-def cursor(token: str, key: str) -> Any:
-    """The cursor value of a page token (None on the first page)."""
-    decoded = decode_page_token(token)
-    if decoded is None:
-        return None
-    if key not in decoded:
-        raise InvalidArgument.of("page_token", "not a page token of this list")
-    return decoded[key]
-
-
-def next_token(rows: list[Any], size: int, position: Callable[[Any], dict[str, Any]]) -> str:
+def next_token(
+    tokens: PageTokens,
+    list_name: str,
+    rows: list[Any],
+    size: int,
+    position: Callable[[Any], Position],
+) -> str:
     """A token for the page after `rows` when there is one (`rows` holds size + 1 at most)."""
     if len(rows) <= size:
         return ""
-    return encode_page_token(position(rows[size - 1]))
+    return tokens.encode(list_name, position(rows[size - 1]))
 
 
-def time_cursor(token: str) -> tuple[datetime, str] | None:
-    raw = cursor(token, "t")
-    if raw is None:
+def text_cursor(tokens: PageTokens, list_name: str, token: str) -> str | None:
+    found = tokens.decode(list_name, token, (str,))
+    return None if found is None else str(found[0])
+
+
+def uuid_cursor(tokens: PageTokens, list_name: str, token: str) -> str | None:
+    found = text_cursor(tokens, list_name, token)
+    return None if found is None else uuid_field(found, "page_token")
+
+
+def int_cursor(tokens: PageTokens, list_name: str, token: str) -> int | None:
+    found = tokens.decode(list_name, token, (int,))
+    return None if found is None else int(found[0])
+
+
+def time_cursor(tokens: PageTokens, list_name: str, token: str) -> tuple[datetime, str] | None:
+    """(created_at, id) of the last row of the page before."""
+    found = tokens.decode(list_name, token, (str, str))
+    if found is None:
         return None
     try:
-        return datetime.fromisoformat(raw), uuid_field(cursor(token, "id"), "page_token")
-    except (TypeError, ValueError):
-        raise InvalidArgument.of("page_token", "not a page token of this list") from None
+        at = datetime.fromisoformat(str(found[0]))
+    except ValueError:
+        raise InvalidArgument.of("page_token", "not a page token this list made") from None
+    if at.tzinfo is None or not in_time_range(at):
+        raise InvalidArgument.of("page_token", "not a page token this list made")
+    return at, uuid_field(str(found[1]), "page_token")
 
 
-def ends_position(row: Any) -> dict[str, Any]:
+def time_position(row: Any, id_column: str) -> Position:
+    return (row["created_at"].isoformat(), str(row[id_column]))
+
+
+def ends_position(row: Any) -> Position:
     """Where a page of active codes (ordered by end, then code) stopped."""
     ends = row["ends_at"]
-    return {"ends": ends.isoformat() if ends else "infinity", "after": row["code"]}
+    return (ends.isoformat() if ends else "infinity", row["code"])
 
 
-def ends_cursor(token: str) -> tuple[str, str] | None:
-    ends, after = cursor(token, "ends"), cursor(token, "after")
-    if ends is None:
+def ends_cursor(tokens: PageTokens, list_name: str, token: str) -> tuple[str, str] | None:
+    found = tokens.decode(list_name, token, (str, str))
+    if found is None:
         return None
+    ends, after = str(found[0]), str(found[1])
     try:
         if ends != "infinity":
             datetime.fromisoformat(ends)
-    except (TypeError, ValueError):
-        raise InvalidArgument.of("page_token", "not a page token of this list") from None
-    if not isinstance(after, str):
-        raise InvalidArgument.of("page_token", "not a page token of this list")
+    except ValueError:
+        raise InvalidArgument.of("page_token", "not a page token this list made") from None
     return ends, after
-
-
-def int_cursor(token: str, key: str) -> int | None:
-    raw = cursor(token, key)
-    if raw is not None and not isinstance(raw, int):
-        raise InvalidArgument.of("page_token", "not a page token of this list")
-    return raw

@@ -42,7 +42,7 @@ async def test_malformed_registration_names_the_fields(auth_server: AuthTestServ
         ("not-an-email", PASSWORD, {"email"}),
         (unique_email(), "short", {"password"}),
         (unique_email(), "x" * 129, {"password"}),
-        ("nope", "", {"email", "password"}),
+        (" ", "", {"email", "password"}),
     ]
     for email, password, fields in cases:
         call = auth_server.auth.Register(auth_pb2.RegisterRequest(email=email, password=password))

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import asyncpg
 import grpc
+import structlog
+from google.protobuf import empty_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from common.errors import ErrorKind, InvalidArgument, ServiceError
 from common.grpc_errors import status_for
+from common.grpc_server import _run
 
 
 def _details(status: grpc.Status) -> status_pb2.Status:
@@ -36,3 +40,35 @@ def test_dependency_failure_is_unavailable_and_bugs_are_not_mapped() -> None:
     status = status_for(ConnectionRefusedError())
     assert status is not None and status.code == grpc.StatusCode.UNAVAILABLE
     assert status_for(KeyError("bug")) is None
+
+
+def test_postgres_data_exceptions_are_invalid_argument() -> None:
+    for error in (
+        asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence: 0x00"),
+        asyncpg.exceptions.DatetimeFieldOverflowError("date/time field value out of range"),
+        asyncpg.exceptions.NumericValueOutOfRangeError("integer out of range"),
+        asyncpg.exceptions._base.DataError("invalid input for query argument $1"),
+    ):
+        status = status_for(error)
+        assert status is not None and status.code == grpc.StatusCode.INVALID_ARGUMENT, error
+    assert status_for(asyncpg.exceptions.UniqueViolationError("dup")) is None
+
+
+class _Context:
+    def __init__(self) -> None:
+        self.status: grpc.Status | None = None
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        self.status = status
+
+
+async def test_a_data_exception_is_answered_invalid_argument_and_logged() -> None:
+    async def handler(request: object, context: object) -> None:
+        raise asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence: 0x00")
+
+    context = _Context()
+    with structlog.testing.capture_logs() as logs:
+        await _run(handler, empty_pb2.Empty(), context)  # type: ignore[arg-type]
+    assert context.status is not None
+    assert context.status.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert [entry["event"] for entry in logs] == ["data_exception"]

@@ -65,8 +65,53 @@ def test_openapi_describes_every_route_and_the_error_shape() -> None:
     schemas = doc["components"]["schemas"]
     assert "google.rpc.Status" in schemas
     quote = schemas["loyalty.promo.v1.Quote"]["properties"]
-    assert quote["finalPrice"] == {"$ref": "#/components/schemas/loyalty.promo.v1.Money"}
+    money_ref = {"$ref": "#/components/schemas/loyalty.promo.v1.Money"}
+    assert quote["finalPrice"] == {"allOf": [money_ref], "nullable": True}
     money = schemas["loyalty.promo.v1.Money"]["properties"]
-    assert money["amountMinor"]["type"] == "string"  # int64 in the proto3 JSON mapping
+    # int64 in the proto3 JSON mapping: printed as a string, read as either.
+    assert {s["type"] for s in money["amountMinor"]["anyOf"]} == {"string", "integer"}
     confirm = doc["paths"]["/v1/purchases/{purchase_id}/confirm"]["post"]
     assert confirm["parameters"][0]["name"] == "purchase_id"
+
+
+def test_openapi_secures_only_the_routes_that_check_a_token() -> None:
+    doc = document(build_routes())
+    public = {
+        "/v1/auth/register",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/auth/logout",
+        "/v1/auth/jwks",
+        "/healthz",
+        "/openapi.json",
+    }
+    for path, operations in doc["paths"].items():
+        for operation in operations.values():
+            assert (operation.get("security") == []) == (path in public), path
+    assert doc["security"] == [{"bearer": []}]
+
+
+def test_openapi_carries_the_rules_the_servers_enforce() -> None:
+    doc = document(build_routes())
+    schemas = doc["components"]["schemas"]
+    use = schemas["loyalty.promo.v1.UsePromoCodeRequest"]
+    assert use["required"] == ["code", "tariffId"]
+    assert use["properties"]["code"]["maxLength"] == 64
+    assert use["properties"]["requestId"]["maxLength"] == 128
+    spec = schemas["loyalty.promo.v1.PromoCodeSpec"]["properties"]
+    assert (spec["percentOff"]["minimum"], spec["percentOff"]["maximum"]) == (1, 100)
+    assert spec["userIds"]["items"]["format"] == "uuid" and spec["userIds"]["maxItems"] == 1000
+    login = schemas["loyalty.auth.v1.LoginRequest"]["properties"]
+    assert login["password"]["maxLength"] == 128
+    rejections = doc["paths"]["/v1/admin/rejections"]["get"]["parameters"]
+    size = next(p for p in rejections if p["name"] == "pageSize")["schema"]
+    assert (size["minimum"], size["maximum"]) == (0, 1000)
+    status = next(
+        p
+        for p in doc["paths"]["/v1/admin/promocodes"]["get"]["parameters"]
+        if p["name"] == "status"
+    )
+    assert "PROMO_CODE_STATUS_ACTIVE" in schemas[status["schema"]["$ref"].split("/")[-1]]["enum"]
+    apply = doc["paths"]["/v1/admin/promocodes/{code}/apply"]["post"]["requestBody"]
+    body = apply["content"]["application/json"]["schema"]
+    assert "code" not in body["properties"] and body["required"] == ["tariffId"]

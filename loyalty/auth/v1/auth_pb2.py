@@ -25,15 +25,38 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from loyalty.rules.v1 import rules_pb2 as loyalty_dot_rules_dot_v1_dot_rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aloyalty/auth/v1/auth.proto\x12\x0floyalty.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.loyalty.auth.v1.UserStatus\x12#\n\x04role\x18\x04 \x01(\x0e\x32\x15.loyalty.auth.v1.Role\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65ss_expires_in\x18\x03 \x01(\x05\x12\x12\n\ntoken_type\x18\x04 \x01(\t\"2\n\x0fRegisterRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"&\n\rLogoutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteAccountRequest\"\x10\n\x0eGetJwksRequest\"g\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12\x0b\n\x03\x61lg\x18\x03 \x01(\t\x12\x0b\n\x03use\x18\x04 \x01(\t\x12\x0b\n\x03\x63rv\x18\x05 \x01(\t\x12\t\n\x01x\x18\x06 \x01(\t\x12\t\n\x01n\x18\x07 \x01(\t\x12\t\n\x01\x65\x18\x08 \x01(\t\"*\n\x04Jwks\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.loyalty.auth.v1.Jwk\"d\n\x14SetUserStatusRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.loyalty.auth.v1.UserStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListUsersResponse\x12$\n\x05users\x18\x01 \x03(\x0b\x32\x15.loyalty.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*s\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x01\x12\x17\n\x13USER_STATUS_BLOCKED\x10\x02\x12\x17\n\x13USER_STATUS_DELETED\x10\x03*;\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xd6\x04\n\x0b\x41uthService\x12\x61\n\x08Register\x12 .loyalty.auth.v1.RegisterRequest\x1a\x15.loyalty.auth.v1.User\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/register:\x01*\x12]\n\x05Login\x12\x1d.loyalty.auth.v1.LoginRequest\x1a\x1a.loyalty.auth.v1.TokenPair\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12\x63\n\x07Refresh\x12\x1f.loyalty.auth.v1.RefreshRequest\x1a\x1a.loyalty.auth.v1.TokenPair\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12\\\n\x06Logout\x12\x1e.loyalty.auth.v1.LogoutRequest\x1a\x16.google.protobuf.Empty\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/logout:\x01*\x12h\n\rDeleteAccount\x12%.loyalty.auth.v1.DeleteAccountRequest\x1a\x16.google.protobuf.Empty\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/auth/account\x12X\n\x07GetJwks\x12\x1f.loyalty.auth.v1.GetJwksRequest\x1a\x15.loyalty.auth.v1.Jwks\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/auth/jwks2\xe1\x02\n\x10UserAdminService\x12z\n\rSetUserStatus\x12%.loyalty.auth.v1.SetUserStatusRequest\x1a\x15.loyalty.auth.v1.User\"+\x82\xd3\xe4\x93\x02%\" /v1/admin/users/{user_id}/status:\x01*\x12\x64\n\x07GetUser\x12\x1f.loyalty.auth.v1.GetUserRequest\x1a\x15.loyalty.auth.v1.User\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/admin/users/{user_id}\x12k\n\tListUsers\x12!.loyalty.auth.v1.ListUsersRequest\x1a\".loyalty.auth.v1.ListUsersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/admin/usersb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aloyalty/auth/v1/auth.proto\x12\x0floyalty.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cloyalty/rules/v1/rules.proto\"\xe9\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.loyalty.auth.v1.UserStatus\x12#\n\x04role\x18\x04 \x01(\x0e\x32\x15.loyalty.auth.v1.Role\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65ss_expires_in\x18\x03 \x01(\x05\x12\x12\n\ntoken_type\x18\x04 \x01(\t\"H\n\x0fRegisterRequest\x12\x18\n\x05\x65mail\x18\x01 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\xfe\x01\x12\x1b\n\x08password\x18\x02 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\x80\x01\"E\n\x0cLoginRequest\x12\x18\n\x05\x65mail\x18\x01 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\xfe\x01\x12\x1b\n\x08password\x18\x02 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\x80\x01\"2\n\x0eRefreshRequest\x12 \n\rrefresh_token\x18\x01 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\x80\x04\"1\n\rLogoutRequest\x12 \n\rrefresh_token\x18\x01 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\x80\x04\"\x16\n\x14\x44\x65leteAccountRequest\"\x10\n\x0eGetJwksRequest\"g\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12\x0b\n\x03\x61lg\x18\x03 \x01(\t\x12\x0b\n\x03use\x18\x04 \x01(\t\x12\x0b\n\x03\x63rv\x18\x05 \x01(\t\x12\t\n\x01x\x18\x06 \x01(\t\x12\t\n\x01n\x18\x07 \x01(\t\x12\t\n\x01\x65\x18\x08 \x01(\t\"*\n\x04Jwks\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.loyalty.auth.v1.Jwk\"w\n\x14SetUserStatusRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\x8a\x80\x19\x04\x08\x01\x30\x01\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.loyalty.auth.v1.UserStatus\x12\x17\n\x06reason\x18\x03 \x01(\tB\x07\x8a\x80\x19\x03\x10\xf4\x03\"+\n\x0eGetUserRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\x8a\x80\x19\x04\x08\x01\x30\x01\"M\n\x10ListUsersRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\x8a\x80\x19\x05 \x00(\xe8\x07\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\x8a\x80\x19\x03\x10\x80\x08\"R\n\x11ListUsersResponse\x12$\n\x05users\x18\x01 \x03(\x0b\x32\x15.loyalty.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*s\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x01\x12\x17\n\x13USER_STATUS_BLOCKED\x10\x02\x12\x17\n\x13USER_STATUS_DELETED\x10\x03*;\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xd6\x04\n\x0b\x41uthService\x12\x61\n\x08Register\x12 .loyalty.auth.v1.RegisterRequest\x1a\x15.loyalty.auth.v1.User\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/register:\x01*\x12]\n\x05Login\x12\x1d.loyalty.auth.v1.LoginRequest\x1a\x1a.loyalty.auth.v1.TokenPair\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12\x63\n\x07Refresh\x12\x1f.loyalty.auth.v1.RefreshRequest\x1a\x1a.loyalty.auth.v1.TokenPair\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12\\\n\x06Logout\x12\x1e.loyalty.auth.v1.LogoutRequest\x1a\x16.google.protobuf.Empty\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/logout:\x01*\x12h\n\rDeleteAccount\x12%.loyalty.auth.v1.DeleteAccountRequest\x1a\x16.google.protobuf.Empty\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/auth/account\x12X\n\x07GetJwks\x12\x1f.loyalty.auth.v1.GetJwksRequest\x1a\x15.loyalty.auth.v1.Jwks\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/auth/jwks2\xe1\x02\n\x10UserAdminService\x12z\n\rSetUserStatus\x12%.loyalty.auth.v1.SetUserStatusRequest\x1a\x15.loyalty.auth.v1.User\"+\x82\xd3\xe4\x93\x02%\" /v1/admin/users/{user_id}/status:\x01*\x12\x64\n\x07GetUser\x12\x1f.loyalty.auth.v1.GetUserRequest\x1a\x15.loyalty.auth.v1.User\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/admin/users/{user_id}\x12k\n\tListUsers\x12!.loyalty.auth.v1.ListUsersRequest\x1a\".loyalty.auth.v1.ListUsersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/admin/usersb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'loyalty.auth.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_REGISTERREQUEST'].fields_by_name['email']._loaded_options = None
+  _globals['_REGISTERREQUEST'].fields_by_name['email']._serialized_options = b'\212\200\031\005\010\001\020\376\001'
+  _globals['_REGISTERREQUEST'].fields_by_name['password']._loaded_options = None
+  _globals['_REGISTERREQUEST'].fields_by_name['password']._serialized_options = b'\212\200\031\005\010\001\020\200\001'
+  _globals['_LOGINREQUEST'].fields_by_name['email']._loaded_options = None
+  _globals['_LOGINREQUEST'].fields_by_name['email']._serialized_options = b'\212\200\031\005\010\001\020\376\001'
+  _globals['_LOGINREQUEST'].fields_by_name['password']._loaded_options = None
+  _globals['_LOGINREQUEST'].fields_by_name['password']._serialized_options = b'\212\200\031\005\010\001\020\200\001'
+  _globals['_REFRESHREQUEST'].fields_by_name['refresh_token']._loaded_options = None
+  _globals['_REFRESHREQUEST'].fields_by_name['refresh_token']._serialized_options = b'\212\200\031\005\010\001\020\200\004'
+  _globals['_LOGOUTREQUEST'].fields_by_name['refresh_token']._loaded_options = None
+  _globals['_LOGOUTREQUEST'].fields_by_name['refresh_token']._serialized_options = b'\212\200\031\005\010\001\020\200\004'
+  _globals['_SETUSERSTATUSREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_SETUSERSTATUSREQUEST'].fields_by_name['user_id']._serialized_options = b'\212\200\031\004\010\0010\001'
+  _globals['_SETUSERSTATUSREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_SETUSERSTATUSREQUEST'].fields_by_name['reason']._serialized_options = b'\212\200\031\003\020\364\003'
+  _globals['_GETUSERREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_GETUSERREQUEST'].fields_by_name['user_id']._serialized_options = b'\212\200\031\004\010\0010\001'
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\212\200\031\005 \000(\350\007'
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_token']._serialized_options = b'\212\200\031\003\020\200\010'
   _globals['_AUTHSERVICE'].methods_by_name['Register']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['Register']._serialized_options = b'\202\323\344\223\002\026\"\021/v1/auth/register:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['Login']._loaded_options = None
@@ -52,40 +75,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERADMINSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\033\022\031/v1/admin/users/{user_id}'
   _globals['_USERADMINSERVICE'].methods_by_name['ListUsers']._loaded_options = None
   _globals['_USERADMINSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/admin/users'
-  _globals['_USERSTATUS']._serialized_start=1133
-  _globals['_USERSTATUS']._serialized_end=1248
-  _globals['_ROLE']._serialized_start=1250
-  _globals['_ROLE']._serialized_end=1309
-  _globals['_USER']._serialized_start=140
-  _globals['_USER']._serialized_end=373
-  _globals['_TOKENPAIR']._serialized_start=375
-  _globals['_TOKENPAIR']._serialized_end=478
-  _globals['_REGISTERREQUEST']._serialized_start=480
-  _globals['_REGISTERREQUEST']._serialized_end=530
-  _globals['_LOGINREQUEST']._serialized_start=532
-  _globals['_LOGINREQUEST']._serialized_end=579
-  _globals['_REFRESHREQUEST']._serialized_start=581
-  _globals['_REFRESHREQUEST']._serialized_end=620
-  _globals['_LOGOUTREQUEST']._serialized_start=622
-  _globals['_LOGOUTREQUEST']._serialized_end=660
-  _globals['_DELETEACCOUNTREQUEST']._serialized_start=662
-  _globals['_DELETEACCOUNTREQUEST']._serialized_end=684
-  _globals['_GETJWKSREQUEST']._serialized_start=686
-  _globals['_GETJWKSREQUEST']._serialized_end=702
-  _globals['_JWK']._serialized_start=704
-  _globals['_JWK']._serialized_end=807
-  _globals['_JWKS']._serialized_start=809
-  _globals['_JWKS']._serialized_end=851
-  _globals['_SETUSERSTATUSREQUEST']._serialized_start=853
-  _globals['_SETUSERSTATUSREQUEST']._serialized_end=953
-  _globals['_GETUSERREQUEST']._serialized_start=955
-  _globals['_GETUSERREQUEST']._serialized_end=988
-  _globals['_LISTUSERSREQUEST']._serialized_start=990
-  _globals['_LISTUSERSREQUEST']._serialized_end=1047
-  _globals['_LISTUSERSRESPONSE']._serialized_start=1049
-  _globals['_LISTUSERSRESPONSE']._serialized_end=1131
-  _globals['_AUTHSERVICE']._serialized_start=1312
-  _globals['_AUTHSERVICE']._serialized_end=1910
-  _globals['_USERADMINSERVICE']._serialized_start=1913
-  _globals['_USERADMINSERVICE']._serialized_end=2266
+  _globals['_USERSTATUS']._serialized_start=1278
+  _globals['_USERSTATUS']._serialized_end=1393
+  _globals['_ROLE']._serialized_start=1395
+  _globals['_ROLE']._serialized_end=1454
+  _globals['_USER']._serialized_start=170
+  _globals['_USER']._serialized_end=403
+  _globals['_TOKENPAIR']._serialized_start=405
+  _globals['_TOKENPAIR']._serialized_end=508
+  _globals['_REGISTERREQUEST']._serialized_start=510
+  _globals['_REGISTERREQUEST']._serialized_end=582
+  _globals['_LOGINREQUEST']._serialized_start=584
+  _globals['_LOGINREQUEST']._serialized_end=653
+  _globals['_REFRESHREQUEST']._serialized_start=655
+  _globals['_REFRESHREQUEST']._serialized_end=705
+  _globals['_LOGOUTREQUEST']._serialized_start=707
+  _globals['_LOGOUTREQUEST']._serialized_end=756
+  _globals['_DELETEACCOUNTREQUEST']._serialized_start=758
+  _globals['_DELETEACCOUNTREQUEST']._serialized_end=780
+  _globals['_GETJWKSREQUEST']._serialized_start=782
+  _globals['_GETJWKSREQUEST']._serialized_end=798
+  _globals['_JWK']._serialized_start=800
+  _globals['_JWK']._serialized_end=903
+  _globals['_JWKS']._serialized_start=905
+  _globals['_JWKS']._serialized_end=947
+  _globals['_SETUSERSTATUSREQUEST']._serialized_start=949
+  _globals['_SETUSERSTATUSREQUEST']._serialized_end=1068
+  _globals['_GETUSERREQUEST']._serialized_start=1070
+  _globals['_GETUSERREQUEST']._serialized_end=1113
+  _globals['_LISTUSERSREQUEST']._serialized_start=1115
+  _globals['_LISTUSERSREQUEST']._serialized_end=1192
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1194
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1276
+  _globals['_AUTHSERVICE']._serialized_start=1457
+  _globals['_AUTHSERVICE']._serialized_end=2055
+  _globals['_USERADMINSERVICE']._serialized_start=2058
+  _globals['_USERADMINSERVICE']._serialized_end=2411
 # @@protoc_insertion_point(module_scope)
