@@ -314,7 +314,7 @@ async def test_program_is_admin_only_and_checked(
     bad = promo_pb2.ReferralProgram(
         enabled=True,
         referee=promo_pb2.Discount(percent_off=101),
-        reward=promo_pb2.Discount(amount_off=promo_pb2.Money(amount_minor=5, currency="USD")),
+        reward=promo_pb2.Discount(),
         reward_valid_days=0,
         max_rewards_per_referrer=-1,
     )
@@ -327,6 +327,17 @@ async def test_program_is_admin_only_and_checked(
         "reward_valid_days",
         "max_rewards_per_referrer",
     }
+    # The request rules check money fields before the program's own checks run.
+    usd = promo_pb2.ReferralProgram(
+        enabled=True,
+        referee=promo_pb2.Discount(percent_off=10),
+        reward=promo_pb2.Discount(amount_off=promo_pb2.Money(amount_minor=5, currency="USD")),
+        reward_valid_days=30,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await loyalty_server.admin.SetReferralProgram(usd, metadata=admin.metadata())
+    assert raised.value.code() == Code.INVALID_ARGUMENT
+    assert bad_request_fields(raised.value) <= {"reward", "reward.amount_off.currency"}
     empty = promo_pb2.ReferralProgram(reward_valid_days=30)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await loyalty_server.admin.SetReferralProgram(empty, metadata=admin.metadata())
