@@ -132,7 +132,9 @@ async def page(
         params.append(now)
     rows: list[asyncpg.Record] = await conn.fetch(
         f"SELECT c.*, {_AUDIENCE} FROM promo_codes c"
-        " WHERE ($1::text IS NULL OR c.code > $1) AND c.code LIKE '%' || $2 || '%' ESCAPE '\\'"
+        # Personal referral codes (priced by the program, not the row) are not listed.
+        " WHERE c.referrer_id IS NULL"
+        "   AND ($1::text IS NULL OR c.code > $1) AND c.code LIKE '%' || $2 || '%' ESCAPE '\\'"
         f" AND {condition.format(now='$4')} ORDER BY c.code LIMIT $3",
         *params,
     )
