@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PROTOS := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: install system-deps proto proto-check migrate run test test-unit test-integration test-e2e fuzz lint bench api-docs clean
+.PHONY: install system-deps proto proto-check migrate run test test-unit test-integration test-e2e fuzz lint bench drills api-docs clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,8 +36,10 @@ migrate: install
 	$(PY) -m auth_service migrate
 	$(PY) -m loyalty_service migrate
 
+# `make run REPLICAS=2`: two auth and two loyalty processes (replica k on port + 10·k).
+REPLICAS ?= 1
 run: install migrate
-	$(PY) -m common.launcher
+	$(PY) -m common.launcher --replicas $(REPLICAS)
 
 test: install system-deps proto-check lint
 	$(PY) -m pytest -q tests
@@ -63,6 +65,11 @@ lint: install
 
 bench: install
 	$(PY) -m bench.run
+
+# Restarts or stops the machine's PostgreSQL, Redis and RabbitMQ (and brings them back):
+# run it when no one else's tests need them. About 2 minutes; see docs/operations.md.
+drills: install
+	$(PY) -m bench.drills
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

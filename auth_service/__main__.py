@@ -22,7 +22,7 @@ log = logs.get_logger("auth")
 
 async def serve(settings: AuthSettings) -> None:
     auth = await app.build(settings)
-    await app.wait_for_redis(auth.redis)
+    await app.wait_for_redis(auth)
     metrics.serve(settings.auth_metrics_addr, metrics.AUTH)
     port = await auth.server.start()
     log.info("serving", address=settings.auth_grpc_addr, port=port)

@@ -14,6 +14,7 @@ from auth_service.config import AuthSettings
 from auth_service.keys import SigningKey, configured_pem, new_private_pem, signing_key
 from auth_service.outbox_relay import OutboxRelay, measure_backlog, prune_sent
 from auth_service.ratelimit import LoginLimits, LoginThrottle, RegistrationThrottle
+from auth_service.revocation_keeper import RevocationKeeper
 from auth_service.service import Accounts
 from auth_service.store import keys as key_store
 from auth_service.tokens import TokenIssuer
@@ -42,6 +43,7 @@ class AuthApp:
     redis: redis.Redis
     accounts: Accounts
     server: GrpcServer
+    keeper: RevocationKeeper
     # Background loops run beside the server and stop with it.
     loops: list[Loop] = field(default_factory=list)
 
@@ -112,7 +114,14 @@ async def build(settings: AuthSettings) -> AuthApp:
     auth_pb2_grpc.add_UserAdminServiceServicer_to_server(
         UserAdminServicer(accounts, verifier, PageTokens(settings.page_token_secret)), server.server
     )
-    return AuthApp(settings, pool, client, accounts, server, sync_loops(settings, pool, server))
+    keeper = RevocationKeeper(
+        pool,
+        RevocationList(client, settings.redis_key_prefix),
+        settings.auth_access_ttl_seconds,
+        settings.auth_revocation_check_seconds,
+    )
+    loops = [keeper.run, *sync_loops(settings, pool, server)]
+    return AuthApp(settings, pool, client, accounts, server, keeper, loops)
 
 
 def sync_loops(settings: AuthSettings, pool: asyncpg.Pool, server: GrpcServer) -> list[Loop]:
@@ -136,7 +145,9 @@ def sync_loops(settings: AuthSettings, pool: asyncpg.Pool, server: GrpcServer) -
     ]
 
 
-async def wait_for_redis(client: redis.Redis) -> None:
+async def wait_for_redis(auth: AuthApp) -> None:
+    """Waits for Redis, and makes sure it holds every revocation before serving."""
     async for attempt in retrying("redis"):
         with attempt:
-            await client.ping()
+            await auth.redis.ping()
+            await auth.keeper.restore_if_lost()

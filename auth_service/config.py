@@ -20,6 +20,8 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     auth_jwt_private_key_file: str = ""
     auth_access_ttl_seconds: int = 900
     auth_refresh_ttl_seconds: int = 30 * 24 * 3600
+    # How often auth checks that Redis still holds the revoked sessions (and rebuilds them).
+    auth_revocation_check_seconds: float = 1.0
     # Which peers' x-forwarded-for metadata is believed (the gateways' addresses or CIDR
     # ranges, comma-separated); empty: nobody's, every caller is its own gRPC peer.
     auth_trusted_peers: TrustedNetworks = ""

@@ -28,7 +28,28 @@ def _url(*schemes: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+_TARGET_SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:")
+
+
+def _grpc_target(value: str) -> str:
+    """HOST:PORT, or a gRPC target naming several backends (`ipv4:A:P,B:P`, `dns:///H:P`)."""
+    scheme = next((s for s in _TARGET_SCHEMES if value.startswith(s)), None)
+    if scheme is None:
+        return _host_port(value)
+    rest = value.removeprefix(scheme)
+    if scheme == "dns:":  # dns:HOST:PORT, dns:///HOST:PORT or dns://RESOLVER/HOST:PORT
+        _host_port(rest[2:].partition("/")[2] if rest.startswith("//") else rest)
+        return value
+    if not rest or not all(part for part in rest.split(",")):
+        raise ValueError(f"expected {scheme}ADDRESS[,ADDRESS...], got {value!r}")
+    if scheme in ("ipv4:", "ipv6:"):
+        for address in rest.split(","):
+            _host_port(address)
+    return value
+
+
 HostPort = Annotated[str, AfterValidator(_host_port)]
+GrpcTarget = Annotated[str, AfterValidator(_grpc_target)]
 PostgresUrl = Annotated[str, _url("postgres", "postgresql")]
 RedisUrl = Annotated[str, _url("redis", "rediss", "unix")]
 AmqpUrl = Annotated[str, _url("amqp", "amqps")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 from tenacity import (
@@ -56,15 +57,65 @@ async def _end_open_transaction(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
+def never_sent(error: BaseException) -> bool:
+    """The statement never reached the server: its pooled connection was already closed, or a
+    restart of Postgres left it in a broken protocol state. Sending it again cannot apply it
+    twice, whatever it does."""
+    return isinstance(error, asyncpg.InternalClientError) or (
+        isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error)
+    )
+
+
+class ReconnectingPool(asyncpg.Pool):
+    """asyncpg's pool whose one-statement helpers (`pool.fetch`, `fetchrow`, `fetchval`,
+    `execute`) send a statement once more, on another connection, when the first attempt
+    never reached the server; the broken connection is closed, and the pool opens a new one.
+
+    A statement that did reach the server is not sent again (it may have committed), nor is
+    anything inside an explicit transaction (the use case runs again only if its caller
+    retries: a use of a code with its request id)."""
+
+    async def _once_more(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        for attempt in (1, 2):
+            async with self.acquire() as conn:
+                try:
+                    return await getattr(conn, method)(*args, **kwargs)
+                except (asyncpg.InterfaceError, asyncpg.InternalClientError) as error:
+                    if attempt == 2 or not never_sent(error):
+                        raise
+                    log.info("postgres_statement_sent_again", error=repr(error))
+                    conn.terminate()
+        raise AssertionError("unreachable")
+
+    async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._once_more("fetch", query, *args, **kwargs)
+
+    async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._once_more("fetchrow", query, *args, **kwargs)
+
+    async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._once_more("fetchval", query, *args, **kwargs)
+
+    async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._once_more("execute", query, *args, **kwargs)
+
+
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     async for attempt in retrying("postgres"):
         with attempt:
-            pool: asyncpg.Pool = await asyncpg.create_pool(
+            # What asyncpg.create_pool does, with the pool class above.
+            pool = ReconnectingPool(
                 dsn,
                 min_size=min_size,
                 max_size=max_size,
-                command_timeout=10,
+                max_queries=50000,
+                max_inactive_connection_lifetime=300.0,
                 reset=_end_open_transaction,
+                loop=None,
+                connection_class=asyncpg.Connection,
+                record_class=asyncpg.Record,
+                command_timeout=10,
             )
+            await pool
             return pool
     raise AssertionError("unreachable")

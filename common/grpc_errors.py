@@ -31,10 +31,18 @@ DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _lost_connection(error: BaseException) -> bool:
-    """asyncpg reports a closed connection or pool as InterfaceError, like its misuse."""
+    """asyncpg reports a closed connection or pool as InterfaceError, like its misuse, and a
+    connection a Postgres restart left in a broken protocol state as InternalClientError."""
+    if isinstance(error, asyncpg.InternalClientError):
+        return True
     return isinstance(error, asyncpg.InterfaceError) and (
         "closed" in str(error) or "closing" in str(error)
     )
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """A dependency failed (down, restarting, connection lost), not the code: retry later."""
+    return isinstance(error, DEPENDENCY_ERRORS) or _lost_connection(error)
 
 
 def _packed(message: object) -> any_pb2.Any:
@@ -94,6 +102,6 @@ def status_for(error: BaseException) -> grpc.Status | None:
         return invalid_argument_status(
             InvalidArgument.of("request", "holds a value the database cannot store")
         )
-    if isinstance(error, DEPENDENCY_ERRORS) or _lost_connection(error):
+    if is_unavailable(error):
         return plain_status(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable; retry later")
     return None

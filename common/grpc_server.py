@@ -4,11 +4,12 @@ and a graceful stop on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from typing import Any, NoReturn
 
 import grpc
 import sentry_sdk
@@ -26,6 +27,7 @@ log = get_logger("rpc")
 
 REQUEST_ID_HEADER = "x-request-id"
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+StreamHandler = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
@@ -65,6 +67,21 @@ def _checked(request: Any) -> None:
         check_request(request)
 
 
+async def _abort(error: Exception, context: grpc.aio.ServicerContext) -> NoReturn:
+    status = status_for(error)
+    if status is None:
+        sentry_sdk.capture_exception(error)
+        log.exception("rpc_failed")
+        status = plain_status(grpc.StatusCode.INTERNAL, "internal error")
+    elif status.code == grpc.StatusCode.UNAVAILABLE:
+        log.warning("dependency_unavailable", error=repr(error))
+    elif is_data_exception(error):
+        # The request's rules should have caught it: a gap worth seeing in the logs.
+        log.warning("data_exception", error=repr(error))
+    await context.abort_with_status(status)
+    raise AssertionError("abort_with_status returns only by raising")
+
+
 async def _run(handler: Handler, request: Any, context: grpc.aio.ServicerContext) -> Any:
     try:
         _checked(request)
@@ -72,32 +89,54 @@ async def _run(handler: Handler, request: Any, context: grpc.aio.ServicerContext
     except grpc.aio.AbortError:
         raise
     except Exception as error:
-        status = status_for(error)
-        if status is None:
-            sentry_sdk.capture_exception(error)
-            log.exception("rpc_failed")
-            status = plain_status(grpc.StatusCode.INTERNAL, "internal error")
-        elif status.code == grpc.StatusCode.UNAVAILABLE:
-            log.warning("dependency_unavailable", error=repr(error))
-        elif is_data_exception(error):
-            # The request's rules should have caught it: a gap worth seeing in the logs.
-            log.warning("data_exception", error=repr(error))
-        await context.abort_with_status(status)
+        await _abort(error, context)
+
+
+def _begin(context: grpc.aio.ServicerContext) -> float:
+    request_id_var.set(_request_id(context))
+    context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id_var.get()),))
+    return time.perf_counter()
+
+
+def _finish(method: str, context: grpc.aio.ServicerContext, started: float) -> None:
+    code = getattr(context.code() or grpc.StatusCode.OK, "name", "UNKNOWN")
+    elapsed = time.perf_counter() - started
+    metrics.RPCS.labels(method, code).inc()
+    metrics.RPC_LATENCY.labels(method).observe(elapsed)
+    log.info("rpc", method=method, code=code, duration_ms=round(elapsed * 1000, 2))
 
 
 def _wrap(method: str, handler: Handler) -> Handler:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        request_id_var.set(_request_id(context))
-        context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id_var.get()),))
-        started = time.perf_counter()
+        started = _begin(context)
         try:
             return await _run(handler, request, context)
         finally:
-            code = getattr(context.code() or grpc.StatusCode.OK, "name", "UNKNOWN")
-            elapsed = time.perf_counter() - started
-            metrics.RPCS.labels(method, code).inc()
-            metrics.RPC_LATENCY.labels(method).observe(elapsed)
-            log.info("rpc", method=method, code=code, duration_ms=round(elapsed * 1000, 2))
+            _finish(method, context, started)
+
+    return wrapped
+
+
+def _wrap_stream(method: str, handler: StreamHandler) -> StreamHandler:
+    """The same for a server-streaming call: an error mid-stream ends it with its status. The
+    handler is an async generator, or a coroutine writing with context.write (health Watch)."""
+
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        started = _begin(context)
+        try:
+            _checked(request)
+            result = handler(request, context)
+            if inspect.isawaitable(result):
+                await result
+                return
+            async for item in result:
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await _abort(error, context)
+        finally:
+            _finish(method, context, started)
 
     return wrapped
 
@@ -111,6 +150,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
+        if handler is not None and handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler_call_details.method, handler.unary_stream),
+                request_deserializer=_lenient(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
         if handler is None or handler.unary_unary is None:
             return handler
         return grpc.unary_unary_rpc_method_handler(

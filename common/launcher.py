@@ -3,6 +3,7 @@ passes, stop them all on Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import importlib.util
 import os
@@ -29,27 +30,98 @@ class Process:
     variable: str
     default: str
     kind: str  # "gRPC" or "HTTP"
+    metrics_variable: str
+    metrics_default: str
+    replicated: bool = True
+
+
+PROCESSES = [
+    Process(
+        "auth", "auth_service", "AUTH_GRPC_ADDR", "127.0.0.1:50051", "gRPC",
+        "AUTH_METRICS_ADDR", "127.0.0.1:9101",
+    ),
+    Process(
+        "loyalty", "loyalty_service", "LOYALTY_GRPC_ADDR", "127.0.0.1:50052", "gRPC",
+        "LOYALTY_METRICS_ADDR", "127.0.0.1:9102",
+    ),
+    Process(
+        "gateway", "gateway", "GATEWAY_HTTP_ADDR", "127.0.0.1:8080", "HTTP",
+        "GATEWAY_METRICS_ADDR", "127.0.0.1:9103", replicated=False,
+    ),
+]  # fmt: skip
+
+
+def shifted(address: str, by: int) -> str:
+    """HOST:PORT with the port moved by `by` (replica k listens on the default port + 10·k)."""
+    if not address or by == 0:
+        return address
+    host, _, port = address.rpartition(":")
+    return f"{host}:{int(port) + by}"
+
+
+def target(addresses: list[str]) -> str:
+    """One gRPC target naming every replica: HOST:PORT alone, else `ipv4:A:P,B:P`."""
+    if len(addresses) == 1:
+        return addresses[0]
+    scheme = "ipv6" if addresses[0].startswith("[") else "ipv4"
+    return f"{scheme}:{','.join(addresses)}"
+
+
+@dataclass(frozen=True)
+class Replica:
+    process: Process
+    index: int
+    env: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.process.name if self.index == 0 else f"{self.process.name}#{self.index}"
 
     @property
     def address(self) -> str:
-        return os.environ.get(self.variable, self.default)
+        return self.env[self.process.variable]
 
     def serving(self) -> bool:
         try:
-            if self.kind == "gRPC":
+            if self.process.kind == "gRPC":
                 return grpc_serving(self.address)
             return http_ok(f"http://{self.address}/healthz")
         except (grpc.RpcError, OSError):
             return False
 
 
-PROCESSES = [
-    Process("auth", "auth_service", "AUTH_GRPC_ADDR", "127.0.0.1:50051", "gRPC"),
-    Process("loyalty", "loyalty_service", "LOYALTY_GRPC_ADDR", "127.0.0.1:50052", "gRPC"),
-    Process("gateway", "gateway", "GATEWAY_HTTP_ADDR", "127.0.0.1:8080", "HTTP"),
-]
+def _base(process: Process) -> tuple[str, str]:
+    return (
+        os.environ.get(process.variable, process.default),
+        os.environ.get(process.metrics_variable, process.metrics_default),
+    )
 
-Children = list[tuple[Process, subprocess.Popen[bytes]]]
+
+def plan(replicas: int, processes: list[Process] = PROCESSES) -> list[Replica]:
+    """Every process to start with its environment: `replicas` of each replicated service
+    (replica k on its addresses + 10·k), the gateway once, and every client given a target
+    naming all the replicas of the service it calls."""
+    counts = {p.name: replicas if p.replicated else 1 for p in processes}
+    listen = {
+        p.name: [shifted(_base(p)[0], 10 * k) for k in range(counts[p.name])] for p in processes
+    }
+    shared = {**os.environ, **{p.variable: target(listen[p.name]) for p in processes}}
+    return [
+        Replica(
+            p,
+            k,
+            {
+                **shared,
+                p.variable: listen[p.name][k],
+                p.metrics_variable: shifted(_base(p)[1], 10 * k),
+            },
+        )
+        for p in processes
+        for k in range(counts[p.name])
+    ]
+
+
+Children = list[tuple[Replica, subprocess.Popen[bytes]]]
 
 
 class Stop(Exception):
@@ -75,71 +147,111 @@ def _child_setup() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _start() -> Children:
+def _start(replicas: int) -> Children:
     started = []
-    for process in PROCESSES:
-        if importlib.util.find_spec(f"{process.module}.__main__") is None:
+    for replica in plan(replicas):
+        if importlib.util.find_spec(f"{replica.process.module}.__main__") is None:
             continue
         child = subprocess.Popen(
-            [sys.executable, "-m", process.module],
+            [sys.executable, "-m", replica.process.module],
+            env=replica.env,
             start_new_session=True,
             preexec_fn=_child_setup,  # safe: the launcher starts no threads before this
         )
-        started.append((process, child))
-        print(f"{process.name:8} {process.kind} {process.address}", flush=True)
+        started.append((replica, child))
+        where = f"{replica.process.kind} {replica.address}"
+        print(f"{replica.name:10} {where:24} pid {child.pid}", flush=True)
     return started
 
 
 def _dead(children: Children) -> list[str]:
-    return [process.name for process, child in children if child.poll() is not None]
+    return [replica.name for replica, child in children if child.poll() is not None]
 
 
 def _wait_ready(children: Children, sleep: Callable[[float], None] = time.sleep) -> bool:
     """True once every process answers its health check; False if one exits first."""
     deadline = time.monotonic() + READY_TIMEOUT_S
-    waiting = [process for process, _ in children]
+    waiting = [replica for replica, _ in children]
     while waiting and time.monotonic() < deadline:
         if _dead(children):
             return False
-        waiting = [process for process in waiting if not process.serving()]
+        waiting = [replica for replica in waiting if not replica.serving()]
         if waiting:
             sleep(0.2)
     return not waiting
 
 
 def _stop(children: Children) -> int:
-    for _, child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
+    """Stops the live processes; the exit code is the worst of theirs (a replica that died
+    earlier was reported when it did)."""
+    alive = [child for _, child in children if child.poll() is None]
+    for child in alive:
+        child.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 15
-    for _, child in children:
+    for child in alive:
         try:
             child.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-    return max((abs(child.returncode or 0) for _, child in children), default=0)
+    return max((abs(child.returncode or 0) for child in alive), default=0)
 
 
-def _supervise(children: Children) -> int:
+def _orphaned(children: Children) -> list[str]:
+    """Services with no replica left alive."""
+    alive = {replica.process.name for replica, child in children if child.poll() is None}
+    return sorted({replica.process.name for replica, _ in children} - alive)
+
+
+def _watch(children: Children, replicas: int) -> None:
+    """Returns once the system cannot serve: with one replica each, when any process exits;
+    with more, when a service has lost every replica. A replica that dies beside live ones
+    is reported, and the others keep serving."""
+    reported: set[str] = set()
+    while True:
+        dead = _dead(children)
+        for replica, child in children:
+            if replica.name in dead and replica.name not in reported and replicas > 1:
+                print(
+                    f"{replica.name} exited ({child.returncode}); the other replicas keep serving",
+                    flush=True,
+                )
+        reported.update(dead)
+        if (dead and replicas == 1) or _orphaned(children):
+            return
+        time.sleep(0.5)
+
+
+def _supervise(children: Children, replicas: int) -> int:
     if not _wait_ready(children):
         print(f"not ready: {', '.join(_dead(children)) or 'timed out'}; stopping", flush=True)
         _stop(children)
         return 1
     print("ready: every health check passes; Ctrl-C stops everything", flush=True)
-    while not _dead(children):
-        time.sleep(0.5)
+    _watch(children, replicas)
     print(f"stopped unexpectedly: {', '.join(_dead(children))}; stopping the rest", flush=True)
     _stop(children)
     return 1
 
 
-def main() -> int:
+def _replicas(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m common.launcher")
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="processes of auth and of loyalty (default 1)"
+    )
+    count: int = parser.parse_args(argv).replicas
+    if count < 1:
+        parser.error("--replicas must be at least 1")
+    return count
+
+
+def main(argv: list[str]) -> int:
+    replicas = _replicas(argv)
     _own_signals()
     children: Children = []
     try:
-        children = _start()
-        return _supervise(children)
+        children = _start(replicas)
+        return _supervise(children, replicas)
     except Stop:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -148,4 +260,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

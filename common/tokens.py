@@ -10,8 +10,8 @@ from typing import Any
 
 import jwt
 
-from common.errors import permission_denied, unauthenticated
-from common.revocation import RevocationList
+from common.errors import ErrorKind, ServiceError, permission_denied, unauthenticated
+from common.revocation import RevocationList, RevocationsUnknown
 
 ALGORITHM = "EdDSA"
 ISSUER = "loyalty-auth"
@@ -97,9 +97,20 @@ class TokenVerifier:
             principal = _principal(self._decode(token, key))
         except (jwt.PyJWTError, ValueError, TypeError) as error:
             raise unauthenticated(f"invalid token: {error}", self._domain) from None
-        if await self._revocations.is_revoked(principal.session_id):
+        if await self._is_revoked(principal.session_id):
             raise unauthenticated("token revoked", self._domain)
         return principal
+
+    async def _is_revoked(self, session_id: str) -> bool:
+        try:
+            return await self._revocations.is_revoked(session_id)
+        except RevocationsUnknown:
+            raise ServiceError(
+                ErrorKind.UNAVAILABLE,
+                "REVOCATIONS_RESTORING",
+                "revoked sessions are being restored after a cache loss; retry shortly",
+                self._domain,
+            ) from None
 
     async def verify_admin(self, token: str | None) -> Principal:
         principal = await self.verify(token)

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount
 from starlette.routing import Route as HttpRoute
 from starlette.staticfiles import StaticFiles
@@ -113,7 +113,7 @@ class Gateway:
         try:
             return await self._call(found.route, found.params, request)
         except BodyTooLarge:
-            limit = self.settings.gateway_max_body_bytes
+            limit = self._body_limit(found.route)
             return status_response(413, code_pb2.INVALID_ARGUMENT, f"body over {limit} bytes")
         except InvalidArgument as error:
             return JSONResponse(errors.from_invalid_argument(error), status_code=400)
@@ -128,12 +128,40 @@ class Gateway:
             )
         return status_response(404, code_pb2.NOT_FOUND, "no such route")
 
+    def _body_limit(self, route: Route) -> int:
+        if route.raw_body:
+            return self.settings.gateway_max_import_bytes
+        return self.settings.gateway_max_body_bytes
+
     async def _call(self, route: Route, params: dict[str, str], request: Request) -> Response:
         # Like grpc-gateway, any content type is read as JSON (curl -d sends a form type).
-        body = await read_body(request, self.settings.gateway_max_body_bytes)
+        body = await read_body(request, self._body_limit(route))
         message = build_request(route, params, body, list(request.query_params.multi_items()))
+        if route.streams:
+            return await self._stream(route, message, request)
         reply = await self.backends.call(route, message, forwarded_metadata(request, self.proxies))
         return JSONResponse(to_json(reply))
+
+    async def _stream(self, route: Route, message: Any, request: Request) -> Response:
+        """google.api.HttpBody chunks as one streamed body, as grpc-gateway does. The first
+        chunk is awaited before answering, so a refusal still gets its own status."""
+        call = self.backends.stream(route, message, forwarded_metadata(request, self.proxies))
+        first = await call.read()
+        if first is grpc.aio.EOF:
+            return Response(b"", media_type="application/octet-stream")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                yield first.data
+                while (chunk := await call.read()) is not grpc.aio.EOF:
+                    yield chunk.data
+            except grpc.aio.AioRpcError as error:
+                # The status line is sent: all that is left is to end the body short.
+                log.warning("stream_failed", code=error.code().name, details=error.details())
+            finally:
+                call.cancel()
+
+        return StreamingResponse(chunks(), media_type=first.content_type)
 
     async def healthz(self, request: Request) -> Response:
         request.scope["route_template"] = "GET /healthz"

@@ -1,58 +1,68 @@
-"""gRPC channels to auth and loyalty, made once, with retries for idempotent reads only."""
+"""gRPC channels to auth and loyalty, made once: each target may name several replicas,
+balanced round robin; gRPC retries UNAVAILABLE only for calls that are safe to send twice."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.channels import EVERY_METHOD, open_channel
 from gateway.config import GatewaySettings
 from gateway.routes import Route
 
 Invoke = Callable[..., Any]
 
 
-def service_config(routes: list[Route]) -> str:
-    """gRPC's own retry policy, applied to the idempotent (GET) methods only."""
-    reads = [
-        {"service": r.method.containing_service.full_name, "method": r.method.name}
+def idempotent_call(route: Route, request: Any) -> bool:
+    """A call that may be sent twice: a read, or a write carrying its own idempotency key
+    (a use of a code with a `request_id` returns the same purchase the second time)."""
+    return route.idempotent or bool(getattr(request, "request_id", ""))
+
+
+def _callables(channel: grpc.aio.Channel, routes: list[Route]) -> dict[str, Invoke]:
+    return {
+        r.full_method: (channel.unary_stream if r.streams else channel.unary_unary)(
+            r.full_method,
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=r.output_type.FromString,
+        )
         for r in routes
-        if r.idempotent
-    ]
-    policy = {
-        "maxAttempts": 3,
-        "initialBackoff": "0.05s",
-        "maxBackoff": "0.5s",
-        "backoffMultiplier": 2,
-        "retryableStatusCodes": ["UNAVAILABLE"],
     }
-    return json.dumps({"methodConfig": [{"name": reads, "retryPolicy": policy}]})
 
 
 class Backends:
     def __init__(self, settings: GatewaySettings, routes: list[Route]) -> None:
-        options = [("grpc.service_config", service_config(routes)), ("grpc.enable_retries", 1)]
-        self.channels = {
-            "auth": grpc.aio.insecure_channel(settings.auth_grpc_addr, options=options),
-            "loyalty": grpc.aio.insecure_channel(settings.loyalty_grpc_addr, options=options),
-        }
+        targets = {"auth": settings.auth_grpc_addr, "loyalty": settings.loyalty_grpc_addr}
+        # Per backend, two channels: one that never retries, one that retries every call; a
+        # call takes the second only when it is idempotent (service config names methods, it
+        # cannot look at a request's fields).
+        self.channels = {name: open_channel(t) for name, t in targets.items()}
+        self.retrying = {name: open_channel(t, EVERY_METHOD) for name, t in targets.items()}
         self.timeout = settings.gateway_backend_timeout_seconds
-        self._calls: dict[str, Invoke] = {
-            r.full_method: self.channels[r.backend].unary_unary(
-                r.full_method,
-                request_serializer=lambda m: m.SerializeToString(),
-                response_deserializer=r.output_type.FromString,
-            )
-            for r in routes
+        self.import_timeout = settings.gateway_import_timeout_seconds
+        self._calls = {
+            name: _callables(self.channels[name], [r for r in routes if r.backend == name])
+            for name in targets
+        }
+        self._retried_calls = {
+            name: _callables(self.retrying[name], [r for r in routes if r.backend == name])
+            for name in targets
         }
 
     async def call(self, route: Route, request: Any, metadata: list[tuple[str, str]]) -> Any:
-        return await self._calls[route.full_method](
-            request, metadata=metadata, timeout=self.timeout
+        calls = self._retried_calls if idempotent_call(route, request) else self._calls
+        timeout = self.import_timeout if route.raw_body else self.timeout
+        return await calls[route.backend][route.full_method](
+            request, metadata=metadata, timeout=timeout
         )
+
+    def stream(self, route: Route, request: Any, metadata: list[tuple[str, str]]) -> Any:
+        """A server-streaming call. No deadline: an export lasts as long as the client reads,
+        and ends when it goes away (the response cancels the call)."""
+        return self._calls[route.backend][route.full_method](request, metadata=metadata)
 
     async def health(self) -> dict[str, str]:
         report = {}
@@ -66,5 +76,5 @@ class Backends:
         return report
 
     async def close(self) -> None:
-        for channel in self.channels.values():
+        for channel in [*self.channels.values(), *self.retrying.values()]:
             await channel.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.config import BaseServiceSettings, HostPort
+from common.config import BaseServiceSettings, GrpcTarget, HostPort
 from common.trust import TrustedNetworks
 
 
@@ -10,13 +10,18 @@ class GatewaySettings(BaseServiceSettings):
     gateway_http_addr: HostPort = "127.0.0.1:8080"
     # Prometheus /metrics; empty turns it off.
     gateway_metrics_addr: str = "127.0.0.1:9103"
-    auth_grpc_addr: HostPort = "127.0.0.1:50051"
-    loyalty_grpc_addr: HostPort = "127.0.0.1:50052"
+    # gRPC targets: HOST:PORT, or several replicas (`ipv4:A:P,B:P`, `dns:///loyalty:50052`).
+    auth_grpc_addr: GrpcTarget = "127.0.0.1:50051"
+    loyalty_grpc_addr: GrpcTarget = "127.0.0.1:50052"
     # Every backend call gets this deadline; a hung backend answers 504 after it.
     gateway_backend_timeout_seconds: float = 5.0
     # Larger than any body the OpenAPI document allows (its longest lists, every character
     # JSON-escaped), so only a body no schema permits meets the 413.
     gateway_max_body_bytes: int = 1024 * 1024
+    # A CSV import's body (10,000 codes fit), and its deadline: a code
+    # per row takes a few milliseconds, 10,000 rows about half a minute.
+    gateway_max_import_bytes: int = 4_000_000  # under gRPC's 4 MiB message limit
+    gateway_import_timeout_seconds: float = 300.0
     # Proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For is believed;
     # empty: nobody's, every client is judged by its own connection's address.
     gateway_trusted_proxies: TrustedNetworks = ""

@@ -135,6 +135,25 @@ def _parameters(route: Route, schemas: _Schemas) -> list[dict[str, Any]]:
     return found
 
 
+# The only raw (non-JSON) bodies are the codes' CSV export and import.
+_RAW = {"text/csv": {"schema": {"type": "string"}}}
+
+
+def _ok(route: Route, schemas: _Schemas) -> dict[str, Any]:
+    if route.streams:
+        return {"description": "OK, streamed", "content": _RAW}
+    return _json(schemas.ref(route.output_type.DESCRIPTOR), "OK")
+
+
+def _request_body(route: Route, schemas: _Schemas) -> dict[str, Any]:
+    if route.raw_body:
+        return {"required": True, "content": _RAW}
+    return {
+        "required": False,
+        "content": {"application/json": {"schema": _body_schema(route, schemas)}},
+    }
+
+
 def _no_null(schema: dict[str, Any]) -> dict[str, Any]:
     """A query parameter is text or absent, never null."""
     if "allOf" in schema:
@@ -149,17 +168,14 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
         "tags": [route.method.containing_service.name],
         "parameters": _parameters(route, schemas),
         "responses": {
-            "200": _json(schemas.ref(route.output_type.DESCRIPTOR), "OK"),
+            "200": _ok(route, schemas),
             "default": _json({"$ref": "#/components/schemas/google.rpc.Status"}, "An error"),
         },
     }
     if route.operation_id in PUBLIC_METHODS:
         operation["security"] = []
     if route.body:
-        operation["requestBody"] = {
-            "required": False,
-            "content": {"application/json": {"schema": _body_schema(route, schemas)}},
-        }
+        operation["requestBody"] = _request_body(route, schemas)
     return operation
 
 

@@ -51,6 +51,17 @@ class Route:
     def idempotent(self) -> bool:
         return self.verb == "GET"
 
+    @property
+    def streams(self) -> bool:
+        """A server-streaming method; its messages are google.api.HttpBody chunks."""
+        return bool(self.method.server_streaming)
+
+    @property
+    def raw_body(self) -> bool:
+        """The body names one string field that takes the HTTP body as is (a CSV upload),
+        as grpc-gateway's `body: "field"` does."""
+        return self.body not in ("", "*")
+
 
 def compile_template(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
     parts = _PARAM.split(template)

@@ -60,13 +60,24 @@ def _query(route: Route, query: list[tuple[str, str]]) -> dict[str, Any]:
     return values
 
 
+def _raw(route: Route, raw: bytes, query: list[tuple[str, str]]) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidArgument.of(route.body, "the body must be UTF-8 text") from None
+    return _query(route, query) | {route.body: text}
+
+
 def build_request(
     route: Route, params: dict[str, str], raw_body: bytes, query: list[tuple[str, str]]
 ) -> Message:
     """Body, query and path parameters merged into the method's request message."""
     message: Message = route.input_type()
-    values = _body(route, raw_body) if route.body else _query(route, query)
-    check_json(values, message.DESCRIPTOR, query=not route.body)
+    if route.raw_body:
+        values = _raw(route, raw_body, query)
+    else:
+        values = _body(route, raw_body) if route.body else _query(route, query)
+        check_json(values, message.DESCRIPTOR, query=not route.body)
     for name, value in params.items():
         if name in values and values[name] != value:
             raise InvalidArgument.of(name, "differs between the path and the body")

@@ -12,8 +12,9 @@ from common.errors import ErrorKind, FieldViolation, InvalidArgument, ServiceErr
 from loyalty_service.domain import specs
 from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, normalize_code, random_code
 from loyalty_service.domain.reasons import DOMAIN, Reason, Rejection
+from loyalty_service.domain.reports import MAX_REPORT_DAYS, DayStats
 from loyalty_service.promotions import Promotions
-from loyalty_service.store import codes, groups, purchases, rejections, tariffs
+from loyalty_service.store import codes, groups, purchases, rejections, reports, tariffs
 
 # Rounds of regenerating codes that collided before a batch gives up.
 MAX_GENERATION_ROUNDS = 20
@@ -25,6 +26,7 @@ class Report:
     code: asyncpg.Record
     purchases_by_status: dict[str, int]
     rejections_by_reason: dict[str, int]
+    daily: list[DayStats]
 
 
 @dataclass(frozen=True)
@@ -55,19 +57,21 @@ class PromoAdmin:
             raise InvalidArgument(missing)
 
     async def create(self, spec: specs.CodeSpec) -> asyncpg.Record:
+        return await self._get(await self.add(spec))
+
+    async def add(self, spec: specs.CodeSpec) -> str:
+        """Creates the code and its audience in one transaction; returns the code's text."""
         code = specs.check_spec(spec)
         await self._check_references(spec)
         if not code:
-            return await self._get(
-                (await self._insert_batch(spec, 1, "", DEFAULT_RANDOM_LENGTH))[0]
-            )
+            return (await self._insert_batch(spec, 1, "", DEFAULT_RANDOM_LENGTH))[0]
         async with self._pool.acquire() as conn, conn.transaction():
             try:
                 await codes.insert(conn, code, spec, specs.discount_of(spec))
             except codes.CodeTaken:
                 raise Rejection(Reason.PROMO_CODE_EXISTS) from None
             await codes.add_audience(conn, [code], list(spec.user_ids), list(spec.group_ids))
-        return await self._get(code)
+        return code
 
     async def generate(
         self, spec: specs.CodeSpec, count: int, prefix: str, length: int
@@ -154,6 +158,7 @@ class PromoAdmin:
             row,
             await purchases.counts_by_status(self._pool, row["code"]),
             await rejections.counts_by_reason(self._pool, row["code"]),
+            await reports.daily(self._pool, row["code"], MAX_REPORT_DAYS),
         )
 
     async def rejections(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,7 @@ import redis.asyncio as redis
 
 from common import redis_client
 from common.broker import BrokerHealth
+from common.channels import EVERY_METHOD, open_channel
 from common.db import create_pool
 from common.grpc_server import GrpcServer
 from common.outbox_relay import OutboxRelay, prune_sent
@@ -24,6 +25,7 @@ from loyalty.promo.v1 import promo_pb2_grpc
 from loyalty_service.administration import PromoAdmin
 from loyalty_service.api.admin import PromoAdminServicer
 from loyalty_service.api.promo import PromoServicer
+from loyalty_service.code_transfer import CodeTransfer
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.domain.reasons import DOMAIN
 from loyalty_service.guessing import GuessLimits, GuessThrottle
@@ -56,17 +58,20 @@ class LoyaltyApp:
         await self.redis.aclose()
 
 
-async def build(settings: LoyaltySettings) -> LoyaltyApp:
+async def build(
+    settings: LoyaltySettings, interceptors: Iterable[grpc.aio.ServerInterceptor] = ()
+) -> LoyaltyApp:
     pool = await create_pool(settings.loyalty_database_url, max_size=settings.loyalty_db_pool_size)
     client = redis_client.connect(settings.redis_url)
-    channel = grpc.aio.insecure_channel(settings.auth_grpc_addr)
+    # The channel carries GetJwks only, a read: every call on it may be retried.
+    channel = open_channel(settings.auth_grpc_addr, EVERY_METHOD)
     verifier = TokenVerifier(
         AuthJwks(channel), RevocationList(client, settings.redis_key_prefix), DOMAIN
     )
     referrals = Referrals(pool)
     promotions = Promotions(pool, referrals, guess_throttle(settings, client))
     admin = PromoAdmin(pool, Promotions(pool, referrals))
-    server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES)
+    server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES, interceptors)
     page_tokens = PageTokens(settings.page_token_secret)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(
         PromoServicer(
@@ -79,7 +84,10 @@ async def build(settings: LoyaltySettings) -> LoyaltyApp:
         server.server,
     )
     promo_pb2_grpc.add_PromoAdminServiceServicer_to_server(
-        PromoAdminServicer(admin, verifier, page_tokens, referrals=referrals), server.server
+        PromoAdminServicer(
+            admin, verifier, page_tokens, CodeTransfer(pool, admin), referrals=referrals
+        ),
+        server.server,
     )
     loops: list[Loop] = [
         lambda: run_sweeper(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import PositiveFloat, PositiveInt
 
 from common.broker import BrokerSettings
-from common.config import BaseServiceSettings, HostPort, PostgresUrl
+from common.config import BaseServiceSettings, GrpcTarget, HostPort, PostgresUrl
 from common.trust import TrustedNetworks
 
 
@@ -14,8 +14,9 @@ class LoyaltySettings(BaseServiceSettings, BrokerSettings):
     loyalty_grpc_addr: HostPort = "127.0.0.1:50052"
     # Prometheus /metrics; empty turns it off.
     loyalty_metrics_addr: str = "127.0.0.1:9102"
-    # Where the JWT public keys come from (AuthService.GetJwks).
-    auth_grpc_addr: HostPort = "127.0.0.1:50051"
+    # Where the JWT public keys come from (AuthService.GetJwks): a gRPC target, HOST:PORT or
+    # several auth replicas (`ipv4:A:P,B:P`, `dns:///auth:50051`).
+    auth_grpc_addr: GrpcTarget = "127.0.0.1:50051"
     # A PENDING purchase older than this expires and gives its use back.
     purchase_pending_ttl_seconds: float = 30 * 60
     sweeper_interval_seconds: float = 10.0

@@ -19,6 +19,7 @@ from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
 from loyalty_service.domain.pricing import Discount, Price, quote
 from loyalty_service.domain.reasons import Reason, Rejection
 from loyalty_service.domain.referrals import is_referral
+from loyalty_service.domain.schedule import PricePeriod, schedule
 from loyalty_service.guessing import Guesser, GuessThrottle
 from loyalty_service.referrals import Referrals
 from loyalty_service.store import codes, purchases, rejections, tariffs, users
@@ -31,6 +32,13 @@ class Quote:
     code: str
     tariff: Tariff
     price: Price
+    schedule: tuple[PricePeriod, ...] = ()
+
+
+def price_of(promo: PromoCode, tariff: Tariff, discount: Discount | None = None) -> Price:
+    """The price with the code's cap; `discount` replaces the code's own (a referral code's
+    discount is the program's)."""
+    return quote(tariff.price, promo.discount if discount is None else discount, promo.max_discount)
 
 
 class _AlreadyRedeemed(Exception):
@@ -45,7 +53,13 @@ def to_attempt(row: asyncpg.Record, now: datetime) -> Attempt:
         else None
     )
     return Attempt(
-        code, tariff, row["user_status"], bool(row["in_audience"]), row["user_uses"], now
+        code,
+        tariff,
+        row["user_status"],
+        bool(row["in_audience"]),
+        row["user_uses"],
+        now,
+        bool(row["has_purchase"]),
     )
 
 
@@ -98,7 +112,9 @@ class Promotions:
         self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None = None
     ) -> Quote:
         promo, tariff, discount = await self._checked(user_id, code, tariff_id, guesser)
-        return Quote(promo.code, tariff, quote(tariff.price, discount))
+        price = price_of(promo, tariff, discount)
+        periods = schedule(promo.duration, promo.duration_periods, price.base, price.final)
+        return Quote(promo.code, tariff, price, periods)
 
     async def redeem(
         self,
@@ -114,7 +130,7 @@ class Promotions:
             if earlier is not None:
                 return earlier
         promo, tariff, discount = await self._checked(user_id, code, tariff_id, guesser)
-        price = quote(tariff.price, discount)
+        price = price_of(promo, tariff, discount)
         try:
             return await self._take(user_id, promo, tariff, price, request_id)
         except _AlreadyRedeemed:
@@ -128,20 +144,35 @@ class Promotions:
     ) -> asyncpg.Record:
         # The purchase row goes first: a duplicate request id stops here, before any use
         # is taken. Code counter before user counter, the same lock order as cancel/expiry.
+        duration = (promo.duration.value, promo.duration_periods)
         async with self._pool.acquire() as conn, conn.transaction():
             row = await purchases.insert(
-                conn, str(uuid.uuid4()), user_id, promo.code, tariff, price, request_id
+                conn, str(uuid.uuid4()), user_id, promo.code, tariff, price, request_id, duration
             )
             if row is None:
                 raise _AlreadyRedeemed
-            if not await codes.take_use(conn, promo.code):
-                raise Rejection(Reason.PROMO_CODE_EXHAUSTED)
+            await self._check_first(conn, promo, user_id, str(row["purchase_id"]))
+            if not await codes.take_use(conn, promo.code, price.discount):
+                raise Rejection(await self._why_not_taken(conn, promo.code))
             if not await codes.take_user_use(conn, promo.code, user_id, promo.per_user_limit):
                 raise Rejection(Reason.PROMO_CODE_USER_LIMIT_REACHED)
             if is_referral(promo):
                 await self._referrals.start(conn, str(row["purchase_id"]), user_id, promo)
         metrics.PROMO_USES.inc()
         return row
+
+    @staticmethod
+    async def _check_first(conn: Any, promo: PromoCode, user_id: str, purchase_id: str) -> None:
+        if promo.first_purchase_only and not await codes.lock_first_purchase(
+            conn, user_id, purchase_id
+        ):
+            raise Rejection(Reason.PROMO_CODE_FIRST_PURCHASE_ONLY)
+
+    @staticmethod
+    async def _why_not_taken(conn: Any, code: str) -> Reason:
+        if await codes.out_of_uses(conn, code):
+            return Reason.PROMO_CODE_EXHAUSTED
+        return Reason.PROMO_CODE_BUDGET_SPENT
 
     async def _owned(self, conn: Any, principal: Principal, purchase_id: str) -> asyncpg.Record:
         row = await purchases.get(conn, purchase_id, lock=True)
@@ -168,7 +199,7 @@ class Promotions:
             if not lifecycle.check_cancel(lifecycle.PurchaseStatus(row["status"])):
                 return row
             row = await purchases.set_status(conn, purchase_id, "CANCELLED")
-            await codes.give_back(conn, row["code"], str(row["user_id"]))
+            await codes.give_back(conn, row["code"], str(row["user_id"]), row["discount_minor"])
             referrer = await self._referrals.give_back(conn, purchase_id, "CANCELLED")
             await events.purchase_changed(conn, row, referrer)
         metrics.PROMO_CANCELS.inc()

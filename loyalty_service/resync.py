@@ -9,12 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
-import grpc
 
+from common.channels import method_names, open_channel
 from common.config import ConfigError
 from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.store.users import apply_user_status
+
+# ListUsers is a read, safe to send twice; Login is not retried (it opens a session).
+RETRIED = method_names(["/loyalty.auth.v1.UserAdminService/ListUsers"])
 
 
 @dataclass
@@ -39,7 +42,7 @@ async def _admin_token(auth: auth_pb2_grpc.AuthServiceStub, settings: LoyaltySet
 
 async def resync(settings: LoyaltySettings, pool: asyncpg.Pool) -> ResyncReport:
     report = ResyncReport()
-    async with grpc.aio.insecure_channel(settings.auth_grpc_addr) as channel:
+    async with open_channel(settings.auth_grpc_addr, RETRIED) as channel:
         token = await _admin_token(auth_pb2_grpc.AuthServiceStub(channel), settings)
         admin = auth_pb2_grpc.UserAdminServiceStub(channel)
         metadata = (("authorization", f"Bearer {token}"),)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from common.grpc_errors import DEPENDENCY_ERRORS
+from common.grpc_errors import is_unavailable
 from common.logs import get_logger
 from loyalty_service.promotions import Promotions
 
@@ -49,6 +49,8 @@ async def run_sweeper(
             forgotten = await forget_old_rejections(promotions, rejection_retention_seconds)
             if forgotten:
                 log.info("rejections_forgotten", count=forgotten)
-        except DEPENDENCY_ERRORS as error:
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
             log.warning("sweep_failed", error=repr(error))
         await asyncio.sleep(interval)

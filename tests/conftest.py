@@ -46,6 +46,7 @@ pytest_plugins = [
     "tests.fixtures.loyalty",
     "tests.fixtures.gateway",
     "tests.fixtures.sync",
+    "tests.fixtures.replicas",
     "tests.fixtures.fuzz",
 ]
 

@@ -78,3 +78,16 @@ async def revoke_all_of_user(conn: Any, user_id: str) -> list[str]:
         user_id,
     )
     return [str(r["session_id"]) for r in rows]
+
+
+async def revoked_within(conn: Any, window: float, lifetime: float) -> list[tuple[str, int]]:
+    """Sessions revoked in the last `window` seconds, each with the seconds left until
+    `lifetime` after its revocation (how long its access tokens may still be presented)."""
+    rows = await conn.fetch(
+        "SELECT session_id::text,"
+        " ceil(extract(epoch FROM revoked_at - now()) + $2)::int AS ttl"
+        " FROM sessions WHERE revoked_at > now() - make_interval(secs => $1)",
+        float(window),
+        float(lifetime),
+    )
+    return [(r["session_id"], r["ttl"]) for r in rows]

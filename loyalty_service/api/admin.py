@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
+
+from google.api import httpbody_pb2
 
 from common.page_tokens import PageTokens
 from common.tokens import TokenVerifier, bearer_token
@@ -10,9 +13,11 @@ from common.validation import page_size, uuid_field
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 from loyalty_service.administration import PromoAdmin
 from loyalty_service.api import mapping, referral_mapping, requests
+from loyalty_service.code_transfer import CodeTransfer
 from loyalty_service.referrals import Referrals
 
 Context = Any
+CSV = "text/csv; charset=utf-8"
 
 
 class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
@@ -21,12 +26,14 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         admin: PromoAdmin,
         verifier: TokenVerifier,
         page_tokens: PageTokens,
+        transfer: CodeTransfer,
         *,
         referrals: Referrals,
     ) -> None:
         self._admin = admin
         self._verifier = verifier
         self._tokens = page_tokens
+        self._transfer = transfer
         self._referrals = referrals
 
     async def _check(self, context: Context) -> None:
@@ -162,15 +169,23 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
     ) -> promo_pb2.PromoCodeReport:
         await self._check(context)
         report = await self._admin.report(requests.text(request.code, "code", requests.MAX_CODE))
-        code = report.code
-        left = None if code["max_uses"] == 0 else max(code["max_uses"] - code["uses"], 0)
-        return promo_pb2.PromoCodeReport(
-            code=code["code"],
-            uses_taken=code["uses"],
-            uses_left=left,
-            purchases_by_status=report.purchases_by_status,
-            rejections_by_reason=report.rejections_by_reason,
-        )
+        return mapping.report(report)
+
+    async def ExportPromoCodes(
+        self, request: promo_pb2.ExportPromoCodesRequest, context: Context
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        await self._check(context)
+        query = requests.text(request.query, "query", requests.MAX_CODE, required=False)
+        status = requests.code_status(request.status)
+        async for chunk in self._transfer.export(query, status):
+            yield httpbody_pb2.HttpBody(content_type=CSV, data=chunk.encode())
+
+    async def ImportPromoCodes(
+        self, request: promo_pb2.ImportPromoCodesRequest, context: Context
+    ) -> promo_pb2.ImportPromoCodesResponse:
+        await self._check(context)
+        results = await self._transfer.import_csv(request.csv)
+        return mapping.import_results(results)
 
     async def ListRejections(
         self, request: promo_pb2.ListRejectionsRequest, context: Context

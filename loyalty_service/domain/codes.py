@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from loyalty_service.domain.pricing import Discount
+from loyalty_service.domain.schedule import Duration
 
 # No look-alikes: no 0/O, no 1/I/L. 31 symbols: log2(31) = 4.95 bits per random character.
 CHARSET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -46,12 +47,23 @@ class PromoCode:
     tariff_ids: tuple[str, ...]
     all_users: bool
     deactivated: bool
+    duration: Duration = Duration.ONCE
+    duration_periods: int = 0
+    max_discount: int | None = None  # percent codes: the largest discount
+    budget: int | None = None  # the most the live purchases' discounts may add up to
+    budget_spent: int = 0  # what they add up to now
+    first_purchase_only: bool = False
+    min_price: int | None = None  # the least base price a tariff must have
     # The owner of a personal referral code; None for every other code.
     referrer_id: str | None = None
 
     @property
     def uses_left(self) -> int | None:
         return None if self.max_uses == 0 else max(self.max_uses - self.uses, 0)
+
+    @property
+    def budget_left(self) -> int | None:
+        return None if self.budget is None else max(self.budget - self.budget_spent, 0)
 
 
 def normalize_code(text: str) -> str:

@@ -2,9 +2,10 @@
 
 The checks run in a fixed order, so an attempt that fails several ways reports the first:
 the code exists, the user may buy at all, the code is live (not deactivated, started, not
-expired), the tariff exists and the code covers it, the user is in the code's audience, and
-last the counters (uses left, then the user's own limit) — those are re-checked atomically in
-the database when a use is taken."""
+expired), the tariff exists and the code covers it and costs at least the code's minimum, the
+user is in the code's audience, it is their first purchase when the code asks for one, and
+last the counters (uses left, budget left for this discount, then the user's own limit) —
+those are re-checked atomically in the database when a use is taken."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from loyalty_service.domain.codes import CodeStatus, PromoCode, status_of
+from loyalty_service.domain.pricing import discount_amount
 from loyalty_service.domain.reasons import Reason
 
 _STATUS_REASON = {
@@ -42,6 +44,7 @@ class Attempt:
     in_audience: bool
     user_uses: int
     now: datetime
+    has_purchase: bool = False  # a pending or completed one
 
 
 def _tariff_reason(code: PromoCode, tariff: Tariff | None) -> Reason | None:
@@ -51,12 +54,21 @@ def _tariff_reason(code: PromoCode, tariff: Tariff | None) -> Reason | None:
         return Reason.PROMO_CODE_NOT_FOR_TARIFF
     if code.currency != tariff.currency:
         return Reason.PROMO_CODE_NOT_FOR_TARIFF
+    if code.min_price is not None and tariff.price < code.min_price:
+        return Reason.PROMO_CODE_BELOW_MINIMUM
     return None
 
 
-def _counter_reason(code: PromoCode, user_uses: int) -> Reason | None:
+def _budget_allows(code: PromoCode, tariff: Tariff) -> bool:
+    left = code.budget_left
+    return left is None or discount_amount(tariff.price, code.discount, code.max_discount) <= left
+
+
+def _counter_reason(code: PromoCode, tariff: Tariff, user_uses: int) -> Reason | None:
     if code.uses_left == 0:
         return Reason.PROMO_CODE_EXHAUSTED
+    if not _budget_allows(code, tariff):
+        return Reason.PROMO_CODE_BUDGET_SPENT
     if code.per_user_limit and user_uses >= code.per_user_limit:
         return Reason.PROMO_CODE_USER_LIMIT_REACHED
     return None
@@ -74,6 +86,9 @@ def rejection_reason(attempt: Attempt) -> Reason | None:
     tariff_reason = _tariff_reason(code, attempt.tariff)
     if tariff_reason is not None:
         return tariff_reason
+    assert attempt.tariff is not None
     if not attempt.in_audience:
         return Reason.PROMO_CODE_NOT_FOR_USER
-    return _counter_reason(code, attempt.user_uses)
+    if code.first_purchase_only and attempt.has_purchase:
+        return Reason.PROMO_CODE_FIRST_PURCHASE_ONLY
+    return _counter_reason(code, attempt.tariff, attempt.user_uses)

@@ -31,17 +31,20 @@ def percent_of(amount: int, percent: int) -> int:
     return (amount * percent + 50) // 100
 
 
-def discount_amount(base: int, discount: Discount) -> int:
+def discount_amount(base: int, discount: Discount, cap: int | None = None) -> int:
+    """The discount off `base`; `cap` (a percent code's max_discount) bounds it."""
     if discount.kind is DiscountKind.PERCENT_OFF:
         raw = percent_of(base, discount.value)
     elif discount.kind is DiscountKind.AMOUNT_OFF:
         raw = discount.value
     else:
         raw = base - discount.value
+    if cap is not None:
+        raw = min(raw, cap)
     # Never below zero nor above the base price, whatever the code says.
     return min(max(raw, 0), base)
 
 
-def quote(base: int, discount: Discount) -> Price:
-    off = discount_amount(base, discount)
+def quote(base: int, discount: Discount, cap: int | None = None) -> Price:
+    off = discount_amount(base, discount, cap)
     return Price(base=base, discount=off, final=base - off)

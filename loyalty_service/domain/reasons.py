@@ -18,6 +18,9 @@ class Reason(StrEnum):
     PROMO_CODE_USER_LIMIT_REACHED = "PROMO_CODE_USER_LIMIT_REACHED"
     PROMO_CODE_NOT_FOR_USER = "PROMO_CODE_NOT_FOR_USER"
     PROMO_CODE_NOT_FOR_TARIFF = "PROMO_CODE_NOT_FOR_TARIFF"
+    PROMO_CODE_BUDGET_SPENT = "PROMO_CODE_BUDGET_SPENT"
+    PROMO_CODE_FIRST_PURCHASE_ONLY = "PROMO_CODE_FIRST_PURCHASE_ONLY"
+    PROMO_CODE_BELOW_MINIMUM = "PROMO_CODE_BELOW_MINIMUM"
     TARIFF_NOT_FOUND = "TARIFF_NOT_FOUND"
     USER_BLOCKED = "USER_BLOCKED"
     USER_DELETED = "USER_DELETED"
@@ -45,6 +48,9 @@ KIND: dict[Reason, ErrorKind] = {
     Reason.PROMO_CODE_USER_LIMIT_REACHED: ErrorKind.FAILED_PRECONDITION,
     Reason.PROMO_CODE_NOT_FOR_USER: ErrorKind.PERMISSION_DENIED,
     Reason.PROMO_CODE_NOT_FOR_TARIFF: ErrorKind.FAILED_PRECONDITION,
+    Reason.PROMO_CODE_BUDGET_SPENT: ErrorKind.FAILED_PRECONDITION,
+    Reason.PROMO_CODE_FIRST_PURCHASE_ONLY: ErrorKind.FAILED_PRECONDITION,
+    Reason.PROMO_CODE_BELOW_MINIMUM: ErrorKind.FAILED_PRECONDITION,
     Reason.TARIFF_NOT_FOUND: ErrorKind.NOT_FOUND,
     Reason.USER_BLOCKED: ErrorKind.PERMISSION_DENIED,
     Reason.USER_DELETED: ErrorKind.PERMISSION_DENIED,
@@ -70,6 +76,9 @@ MESSAGES: dict[Reason, str] = {
     Reason.PROMO_CODE_USER_LIMIT_REACHED: "you have used this promo code as often as allowed",
     Reason.PROMO_CODE_NOT_FOR_USER: "this promo code is not available to you",
     Reason.PROMO_CODE_NOT_FOR_TARIFF: "this promo code does not apply to this tariff",
+    Reason.PROMO_CODE_BUDGET_SPENT: "this promo code's budget is spent",
+    Reason.PROMO_CODE_FIRST_PURCHASE_ONLY: "this promo code is for a first purchase only",
+    Reason.PROMO_CODE_BELOW_MINIMUM: "this tariff costs less than this promo code requires",
     Reason.TARIFF_NOT_FOUND: "no such tariff",
     Reason.USER_BLOCKED: "this account is blocked",
     Reason.USER_DELETED: "this account is deleted",

@@ -19,6 +19,7 @@ from loyalty_service.domain.codes import (
     normalize_code,
 )
 from loyalty_service.domain.pricing import Discount, DiscountKind
+from loyalty_service.domain.schedule import MAX_DURATION_PERIODS, Duration
 
 MAX_BATCH = 10_000
 PREFIX_PATTERN = re.compile(r"^[A-Z0-9_-]{0,16}$")
@@ -47,6 +48,12 @@ class CodeSpec:
     user_ids: tuple[str, ...] = ()
     group_ids: tuple[str, ...] = ()
     description: str = ""
+    duration: Duration = Duration.ONCE
+    duration_periods: int = 0
+    max_discount: MoneyInput | None = None
+    budget: MoneyInput | None = None
+    first_purchase_only: bool = False
+    min_price: MoneyInput | None = None
 
 
 @dataclass
@@ -99,8 +106,29 @@ def _window_and_limits(problems: _Problems, spec: CodeSpec) -> None:
         problems.add("description", f"must be at most {MAX_DESCRIPTION} characters")
 
 
+def _duration(problems: _Problems, spec: CodeSpec) -> None:
+    if spec.duration is Duration.REPEATING:
+        if not 1 <= spec.duration_periods <= MAX_DURATION_PERIODS:
+            problems.add("duration_periods", f"must be 1 to {MAX_DURATION_PERIODS} for REPEATING")
+    elif spec.duration_periods != 0:
+        problems.add("duration_periods", "only a REPEATING duration takes periods")
+
+
+def _campaign_rules(problems: _Problems, spec: CodeSpec) -> None:
+    _duration(problems, spec)
+    if spec.max_discount is not None:
+        _money(problems, "max_discount", spec.max_discount, 1)
+        if spec.percent_off is None:
+            problems.add("max_discount", "only a percent_off discount takes a cap")
+    if spec.budget is not None:
+        _money(problems, "budget", spec.budget, 1)
+    if spec.min_price is not None:
+        _money(problems, "min_price", spec.min_price, 0)
+
+
 def _checked(spec: CodeSpec, problems: _Problems) -> None:
     _discount(problems, spec)
+    _campaign_rules(problems, spec)
     _window_and_limits(problems, spec)
     _ids(problems, "user_ids", spec.user_ids)
     _ids(problems, "group_ids", spec.group_ids)

@@ -9,7 +9,8 @@ import asyncpg
 
 from loyalty_service.domain.codes import PromoCode
 from loyalty_service.domain.pricing import Discount, DiscountKind
-from loyalty_service.domain.specs import CodeSpec
+from loyalty_service.domain.schedule import Duration
+from loyalty_service.domain.specs import CodeSpec, MoneyInput
 
 _AUDIENCE = (
     "array(SELECT u.user_id::text FROM promo_code_users u WHERE u.code = c.code"
@@ -47,8 +48,53 @@ def to_code(row: asyncpg.Record) -> PromoCode:
         tariff_ids=tuple(row["tariff_ids"]),
         all_users=row["all_users"],
         deactivated=row["deactivated_at"] is not None,
+        duration=Duration(row["duration"]),
+        duration_periods=row["duration_periods"],
+        max_discount=row["max_discount_minor"],
+        budget=row["budget_minor"],
+        budget_spent=row["budget_spent_minor"],
+        first_purchase_only=row["first_purchase_only"],
+        min_price=row["min_price_minor"],
         referrer_id=str(row["referrer_id"]) if row.get("referrer_id") else None,
     )
+
+
+def _money(amount: int | None, currency: str) -> MoneyInput | None:
+    return None if amount is None else MoneyInput(amount, currency)
+
+
+def to_spec(row: asyncpg.Record) -> CodeSpec:
+    """A stored code as the spec that would create it again (for export)."""
+    kind, value, currency = (
+        DiscountKind(row["discount_kind"]),
+        row["discount_value"],
+        row["currency"],
+    )
+    return CodeSpec(
+        code=row["code"],
+        fixed_price=_money(value, currency) if kind is DiscountKind.FIXED_PRICE else None,
+        percent_off=value if kind is DiscountKind.PERCENT_OFF else None,
+        amount_off=_money(value, currency) if kind is DiscountKind.AMOUNT_OFF else None,
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        max_uses=row["max_uses"],
+        per_user_limit=row["per_user_limit"],
+        tariff_ids=tuple(row["tariff_ids"]),
+        all_users=row["all_users"],
+        user_ids=tuple(row["user_ids"]),
+        group_ids=tuple(row["group_ids"]),
+        description=row["description"],
+        duration=Duration(row["duration"]),
+        duration_periods=row["duration_periods"],
+        max_discount=_money(row["max_discount_minor"], currency),
+        budget=_money(row["budget_minor"], currency),
+        first_purchase_only=row["first_purchase_only"],
+        min_price=_money(row["min_price_minor"], currency),
+    )
+
+
+def _minor(money: MoneyInput | None) -> int | None:
+    return None if money is None else money.amount_minor
 
 
 def _values(spec: CodeSpec, discount: Discount) -> tuple[Any, ...]:
@@ -62,20 +108,27 @@ def _values(spec: CodeSpec, discount: Discount) -> tuple[Any, ...]:
         list(spec.tariff_ids),
         spec.all_users,
         spec.description,
+        spec.duration.value,
+        spec.duration_periods,
+        _minor(spec.max_discount),
+        _minor(spec.budget),
+        spec.first_purchase_only,
+        _minor(spec.min_price),
     )
 
 
 _INSERT_COLUMNS = (
     "code, discount_kind, discount_value, starts_at, ends_at, max_uses, per_user_limit,"
-    " tariff_ids, all_users, description"
+    " tariff_ids, all_users, description, duration, duration_periods, max_discount_minor,"
+    " budget_minor, first_purchase_only, min_price_minor"
 )
+_VALUES = ", ".join(f"${n}" for n in range(2, 17))
 
 
 async def insert(conn: Any, code: str, spec: CodeSpec, discount: Discount) -> None:
     try:
         await conn.execute(
-            f"INSERT INTO promo_codes ({_INSERT_COLUMNS})"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            f"INSERT INTO promo_codes ({_INSERT_COLUMNS}) VALUES ($1, {_VALUES})",
             code,
             *_values(spec, discount),
         )
@@ -89,7 +142,7 @@ async def insert_batch(
     """Inserts the codes not taken yet; returns those it inserted."""
     rows = await conn.fetch(
         f"INSERT INTO promo_codes ({_INSERT_COLUMNS})"
-        " SELECT c, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM unnest($1::text[]) c"
+        f" SELECT c, {_VALUES} FROM unnest($1::text[]) c"
         " ON CONFLICT (code) DO NOTHING RETURNING code",
         codes,
         *_values(spec, discount),
@@ -162,6 +215,8 @@ async def attempt(conn: Any, code: str, tariff_id: str, user_id: str) -> asyncpg
         "  coalesce(u.status, 'ACTIVE') AS user_status,"
         "  coalesce((SELECT uses FROM user_code_uses x WHERE x.code = c.code AND x.user_id = $3),"
         "    0) AS user_uses,"
+        "  EXISTS (SELECT 1 FROM purchases p WHERE p.user_id = $3"
+        "    AND p.status IN ('PENDING', 'COMPLETED')) AS has_purchase,"
         "  (c.all_users"
         "   OR EXISTS (SELECT 1 FROM promo_code_users a WHERE a.code = c.code AND a.user_id = $3)"
         "   OR EXISTS (SELECT 1 FROM promo_code_groups g JOIN group_members m USING (group_id)"
@@ -177,14 +232,39 @@ async def attempt(conn: Any, code: str, tariff_id: str, user_id: str) -> asyncpg
     return row
 
 
-async def take_use(conn: Any, code: str) -> bool:
-    """Takes one use if any is left: one conditional statement, safe under any concurrency."""
+async def take_use(conn: Any, code: str, discount: int) -> bool:
+    """Takes one use and `discount` of the budget if both are left: one conditional
+    statement, so exact under any concurrency (the row lock orders the racers)."""
     taken = await conn.fetchval(
-        "UPDATE promo_codes SET uses = uses + 1"
-        " WHERE code = $1 AND (max_uses = 0 OR uses < max_uses) RETURNING true",
+        "UPDATE promo_codes SET uses = uses + 1, budget_spent_minor = budget_spent_minor + $2"
+        " WHERE code = $1 AND (max_uses = 0 OR uses < max_uses)"
+        "   AND (budget_minor IS NULL OR budget_spent_minor + $2 <= budget_minor)"
+        " RETURNING true",
         code,
+        discount,
     )
     return bool(taken)
+
+
+async def out_of_uses(conn: Any, code: str) -> bool:
+    """After a refused take_use: whether the uses ran out (else it was the budget)."""
+    exhausted = await conn.fetchval(
+        "SELECT max_uses > 0 AND uses >= max_uses FROM promo_codes WHERE code = $1", code
+    )
+    return bool(exhausted)
+
+
+async def lock_first_purchase(conn: Any, user_id: str, purchase_id: str) -> bool:
+    """Whether `purchase_id` is the user's only live purchase. The advisory lock makes
+    first-purchase-only redemptions of one user queue, so two cannot both be first."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 19))", user_id)
+    other = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM purchases WHERE user_id = $1 AND purchase_id <> $2"
+        " AND status IN ('PENDING', 'COMPLETED'))",
+        user_id,
+        purchase_id,
+    )
+    return not other
 
 
 async def take_user_use(conn: Any, code: str, user_id: str, limit: int) -> bool:
@@ -200,8 +280,13 @@ async def take_user_use(conn: Any, code: str, user_id: str, limit: int) -> bool:
     return bool(taken)
 
 
-async def give_back(conn: Any, code: str, user_id: str) -> None:
-    await conn.execute("UPDATE promo_codes SET uses = uses - 1 WHERE code = $1", code)
+async def give_back(conn: Any, code: str, user_id: str, discount: int) -> None:
+    await conn.execute(
+        "UPDATE promo_codes SET uses = uses - 1, budget_spent_minor = budget_spent_minor - $2"
+        " WHERE code = $1",
+        code,
+        discount,
+    )
     await conn.execute(
         "UPDATE user_code_uses SET uses = uses - 1 WHERE code = $1 AND user_id = $2",
         code,
@@ -219,6 +304,9 @@ async def active_for_user(
         " LEFT JOIN user_code_uses x ON x.code = c.code AND x.user_id = $1"
         f" WHERE {STATUS_SQL['ACTIVE'].format(now='$2')}"
         "   AND (c.per_user_limit = 0 OR coalesce(x.uses, 0) < c.per_user_limit)"
+        "   AND (c.budget_minor IS NULL OR c.budget_spent_minor < c.budget_minor)"
+        "   AND (NOT c.first_purchase_only OR NOT EXISTS (SELECT 1 FROM purchases p"
+        "     WHERE p.user_id = $1 AND p.status IN ('PENDING', 'COMPLETED')))"
         "   AND (c.all_users"
         "     OR EXISTS (SELECT 1 FROM promo_code_users a WHERE a.code = c.code AND a.user_id = $1)"
         "     OR EXISTS (SELECT 1 FROM promo_code_groups g JOIN group_members m USING (group_id)"

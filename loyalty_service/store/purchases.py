@@ -19,12 +19,13 @@ async def insert(
     tariff: Tariff,
     price: Price,
     request_id: str | None,
+    duration: tuple[str, int] = ("ONCE", 0),
 ) -> asyncpg.Record | None:
     """The new PENDING purchase, or None when this user already used this request id."""
     row: asyncpg.Record | None = await conn.fetchrow(
         "INSERT INTO purchases (purchase_id, user_id, code, tariff_id, base_minor,"
-        " discount_minor, final_minor, currency, status, request_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PENDING', $9)"
+        " discount_minor, final_minor, currency, status, request_id, duration, duration_periods)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PENDING', $9, $10, $11)"
         " ON CONFLICT (user_id, request_id) DO NOTHING RETURNING *",
         purchase_id,
         user_id,
@@ -35,6 +36,7 @@ async def insert(
         price.final,
         tariff.currency,
         request_id,
+        *duration,
     )
     return row
 
@@ -64,7 +66,8 @@ async def set_status(conn: Any, purchase_id: str, status: str) -> asyncpg.Record
 
 
 async def expire_stale(conn: Any, older_than: datetime, limit: int) -> int:
-    """Expires PENDING purchases created before `older_than` and gives their uses back.
+    """Expires PENDING purchases created before `older_than` and gives their uses and
+    discounts back.
 
     SKIP LOCKED lets several replicas sweep at once, and skips purchases that a confirm or
     cancel holds right now; the status change and the give-back (of the code's use and of a
@@ -75,13 +78,15 @@ async def expire_stale(conn: Any, older_than: datetime, limit: int) -> int:
         "  ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
         "), expired AS ("
         "  UPDATE purchases p SET status = 'EXPIRED', updated_at = now() FROM stale s"
-        "  WHERE p.purchase_id = s.purchase_id RETURNING p.purchase_id, p.code, p.user_id"
+        "  WHERE p.purchase_id = s.purchase_id"
+        "  RETURNING p.purchase_id, p.code, p.user_id, p.discount_minor"
         "), referrals_back AS ("
         "  UPDATE referrals r SET status = 'EXPIRED' FROM expired e"
         "  WHERE r.purchase_id = e.purchase_id AND r.status = 'PENDING'"
         "), codes AS ("
-        "  UPDATE promo_codes c SET uses = c.uses - e.n"
-        "  FROM (SELECT code, count(*) AS n FROM expired GROUP BY code) e WHERE c.code = e.code"
+        "  UPDATE promo_codes c SET uses = c.uses - e.n, budget_spent_minor = c.budget_spent_minor"
+        "    - e.d FROM (SELECT code, count(*) AS n, sum(discount_minor) AS d FROM expired"
+        "    GROUP BY code) e WHERE c.code = e.code"
         "), holders AS ("
         "  UPDATE user_code_uses x SET uses = x.uses - e.n"
         "  FROM (SELECT code, user_id, count(*) AS n FROM expired GROUP BY code, user_id) e"

@@ -91,3 +91,57 @@ def test_ready_means_serving_and_a_signal_stops_everything(stop_signal: int) -> 
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
+
+
+def _free_base() -> int:
+    """A free port whose +10 neighbour (replica 1's port) is free too."""
+    while True:
+        port = free_port()
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port + 10)) != 0:
+                return port
+
+
+def _shift(address: str, by: int) -> str:
+    host, _, port = address.rpartition(":")
+    return f"{host}:{int(port) + by}"
+
+
+def test_two_replicas_serve_and_one_dying_leaves_the_others_serving() -> None:
+    env = {
+        **os.environ,
+        "AUTH_GRPC_ADDR": f"127.0.0.1:{_free_base()}",
+        "LOYALTY_GRPC_ADDR": f"127.0.0.1:{_free_base()}",
+        "GATEWAY_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+    }
+    for service in ("auth_service", "loyalty_service"):
+        run([sys.executable, "-m", service, "migrate"], env)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "common.launcher", "--replicas", "2"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    replicas = [env[v] for v in ("AUTH_GRPC_ADDR", "LOYALTY_GRPC_ADDR")]
+    replicas += [_shift(address, 10) for address in replicas]
+    try:
+        lines = _lines(launcher.stdout)
+        started = _wait_for_line(lines, "ready", 120)
+        assert all(grpc_serving(address) for address in replicas)
+        pid = next(int(line.split()[-1]) for line in started if line.startswith("loyalty#1 "))
+        os.kill(pid, signal.SIGKILL)
+        _wait_for_line(lines, "loyalty#1 exited (-9); the other replicas keep serving", 10)
+        assert launcher.poll() is None
+        assert all(grpc_serving(address) for address in replicas if address != replicas[3])
+        gateway = f"http://{env['GATEWAY_HTTP_ADDR']}"
+        assert httpx.get(f"{gateway}/v1/tariffs").status_code == 401  # loyalty answered
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(30) == 0
+        for address in [*replicas, env["GATEWAY_HTTP_ADDR"]]:
+            assert not _listening(address), f"{address} still served after SIGTERM"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 import pytest
 
+from common.revocation import RevocationList
 from loyalty.promo.v1 import promo_pb2
 from loyalty_service.sweeper import forget_old_rejections
 from tests.fixtures.auth import AuthTestServer, TestUser
@@ -32,6 +33,10 @@ async def make_loyalty(auth_server: AuthTestServer) -> AsyncIterator[Any]:
         # Its own buckets: other tests' misses from 127.0.0.1 must not count here.
         overrides.setdefault("redis_key_prefix", own_prefix())
         started.append(await start_loyalty(loyalty_settings(auth_server.address, **overrides)))
+        # No session was revoked under this fresh prefix: say the (empty) list is complete, as
+        # auth does for its own prefix, or every token would be refused REVOCATIONS_RESTORING.
+        revocations = RevocationList(started[-1].app.redis, overrides["redis_key_prefix"])
+        await revocations.restore([])
         return started[-1]
 
     yield make

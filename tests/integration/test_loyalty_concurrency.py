@@ -1,19 +1,50 @@
-"""Every limit holds when hundreds of real RPCs race, and when they are forced to queue."""
+"""Every limit holds when hundreds of real RPCs race, and when they are forced to queue; each
+test runs against one loyalty server, then against two replicas behind one round-robin channel."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import grpc
+import pytest
 
 from loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import LoyaltyTestServer
+from tests.fixtures.replicas import Replicated, start_replicas, stop_replicas
 from tests.integration.test_loyalty_promo import new_code
 
 Code = grpc.StatusCode
+
+
+@pytest.fixture(params=["one server", "two replicas"])
+async def loyalty(
+    request: pytest.FixtureRequest, auth_server: AuthTestServer, loyalty_server: LoyaltyTestServer
+) -> AsyncIterator[LoyaltyTestServer]:
+    if request.param == "one server":
+        yield loyalty_server
+        return
+    # Fresh replicas per test, stopped after it: their pools must not hold PostgreSQL
+    # connections (100 for every run on this machine) through the other tests.
+    replicated = await start_replicas(auth_server)
+    yield replicated.front
+    await stop_replicas(replicated)
+
+
+async def test_round_robin_spreads_calls_over_both_replicas(
+    two_loyalty_replicas: Replicated, auth_server: AuthTestServer
+) -> None:
+    user = auth_server.token_for()
+    before = dict(two_loyalty_replicas.calls)
+    for _ in range(20):
+        await two_loyalty_replicas.front.promo.ListTariffs(
+            promo_pb2.ListTariffsRequest(), metadata=user.metadata()
+        )
+    served = {name: two_loyalty_replicas.calls[name] - before.get(name, 0) for name in "ab"}
+    assert sum(served.values()) == 20 and min(served.values()) >= 5, served
 
 
 async def _use_all(
@@ -47,63 +78,63 @@ async def _counters(loyalty: LoyaltyTestServer, code: str) -> tuple[int, int, in
 
 
 async def test_500_users_race_for_a_one_time_code(
-    loyalty_server: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    loyalty: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     code = new_code()
-    await loyalty_server.create_code(admin, code=code, percent_off=50, max_uses=1)
+    await loyalty.create_code(admin, code=code, percent_off=50, max_uses=1)
     users = [auth_server.token_for() for _ in range(500)]
-    purchases, errors = await _use_all(loyalty_server, users, code)
+    purchases, errors = await _use_all(loyalty, users, code)
     assert len(purchases) == 1
     assert {e.code() for e in errors} == {Code.FAILED_PRECONDITION}
-    assert await _counters(loyalty_server, code) == (1, 1, 1)
+    assert await _counters(loyalty, code) == (1, 1, 1)
 
 
 async def test_500_users_race_for_50_uses(
-    loyalty_server: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    loyalty: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     code = new_code()
-    await loyalty_server.create_code(admin, code=code, percent_off=50, max_uses=50)
+    await loyalty.create_code(admin, code=code, percent_off=50, max_uses=50)
     users = [auth_server.token_for() for _ in range(500)]
-    purchases, errors = await _use_all(loyalty_server, users, code)
+    purchases, errors = await _use_all(loyalty, users, code)
     assert len(purchases) == 50 and len(errors) == 450
     assert len({p.user_id for p in purchases}) == 50
-    assert await _counters(loyalty_server, code) == (50, 50, 50)
+    assert await _counters(loyalty, code) == (50, 50, 50)
 
 
 async def test_one_user_100_times_with_a_limit_of_2(
-    loyalty_server: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    loyalty: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     code = new_code()
-    await loyalty_server.create_code(admin, code=code, percent_off=50, per_user_limit=2)
+    await loyalty.create_code(admin, code=code, percent_off=50, per_user_limit=2)
     user = auth_server.token_for()
-    purchases, errors = await _use_all(loyalty_server, [user] * 100, code)
+    purchases, errors = await _use_all(loyalty, [user] * 100, code)
     assert len(purchases) == 2 and len(errors) == 98
-    assert await _counters(loyalty_server, code) == (2, 2, 2)
+    assert await _counters(loyalty, code) == (2, 2, 2)
 
 
 async def test_100_calls_with_one_request_id_make_one_purchase(
-    loyalty_server: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    loyalty: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     code = new_code()
-    await loyalty_server.create_code(admin, code=code, percent_off=50, per_user_limit=0)
+    await loyalty.create_code(admin, code=code, percent_off=50, per_user_limit=0)
     user = auth_server.token_for()
-    purchases, errors = await _use_all(loyalty_server, [user] * 100, code, request_id="pay-1")
+    purchases, errors = await _use_all(loyalty, [user] * 100, code, request_id="pay-1")
     assert errors == []
     assert len({p.purchase_id for p in purchases}) == 1
-    assert await _counters(loyalty_server, code) == (1, 1, 1)
+    assert await _counters(loyalty, code) == (1, 1, 1)
 
 
 async def test_counters_match_purchases_after_a_burst_of_uses_and_cancels(
-    loyalty_server: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    loyalty: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     code = new_code()
-    await loyalty_server.create_code(admin, code=code, percent_off=50, max_uses=120)
+    await loyalty.create_code(admin, code=code, percent_off=50, max_uses=120)
     users = [auth_server.token_for() for _ in range(200)]
-    first, _ = await _use_all(loyalty_server, users, code)
+    first, _ = await _use_all(loyalty, users, code)
     assert len(first) == 120
     by_owner = {u.user_id: u for u in users}
     cancels = [
-        loyalty_server.promo.CancelPromoCodeUse(
+        loyalty.promo.CancelPromoCodeUse(
             promo_pb2.CancelPromoCodeUseRequest(purchase_id=p.purchase_id),
             metadata=by_owner[p.user_id].metadata(),
         )
@@ -111,7 +142,7 @@ async def test_counters_match_purchases_after_a_burst_of_uses_and_cancels(
         for _ in range(2)  # each cancelled twice at once: the use comes back once
     ]
     confirms = [
-        loyalty_server.promo.ConfirmPurchase(
+        loyalty.promo.ConfirmPurchase(
             promo_pb2.ConfirmPurchaseRequest(purchase_id=p.purchase_id),
             metadata=by_owner[p.user_id].metadata(),
         )
@@ -119,42 +150,44 @@ async def test_counters_match_purchases_after_a_burst_of_uses_and_cancels(
     ]
     late = [auth_server.token_for() for _ in range(100)]
     uses = [
-        loyalty_server.promo.UsePromoCode(
+        loyalty.promo.UsePromoCode(
             promo_pb2.UsePromoCodeRequest(code=code, tariff_id="monthly"), metadata=u.metadata()
         )
         for u in late
     ]
     await asyncio.gather(*cancels, *confirms, *uses, return_exceptions=True)
-    uses_taken, held, per_user = await _counters(loyalty_server, code)
+    uses_taken, held, per_user = await _counters(loyalty, code)
     assert uses_taken == held == per_user
     assert uses_taken <= 120
 
 
 async def test_uses_queued_behind_a_held_row_lock_still_stop_at_the_limit(
-    loyalty_server: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    loyalty: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     """Racing calls may finish one by one; here they are made to pile up on the same row."""
     code = new_code()
-    await loyalty_server.create_code(admin, code=code, percent_off=50, max_uses=10)
+    await loyalty.create_code(admin, code=code, percent_off=50, max_uses=10)
     users = [auth_server.token_for() for _ in range(60)]
-    pool: asyncpg.Pool = loyalty_server.app.pool
-    holder = await asyncpg.connect(loyalty_server.app.settings.loyalty_database_url)
+    pool: asyncpg.Pool = loyalty.app.pool
+    holder = await asyncpg.connect(loyalty.app.settings.loyalty_database_url)
     try:
         lock = holder.transaction()
         await lock.start()
         await holder.execute("SELECT 1 FROM promo_codes WHERE code = $1 FOR UPDATE", code)
-        racing = asyncio.ensure_future(_use_all(loyalty_server, users, code))
-        await _wait_for_lock_waiters(pool, at_least=20)
+        racing = asyncio.ensure_future(_use_all(loyalty, users, code))
+        # Enough to force the queue, and within reach of two replicas' small pools.
+        await _wait_for_lock_waiters(pool, at_least=12)
         await lock.rollback()
         purchases, errors = await racing
     finally:
         await holder.close()
     assert len(purchases) == 10 and len(errors) == 50
-    assert await _counters(loyalty_server, code) == (10, 10, 10)
+    assert await _counters(loyalty, code) == (10, 10, 10)
 
 
-async def _wait_for_lock_waiters(pool: asyncpg.Pool, at_least: int) -> None:
-    """Polls until that many transactions wait on a row lock (deadline: 30 s)."""
+async def _wait_for_lock_waiters(pool: asyncpg.Pool | asyncpg.Connection, at_least: int) -> None:
+    """Polls until that many transactions wait on a row lock (deadline: 30 s). Pass a
+    connection of its own when the racers may take every connection of the server's pool."""
     deadline = asyncio.get_running_loop().time() + 30
     while asyncio.get_running_loop().time() < deadline:
         waiting = await pool.fetchval(

@@ -120,6 +120,8 @@ def test_the_operations_guide_documents_every_variable() -> None:
 
 
 def _host(url_or_address: str) -> str:
+    if url_or_address.startswith("dns:///"):  # a gRPC target: every replica of a name
+        url_or_address = url_or_address.removeprefix("dns:///")
     if "://" in url_or_address:
         return urlsplit(url_or_address).hostname or ""
     return url_or_address.rpartition(":")[0]
@@ -177,3 +179,18 @@ def test_credentials_reach_every_process_from_the_environment(compose: dict[str,
     for name in ("auth", "loyalty", "gateway", "auth-migrate", "loyalty-migrate"):
         url = urlsplit(services[name]["environment"]["RABBITMQ_URL"])
         assert (url.username, url.password) == ("loyalty", "mq-secret-from-env")
+
+
+@pytest.mark.parametrize("name", ["auth", "loyalty"])
+def test_auth_and_loyalty_scale_and_are_reached_through_dns(
+    compose: dict[str, Any], name: str
+) -> None:
+    """`docker compose up --scale loyalty=2` needs replicas that publish no fixed host port,
+    and clients that balance over every address the service's name resolves to."""
+    services = compose["services"]
+    for port in services[name].get("ports", []):
+        assert isinstance(port, dict) and not port.get("published"), port
+    variable = f"{name.upper()}_GRPC_ADDR"
+    for client in {"auth": ["loyalty", "gateway"], "loyalty": ["gateway"]}[name]:
+        target = services[client]["environment"][variable]
+        assert target == f"dns:///{name}:{APPS[name][2][0]}", (client, target)

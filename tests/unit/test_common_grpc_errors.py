@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import asyncpg
 import grpc
+import pytest
 import structlog
 from google.protobuf import empty_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from common.db import never_sent
 from common.errors import ErrorKind, InvalidArgument, ServiceError
 from common.grpc_errors import status_for
 from common.grpc_server import _run
@@ -42,6 +44,20 @@ def test_dependency_failure_is_unavailable_and_bugs_are_not_mapped() -> None:
     assert status_for(KeyError("bug")) is None
 
 
+def test_a_connection_broken_by_a_postgres_restart_is_unavailable_not_internal() -> None:
+    """What the PostgreSQL-restart drill met: a pooled connection left mid-protocol."""
+    broken = asyncpg.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"
+    )
+    closed = asyncpg.InterfaceError("connection is closed")
+    for error in (broken, closed):
+        status = status_for(error)
+        assert status is not None and status.code == grpc.StatusCode.UNAVAILABLE
+        assert never_sent(error)  # so the pool's one-statement helpers send it again
+    assert not never_sent(asyncpg.exceptions.ConnectionDoesNotExistError("mid-operation"))
+    assert status_for(asyncpg.InterfaceError("cannot use Connection.transaction()")) is None
+
+
 def test_postgres_data_exceptions_are_invalid_argument() -> None:
     for error in (
         asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence: 0x00"),
@@ -60,6 +76,7 @@ class _Context:
 
     async def abort_with_status(self, status: grpc.Status) -> None:
         self.status = status
+        raise grpc.aio.AbortError()  # as grpc.aio's context does
 
 
 async def test_a_data_exception_is_answered_invalid_argument_and_logged() -> None:
@@ -67,7 +84,7 @@ async def test_a_data_exception_is_answered_invalid_argument_and_logged() -> Non
         raise asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence: 0x00")
 
     context = _Context()
-    with structlog.testing.capture_logs() as logs:
+    with structlog.testing.capture_logs() as logs, pytest.raises(grpc.aio.AbortError):
         await _run(handler, empty_pb2.Empty(), context)  # type: ignore[arg-type]
     assert context.status is not None
     assert context.status.code == grpc.StatusCode.INVALID_ARGUMENT

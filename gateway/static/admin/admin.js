@@ -10,19 +10,35 @@ function say(text, kind = "ok") {
   box.className = kind;
 }
 
-async function api(method, path, body) {
-  const headers = { "Content-Type": "application/json" };
+async function send(method, path, body, contentType = "application/json") {
+  const headers = { "Content-Type": contentType };
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  const response = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
-  const data = await response.json().catch(() => ({}));
+  const response = await fetch(path, { method, headers, body });
   if (!response.ok) {
+    const data = await response.json().catch(() => ({}));
     const info = (data.details || []).find((d) => d.reason);
     const error = new Error(`${data.message || response.statusText}${info ? ` (${info.reason})` : ""}`);
     error.status = response.status;
     throw error;
   }
-  return data;
+  return response;
 }
+
+async function api(method, path, body) {
+  const response = await send(method, path, body ? JSON.stringify(body) : undefined);
+  return response.json().catch(() => ({}));
+}
+
+function download(blob, name) {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
+const rubles = (money) => (money ? `${(Number(money.amountMinor) / 100).toFixed(2)} ${money.currency}` : "");
 
 function claims(token) {
   const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
@@ -160,7 +176,62 @@ function specFrom(form) {
   spec[form.kind.value] = form.kind.value === "percentOff" ? value : { amountMinor: String(value), currency: "RUB" };
   if (form.startsAt.value) spec.startsAt = new Date(form.startsAt.value).toISOString();
   if (form.endsAt.value) spec.endsAt = new Date(form.endsAt.value).toISOString();
-  return spec;
+  return { ...spec, ...campaignRules(form) };
+}
+
+function campaignRules(form) {
+  const rules = {
+    duration: form.duration.value,
+    durationPeriods: Number(form.durationPeriods.value || 0),
+    firstPurchaseOnly: form.firstPurchaseOnly.checked,
+  };
+  for (const name of ["maxDiscount", "budget", "minPrice"]) {
+    if (form[name].value !== "") rules[name] = { amountMinor: String(form[name].value), currency: "RUB" };
+  }
+  return rules;
+}
+
+function durationText(spec) {
+  const name = statusName(spec.duration, "DURATION_");
+  if (name === "REPEATING") return `${spec.durationPeriods} periods`;
+  return name === "FOREVER" ? "forever" : "once";
+}
+
+async function exportCodes() {
+  const form = $("#code-search");
+  const params = new URLSearchParams({ query: form.query.value });
+  if (form.status.value) params.set("status", `PROMO_CODE_STATUS_${form.status.value}`);
+  try {
+    const response = await send("GET", `/v1/admin/promocodes:export?${params}`);
+    download(await response.blob(), "promo-codes-export.csv");
+    say("Exported the codes found.");
+  } catch (error) { handle(error); }
+}
+
+async function importCodes() {
+  const file = $("#import-file").files[0];
+  if (!file) { say("Choose a CSV file first.", "error"); return; }
+  try {
+    const response = await send("POST", "/v1/admin/promocodes:import", await file.text(), "text/csv");
+    showImport(await response.json());
+    await loadCodes(true);
+  } catch (error) { handle(error); }
+}
+
+function showImport(answer) {
+  const table = $("#import-table");
+  const body = $("#import-table tbody");
+  body.textContent = "";
+  for (const r of answer.results) {
+    const row = body.insertRow();
+    row.dataset.row = r.row;
+    cell(row, r.row);
+    cell(row, r.code);
+    if (r.created) cell(row, "created", "ok");
+    else cell(row, `failed: ${r.reason} ${r.message}`, "failed");
+  }
+  table.hidden = !answer.results.length;
+  $("#import-summary").textContent = `Imported ${answer.created || 0}, failed ${answer.failed || 0}.`;
 }
 
 async function createCode(event) {
@@ -180,12 +251,7 @@ async function generate() {
       spec: specFrom(form), count: Number(form.count.value || 0), prefix: form.prefix.value,
     });
     const csv = "code\n" + made.codes.join("\n") + "\n";
-    const link = document.createElement("a");
-    link.href = URL.createObjectURL(new Blob([csv], { type: "text/csv" }));
-    link.download = `promo-codes-${made.codes.length}.csv`;
-    document.body.append(link);
-    link.click();
-    link.remove();
+    download(new Blob([csv], { type: "text/csv" }), `promo-codes-${made.codes.length}.csv`);
     say(`Generated ${made.codes.length} codes.`);
     await loadCodes(true);
   } catch (error) { handle(error); }
@@ -228,7 +294,11 @@ async function openCode(code) {
     ["per-user limit", spec.perUserLimit || "unlimited"], ["tariffs", spec.tariffIds.join(", ") || "all"],
     ["audience", spec.allUsers ? "all users" : `${spec.userIds.length} users, ${spec.groupIds.length} groups`],
     ["starts", spec.startsAt || "—"], ["ends", spec.endsAt || "—"],
+    ["discount lasts", durationText(spec)], ["percent cap", rubles(spec.maxDiscount) || "none"],
+    ["minimum price", rubles(spec.minPrice) || "none"], ["first purchase only", spec.firstPurchaseOnly ? "yes" : "no"],
   ]);
+  budgetBar(report);
+  dailyChart(report.daily || []);
   $("#deactivate").hidden = promo.deactivated;
   $("#deactivate").onclick = () => deactivate(promo.code);
   const byStatus = Object.entries(report.purchasesByStatus || {});
@@ -261,6 +331,69 @@ async function openCode(code) {
     cell(row, r.tariffId);
     cell(row, r.reason);
   }
+}
+
+function budgetBar(report) {
+  const bar = $("#budget-bar");
+  const granted = Number(report.discountGranted?.amountMinor || 0);
+  const budget = report.budget ? Number(report.budget.amountMinor) : 0;
+  const share = budget ? Math.min(granted / budget, 1) : 0;
+  $(".fill", bar).style.width = `${share * 100}%`;
+  bar.classList.toggle("full", budget > 0 && granted >= budget);
+  bar.hidden = !budget;
+  bar.setAttribute("aria-valuemax", String(budget));
+  bar.setAttribute("aria-valuenow", String(granted));
+  $("#budget-text").textContent = budget
+    ? `${rubles(report.discountGranted)} of ${rubles(report.budget)} granted (${Math.round(share * 100)}%)`
+    : `No budget; ${rubles(report.discountGranted) || "0.00 RUB"} granted.`;
+}
+
+const SERIES = ["uses", "confirms", "cancels", "rejections"];
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(name, attributes, parent) {
+  const node = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  parent.append(node);
+  return node;
+}
+
+// Grouped bars per UTC day, built as SVG nodes (no inline script or style: CSP-safe).
+function dailyChart(days) {
+  const root = $("#daily-chart");
+  root.textContent = "";
+  if (!days.length) { root.textContent = "No activity yet."; return; }
+  const slot = 60, height = 160, bar = 11;
+  const most = Math.max(1, ...days.flatMap((d) => SERIES.map((s) => Number(d[s] || 0))));
+  // At least 12 days wide, so a few days keep their bars narrow and their labels small.
+  const width = Math.max(days.length, 12) * slot + 10;
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height + 34}`, role: "img", preserveAspectRatio: "xMinYMid meet" }, root);
+  svg("title", {}, chart).textContent = "Uses, confirms, cancels and rejections per UTC day";
+  days.forEach((day, index) => {
+    const group = svg("g", { class: "day", "data-date": day.date }, chart);
+    SERIES.forEach((series, n) => {
+      const value = Number(day[series] || 0);
+      const tall = (value / most) * height;
+      const rect = svg("rect", {
+        class: series, "data-value": value, x: index * slot + 8 + n * bar, y: height - tall, width: bar - 2, height: tall,
+      }, group);
+      svg("title", {}, rect).textContent = `${day.date} ${series}: ${value}`;
+    });
+    const label = svg("text", { x: index * slot + 8, y: height + 14 }, group);
+    label.textContent = day.date.slice(5);
+    const granted = svg("text", { class: "granted", x: index * slot + 8, y: height + 28 }, group);
+    granted.textContent = rubles(day.discountGranted).replace(" RUB", " ₽");
+  });
+  const legend = document.createElement("div");
+  legend.className = "legend";
+  for (const series of SERIES) {
+    const item = document.createElement("span");
+    const swatch = document.createElement("i");
+    swatch.className = series;
+    item.append(swatch, document.createTextNode(series));
+    legend.append(item);
+  }
+  root.append(legend);
 }
 
 // ---- users and groups -------------------------------------------------------------
@@ -451,6 +584,8 @@ $("#code-search").addEventListener("submit", (e) => { e.preventDefault(); loadCo
 $("#codes-more").addEventListener("click", () => loadCodes(false).catch(handle));
 $("#create-code").addEventListener("submit", createCode);
 $("#generate").addEventListener("click", generate);
+$("#export-codes").addEventListener("click", exportCodes);
+$("#import-codes").addEventListener("click", importCodes);
 $("#users-more").addEventListener("click", () => loadUsers(false).catch(handle));
 $("#user-find").addEventListener("submit", findUser);
 $("#users-all").addEventListener("click", () => { $("#user-find").reset(); loadUsers(true).catch(handle); });

@@ -65,6 +65,34 @@ PROMO_CODE_STATUS_EXHAUSTED: PromoCodeStatus.ValueType  # 4
 PROMO_CODE_STATUS_DEACTIVATED: PromoCodeStatus.ValueType  # 5
 Global___PromoCodeStatus: _TypeAlias = PromoCodeStatus  # noqa: Y015
 
+class _Duration:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DurationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Duration.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DURATION_UNSPECIFIED: _Duration.ValueType  # 0
+    """Read as ONCE, the default."""
+    DURATION_ONCE: _Duration.ValueType  # 1
+    """The first billing period only."""
+    DURATION_REPEATING: _Duration.ValueType  # 2
+    """The first `duration_periods` billing periods."""
+    DURATION_FOREVER: _Duration.ValueType  # 3
+    """Every billing period."""
+
+class Duration(_Duration, metaclass=_DurationEnumTypeWrapper):
+    """How long a discount lasts on a subscription (as Stripe's coupons say it)."""
+
+DURATION_UNSPECIFIED: Duration.ValueType  # 0
+"""Read as ONCE, the default."""
+DURATION_ONCE: Duration.ValueType  # 1
+"""The first billing period only."""
+DURATION_REPEATING: Duration.ValueType  # 2
+"""The first `duration_periods` billing periods."""
+DURATION_FOREVER: Duration.ValueType  # 3
+"""Every billing period."""
+Global___Duration: _TypeAlias = Duration  # noqa: Y015
+
 @_typing.final
 class Money(_message.Message):
     """An amount in minor units (kopecks) of an ISO 4217 currency; "RUB" when empty."""
@@ -119,6 +147,34 @@ class Tariff(_message.Message):
 Global___Tariff: _TypeAlias = Tariff  # noqa: Y015
 
 @_typing.final
+class PricePeriod(_message.Message):
+    """What the billing side charges: `periods` billing periods at `price`; periods 0 means every
+    period after. ONCE: [{1, discounted}, {0, base}]; REPEATING 3: [{3, discounted}, {0, base}];
+    FOREVER: [{0, discounted}].
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIODS_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    periods: _builtins.int
+    @_builtins.property
+    def price(self) -> Global___Money: ...
+    def __init__(
+        self,
+        *,
+        periods: _builtins.int = ...,
+        price: Global___Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["periods", b"periods", "price", b"price"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PricePeriod: _TypeAlias = PricePeriod  # noqa: Y015
+
+@_typing.final
 class PromoCodeSpec(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -135,6 +191,12 @@ class PromoCodeSpec(_message.Message):
     USER_IDS_FIELD_NUMBER: _builtins.int
     GROUP_IDS_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    DURATION_PERIODS_FIELD_NUMBER: _builtins.int
+    MAX_DISCOUNT_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
+    FIRST_PURCHASE_ONLY_FIELD_NUMBER: _builtins.int
+    MIN_PRICE_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """Empty: the server generates one."""
     percent_off: _builtins.int
@@ -146,6 +208,12 @@ class PromoCodeSpec(_message.Message):
     all_users: _builtins.bool
     """Audience: everyone, or the listed users and/or members of the listed groups."""
     description: _builtins.str
+    duration: Global___Duration.ValueType
+    """Campaign rules. UNSPECIFIED: ONCE."""
+    duration_periods: _builtins.int
+    """REPEATING only: how many billing periods, 1..120."""
+    first_purchase_only: _builtins.bool
+    """Only for a user with no pending or completed purchase."""
     @_builtins.property
     def fixed_price(self) -> Global___Money:
         """The tariff costs this; zero makes a free trial."""
@@ -166,6 +234,20 @@ class PromoCodeSpec(_message.Message):
     def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def group_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def max_discount(self) -> Global___Money:
+        """Percent codes only: the discount is at most this. Unset: no cap."""
+
+    @_builtins.property
+    def budget(self) -> Global___Money:
+        """The sum of discounts of the code's live (pending or completed) purchases never exceeds
+        it; a cancelled or expired purchase gives its discount back. Unset: no budget.
+        """
+
+    @_builtins.property
+    def min_price(self) -> Global___Money:
+        """The tariff's base price must reach it. Unset: any price."""
+
     def __init__(
         self,
         *,
@@ -182,10 +264,16 @@ class PromoCodeSpec(_message.Message):
         user_ids: _abc.Iterable[_builtins.str] | None = ...,
         group_ids: _abc.Iterable[_builtins.str] | None = ...,
         description: _builtins.str = ...,
+        duration: Global___Duration.ValueType = ...,
+        duration_periods: _builtins.int = ...,
+        max_discount: Global___Money | None = ...,
+        budget: Global___Money | None = ...,
+        first_purchase_only: _builtins.bool = ...,
+        min_price: Global___Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_per_user_limit", b"_per_user_limit", "amount_off", b"amount_off", "discount", b"discount", "ends_at", b"ends_at", "fixed_price", b"fixed_price", "per_user_limit", b"per_user_limit", "percent_off", b"percent_off", "starts_at", b"starts_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_per_user_limit", b"_per_user_limit", "amount_off", b"amount_off", "budget", b"budget", "discount", b"discount", "ends_at", b"ends_at", "fixed_price", b"fixed_price", "max_discount", b"max_discount", "min_price", b"min_price", "per_user_limit", b"per_user_limit", "percent_off", b"percent_off", "starts_at", b"starts_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_per_user_limit", b"_per_user_limit", "all_users", b"all_users", "amount_off", b"amount_off", "code", b"code", "description", b"description", "discount", b"discount", "ends_at", b"ends_at", "fixed_price", b"fixed_price", "group_ids", b"group_ids", "max_uses", b"max_uses", "per_user_limit", b"per_user_limit", "percent_off", b"percent_off", "starts_at", b"starts_at", "tariff_ids", b"tariff_ids", "user_ids", b"user_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_per_user_limit", b"_per_user_limit", "all_users", b"all_users", "amount_off", b"amount_off", "budget", b"budget", "code", b"code", "description", b"description", "discount", b"discount", "duration", b"duration", "duration_periods", b"duration_periods", "ends_at", b"ends_at", "first_purchase_only", b"first_purchase_only", "fixed_price", b"fixed_price", "group_ids", b"group_ids", "max_discount", b"max_discount", "max_uses", b"max_uses", "min_price", b"min_price", "per_user_limit", b"per_user_limit", "percent_off", b"percent_off", "starts_at", b"starts_at", "tariff_ids", b"tariff_ids", "user_ids", b"user_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__per_user_limit: _TypeAlias = _typing.Literal["per_user_limit"]  # noqa: Y015
     _WhichOneofArgType__per_user_limit: _TypeAlias = _typing.Literal["_per_user_limit", b"_per_user_limit"]  # noqa: Y015
@@ -209,6 +297,7 @@ class PromoCode(_message.Message):
     USES_LEFT_FIELD_NUMBER: _builtins.int
     DEACTIVATED_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    BUDGET_SPENT_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     status: Global___PromoCodeStatus.ValueType
     uses_taken: _builtins.int
@@ -219,6 +308,10 @@ class PromoCode(_message.Message):
     def spec(self) -> Global___PromoCodeSpec: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def budget_spent(self) -> Global___Money:
+        """The discounts of the live purchases, counted against spec.budget."""
+
     def __init__(
         self,
         *,
@@ -229,10 +322,11 @@ class PromoCode(_message.Message):
         uses_left: _builtins.int | None = ...,
         deactivated: _builtins.bool = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        budget_spent: Global___Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left", "created_at", b"created_at", "spec", b"spec", "uses_left", b"uses_left"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left", "budget_spent", b"budget_spent", "created_at", b"created_at", "spec", b"spec", "uses_left", b"uses_left"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left", "code", b"code", "created_at", b"created_at", "deactivated", b"deactivated", "spec", b"spec", "status", b"status", "uses_left", b"uses_left", "uses_taken", b"uses_taken"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left", "budget_spent", b"budget_spent", "code", b"code", "created_at", b"created_at", "deactivated", b"deactivated", "spec", b"spec", "status", b"status", "uses_left", b"uses_left", "uses_taken", b"uses_taken"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__uses_left: _TypeAlias = _typing.Literal["uses_left"]  # noqa: Y015
     _WhichOneofArgType__uses_left: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left"]  # noqa: Y015
@@ -255,11 +349,15 @@ class ActivePromoCode(_message.Message):
     TARIFF_IDS_FIELD_NUMBER: _builtins.int
     USES_LEFT_FOR_USER_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    DURATION_PERIODS_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     percent_off: _builtins.int
     uses_left_for_user: _builtins.int
     """How many more times this user may use it; unset when unlimited."""
     description: _builtins.str
+    duration: Global___Duration.ValueType
+    duration_periods: _builtins.int
     @_builtins.property
     def fixed_price(self) -> Global___Money: ...
     @_builtins.property
@@ -282,10 +380,12 @@ class ActivePromoCode(_message.Message):
         tariff_ids: _abc.Iterable[_builtins.str] | None = ...,
         uses_left_for_user: _builtins.int | None = ...,
         description: _builtins.str = ...,
+        duration: Global___Duration.ValueType = ...,
+        duration_periods: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_uses_left_for_user", b"_uses_left_for_user", "amount_off", b"amount_off", "discount", b"discount", "ends_at", b"ends_at", "fixed_price", b"fixed_price", "percent_off", b"percent_off", "starts_at", b"starts_at", "uses_left_for_user", b"uses_left_for_user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_uses_left_for_user", b"_uses_left_for_user", "amount_off", b"amount_off", "code", b"code", "description", b"description", "discount", b"discount", "ends_at", b"ends_at", "fixed_price", b"fixed_price", "percent_off", b"percent_off", "starts_at", b"starts_at", "tariff_ids", b"tariff_ids", "uses_left_for_user", b"uses_left_for_user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_uses_left_for_user", b"_uses_left_for_user", "amount_off", b"amount_off", "code", b"code", "description", b"description", "discount", b"discount", "duration", b"duration", "duration_periods", b"duration_periods", "ends_at", b"ends_at", "fixed_price", b"fixed_price", "percent_off", b"percent_off", "starts_at", b"starts_at", "tariff_ids", b"tariff_ids", "uses_left_for_user", b"uses_left_for_user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__uses_left_for_user: _TypeAlias = _typing.Literal["uses_left_for_user"]  # noqa: Y015
     _WhichOneofArgType__uses_left_for_user: _TypeAlias = _typing.Literal["_uses_left_for_user", b"_uses_left_for_user"]  # noqa: Y015
@@ -307,6 +407,7 @@ class Quote(_message.Message):
     BASE_PRICE_FIELD_NUMBER: _builtins.int
     DISCOUNT_FIELD_NUMBER: _builtins.int
     FINAL_PRICE_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     tariff_id: _builtins.str
     @_builtins.property
@@ -315,6 +416,10 @@ class Quote(_message.Message):
     def discount(self) -> Global___Money: ...
     @_builtins.property
     def final_price(self) -> Global___Money: ...
+    @_builtins.property
+    def schedule(self) -> _containers.RepeatedCompositeFieldContainer[Global___PricePeriod]:
+        """The prices the billing side charges, period by period."""
+
     def __init__(
         self,
         *,
@@ -323,10 +428,11 @@ class Quote(_message.Message):
         base_price: Global___Money | None = ...,
         discount: Global___Money | None = ...,
         final_price: Global___Money | None = ...,
+        schedule: _abc.Iterable[Global___PricePeriod] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["base_price", b"base_price", "discount", b"discount", "final_price", b"final_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_price", b"base_price", "code", b"code", "discount", b"discount", "final_price", b"final_price", "tariff_id", b"tariff_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_price", b"base_price", "code", b"code", "discount", b"discount", "final_price", b"final_price", "schedule", b"schedule", "tariff_id", b"tariff_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -347,6 +453,7 @@ class Purchase(_message.Message):
     DISCOUNT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
     purchase_id: _builtins.str
     code: _builtins.str
     tariff_id: _builtins.str
@@ -363,6 +470,10 @@ class Purchase(_message.Message):
     def discount(self) -> Global___Money: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def schedule(self) -> _containers.RepeatedCompositeFieldContainer[Global___PricePeriod]:
+        """The prices the billing side charges, period by period."""
+
     def __init__(
         self,
         *,
@@ -377,10 +488,11 @@ class Purchase(_message.Message):
         discount: Global___Money | None = ...,
         request_id: _builtins.str = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        schedule: _abc.Iterable[Global___PricePeriod] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["base_price", b"base_price", "created_at", b"created_at", "discount", b"discount", "final_price", b"final_price", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_price", b"base_price", "code", b"code", "created_at", b"created_at", "discount", b"discount", "final_price", b"final_price", "purchase_id", b"purchase_id", "request_id", b"request_id", "status", b"status", "tariff_id", b"tariff_id", "updated_at", b"updated_at", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_price", b"base_price", "code", b"code", "created_at", b"created_at", "discount", b"discount", "final_price", b"final_price", "purchase_id", b"purchase_id", "request_id", b"request_id", "schedule", b"schedule", "status", b"status", "tariff_id", b"tariff_id", "updated_at", b"updated_at", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1356,6 +1468,9 @@ class PromoCodeReport(_message.Message):
     USES_LEFT_FIELD_NUMBER: _builtins.int
     PURCHASES_BY_STATUS_FIELD_NUMBER: _builtins.int
     REJECTIONS_BY_REASON_FIELD_NUMBER: _builtins.int
+    DISCOUNT_GRANTED_FIELD_NUMBER: _builtins.int
+    DAILY_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     uses_taken: _builtins.int
     uses_left: _builtins.int
@@ -1368,6 +1483,18 @@ class PromoCodeReport(_message.Message):
     def rejections_by_reason(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Keyed by rejection reason, e.g. PROMO_CODE_EXPIRED."""
 
+    @_builtins.property
+    def discount_granted(self) -> Global___Money:
+        """The discounts of the live (pending or completed) purchases."""
+
+    @_builtins.property
+    def daily(self) -> _containers.RepeatedCompositeFieldContainer[Global___DailyStats]:
+        """One entry per UTC day with any activity, oldest first."""
+
+    @_builtins.property
+    def budget(self) -> Global___Money:
+        """The code's budget; unset when it has none."""
+
     def __init__(
         self,
         *,
@@ -1376,16 +1503,63 @@ class PromoCodeReport(_message.Message):
         uses_left: _builtins.int | None = ...,
         purchases_by_status: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         rejections_by_reason: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        discount_granted: Global___Money | None = ...,
+        daily: _abc.Iterable[Global___DailyStats] | None = ...,
+        budget: Global___Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left", "uses_left", b"uses_left"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left", "budget", b"budget", "discount_granted", b"discount_granted", "uses_left", b"uses_left"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left", "code", b"code", "purchases_by_status", b"purchases_by_status", "rejections_by_reason", b"rejections_by_reason", "uses_left", b"uses_left", "uses_taken", b"uses_taken"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left", "budget", b"budget", "code", b"code", "daily", b"daily", "discount_granted", b"discount_granted", "purchases_by_status", b"purchases_by_status", "rejections_by_reason", b"rejections_by_reason", "uses_left", b"uses_left", "uses_taken", b"uses_taken"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__uses_left: _TypeAlias = _typing.Literal["uses_left"]  # noqa: Y015
     _WhichOneofArgType__uses_left: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__uses_left) -> _WhichOneofReturnType__uses_left | None: ...
 
 Global___PromoCodeReport: _TypeAlias = PromoCodeReport  # noqa: Y015
+
+@_typing.final
+class DailyStats(_message.Message):
+    """One UTC day of a code's life."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    USES_FIELD_NUMBER: _builtins.int
+    CONFIRMS_FIELD_NUMBER: _builtins.int
+    CANCELS_FIELD_NUMBER: _builtins.int
+    REJECTIONS_FIELD_NUMBER: _builtins.int
+    DISCOUNT_GRANTED_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """YYYY-MM-DD, UTC."""
+    uses: _builtins.int
+    """Purchases made with the code that day."""
+    confirms: _builtins.int
+    """Purchases confirmed that day."""
+    cancels: _builtins.int
+    """Purchases cancelled or expired that day."""
+    rejections: _builtins.int
+    """Rejected attempts that day."""
+    @_builtins.property
+    def discount_granted(self) -> Global___Money:
+        """The discounts of that day's purchases that are still live."""
+
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        uses: _builtins.int = ...,
+        confirms: _builtins.int = ...,
+        cancels: _builtins.int = ...,
+        rejections: _builtins.int = ...,
+        discount_granted: Global___Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discount_granted", b"discount_granted"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancels", b"cancels", "confirms", b"confirms", "date", b"date", "discount_granted", b"discount_granted", "rejections", b"rejections", "uses", b"uses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DailyStats: _TypeAlias = DailyStats  # noqa: Y015
 
 @_typing.final
 class ListRejectionsRequest(_message.Message):
@@ -1474,3 +1648,113 @@ class ListRejectionsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListRejectionsResponse: _TypeAlias = ListRejectionsResponse  # noqa: Y015
+
+@_typing.final
+class ExportPromoCodesRequest(_message.Message):
+    """Filtered like ListPromoCodes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """Substring of the code, matched case-insensitively."""
+    status: Global___PromoCodeStatus.ValueType
+    """UNSPECIFIED: any status."""
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+        status: Global___PromoCodeStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["query", b"query", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportPromoCodesRequest: _TypeAlias = ExportPromoCodesRequest  # noqa: Y015
+
+@_typing.final
+class ImportPromoCodesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CSV_FIELD_NUMBER: _builtins.int
+    csv: _builtins.str
+    """CSV with a header row: the columns ExportPromoCodes writes (code and one discount
+    column at least). Over HTTP, the request body itself (text/csv).
+    """
+    def __init__(
+        self,
+        *,
+        csv: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["csv", b"csv"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportPromoCodesRequest: _TypeAlias = ImportPromoCodesRequest  # noqa: Y015
+
+@_typing.final
+class ImportRowResult(_message.Message):
+    """One data row of an import: the code it created, or why it created nothing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROW_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    row: _builtins.int
+    """1 = the first row after the header."""
+    code: _builtins.str
+    created: _builtins.bool
+    reason: _builtins.str
+    """Empty when created; else e.g. INVALID_ARGUMENT or PROMO_CODE_EXISTS."""
+    message: _builtins.str
+    """What was wrong, naming the column."""
+    def __init__(
+        self,
+        *,
+        row: _builtins.int = ...,
+        code: _builtins.str = ...,
+        created: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "created", b"created", "message", b"message", "reason", b"reason", "row", b"row"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportRowResult: _TypeAlias = ImportRowResult  # noqa: Y015
+
+@_typing.final
+class ImportPromoCodesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    created: _builtins.int
+    failed: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportRowResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ImportRowResult] | None = ...,
+        created: _builtins.int = ...,
+        failed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "failed", b"failed", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportPromoCodesResponse: _TypeAlias = ImportPromoCodesResponse  # noqa: Y015

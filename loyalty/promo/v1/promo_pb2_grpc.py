@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from loyalty.promo.v1 import promo_pb2 as loyalty_dot_promo_dot_v1_dot_promo__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -501,6 +502,16 @@ class PromoAdminServiceStub:
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetReferralReportRequest.SerializeToString,
                 response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralReport.FromString,
                 _registered_method=True)
+        self.ExportPromoCodes = channel.unary_stream(
+                '/loyalty.promo.v1.PromoAdminService/ExportPromoCodes',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportPromoCodesRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.ImportPromoCodes = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/ImportPromoCodes',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesResponse.FromString,
+                _registered_method=True)
 
 
 class PromoAdminServiceServicer:
@@ -610,6 +621,20 @@ class PromoAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportPromoCodes(self, request, context):
+        """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportPromoCodes(self, request, context):
+        """Creates a code per CSV row, each all-or-nothing; a bad row fails alone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PromoAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -697,6 +722,16 @@ def add_PromoAdminServiceServicer_to_server(servicer, server):
                     servicer.GetReferralReport,
                     request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetReferralReportRequest.FromString,
                     response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralReport.SerializeToString,
+            ),
+            'ExportPromoCodes': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportPromoCodes,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportPromoCodesRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'ImportPromoCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportPromoCodes,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1159,6 +1194,60 @@ class PromoAdminService:
             '/loyalty.promo.v1.PromoAdminService/GetReferralReport',
             loyalty_dot_promo_dot_v1_dot_promo__pb2.GetReferralReportRequest.SerializeToString,
             loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportPromoCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ExportPromoCodes',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportPromoCodesRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportPromoCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ImportPromoCodes',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from grpc import aio as _aio
 from loyalty.promo.v1 import promo_pb2 as _promo_pb2
 import abc as _abc_1
@@ -160,6 +161,10 @@ class PromoAdminServiceStub:
     """Replaces the referral program; affects future uses and rewards only."""
     GetReferralProgram: _grpc.UnaryUnaryMultiCallable[_promo_pb2.GetReferralProgramRequest, _promo_pb2.ReferralProgram]
     GetReferralReport: _grpc.UnaryUnaryMultiCallable[_promo_pb2.GetReferralReportRequest, _promo_pb2.ReferralReport]
+    ExportPromoCodes: _grpc.UnaryStreamMultiCallable[_promo_pb2.ExportPromoCodesRequest, _httpbody_pb2.HttpBody]
+    """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message."""
+    ImportPromoCodes: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ImportPromoCodesRequest, _promo_pb2.ImportPromoCodesResponse]
+    """Creates a code per CSV row, each all-or-nothing; a bad row fails alone."""
 
 @_typing.type_check_only
 class PromoAdminServiceAsyncStub(PromoAdminServiceStub):
@@ -184,6 +189,10 @@ class PromoAdminServiceAsyncStub(PromoAdminServiceStub):
     """Replaces the referral program; affects future uses and rewards only."""
     GetReferralProgram: _aio.UnaryUnaryMultiCallable[_promo_pb2.GetReferralProgramRequest, _promo_pb2.ReferralProgram]  # type: ignore[assignment]
     GetReferralReport: _aio.UnaryUnaryMultiCallable[_promo_pb2.GetReferralReportRequest, _promo_pb2.ReferralReport]  # type: ignore[assignment]
+    ExportPromoCodes: _aio.UnaryStreamMultiCallable[_promo_pb2.ExportPromoCodesRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message."""
+    ImportPromoCodes: _aio.UnaryUnaryMultiCallable[_promo_pb2.ImportPromoCodesRequest, _promo_pb2.ImportPromoCodesResponse]  # type: ignore[assignment]
+    """Creates a code per CSV row, each all-or-nothing; a bad row fails alone."""
 
 class PromoAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Role `admin` only."""
@@ -307,5 +316,21 @@ class PromoAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _promo_pb2.GetReferralReportRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_promo_pb2.ReferralReport, _abc.Awaitable[_promo_pb2.ReferralReport]]: ...
+
+    @_abc_1.abstractmethod
+    def ExportPromoCodes(
+        self,
+        request: _promo_pb2.ExportPromoCodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
+        """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message."""
+
+    @_abc_1.abstractmethod
+    def ImportPromoCodes(
+        self,
+        request: _promo_pb2.ImportPromoCodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.ImportPromoCodesResponse, _abc.Awaitable[_promo_pb2.ImportPromoCodesResponse]]:
+        """Creates a code per CSV row, each all-or-nothing; a bad row fails alone."""
 
 def add_PromoAdminServiceServicer_to_server(servicer: PromoAdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

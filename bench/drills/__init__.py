@@ -1,0 +1,1 @@
+"""`make drills`: dependency losses and a replica's death, against the real processes."""

@@ -1,0 +1,263 @@
+"""`make drills`: each drill takes a dependency away (or kills a replica) under a steady stream
+of uses through the gateway, then checks that nothing was lost; prints a table, and exits 1 on
+any INTERNAL (or other unexpected answer), counter mismatch, revoked token accepted, or lost
+event. Every service of the machine is brought back up at the end, whatever happened."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+import jwt
+
+from bench.drills import checks, services, system
+from bench.drills.load import RevokedProbe, Traffic, User
+
+PASSWORD = "drill password 1"
+STEADY_S = 2.0  # traffic before the fault
+AFTER_S = 3.0  # and after the service is back
+Fault = Callable[["Drills"], Awaitable[float]]  # returns when the service was back
+
+
+@dataclass
+class Outcome:
+    name: str
+    ok: int
+    unavailable: int
+    other: Counter[int]
+    recover_s: float
+    counters_equal: bool
+    events_lost: int
+    revoked_accepted: int
+
+    @property
+    def passed(self) -> bool:
+        unexpected = {status for status in self.other if status != 504}
+        return (
+            not unexpected
+            and self.counters_equal
+            and self.events_lost == 0
+            and self.revoked_accepted == 0  # -1: the probe got no answer at all
+        )
+
+
+@dataclass
+class Drills:
+    running: system.System
+    http: httpx.AsyncClient
+    admin: User
+    traffic: Traffic
+    probe: RevokedProbe
+    status_users: list[str]
+    # Seconds from `rabbitmqctl start_app` to loyalty's mirror equal to auth's users.
+    converged_s: float = 0.0
+
+
+async def _login(http: httpx.AsyncClient, email: str) -> tuple[User, str]:
+    answer = await http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    answer.raise_for_status()
+    pair = answer.json()
+    me = await http.get(
+        "/v1/promocodes/active", headers={"authorization": f"Bearer {pair['accessToken']}"}
+    )
+    me.raise_for_status()
+    return User(_subject(pair["accessToken"]), pair["accessToken"]), pair["refreshToken"]
+
+
+def _subject(token: str) -> str:
+    return str(jwt.decode(token, options={"verify_signature": False})["sub"])
+
+
+async def _register(http: httpx.AsyncClient, tag: str) -> str:
+    email = f"{tag}-{system.RUN}@example.com"
+    answer = await http.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
+    answer.raise_for_status()
+    return email
+
+
+def _create_admin(email: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "auth_service", "create-admin", "--email", email],
+        env={**os.environ, **system.ENV, "AUTH_ADMIN_PASSWORD": PASSWORD},
+        cwd=system.ROOT,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+async def prepare(running: system.System, http: httpx.AsyncClient) -> Drills:
+    for tag in ("admin", "revoked"):
+        await asyncio.to_thread(_create_admin, f"{tag}-{system.RUN}@example.com")
+    admin, _ = await _login(http, f"admin-{system.RUN}@example.com")
+    revoked, refresh = await _login(http, f"revoked-{system.RUN}@example.com")
+    (await http.post("/v1/auth/logout", json={"refreshToken": refresh})).raise_for_status()
+    code = f"DRILL{os.getpid()}"
+    spec = {"code": code, "percentOff": 10, "allUsers": True, "perUserLimit": 0}
+    (await http.post("/v1/admin/promocodes", json=spec, headers=admin.headers)).raise_for_status()
+    buyers = [(await _login(http, await _register(http, f"buyer{i}")))[0] for i in range(20)]
+    status_users = [
+        (await _login(http, await _register(http, f"status{i}")))[0].user_id for i in range(10)
+    ]
+    return Drills(
+        running, http, admin, Traffic(http, buyers, code), RevokedProbe(http, revoked), status_users
+    )
+
+
+def _recovery(calls: list[tuple[float, int]], back: float) -> float:
+    """Seconds from the service being back to the first success after the last failure."""
+    failures = [started for started, status in calls if status != 200]
+    if not failures:
+        return 0.0
+    after = [started for started, status in calls if status == 200 and started > failures[-1]]
+    return max(0.0, (after[0] if after else time.monotonic()) - back)
+
+
+async def run_drill(drills: Drills, name: str, fault: Fault) -> Outcome:
+    drills.traffic.calls.clear()
+    drills.probe.accepted = drills.probe.refused = 0
+    stop = asyncio.Event()
+    load = asyncio.gather(drills.traffic.run(stop), drills.probe.run(stop))
+    await asyncio.sleep(STEADY_S)
+    back = await fault(drills)
+    await asyncio.sleep(AFTER_S)
+    stop.set()
+    await load
+    calls = [(c.started, c.status) for c in drills.traffic.calls]
+    await drills.traffic.settle()
+    lost, _ = await checks.events_lost()
+    uses, held, per_user = await checks.counters(drills.traffic.code)
+    purchases = drills.traffic.purchases
+    equal = (
+        uses == held == per_user == len(purchases) == len(set(purchases.values()))
+        and not drills.traffic.pending
+    )
+    statuses = Counter(status for _, status in calls)
+    recover = _recovery(calls, back)
+    if name == "RabbitMQ stop":
+        recover = drills.converged_s  # for the broker: until loyalty's mirror caught up
+    return Outcome(
+        name,
+        statuses.pop(200, 0),
+        statuses.pop(503, 0),
+        statuses,
+        recover,
+        equal,
+        lost,
+        # A probe that was never answered proves nothing: count that as a failure too.
+        drills.probe.accepted if drills.probe.refused else -1,
+    )
+
+
+async def postgres_restart(_: Drills) -> float:
+    await asyncio.to_thread(services.restart_postgres)
+    return time.monotonic()
+
+
+async def redis_data_loss(_: Drills) -> float:
+    await asyncio.to_thread(services.stop_redis)
+    await asyncio.to_thread(services.start_redis)
+    return time.monotonic()
+
+
+async def redis_stop(_: Drills) -> float:
+    await asyncio.to_thread(services.stop_redis)
+    await asyncio.sleep(5)
+    await asyncio.to_thread(services.start_redis)
+    return time.monotonic()
+
+
+async def rabbitmq_stop(drills: Drills) -> float:
+    await asyncio.to_thread(services.stop_rabbitmq)
+    for user_id in drills.status_users:
+        answer = await drills.http.post(
+            f"/v1/admin/users/{user_id}/status",
+            json={"status": "USER_STATUS_BLOCKED"},
+            headers=drills.admin.headers,
+        )
+        answer.raise_for_status()
+    await asyncio.sleep(5)
+    await asyncio.to_thread(services.start_rabbitmq)
+    back = time.monotonic()
+    _, drills.converged_s = await checks.events_lost()
+    return back
+
+
+async def replica_kill(drills: Drills) -> float:
+    os.kill(drills.running.pid_of("loyalty#1"), signal.SIGKILL)
+    return time.monotonic()
+
+
+DRILLS: list[tuple[str, Fault]] = [
+    ("PostgreSQL restart", postgres_restart),
+    ("Redis data loss", redis_data_loss),
+    ("Redis stop", redis_stop),
+    ("RabbitMQ stop", rabbitmq_stop),
+    ("SIGKILL loyalty#1", replica_kill),
+]
+
+
+def table(outcomes: list[Outcome]) -> str:
+    header = (
+        "| drill | OK | UNAVAILABLE | other | recover s | counters equal | events lost"
+        " | revoked accepted | result |"
+    )
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
+    for o in outcomes:
+        other = ", ".join(f"{n} x HTTP {s}" for s, n in sorted(o.other.items())) or "0"
+        lines.append(
+            f"| {o.name} | {o.ok} | {o.unavailable} | {other} | {o.recover_s:.1f} |"
+            f" {'yes' if o.counters_equal else 'NO'} | {o.events_lost} | {o.revoked_accepted} |"
+            f" {'pass' if o.passed else 'FAIL'} |"
+        )
+    return "\n".join(lines)
+
+
+async def drill_all() -> list[Outcome]:
+    running = await asyncio.to_thread(system.start)
+    outcomes: list[Outcome] = []
+    try:
+        async with httpx.AsyncClient(base_url=running.base_url, timeout=10) as http:
+            drills = await prepare(running, http)
+            for name, fault in DRILLS:
+                outcomes.append(await run_drill(drills, name, fault))
+                print(table(outcomes[-1:]).splitlines()[-1], flush=True)
+        if not running.saw("loyalty#1 exited"):
+            print("the launcher did not report loyalty#1's death", flush=True)
+            outcomes[-1].counters_equal = False
+    finally:
+        await asyncio.to_thread(system.stop, running)
+        print("\n".join(["", "make run REPLICAS=2 said:", *running.output]), flush=True)
+    return outcomes
+
+
+async def main() -> int:
+    started = time.monotonic()
+    outcomes: list[Outcome] = []
+    try:
+        outcomes = await drill_all()
+    finally:
+        await asyncio.to_thread(services.ensure_all_up)
+        await system.drop_everything()
+    print()
+    print(table(outcomes))
+    print(f"\n{len(outcomes)} drills in {time.monotonic() - started:.0f} s")
+    passed = len(outcomes) == len(DRILLS) and all(o.passed for o in outcomes)
+    if passed:
+        system.LOG_PATH.unlink(missing_ok=True)
+    else:
+        print(f"the processes' logs: {system.LOG_PATH}")
+    print("drills passed" if passed else "DRILLS FAILED")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
