@@ -30,8 +30,11 @@ PROMO_CONFIRMS = Counter("promo_confirms_total", "Purchases confirmed")
 PROMO_CANCELS = Counter("promo_cancels_total", "Purchases cancelled, uses given back")
 PROMO_EXPIRIES = Counter("promo_expiries_total", "PENDING purchases expired, uses given back")
 PROMO_REJECTIONS = Counter("promo_rejections_total", "Rejected attempts", ["reason"])
+REFERRAL_OUTCOMES = Counter(
+    "referral_outcomes_total", "Confirmed referrals", ["outcome"]
+)  # outcome: ISSUED, or the reason the reward was withheld
 
-# The outbox (auth).
+# The outbox (auth; loyalty counts what it published too).
 OUTBOX_BACKLOG = Gauge("outbox_backlog", "Outbox rows not yet published")
 OUTBOX_OLDEST_AGE = Gauge("outbox_oldest_age_seconds", "Age of the oldest unpublished row")
 OUTBOX_PUBLISHED = Counter("outbox_published_total", "Events published and confirmed")
@@ -70,6 +73,8 @@ LOYALTY: tuple[Collector, ...] = (
     PROMO_CANCELS,
     PROMO_EXPIRIES,
     PROMO_REJECTIONS,
+    REFERRAL_OUTCOMES,
+    OUTBOX_PUBLISHED,
     CONSUMER_DELIVERIES,
     CONSUMER_RETRIES,
     CONSUMER_DEAD,

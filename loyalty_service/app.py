@@ -15,6 +15,7 @@ from common.broker import BrokerHealth
 from common.channels import EVERY_METHOD, open_channel
 from common.db import create_pool
 from common.grpc_server import GrpcServer
+from common.outbox_relay import OutboxRelay, prune_sent
 from common.page_tokens import PageTokens
 from common.revocation import RevocationList
 from common.throttle import Limit, Throttle
@@ -30,6 +31,7 @@ from loyalty_service.domain.reasons import DOMAIN
 from loyalty_service.guessing import GuessLimits, GuessThrottle
 from loyalty_service.jwks import AuthJwks
 from loyalty_service.promotions import Promotions
+from loyalty_service.referrals import Referrals
 from loyalty_service.sweeper import run_sweeper
 from loyalty_service.user_events import UserEventsConsumer
 
@@ -66,18 +68,25 @@ async def build(
     verifier = TokenVerifier(
         AuthJwks(channel), RevocationList(client, settings.redis_key_prefix), DOMAIN
     )
-    promotions = Promotions(pool, guess_throttle(settings, client))
-    admin = PromoAdmin(pool, Promotions(pool))
+    referrals = Referrals(pool)
+    promotions = Promotions(pool, referrals, guess_throttle(settings, client))
+    admin = PromoAdmin(pool, Promotions(pool, referrals))
     server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES, interceptors)
     page_tokens = PageTokens(settings.page_token_secret)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(
         PromoServicer(
-            promotions, verifier, page_tokens, parse_networks(settings.loyalty_trusted_peers)
+            promotions,
+            verifier,
+            page_tokens,
+            parse_networks(settings.loyalty_trusted_peers),
+            referrals=referrals,
         ),
         server.server,
     )
     promo_pb2_grpc.add_PromoAdminServiceServicer_to_server(
-        PromoAdminServicer(admin, verifier, page_tokens, CodeTransfer(pool, admin)),
+        PromoAdminServicer(
+            admin, verifier, page_tokens, CodeTransfer(pool, admin), referrals=referrals
+        ),
         server.server,
     )
     loops: list[Loop] = [
@@ -88,6 +97,7 @@ async def build(
             settings.loyalty_rejection_retention_seconds,
         ),
         *sync_loops(settings, pool, server),
+        *event_loops(settings, pool),
     ]
     return LoyaltyApp(settings, pool, client, channel, verifier, promotions, admin, server, loops)
 
@@ -113,3 +123,24 @@ def sync_loops(settings: LoyaltySettings, pool: asyncpg.Pool, server: GrpcServer
         health,
     )
     return [consumer.run, health.watch]
+
+
+def event_loops(settings: LoyaltySettings, pool: asyncpg.Pool) -> list[Loop]:
+    """The relay of loyalty's own events, and the pruning of what it sent. No queue of
+    loyalty's own is bound to the exchange, so unrouted messages count as published
+    (subscribers bind their durable queues before the events they want)."""
+    relay = OutboxRelay(
+        pool,
+        settings.loyalty_database_url,
+        settings.rabbitmq_url,
+        settings.promo_events_exchange,
+        BrokerHealth(settings.broker_unhealthy_after_seconds),
+        mandatory=False,
+        batch=settings.outbox_batch_size,
+    )
+    return [
+        relay.run,
+        lambda: prune_sent(
+            pool, settings.outbox_retention_seconds, settings.outbox_prune_interval_seconds
+        ),
+    ]

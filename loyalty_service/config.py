@@ -26,6 +26,12 @@ class LoyaltySettings(BaseServiceSettings, BrokerSettings):
     # An admin account `python -m loyalty_service resync` signs in with.
     loyalty_resync_email: str = ""
     loyalty_resync_password: str = ""
+    # Loyalty's own events (purchase.completed, purchase.cancelled, referral.rewarded), sent
+    # from its outbox: the topic exchange, rows per batch, how long sent rows are kept.
+    promo_events_exchange: str = "loyalty.promo.events"
+    outbox_batch_size: int = 500
+    outbox_retention_seconds: float = 7 * 24 * 3600
+    outbox_prune_interval_seconds: float = 600
     # Which peers' x-forwarded-for metadata is believed (the gateways' addresses or CIDR
     # ranges, comma-separated); empty: nobody's, every caller is its own gRPC peer.
     loyalty_trusted_peers: TrustedNetworks = ""

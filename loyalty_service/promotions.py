@@ -12,13 +12,16 @@ import asyncpg
 from common import metrics
 from common.logs import get_logger
 from common.tokens import Principal
+from loyalty_service import events
 from loyalty_service.domain import purchases as lifecycle
 from loyalty_service.domain.codes import PromoCode
 from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
-from loyalty_service.domain.pricing import Price, quote
+from loyalty_service.domain.pricing import Discount, Price, quote
 from loyalty_service.domain.reasons import Reason, Rejection
+from loyalty_service.domain.referrals import is_referral
 from loyalty_service.domain.schedule import PricePeriod, schedule
 from loyalty_service.guessing import Guesser, GuessThrottle
+from loyalty_service.referrals import Referrals
 from loyalty_service.store import codes, purchases, rejections, tariffs, users
 
 log = get_logger(__name__)
@@ -32,8 +35,10 @@ class Quote:
     schedule: tuple[PricePeriod, ...] = ()
 
 
-def price_of(promo: PromoCode, tariff: Tariff) -> Price:
-    return quote(tariff.price, promo.discount, promo.max_discount)
+def price_of(promo: PromoCode, tariff: Tariff, discount: Discount | None = None) -> Price:
+    """The price with the code's cap; `discount` replaces the code's own (a referral code's
+    discount is the program's)."""
+    return quote(tariff.price, promo.discount if discount is None else discount, promo.max_discount)
 
 
 class _AlreadyRedeemed(Exception):
@@ -59,8 +64,11 @@ def to_attempt(row: asyncpg.Record, now: datetime) -> Attempt:
 
 
 class Promotions:
-    def __init__(self, pool: asyncpg.Pool, guesses: GuessThrottle | None = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, referrals: Referrals, guesses: GuessThrottle | None = None
+    ) -> None:
         self._pool = pool
+        self._referrals = referrals
         # None: nobody is throttled (an admin applying codes on users' behalf).
         self._guesses = guesses
 
@@ -77,25 +85,34 @@ class Promotions:
 
     async def _checked(
         self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None
-    ) -> tuple[PromoCode, Tariff]:
+    ) -> tuple[PromoCode, Tariff, Discount]:
+        """The code, the tariff and the discount this user gets; or the recorded rejection."""
         if guesser is not None and self._guesses is not None:
             await self._guesses.check(guesser)
         attempt = to_attempt(
             await codes.attempt(self._pool, code, tariff_id, user_id), datetime.now(UTC)
         )
-        reason = rejection_reason(attempt)
+        reason, discount = await self._decision(attempt, user_id)
         if guesser is not None and self._guesses is not None:
             await self._guesses.answered(guesser, reason)
         if reason is not None:
             await self.refuse(user_id, code, tariff_id, reason)
-        assert attempt.code is not None and attempt.tariff is not None
-        return attempt.code, attempt.tariff
+        assert attempt.code is not None and attempt.tariff is not None and discount is not None
+        return attempt.code, attempt.tariff, discount
+
+    async def _decision(
+        self, attempt: Attempt, user_id: str
+    ) -> tuple[Reason | None, Discount | None]:
+        """Why the attempt fails (None: it does not), and the discount it would get."""
+        if is_referral(attempt.code):
+            return await self._referrals.check(attempt, user_id)
+        return rejection_reason(attempt), attempt.code.discount if attempt.code else None
 
     async def quote(
         self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None = None
     ) -> Quote:
-        promo, tariff = await self._checked(user_id, code, tariff_id, guesser)
-        price = price_of(promo, tariff)
+        promo, tariff, discount = await self._checked(user_id, code, tariff_id, guesser)
+        price = price_of(promo, tariff, discount)
         periods = schedule(promo.duration, promo.duration_periods, price.base, price.final)
         return Quote(promo.code, tariff, price, periods)
 
@@ -112,8 +129,8 @@ class Promotions:
             earlier = await purchases.by_request(self._pool, user_id, request_id)
             if earlier is not None:
                 return earlier
-        promo, tariff = await self._checked(user_id, code, tariff_id, guesser)
-        price = price_of(promo, tariff)
+        promo, tariff, discount = await self._checked(user_id, code, tariff_id, guesser)
+        price = price_of(promo, tariff, discount)
         try:
             return await self._take(user_id, promo, tariff, price, request_id)
         except _AlreadyRedeemed:
@@ -139,6 +156,8 @@ class Promotions:
                 raise Rejection(await self._why_not_taken(conn, promo.code))
             if not await codes.take_user_use(conn, promo.code, user_id, promo.per_user_limit):
                 raise Rejection(Reason.PROMO_CODE_USER_LIMIT_REACHED)
+            if is_referral(promo):
+                await self._referrals.start(conn, str(row["purchase_id"]), user_id, promo)
         metrics.PROMO_USES.inc()
         return row
 
@@ -168,6 +187,9 @@ class Promotions:
             if not lifecycle.check_confirm(lifecycle.PurchaseStatus(row["status"])):
                 return row
             row = await purchases.set_status(conn, purchase_id, "COMPLETED")
+            # The reward, if any, commits with the confirm or not at all.
+            referrer = await self._referrals.settle(conn, purchase_id)
+            await events.purchase_changed(conn, row, referrer)
         metrics.PROMO_CONFIRMS.inc()
         return row
 
@@ -178,6 +200,8 @@ class Promotions:
                 return row
             row = await purchases.set_status(conn, purchase_id, "CANCELLED")
             await codes.give_back(conn, row["code"], str(row["user_id"]), row["discount_minor"])
+            referrer = await self._referrals.give_back(conn, purchase_id, "CANCELLED")
+            await events.purchase_changed(conn, row, referrer)
         metrics.PROMO_CANCELS.inc()
         return row
 

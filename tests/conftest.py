@@ -24,6 +24,7 @@ TEST_ENV = {
     "RABBITMQ_URL": os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     "USER_EVENTS_EXCHANGE": f"loyalty.auth.events.test.{RUN_ID}",
     "LOYALTY_EVENTS_QUEUE": f"loyalty.user-events.test.{RUN_ID}",
+    "PROMO_EVENTS_EXCHANGE": f"loyalty.promo.events.test.{RUN_ID}",
     "SENTRY_DSN": "",
     "LOG_LEVEL": "WARNING",
     # Processes started by tests serve no metrics unless a test asks (ports would clash).

@@ -12,8 +12,9 @@ from common.tokens import TokenVerifier, bearer_token
 from common.validation import page_size, uuid_field
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 from loyalty_service.administration import PromoAdmin
-from loyalty_service.api import mapping, requests
+from loyalty_service.api import mapping, referral_mapping, requests
 from loyalty_service.code_transfer import CodeTransfer
+from loyalty_service.referrals import Referrals
 
 Context = Any
 CSV = "text/csv; charset=utf-8"
@@ -26,11 +27,14 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         verifier: TokenVerifier,
         page_tokens: PageTokens,
         transfer: CodeTransfer,
+        *,
+        referrals: Referrals,
     ) -> None:
         self._admin = admin
         self._verifier = verifier
         self._tokens = page_tokens
         self._transfer = transfer
+        self._referrals = referrals
 
     async def _check(self, context: Context) -> None:
         await self._verifier.verify_admin(bearer_token(context.invocation_metadata()))
@@ -198,3 +202,22 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
                 self._tokens, "rejections", rows, size, lambda r: (r["rejection_id"],)
             ),
         )
+
+    async def SetReferralProgram(
+        self, request: promo_pb2.ReferralProgram, context: Context
+    ) -> promo_pb2.ReferralProgram:
+        await self._check(context)
+        program = referral_mapping.program_input(request)
+        return referral_mapping.program(await self._referrals.set_program(program))
+
+    async def GetReferralProgram(
+        self, request: promo_pb2.GetReferralProgramRequest, context: Context
+    ) -> promo_pb2.ReferralProgram:
+        await self._check(context)
+        return referral_mapping.program(await self._referrals.program())
+
+    async def GetReferralReport(
+        self, request: promo_pb2.GetReferralReportRequest, context: Context
+    ) -> promo_pb2.ReferralReport:
+        await self._check(context)
+        return referral_mapping.report(await self._referrals.report())

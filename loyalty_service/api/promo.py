@@ -10,9 +10,10 @@ from common.tokens import Principal, TokenVerifier, bearer_token
 from common.trust import Network, grpc_client_address
 from common.validation import page_size, uuid_field
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
-from loyalty_service.api import mapping, requests
+from loyalty_service.api import mapping, referral_mapping, requests
 from loyalty_service.guessing import Guesser
 from loyalty_service.promotions import Promotions
+from loyalty_service.referrals import Referrals
 
 Context = Any
 
@@ -24,11 +25,14 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         verifier: TokenVerifier,
         page_tokens: PageTokens,
         trusted_peers: Sequence[Network] = (),
+        *,
+        referrals: Referrals,
     ) -> None:
         self._promotions = promotions
         self._verifier = verifier
         self._tokens = page_tokens
         self._trusted_peers = trusted_peers
+        self._referrals = referrals
 
     def _guesser(self, caller: Principal, context: Context) -> Guesser:
         """The caller and its address: the gateway's x-forwarded-for only from a trusted peer."""
@@ -112,3 +116,9 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         return promo_pb2.ListPurchasesResponse(
             purchases=[mapping.purchase(r) for r in rows[:size]], next_page_token=token
         )
+
+    async def GetMyReferralCode(
+        self, request: promo_pb2.GetMyReferralCodeRequest, context: Context
+    ) -> promo_pb2.ReferralCode:
+        caller = await self._caller(context)
+        return referral_mapping.personal_code(await self._referrals.personal_code(caller.user_id))

@@ -54,6 +54,8 @@ class PromoCode:
     budget_spent: int = 0  # what they add up to now
     first_purchase_only: bool = False
     min_price: int | None = None  # the least base price a tariff must have
+    # The owner of a personal referral code; None for every other code.
+    referrer_id: str | None = None
 
     @property
     def uses_left(self) -> int | None:

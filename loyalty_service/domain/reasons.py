@@ -31,6 +31,10 @@ class Reason(StrEnum):
     GROUP_NOT_FOUND = "GROUP_NOT_FOUND"
     PROMO_CODE_EXISTS = "PROMO_CODE_EXISTS"
     GROUP_EXISTS = "GROUP_EXISTS"
+    REFERRAL_SELF_USE = "REFERRAL_SELF_USE"
+    REFERRAL_NOT_FIRST_PURCHASE = "REFERRAL_NOT_FIRST_PURCHASE"
+    REFERRAL_ALREADY_REFERRED = "REFERRAL_ALREADY_REFERRED"
+    REFERRAL_PROGRAM_OFF = "REFERRAL_PROGRAM_OFF"
     # The guessing throttle (sent with google.rpc.RetryInfo; see guessing.py).
     TOO_MANY_PROMO_ATTEMPTS = "TOO_MANY_PROMO_ATTEMPTS"
 
@@ -56,6 +60,10 @@ KIND: dict[Reason, ErrorKind] = {
     Reason.GROUP_NOT_FOUND: ErrorKind.NOT_FOUND,
     Reason.PROMO_CODE_EXISTS: ErrorKind.ALREADY_EXISTS,
     Reason.GROUP_EXISTS: ErrorKind.ALREADY_EXISTS,
+    Reason.REFERRAL_SELF_USE: ErrorKind.FAILED_PRECONDITION,
+    Reason.REFERRAL_NOT_FIRST_PURCHASE: ErrorKind.FAILED_PRECONDITION,
+    Reason.REFERRAL_ALREADY_REFERRED: ErrorKind.FAILED_PRECONDITION,
+    Reason.REFERRAL_PROGRAM_OFF: ErrorKind.FAILED_PRECONDITION,
     Reason.TOO_MANY_PROMO_ATTEMPTS: ErrorKind.RESOURCE_EXHAUSTED,
 }
 
@@ -80,6 +88,10 @@ MESSAGES: dict[Reason, str] = {
     Reason.GROUP_NOT_FOUND: "no such group",
     Reason.PROMO_CODE_EXISTS: "a promo code with this text already exists",
     Reason.GROUP_EXISTS: "a group with this name already exists",
+    Reason.REFERRAL_SELF_USE: "this is your own referral code",
+    Reason.REFERRAL_NOT_FIRST_PURCHASE: "referral codes are for a first purchase only",
+    Reason.REFERRAL_ALREADY_REFERRED: "you were already referred by someone",
+    Reason.REFERRAL_PROGRAM_OFF: "the referral program is off",
     Reason.TOO_MANY_PROMO_ATTEMPTS: "too many promo codes that did not work",
 }
 

@@ -55,6 +55,7 @@ def to_code(row: asyncpg.Record) -> PromoCode:
         budget_spent=row["budget_spent_minor"],
         first_purchase_only=row["first_purchase_only"],
         min_price=row["min_price_minor"],
+        referrer_id=str(row["referrer_id"]) if row.get("referrer_id") else None,
     )
 
 
@@ -184,7 +185,9 @@ async def page(
         params.append(now)
     rows: list[asyncpg.Record] = await conn.fetch(
         f"SELECT c.*, {_AUDIENCE} FROM promo_codes c"
-        " WHERE ($1::text IS NULL OR c.code > $1) AND c.code LIKE '%' || $2 || '%' ESCAPE '\\'"
+        # Personal referral codes (priced by the program, not the row) are not listed.
+        " WHERE c.referrer_id IS NULL"
+        "   AND ($1::text IS NULL OR c.code > $1) AND c.code LIKE '%' || $2 || '%' ESCAPE '\\'"
         f" AND {condition.format(now='$4')} ORDER BY c.code LIMIT $3",
         *params,
     )

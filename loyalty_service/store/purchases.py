@@ -70,14 +70,19 @@ async def expire_stale(conn: Any, older_than: datetime, limit: int) -> int:
     discounts back.
 
     SKIP LOCKED lets several replicas sweep at once, and skips purchases that a confirm or
-    cancel holds right now; the status change and the give-back commit together."""
+    cancel holds right now; the status change and the give-back (of the code's use and of a
+    referral) commit together."""
     count: int = await conn.fetchval(
         "WITH stale AS ("
         "  SELECT purchase_id FROM purchases WHERE status = 'PENDING' AND created_at < $1"
         "  ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
         "), expired AS ("
         "  UPDATE purchases p SET status = 'EXPIRED', updated_at = now() FROM stale s"
-        "  WHERE p.purchase_id = s.purchase_id RETURNING p.code, p.user_id, p.discount_minor"
+        "  WHERE p.purchase_id = s.purchase_id"
+        "  RETURNING p.purchase_id, p.code, p.user_id, p.discount_minor"
+        "), referrals_back AS ("
+        "  UPDATE referrals r SET status = 'EXPIRED' FROM expired e"
+        "  WHERE r.purchase_id = e.purchase_id AND r.status = 'PENDING'"
         "), codes AS ("
         "  UPDATE promo_codes c SET uses = c.uses - e.n, budget_spent_minor = c.budget_spent_minor"
         "    - e.d FROM (SELECT code, count(*) AS n, sum(discount_minor) AS d FROM expired"

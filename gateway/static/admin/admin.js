@@ -97,6 +97,7 @@ async function route() {
     else if (view === "users") { show("users"); await loadUsers(true); }
     else if (view === "groups") { show("groups"); await loadGroups(); }
     else if (view === "apply") show("apply");
+    else if (view === "referrals") { show("referrals"); await loadReferrals(); }
     else { show("codes"); await loadCodes(true); }
   } catch (error) { handle(error); }
 }
@@ -497,6 +498,84 @@ async function bulkApply(event) {
   } catch (error) { handle(error); }
 }
 
+// ---- referral program ----------------------------------------------------------------
+
+function bars(root, counts, emptyText) {
+  root.textContent = "";
+  const entries = Object.entries(counts || {}).sort((a, b) => Number(b[1]) - Number(a[1]));
+  const most = Math.max(1, ...entries.map(([, n]) => Number(n)));
+  if (!entries.length) root.textContent = emptyText;
+  for (const [reason, count] of entries) {
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.dataset.reason = reason;
+    const label = document.createElement("span"); label.textContent = reason;
+    const track = document.createElement("span");
+    const fill = document.createElement("span"); fill.className = "fill";
+    fill.style.width = `${(Number(count) / most) * 100}%`;
+    track.append(fill);
+    const number = document.createElement("span"); number.className = "count"; number.textContent = count;
+    bar.append(label, track, number);
+    root.append(bar);
+  }
+}
+
+const DISCOUNT_KINDS = ["percentOff", "amountOff", "fixedPrice"];
+
+function discountInput(kind, value) {
+  const n = Number(value);
+  return kind === "percentOff" ? { percentOff: n } : { [kind]: { amountMinor: String(n), currency: "RUB" } };
+}
+
+function showDiscount(form, prefix, discount) {
+  const kind = DISCOUNT_KINDS.find((k) => discount && discount[k] !== undefined) || "percentOff";
+  form[`${prefix}Kind`].value = kind;
+  const value = discount ? discount[kind] : 0;
+  form[`${prefix}Value`].value = kind === "percentOff" ? value : Number(value.amountMinor);
+}
+
+async function loadReferrals() {
+  const [program, report] = await Promise.all([
+    api("GET", "/v1/admin/referral-program"), api("GET", "/v1/admin/referral-report"),
+  ]);
+  const form = $("#referral-program");
+  form.enabled.checked = Boolean(program.enabled);
+  showDiscount(form, "referee", program.referee);
+  showDiscount(form, "reward", program.reward);
+  form.rewardValidDays.value = program.rewardValidDays;
+  form.maxRewardsPerReferrer.value = program.maxRewardsPerReferrer || 0;
+  cards($("#referral-totals"), [
+    ["started", report.referralsStarted || 0], ["completed", report.referralsCompleted || 0],
+    ["given back", report.referralsGivenBack || 0], ["rewards issued", report.rewardsIssued || 0],
+  ]);
+  bars($("#withheld-chart"), report.rewardsWithheldByReason, "No reward withheld.");
+  bars($("#referral-rejections-chart"), report.rejectionsByReason, "No refused referral uses.");
+  const body = $("#top-referrers tbody");
+  body.textContent = "";
+  for (const t of report.topReferrers || []) {
+    const row = body.insertRow();
+    row.dataset.userId = t.userId;
+    cell(row, t.userId); cell(row, t.code); cell(row, t.referredCount || 0); cell(row, t.rewardsIssued || 0);
+  }
+  if (!(report.topReferrers || []).length) cell(body.insertRow(), "No referrals yet.");
+}
+
+async function saveReferralProgram(event) {
+  event.preventDefault();
+  const form = event.target;
+  try {
+    await api("PUT", "/v1/admin/referral-program", {
+      enabled: form.enabled.checked,
+      referee: discountInput(form.refereeKind.value, form.refereeValue.value),
+      reward: discountInput(form.rewardKind.value, form.rewardValue.value),
+      rewardValidDays: Number(form.rewardValidDays.value),
+      maxRewardsPerReferrer: Number(form.maxRewardsPerReferrer.value),
+    });
+    say("Referral program saved.");
+    await loadReferrals();
+  } catch (error) { handle(error); }
+}
+
 // ---- wiring ---------------------------------------------------------------------------
 
 $("#sign-in").addEventListener("submit", signIn);
@@ -514,5 +593,6 @@ $("#create-group").addEventListener("submit", createGroup);
 $("#members").addEventListener("submit", (e) => { e.preventDefault(); changeMembers(true); });
 $("#remove-members").addEventListener("click", () => changeMembers(false));
 $("#bulk-apply").addEventListener("submit", bulkApply);
+$("#referral-program").addEventListener("submit", saveReferralProgram);
 window.addEventListener("hashchange", () => { say(""); route(); });
 route();

@@ -717,6 +717,273 @@ class ListPurchasesResponse(_message.Message):
 Global___ListPurchasesResponse: _TypeAlias = ListPurchasesResponse  # noqa: Y015
 
 @_typing.final
+class Discount(_message.Message):
+    """A discount, the same choice as a code's: exactly one kind."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERCENT_OFF_FIELD_NUMBER: _builtins.int
+    AMOUNT_OFF_FIELD_NUMBER: _builtins.int
+    FIXED_PRICE_FIELD_NUMBER: _builtins.int
+    percent_off: _builtins.int
+    """1..100; rounds half-up to a minor unit."""
+    @_builtins.property
+    def amount_off(self) -> Global___Money: ...
+    @_builtins.property
+    def fixed_price(self) -> Global___Money:
+        """The tariff costs this."""
+
+    def __init__(
+        self,
+        *,
+        percent_off: _builtins.int = ...,
+        amount_off: Global___Money | None = ...,
+        fixed_price: Global___Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_off", b"amount_off", "fixed_price", b"fixed_price", "kind", b"kind", "percent_off", b"percent_off"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_off", b"amount_off", "fixed_price", b"fixed_price", "kind", b"kind", "percent_off", b"percent_off"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["percent_off", "amount_off", "fixed_price"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___Discount: _TypeAlias = Discount  # noqa: Y015
+
+@_typing.final
+class ReferralProgram(_message.Message):
+    """The "member gets member" program: one for the whole system, set by admins. A change
+    affects uses and rewards from then on, never purchases already made nor rewards issued.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    REFEREE_FIELD_NUMBER: _builtins.int
+    REWARD_FIELD_NUMBER: _builtins.int
+    REWARD_VALID_DAYS_FIELD_NUMBER: _builtins.int
+    MAX_REWARDS_PER_REFERRER_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    reward_valid_days: _builtins.int
+    """How long a reward code stays valid, 1..3650 days."""
+    max_rewards_per_referrer: _builtins.int
+    """Rewards one referrer can receive in all; 0: no cap."""
+    @_builtins.property
+    def referee(self) -> Global___Discount:
+        """What a new user pays with someone's referral code."""
+
+    @_builtins.property
+    def reward(self) -> Global___Discount:
+        """The one-time code the referrer receives when that purchase is confirmed."""
+
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        referee: Global___Discount | None = ...,
+        reward: Global___Discount | None = ...,
+        reward_valid_days: _builtins.int = ...,
+        max_rewards_per_referrer: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["referee", b"referee", "reward", b"reward"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "max_rewards_per_referrer", b"max_rewards_per_referrer", "referee", b"referee", "reward", b"reward", "reward_valid_days", b"reward_valid_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReferralProgram: _TypeAlias = ReferralProgram  # noqa: Y015
+
+@_typing.final
+class GetReferralProgramRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReferralProgramRequest: _TypeAlias = GetReferralProgramRequest  # noqa: Y015
+
+@_typing.final
+class GetMyReferralCodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMyReferralCodeRequest: _TypeAlias = GetMyReferralCodeRequest  # noqa: Y015
+
+@_typing.final
+class ReferralCode(_message.Message):
+    """The caller's personal referral code, created on the first request and stable afterwards."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    REFERRED_COUNT_FIELD_NUMBER: _builtins.int
+    REWARDS_ISSUED_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    referred_count: _builtins.int
+    """People whose purchase with this code is pending or completed."""
+    rewards_issued: _builtins.int
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        referred_count: _builtins.int = ...,
+        rewards_issued: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "referred_count", b"referred_count", "rewards_issued", b"rewards_issued"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReferralCode: _TypeAlias = ReferralCode  # noqa: Y015
+
+@_typing.final
+class GetReferralReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReferralReportRequest: _TypeAlias = GetReferralReportRequest  # noqa: Y015
+
+@_typing.final
+class TopReferrer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    REFERRED_COUNT_FIELD_NUMBER: _builtins.int
+    REWARDS_ISSUED_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    code: _builtins.str
+    referred_count: _builtins.int
+    rewards_issued: _builtins.int
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        code: _builtins.str = ...,
+        referred_count: _builtins.int = ...,
+        rewards_issued: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "referred_count", b"referred_count", "rewards_issued", b"rewards_issued", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopReferrer: _TypeAlias = TopReferrer  # noqa: Y015
+
+@_typing.final
+class ReferralReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class RewardsWithheldByReasonEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class RejectionsByReasonEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REFERRALS_STARTED_FIELD_NUMBER: _builtins.int
+    REFERRALS_COMPLETED_FIELD_NUMBER: _builtins.int
+    REFERRALS_GIVEN_BACK_FIELD_NUMBER: _builtins.int
+    REWARDS_ISSUED_FIELD_NUMBER: _builtins.int
+    REWARDS_WITHHELD_BY_REASON_FIELD_NUMBER: _builtins.int
+    REJECTIONS_BY_REASON_FIELD_NUMBER: _builtins.int
+    TOP_REFERRERS_FIELD_NUMBER: _builtins.int
+    referrals_started: _builtins.int
+    """Purchases made with a referral code (any status)."""
+    referrals_completed: _builtins.int
+    """Of those, purchases confirmed."""
+    referrals_given_back: _builtins.int
+    """Purchases cancelled or expired: the referee may be referred again."""
+    rewards_issued: _builtins.int
+    @_builtins.property
+    def rewards_withheld_by_reason(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Keyed by reason: REFERRER_BLOCKED, REFERRER_DELETED, REFERRAL_REWARD_CAP_REACHED."""
+
+    @_builtins.property
+    def rejections_by_reason(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Keyed by rejection reason of uses of referral codes, e.g. REFERRAL_SELF_USE."""
+
+    @_builtins.property
+    def top_referrers(self) -> _containers.RepeatedCompositeFieldContainer[Global___TopReferrer]:
+        """Most completed referrals first, at most 10."""
+
+    def __init__(
+        self,
+        *,
+        referrals_started: _builtins.int = ...,
+        referrals_completed: _builtins.int = ...,
+        referrals_given_back: _builtins.int = ...,
+        rewards_issued: _builtins.int = ...,
+        rewards_withheld_by_reason: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        rejections_by_reason: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        top_referrers: _abc.Iterable[Global___TopReferrer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["referrals_completed", b"referrals_completed", "referrals_given_back", b"referrals_given_back", "referrals_started", b"referrals_started", "rejections_by_reason", b"rejections_by_reason", "rewards_issued", b"rewards_issued", "rewards_withheld_by_reason", b"rewards_withheld_by_reason", "top_referrers", b"top_referrers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReferralReport: _TypeAlias = ReferralReport  # noqa: Y015
+
+@_typing.final
 class GeneratePromoCodesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -71,6 +71,11 @@ class PromoServiceStub:
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListMyPurchasesRequest.SerializeToString,
                 response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListPurchasesResponse.FromString,
                 _registered_method=True)
+        self.GetMyReferralCode = channel.unary_unary(
+                '/loyalty.promo.v1.PromoService/GetMyReferralCode',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetMyReferralCodeRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralCode.FromString,
+                _registered_method=True)
 
 
 class PromoServiceServicer:
@@ -122,6 +127,14 @@ class PromoServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMyReferralCode(self, request, context):
+        """The caller's personal referral code (created on the first request). Blocked and deleted
+        users get none (USER_BLOCKED, USER_DELETED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PromoServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +172,11 @@ def add_PromoServiceServicer_to_server(servicer, server):
                     servicer.ListMyPurchases,
                     request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListMyPurchasesRequest.FromString,
                     response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListPurchasesResponse.SerializeToString,
+            ),
+            'GetMyReferralCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMyReferralCode,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetMyReferralCodeRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralCode.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -361,6 +379,33 @@ class PromoService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def GetMyReferralCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoService/GetMyReferralCode',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.GetMyReferralCodeRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralCode.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class PromoAdminServiceStub:
     """Role `admin` only.
@@ -441,6 +486,21 @@ class PromoAdminServiceStub:
                 '/loyalty.promo.v1.PromoAdminService/ListRejections',
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListRejectionsRequest.SerializeToString,
                 response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListRejectionsResponse.FromString,
+                _registered_method=True)
+        self.SetReferralProgram = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/SetReferralProgram',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralProgram.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralProgram.FromString,
+                _registered_method=True)
+        self.GetReferralProgram = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/GetReferralProgram',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetReferralProgramRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralProgram.FromString,
+                _registered_method=True)
+        self.GetReferralReport = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/GetReferralReport',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetReferralReportRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralReport.FromString,
                 _registered_method=True)
         self.ExportPromoCodes = channel.unary_stream(
                 '/loyalty.promo.v1.PromoAdminService/ExportPromoCodes',
@@ -542,6 +602,25 @@ class PromoAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetReferralProgram(self, request, context):
+        """Replaces the referral program; affects future uses and rewards only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReferralProgram(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReferralReport(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportPromoCodes(self, request, context):
         """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message.
         """
@@ -628,6 +707,21 @@ def add_PromoAdminServiceServicer_to_server(servicer, server):
                     servicer.ListRejections,
                     request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListRejectionsRequest.FromString,
                     response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListRejectionsResponse.SerializeToString,
+            ),
+            'SetReferralProgram': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetReferralProgram,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralProgram.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralProgram.SerializeToString,
+            ),
+            'GetReferralProgram': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReferralProgram,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetReferralProgramRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralProgram.SerializeToString,
+            ),
+            'GetReferralReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReferralReport,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetReferralReportRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralReport.SerializeToString,
             ),
             'ExportPromoCodes': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportPromoCodes,
@@ -1019,6 +1113,87 @@ class PromoAdminService:
             '/loyalty.promo.v1.PromoAdminService/ListRejections',
             loyalty_dot_promo_dot_v1_dot_promo__pb2.ListRejectionsRequest.SerializeToString,
             loyalty_dot_promo_dot_v1_dot_promo__pb2.ListRejectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetReferralProgram(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/SetReferralProgram',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralProgram.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralProgram.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReferralProgram(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/GetReferralProgram',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.GetReferralProgramRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralProgram.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReferralReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/GetReferralReport',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.GetReferralReportRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralReport.FromString,
             options,
             channel_credentials,
             insecure,

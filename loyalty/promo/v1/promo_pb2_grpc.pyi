@@ -44,6 +44,10 @@ class PromoServiceStub:
     CancelPromoCodeUse: _grpc.UnaryUnaryMultiCallable[_promo_pb2.CancelPromoCodeUseRequest, _promo_pb2.Purchase]
     """Cancels a PENDING purchase and gives the use back. Idempotent."""
     ListMyPurchases: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ListMyPurchasesRequest, _promo_pb2.ListPurchasesResponse]
+    GetMyReferralCode: _grpc.UnaryUnaryMultiCallable[_promo_pb2.GetMyReferralCodeRequest, _promo_pb2.ReferralCode]
+    """The caller's personal referral code (created on the first request). Blocked and deleted
+    users get none (USER_BLOCKED, USER_DELETED).
+    """
 
 @_typing.type_check_only
 class PromoServiceAsyncStub(PromoServiceStub):
@@ -60,6 +64,10 @@ class PromoServiceAsyncStub(PromoServiceStub):
     CancelPromoCodeUse: _aio.UnaryUnaryMultiCallable[_promo_pb2.CancelPromoCodeUseRequest, _promo_pb2.Purchase]  # type: ignore[assignment]
     """Cancels a PENDING purchase and gives the use back. Idempotent."""
     ListMyPurchases: _aio.UnaryUnaryMultiCallable[_promo_pb2.ListMyPurchasesRequest, _promo_pb2.ListPurchasesResponse]  # type: ignore[assignment]
+    GetMyReferralCode: _aio.UnaryUnaryMultiCallable[_promo_pb2.GetMyReferralCodeRequest, _promo_pb2.ReferralCode]  # type: ignore[assignment]
+    """The caller's personal referral code (created on the first request). Blocked and deleted
+    users get none (USER_BLOCKED, USER_DELETED).
+    """
 
 class PromoServiceServicer(metaclass=_abc_1.ABCMeta):
     """Any signed-in user."""
@@ -116,6 +124,16 @@ class PromoServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_promo_pb2.ListPurchasesResponse, _abc.Awaitable[_promo_pb2.ListPurchasesResponse]]: ...
 
+    @_abc_1.abstractmethod
+    def GetMyReferralCode(
+        self,
+        request: _promo_pb2.GetMyReferralCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.ReferralCode, _abc.Awaitable[_promo_pb2.ReferralCode]]:
+        """The caller's personal referral code (created on the first request). Blocked and deleted
+        users get none (USER_BLOCKED, USER_DELETED).
+        """
+
 def add_PromoServiceServicer_to_server(servicer: PromoServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class PromoAdminServiceStub:
@@ -139,6 +157,10 @@ class PromoAdminServiceStub:
     AdminApplyPromoCode: _grpc.UnaryUnaryMultiCallable[_promo_pb2.AdminApplyPromoCodeRequest, _promo_pb2.AdminApplyPromoCodeResponse]
     GetPromoCodeReport: _grpc.UnaryUnaryMultiCallable[_promo_pb2.GetPromoCodeReportRequest, _promo_pb2.PromoCodeReport]
     ListRejections: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ListRejectionsRequest, _promo_pb2.ListRejectionsResponse]
+    SetReferralProgram: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ReferralProgram, _promo_pb2.ReferralProgram]
+    """Replaces the referral program; affects future uses and rewards only."""
+    GetReferralProgram: _grpc.UnaryUnaryMultiCallable[_promo_pb2.GetReferralProgramRequest, _promo_pb2.ReferralProgram]
+    GetReferralReport: _grpc.UnaryUnaryMultiCallable[_promo_pb2.GetReferralReportRequest, _promo_pb2.ReferralReport]
     ExportPromoCodes: _grpc.UnaryStreamMultiCallable[_promo_pb2.ExportPromoCodesRequest, _httpbody_pb2.HttpBody]
     """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message."""
     ImportPromoCodes: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ImportPromoCodesRequest, _promo_pb2.ImportPromoCodesResponse]
@@ -163,6 +185,10 @@ class PromoAdminServiceAsyncStub(PromoAdminServiceStub):
     AdminApplyPromoCode: _aio.UnaryUnaryMultiCallable[_promo_pb2.AdminApplyPromoCodeRequest, _promo_pb2.AdminApplyPromoCodeResponse]  # type: ignore[assignment]
     GetPromoCodeReport: _aio.UnaryUnaryMultiCallable[_promo_pb2.GetPromoCodeReportRequest, _promo_pb2.PromoCodeReport]  # type: ignore[assignment]
     ListRejections: _aio.UnaryUnaryMultiCallable[_promo_pb2.ListRejectionsRequest, _promo_pb2.ListRejectionsResponse]  # type: ignore[assignment]
+    SetReferralProgram: _aio.UnaryUnaryMultiCallable[_promo_pb2.ReferralProgram, _promo_pb2.ReferralProgram]  # type: ignore[assignment]
+    """Replaces the referral program; affects future uses and rewards only."""
+    GetReferralProgram: _aio.UnaryUnaryMultiCallable[_promo_pb2.GetReferralProgramRequest, _promo_pb2.ReferralProgram]  # type: ignore[assignment]
+    GetReferralReport: _aio.UnaryUnaryMultiCallable[_promo_pb2.GetReferralReportRequest, _promo_pb2.ReferralReport]  # type: ignore[assignment]
     ExportPromoCodes: _aio.UnaryStreamMultiCallable[_promo_pb2.ExportPromoCodesRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message."""
     ImportPromoCodes: _aio.UnaryUnaryMultiCallable[_promo_pb2.ImportPromoCodesRequest, _promo_pb2.ImportPromoCodesResponse]  # type: ignore[assignment]
@@ -268,6 +294,28 @@ class PromoAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _promo_pb2.ListRejectionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_promo_pb2.ListRejectionsResponse, _abc.Awaitable[_promo_pb2.ListRejectionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetReferralProgram(
+        self,
+        request: _promo_pb2.ReferralProgram,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.ReferralProgram, _abc.Awaitable[_promo_pb2.ReferralProgram]]:
+        """Replaces the referral program; affects future uses and rewards only."""
+
+    @_abc_1.abstractmethod
+    def GetReferralProgram(
+        self,
+        request: _promo_pb2.GetReferralProgramRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.ReferralProgram, _abc.Awaitable[_promo_pb2.ReferralProgram]]: ...
+
+    @_abc_1.abstractmethod
+    def GetReferralReport(
+        self,
+        request: _promo_pb2.GetReferralReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.ReferralReport, _abc.Awaitable[_promo_pb2.ReferralReport]]: ...
 
     @_abc_1.abstractmethod
     def ExportPromoCodes(

@@ -1,0 +1,78 @@
+"""Loyalty's own domain events (protos/loyalty/events/v1/promo_events.proto), written to the
+outbox in the transaction of the change they report."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from loyalty.events.v1 import promo_events_pb2
+from loyalty.promo.v1 import promo_pb2
+from loyalty_service.domain.pricing import Discount, DiscountKind
+from loyalty_service.store import outbox
+
+PURCHASE_COMPLETED = "purchase.completed"
+PURCHASE_CANCELLED = "purchase.cancelled"
+REFERRAL_REWARDED = "referral.rewarded"
+
+
+def _stamp(value: datetime | None = None) -> Timestamp:
+    stamp = Timestamp()
+    if value is None:
+        stamp.GetCurrentTime()
+    else:
+        stamp.FromDatetime(value)
+    return stamp
+
+
+def discount_message(discount: Discount, currency: str = "RUB") -> promo_pb2.Discount:
+    if discount.kind is DiscountKind.PERCENT_OFF:
+        return promo_pb2.Discount(percent_off=discount.value)
+    money = promo_pb2.Money(amount_minor=discount.value, currency=currency)
+    if discount.kind is DiscountKind.AMOUNT_OFF:
+        return promo_pb2.Discount(amount_off=money)
+    return promo_pb2.Discount(fixed_price=money)
+
+
+async def purchase_changed(conn: Any, purchase: Any, referrer_id: str | None) -> None:
+    """purchase.completed or purchase.cancelled, for the purchase row as it now stands."""
+    event = promo_events_pb2.PurchaseEvent(
+        event_id=str(uuid.uuid4()),
+        purchase_id=str(purchase["purchase_id"]),
+        user_id=str(purchase["user_id"]),
+        code=purchase["code"],
+        tariff_id=purchase["tariff_id"],
+        final_price=promo_pb2.Money(
+            amount_minor=purchase["final_minor"], currency=purchase["currency"]
+        ),
+        status=promo_pb2.PurchaseStatus.Value(f"PURCHASE_STATUS_{purchase['status']}"),
+        referrer_id=referrer_id or "",
+        occurred_at=_stamp(),
+    )
+    key = PURCHASE_COMPLETED if purchase["status"] == "COMPLETED" else PURCHASE_CANCELLED
+    await outbox.add(conn, event.event_id, key, event.SerializeToString())
+
+
+async def referral_rewarded(
+    conn: Any,
+    referrer_id: str,
+    referee_id: str,
+    purchase_id: str,
+    code: str,
+    reward: Discount,
+    ends_at: datetime,
+) -> None:
+    event = promo_events_pb2.ReferralRewarded(
+        event_id=str(uuid.uuid4()),
+        referrer_id=referrer_id,
+        referee_id=referee_id,
+        purchase_id=purchase_id,
+        reward_code=code,
+        reward=discount_message(reward),
+        reward_expires_at=_stamp(ends_at),
+        occurred_at=_stamp(),
+    )
+    await outbox.add(conn, event.event_id, REFERRAL_REWARDED, event.SerializeToString())
