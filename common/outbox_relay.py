@@ -20,6 +20,7 @@ from pamqp.commands import Basic
 
 from common import metrics, outbox
 from common.broker import CONTENT_TYPE, BrokerHealth, declare_exchange, run_connected
+from common.grpc_errors import is_unavailable
 from common.logs import get_logger
 
 log = get_logger(__name__)
@@ -89,6 +90,14 @@ class OutboxRelay:
             except (aio_pika.exceptions.DeliveryError, NotDelivered) as error:
                 log.warning("outbox_not_delivered", error=repr(error))
                 full = False
+            except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                # Postgres restarting ("the database system is starting up") or a connection
+                # it ended: the batch rolled back, its rows stay unsent; the broker session
+                # is fine, so keep it and try again at the next poll (as auth's relay does).
+                if not is_unavailable(error):
+                    raise
+                log.warning("outbox_database_unavailable", error=repr(error))
+                full = False
             if not full:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll)
@@ -121,6 +130,6 @@ async def prune_sent(pool: asyncpg.Pool, retention_seconds: float, every_seconds
             removed = await outbox.prune(pool, retention_seconds)
             if removed:
                 log.info("outbox_pruned", rows=removed)
-        except (OSError, asyncpg.PostgresError) as error:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             log.warning("outbox_prune_failed", error=repr(error))
         await asyncio.sleep(every_seconds)

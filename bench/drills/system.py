@@ -38,8 +38,9 @@ ENV = {
     "GATEWAY_METRICS_ADDR": "",
     "LOG_LEVEL": "WARNING",
     "SENTRY_DSN": "",
-    # Every login of the drills comes from one address.
+    # Every registration and login of the drills comes from one address.
     "AUTH_LOGIN_LIMIT_PER_ADDRESS": "100000",
+    "AUTH_REGISTER_LIMIT_PER_ADDRESS": "100000",
     "CONSUMER_RETRY_DELAYS": "[0.5, 1, 2]",
 }
 
