@@ -5,26 +5,30 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 import asyncpg
 
 from common import metrics
-from common.logs import get_logger
+from common.errors import ServiceError
 from common.tokens import Principal
 from loyalty_service import events
 from loyalty_service.domain import purchases as lifecycle
-from loyalty_service.domain.codes import PromoCode
-from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
-from loyalty_service.domain.pricing import Discount, Price, quote
+from loyalty_service.domain.eligibility import Tariff
+from loyalty_service.domain.pricing import Price
 from loyalty_service.domain.reasons import Reason, Rejection
-from loyalty_service.domain.referrals import is_referral
-from loyalty_service.domain.schedule import PricePeriod, schedule
+from loyalty_service.domain.schedule import Duration, PricePeriod, schedule
 from loyalty_service.guessing import Guesser, GuessThrottle
 from loyalty_service.referrals import Referrals
-from loyalty_service.store import codes, purchases, rejections, tariffs, users
-
-log = get_logger(__name__)
+from loyalty_service.store import (
+    codes,
+    partitions,
+    purchases,
+    redemption,
+    rejections,
+    tariffs,
+    users,
+)
 
 
 @dataclass(frozen=True)
@@ -35,35 +39,28 @@ class Quote:
     schedule: tuple[PricePeriod, ...] = ()
 
 
-def price_of(promo: PromoCode, tariff: Tariff, discount: Discount | None = None) -> Price:
-    """The price with the code's cap; `discount` replaces the code's own (a referral code's
-    discount is the program's)."""
-    return quote(tariff.price, promo.discount if discount is None else discount, promo.max_discount)
-
-
-class _AlreadyRedeemed(Exception):
-    """This user already made a purchase with this request id."""
-
-
-def to_attempt(row: asyncpg.Record, now: datetime) -> Attempt:
-    code = codes.to_code(row) if row["code"] is not None else None
-    tariff = (
-        Tariff(row["t_id"], row["t_name"], row["t_price"], row["t_currency"], row["t_period"])
-        if row["t_id"] is not None
-        else None
+def _quote_of(row: asyncpg.Record) -> Quote:
+    tariff = Tariff(
+        row["tariff_id"],
+        row["tariff_name"],
+        row["tariff_price"],
+        row["tariff_currency"],
+        row["tariff_period"],
     )
-    return Attempt(
-        code,
-        tariff,
-        row["user_status"],
-        bool(row["in_audience"]),
-        row["user_uses"],
-        now,
-        bool(row["has_purchase"]),
-    )
+    price = Price(row["base_minor"], row["discount_minor"], row["final_minor"])
+    periods = schedule(Duration(row["duration"]), row["duration_periods"], price.base, price.final)
+    return Quote(row["code"], tariff, price, periods)
+
+
+def _reason(row: asyncpg.Record) -> Reason | None:
+    return Reason(row["reason"]) if row["reason"] else None
 
 
 class Promotions:
+    """ApplyPromoCode and UsePromoCode are one call each to PostgreSQL (store/redemption.py:
+    the decision, the counters, the purchase and the rejection record); the guessing
+    throttle around that call is Redis's."""
+
     def __init__(
         self, pool: asyncpg.Pool, referrals: Referrals, guesses: GuessThrottle | None = None
     ) -> None:
@@ -72,49 +69,29 @@ class Promotions:
         # None: nobody is throttled (an admin applying codes on users' behalf).
         self._guesses = guesses
 
-    async def refuse(
-        self, user_id: str | None, code: str, tariff_id: str, reason: Reason
-    ) -> NoReturn:
-        """Records the rejection, then raises it; a failed write never hides the reason."""
-        metrics.PROMO_REJECTIONS.labels(reason.value).inc()
-        try:
-            await rejections.record(self._pool, user_id, code, tariff_id, reason.value)
-        except Exception as error:  # the answer matters more than the record
-            log.warning("rejection_not_recorded", reason=reason.value, error=repr(error))
-        raise Rejection(reason)
-
-    async def _checked(
-        self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None
-    ) -> tuple[PromoCode, Tariff, Discount]:
-        """The code, the tariff and the discount this user gets; or the recorded rejection."""
+    async def _may_guess(self, guesser: Guesser | None) -> None:
         if guesser is not None and self._guesses is not None:
             await self._guesses.check(guesser)
-        attempt = to_attempt(
-            await codes.attempt(self._pool, code, tariff_id, user_id), datetime.now(UTC)
-        )
-        reason, discount = await self._decision(attempt, user_id)
+
+    async def _answered(self, guesser: Guesser | None, reason: Reason | None) -> None:
         if guesser is not None and self._guesses is not None:
             await self._guesses.answered(guesser, reason)
-        if reason is not None:
-            await self.refuse(user_id, code, tariff_id, reason)
-        assert attempt.code is not None and attempt.tariff is not None and discount is not None
-        return attempt.code, attempt.tariff, discount
 
-    async def _decision(
-        self, attempt: Attempt, user_id: str
-    ) -> tuple[Reason | None, Discount | None]:
-        """Why the attempt fails (None: it does not), and the discount it would get."""
-        if is_referral(attempt.code):
-            return await self._referrals.check(attempt, user_id)
-        return rejection_reason(attempt), attempt.code.discount if attempt.code else None
+    @staticmethod
+    def _refused(reason: Reason) -> Rejection:
+        metrics.PROMO_REJECTIONS.labels(reason.value).inc()
+        return Rejection(reason)
 
     async def quote(
         self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None = None
     ) -> Quote:
-        promo, tariff, discount = await self._checked(user_id, code, tariff_id, guesser)
-        price = price_of(promo, tariff, discount)
-        periods = schedule(promo.duration, promo.duration_periods, price.base, price.final)
-        return Quote(promo.code, tariff, price, periods)
+        await self._may_guess(guesser)
+        row = await redemption.apply(self._pool, code, tariff_id, user_id, datetime.now(UTC))
+        reason = _reason(row)
+        await self._answered(guesser, reason)
+        if reason is not None:
+            raise self._refused(reason)
+        return _quote_of(row)
 
     async def redeem(
         self,
@@ -124,55 +101,34 @@ class Promotions:
         request_id: str | None,
         guesser: Guesser | None = None,
     ) -> asyncpg.Record:
-        """Takes one use and creates a PENDING purchase, in one transaction."""
-        if request_id:
-            earlier = await purchases.by_request(self._pool, user_id, request_id)
-            if earlier is not None:
-                return earlier
-        promo, tariff, discount = await self._checked(user_id, code, tariff_id, guesser)
-        price = price_of(promo, tariff, discount)
+        """Takes one use and creates a PENDING purchase, in one statement; or answers with
+        the purchase made earlier with this request id."""
         try:
-            return await self._take(user_id, promo, tariff, price, request_id)
-        except _AlreadyRedeemed:
-            assert request_id is not None
-            return await purchases.by_request(self._pool, user_id, request_id)
-        except Rejection as rejection:
-            await self.refuse(user_id, code, tariff_id, rejection.reason_code)
-
-    async def _take(
-        self, user_id: str, promo: PromoCode, tariff: Tariff, price: Price, request_id: str | None
-    ) -> asyncpg.Record:
-        # The purchase row goes first: a duplicate request id stops here, before any use
-        # is taken. Code counter before user counter, the same lock order as cancel/expiry.
-        duration = (promo.duration.value, promo.duration_periods)
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await purchases.insert(
-                conn, str(uuid.uuid4()), user_id, promo.code, tariff, price, request_id, duration
+            await self._may_guess(guesser)
+        except ServiceError:
+            # A throttled caller still gets the purchase it already made.
+            earlier = (
+                await purchases.by_request(self._pool, user_id, request_id) if request_id else None
             )
-            if row is None:
-                raise _AlreadyRedeemed
-            await self._check_first(conn, promo, user_id, str(row["purchase_id"]))
-            if not await codes.take_use(conn, promo.code, price.discount):
-                raise Rejection(await self._why_not_taken(conn, promo.code))
-            if not await codes.take_user_use(conn, promo.code, user_id, promo.per_user_limit):
-                raise Rejection(Reason.PROMO_CODE_USER_LIMIT_REACHED)
-            if is_referral(promo):
-                await self._referrals.start(conn, str(row["purchase_id"]), user_id, promo)
-        metrics.PROMO_USES.inc()
+            if earlier is None:
+                raise
+            return earlier
+        row = await redemption.use(
+            self._pool,
+            code,
+            tariff_id,
+            user_id,
+            request_id or None,
+            str(uuid.uuid4()),
+            datetime.now(UTC),
+        )
+        reason = _reason(row)
+        await self._answered(guesser, reason)
+        if reason is not None:
+            raise self._refused(reason)
+        if row["is_new"]:
+            metrics.PROMO_USES.inc()
         return row
-
-    @staticmethod
-    async def _check_first(conn: Any, promo: PromoCode, user_id: str, purchase_id: str) -> None:
-        if promo.first_purchase_only and not await codes.lock_first_purchase(
-            conn, user_id, purchase_id
-        ):
-            raise Rejection(Reason.PROMO_CODE_FIRST_PURCHASE_ONLY)
-
-    @staticmethod
-    async def _why_not_taken(conn: Any, code: str) -> Reason:
-        if await codes.out_of_uses(conn, code):
-            return Reason.PROMO_CODE_EXHAUSTED
-        return Reason.PROMO_CODE_BUDGET_SPENT
 
     async def _owned(self, conn: Any, principal: Principal, purchase_id: str) -> asyncpg.Record:
         row = await purchases.get(conn, purchase_id, lock=True)
@@ -199,7 +155,7 @@ class Promotions:
             if not lifecycle.check_cancel(lifecycle.PurchaseStatus(row["status"])):
                 return row
             row = await purchases.set_status(conn, purchase_id, "CANCELLED")
-            await codes.give_back(conn, row["code"], str(row["user_id"]), row["discount_minor"])
+            await codes.give_back(conn, row)
             referrer = await self._referrals.give_back(conn, purchase_id, "CANCELLED")
             await events.purchase_changed(conn, row, referrer)
         metrics.PROMO_CANCELS.inc()
@@ -228,3 +184,9 @@ class Promotions:
 
     async def forget_rejections(self, older_than: datetime, batch: int = 5000) -> int:
         return await rejections.forget_before(self._pool, older_than, batch)
+
+    async def drop_rejection_months(self, older_than: datetime) -> int:
+        return await rejections.drop_months_before(self._pool, older_than)
+
+    async def make_partitions(self) -> int:
+        return await partitions.ensure(self._pool, datetime.now(UTC))

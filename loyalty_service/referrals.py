@@ -1,5 +1,6 @@
-"""The referral use cases: the program, personal codes, and the referral's part in a use,
-a confirm (the reward) and a cancel or expiry (the referral given back)."""
+"""The referral use cases: the program, personal codes, and the referral's part in a confirm
+(the reward) and a cancel or expiry (the referral given back). Its part in a use (the checks
+and the referral row) is in the use's one statement, loyalty_use (store/redemption.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ import asyncpg
 from common import metrics
 from loyalty_service import events
 from loyalty_service.domain import referrals as rules
-from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, PromoCode, random_code
-from loyalty_service.domain.eligibility import Attempt
-from loyalty_service.domain.pricing import Discount
+from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, random_code
 from loyalty_service.domain.reasons import Reason, Rejection
 from loyalty_service.domain.specs import CodeSpec
 from loyalty_service.store import codes, users
@@ -68,33 +67,6 @@ class Referrals:
                 # A concurrent first request won: this code goes with the transaction.
                 raise _AlreadyHasCode
         return True
-
-    async def check(self, attempt: Attempt, user_id: str) -> tuple[Reason | None, Discount]:
-        """Why this user may not use the referral code (None: they may), and its discount."""
-        code = attempt.code
-        assert code is not None and code.referrer_id is not None
-        program = await store.program(self._pool)
-        history = await store.referee_history(self._pool, user_id)
-        reason = rules.rejection_reason(
-            rules.ReferralAttempt(
-                code,
-                code.referrer_id,
-                user_id,
-                attempt.user_status,
-                attempt.tariff,
-                program,
-                history,
-            )
-        )
-        return reason, program.referee
-
-    async def start(self, conn: Any, purchase_id: str, user_id: str, code: PromoCode) -> None:
-        """In the transaction that takes the use: the referral, enforced by the database."""
-        assert code.referrer_id is not None
-        if not await store.start(conn, purchase_id, user_id, code.referrer_id, code.code):
-            raise Rejection(Reason.REFERRAL_ALREADY_REFERRED)
-        if await store.other_live_purchase(conn, user_id, purchase_id):
-            raise Rejection(Reason.REFERRAL_NOT_FIRST_PURCHASE)
 
     async def settle(self, conn: Any, purchase_id: str) -> str | None:
         """In the transaction that confirms a purchase: the referrer's reward, or the reason

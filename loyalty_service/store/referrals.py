@@ -117,32 +117,6 @@ async def referee_history(conn: Any, user_id: str) -> RefereeHistory:
     return RefereeHistory(row["referred"], row["bought"])
 
 
-async def start(conn: Any, purchase_id: str, referee_id: str, referrer_id: str, code: str) -> bool:
-    """Records a referral; False when the user already has a live one (the unique index)."""
-    try:
-        await conn.execute(
-            "INSERT INTO referrals (purchase_id, referee_id, referrer_id, code, status)"
-            " VALUES ($1, $2, $3, $4, 'PENDING')",
-            purchase_id,
-            referee_id,
-            referrer_id,
-            code,
-        )
-    except asyncpg.UniqueViolationError:
-        return False
-    return True
-
-
-async def other_live_purchase(conn: Any, user_id: str, purchase_id: str) -> bool:
-    found = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM purchases WHERE user_id = $1 AND purchase_id <> $2"
-        f" AND status IN {_LIVE})",
-        user_id,
-        purchase_id,
-    )
-    return bool(found)
-
-
 async def end(conn: Any, purchase_id: str, status: str) -> str | None:
     """A cancelled purchase gives its referral back: the user may be referred again. Returns
     the referrer, None when the purchase was no referral."""

@@ -457,7 +457,8 @@ $$;
 
 -- UsePromoCode: the earlier purchase of this request id, or the decision, then the code's
 -- use, the user's use, the referral and the PENDING purchase, all or nothing; when refused,
--- the rejection record. Returns one row: reason NULL and the purchase, or the reason.
+-- the rejection record. Returns one row: reason NULL and the purchase (is_new: taken by
+-- this call, not an earlier one of the same request id), or the reason.
 -- The taking runs in a block that a refusal unwinds (raised with SQLSTATE LY001), so a use
 -- taken before a later check fails is given back by the rollback, not by hand.
 CREATE FUNCTION loyalty_use(
@@ -466,7 +467,8 @@ CREATE FUNCTION loyalty_use(
 RETURNS TABLE (
     reason text, purchase_id uuid, user_id uuid, code text, tariff_id text, base_minor bigint,
     discount_minor bigint, final_minor bigint, currency text, status text, request_id text,
-    created_at timestamptz, updated_at timestamptz, duration text, duration_periods int)
+    created_at timestamptz, updated_at timestamptz, duration text, duration_periods int,
+    is_new boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -478,7 +480,7 @@ BEGIN
         RETURN QUERY SELECT NULL::text, p.purchase_id, p.user_id, p.code, p.tariff_id,
                             p.base_minor, p.discount_minor, p.final_minor, p.currency,
                             p.status, p.request_id, p.created_at, p.updated_at, p.duration,
-                            p.duration_periods
+                            p.duration_periods, false
                        FROM purchase_requests r
                        JOIN purchases p ON p.purchase_id = r.purchase_id
                                        AND p.created_at = r.created_at
@@ -502,7 +504,7 @@ BEGIN
                                         p.tariff_id, p.base_minor, p.discount_minor,
                                         p.final_minor, p.currency, p.status, p.request_id,
                                         p.created_at, p.updated_at, p.duration,
-                                        p.duration_periods
+                                        p.duration_periods, false
                                    FROM purchase_requests r
                                    JOIN purchases p ON p.purchase_id = r.purchase_id
                                                    AND p.created_at = r.created_at
@@ -562,6 +564,7 @@ BEGIN
                  INTO purchase_id, user_id, code, tariff_id, base_minor, discount_minor,
                       final_minor, currency, status, request_id, created_at, updated_at,
                       duration, duration_periods;
+            is_new := true;
             RETURN NEXT;
             RETURN;
         EXCEPTION WHEN SQLSTATE 'LY001' THEN
@@ -570,6 +573,7 @@ BEGIN
     END IF;
     PERFORM loyalty_reject(p_user, p_code, p_tariff, v_reason);
     reason := v_reason;
+    is_new := false;
     RETURN NEXT;
 END
 $$;

@@ -67,7 +67,7 @@ async def _use_all(
 async def _counters(loyalty: LoyaltyTestServer, code: str) -> tuple[int, int, int]:
     pool: asyncpg.Pool = loyalty.app.pool
     row = await pool.fetchrow(
-        "SELECT c.uses,"
+        "SELECT promo_code_uses(c.code) AS uses,"
         " (SELECT count(*) FROM purchases p WHERE p.code = c.code"
         "   AND p.status IN ('PENDING', 'COMPLETED')) AS held,"
         " (SELECT coalesce(sum(uses), 0) FROM user_code_uses x WHERE x.code = c.code) AS per_user"
@@ -164,7 +164,8 @@ async def test_counters_match_purchases_after_a_burst_of_uses_and_cancels(
 async def test_uses_queued_behind_a_held_row_lock_still_stop_at_the_limit(
     loyalty: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
-    """Racing calls may finish one by one; here they are made to pile up on the same row."""
+    """Racing calls may finish one by one; here they are made to pile up on the code's
+    counter rows (its slots: every one held, so each use waits for one to come free)."""
     code = new_code()
     await loyalty.create_code(admin, code=code, percent_off=50, max_uses=10)
     users = [auth_server.token_for() for _ in range(60)]
@@ -173,7 +174,7 @@ async def test_uses_queued_behind_a_held_row_lock_still_stop_at_the_limit(
     try:
         lock = holder.transaction()
         await lock.start()
-        await holder.execute("SELECT 1 FROM promo_codes WHERE code = $1 FOR UPDATE", code)
+        await holder.execute("SELECT 1 FROM promo_code_slots WHERE code = $1 FOR UPDATE", code)
         racing = asyncio.ensure_future(_use_all(loyalty, users, code))
         # Enough to force the queue, and within reach of two replicas' small pools.
         await _wait_for_lock_waiters(pool, at_least=12)
