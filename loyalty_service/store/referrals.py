@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from loyalty_service.domain.pricing import Discount, DiscountKind
 from loyalty_service.domain.referrals import PersonalCode, RefereeHistory, ReferralProgram
 
