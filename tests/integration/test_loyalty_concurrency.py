@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -199,3 +200,62 @@ async def _wait_for_lock_waiters(pool: asyncpg.Pool | asyncpg.Connection, at_lea
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"fewer than {at_least} calls queued on the lock")
+
+
+async def _slots(loyalty: LoyaltyTestServer, code: str) -> list[tuple[int, int]]:
+    rows = await loyalty.app.pool.fetch(
+        "SELECT uses_left, taken FROM promo_code_slots WHERE code = $1 ORDER BY slot", code
+    )
+    return [(r["uses_left"], r["taken"]) for r in rows]
+
+
+async def test_a_hot_code_split_over_slots_is_exact_to_the_last_use_and_back(
+    loyalty: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+) -> None:
+    """Hundreds of uses of one code at once take its uses from 32 slots; exactly the cap
+    gets through, cancels and expiries give back exactly, and the uses given back are taken
+    exactly once more."""
+    code = new_code()
+    await loyalty.create_code(admin, code=code, percent_off=50, max_uses=300)
+    assert len(await _slots(loyalty, code)) == 32
+    users = [auth_server.token_for() for _ in range(400)]
+    first, errors = await _use_all(loyalty, users, code)
+    assert len(first) == 300 and len(errors) == 100
+    assert {e.code() for e in errors} == {Code.FAILED_PRECONDITION}
+    assert all(left == 0 for left, _ in await _slots(loyalty, code))
+    assert await _counters(loyalty, code) == (300, 300, 300)
+
+    by_owner = {u.user_id: u for u in users}
+    cancelled = first[:80]
+    await asyncio.gather(
+        *(
+            loyalty.promo.CancelPromoCodeUse(
+                promo_pb2.CancelPromoCodeUseRequest(purchase_id=p.purchase_id),
+                metadata=by_owner[p.user_id].metadata(),
+            )
+            for p in cancelled
+        )
+    )
+    pool: asyncpg.Pool = loyalty.app.pool
+    # Twenty more come back by expiry: made stale, then swept.
+    stale = [p.purchase_id for p in first[80:100]]
+    await pool.execute(
+        "UPDATE purchases SET created_at = created_at - interval '2 hours'"
+        " WHERE purchase_id = ANY($1::uuid[])",
+        stale,
+    )
+    expired = 0
+    while batch := await loyalty.app.promotions.expire_stale(
+        datetime.now(UTC) - timedelta(hours=1)
+    ):
+        expired += batch
+    assert expired >= 20
+    slots = await _slots(loyalty, code)
+    assert sum(left for left, _ in slots) == 100 and sum(taken for _, taken in slots) == 200
+    assert await _counters(loyalty, code) == (200, 200, 200)
+
+    late = [auth_server.token_for() for _ in range(250)]
+    again, errors = await _use_all(loyalty, late, code)
+    assert len(again) == 100 and len(errors) == 150
+    assert all(left == 0 for left, _ in await _slots(loyalty, code))
+    assert await _counters(loyalty, code) == (300, 300, 300)
