@@ -4,7 +4,9 @@
 
 ------------------------------------------------------------------------------------------
 -- Counter slots. Every code has some: a capped code's remaining uses are split over up to 32
--- of them (uses_left), an unlimited code's 8 carry no limit (uses_left NULL). Each slot also
+-- of them (uses_left), an unlimited code's 32 carry no limit (uses_left NULL). With fewer
+-- slots than uses in flight, the uses queue on the slots as they did on the one row (pgbench,
+-- 32 clients on one unlimited code: 8 slots ran at 0.5 of the spread rate). Each slot also
 -- counts the uses taken from it and the discount they granted, so the admin's "uses taken"
 -- and "discount granted" are sums over a handful of rows, never a count of purchases.
 -- A purchase remembers its slot and gives back into it, so no slot counter goes negative.
@@ -20,7 +22,7 @@ CREATE TABLE promo_code_slots (
 
 CREATE FUNCTION loyalty_slot_count(p_max_uses int, p_left int) RETURNS int
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN p_max_uses = 0 THEN 8 ELSE greatest(least(32, p_left), 1) END
+    SELECT CASE WHEN p_max_uses = 0 THEN 32 ELSE greatest(least(32, p_left), 1) END
 $$;
 
 -- Slots of codes as they are created, in one statement per insert statement.
@@ -397,14 +399,17 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
--- Takes one use (and p_discount of the tally) from a slot of the code: a random free slot
--- first, skipping those other uses hold right now; when every slot with uses left is held,
--- waits for one, so the last use is found exactly. Returns the slot, NULL when none is left.
+-- Takes one use (and p_discount of the tally) from a slot of the code: a free slot in random
+-- order (at most 32 rows to sort), skipping those other uses hold right now; when every slot
+-- with uses left is held, waits for one, so the last use is found exactly. Returns the slot,
+-- NULL when none is left.
+-- The waiting pass goes in slot order: a row locked and then found empty stays locked until
+-- the end of the transaction, so waiters taking them in different orders could deadlock. A
+-- deadlock that still happens (a slot locked out of order by the first pass) is retried.
 CREATE FUNCTION loyalty_take_slot(p_code text, p_discount bigint) RETURNS smallint
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_start smallint := floor(random() * 32)::smallint;
-    v_slot  smallint;
+    v_slot smallint;
 BEGIN
     UPDATE promo_code_slots s
        SET uses_left = s.uses_left - 1, taken = s.taken + 1,
@@ -412,21 +417,29 @@ BEGIN
      WHERE s.code = p_code
        AND s.slot = (SELECT f.slot FROM promo_code_slots f
                       WHERE f.code = p_code AND coalesce(f.uses_left > 0, true)
-                      ORDER BY f.slot < v_start, f.slot
+                      ORDER BY random()
                       LIMIT 1 FOR UPDATE SKIP LOCKED)
     RETURNING s.slot INTO v_slot;
-    IF v_slot IS NULL THEN
-        UPDATE promo_code_slots s
-           SET uses_left = s.uses_left - 1, taken = s.taken + 1,
-               spent_minor = s.spent_minor + p_discount
-         WHERE s.code = p_code
-           AND s.slot = (SELECT f.slot FROM promo_code_slots f
-                          WHERE f.code = p_code AND coalesce(f.uses_left > 0, true)
-                          ORDER BY f.slot < v_start, f.slot
-                          LIMIT 1 FOR UPDATE)
-        RETURNING s.slot INTO v_slot;
+    IF v_slot IS NOT NULL THEN
+        RETURN v_slot;
     END IF;
-    RETURN v_slot;
+    LOOP
+        BEGIN
+            UPDATE promo_code_slots s
+               SET uses_left = s.uses_left - 1, taken = s.taken + 1,
+                   spent_minor = s.spent_minor + p_discount
+             WHERE s.code = p_code
+               AND s.slot = (SELECT f.slot FROM promo_code_slots f
+                              WHERE f.code = p_code AND coalesce(f.uses_left > 0, true)
+                              ORDER BY f.slot
+                              LIMIT 1 FOR UPDATE)
+            RETURNING s.slot INTO v_slot;
+            RETURN v_slot;
+        EXCEPTION WHEN deadlock_detected THEN
+            -- The block's locks went with it; the other side goes on.
+            NULL;
+        END;
+    END LOOP;
 END
 $$;
 

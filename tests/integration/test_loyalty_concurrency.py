@@ -217,7 +217,7 @@ async def test_a_hot_code_split_over_slots_is_exact_to_the_last_use_and_back(
     exactly once more."""
     code = new_code()
     await loyalty.create_code(admin, code=code, percent_off=50, max_uses=300)
-    assert len(await _slots(loyalty, code)) == 32
+    assert len(await _slots(loyalty, code)) == 32  # a capped code: up to 32
     users = [auth_server.token_for() for _ in range(400)]
     first, errors = await _use_all(loyalty, users, code)
     assert len(first) == 300 and len(errors) == 100
