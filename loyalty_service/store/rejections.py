@@ -9,7 +9,11 @@ import asyncpg
 
 
 async def counts_by_reason(conn: Any, code: str) -> dict[str, int]:
-    rows = await conn.fetch("SELECT reason, count FROM rejection_counts WHERE code = $1", code)
+    rows = await conn.fetch(
+        "SELECT reason, sum(count)::bigint AS count FROM rejection_counts WHERE code = $1"
+        " GROUP BY reason",
+        code,
+    )
     return {r["reason"]: r["count"] for r in rows}
 
 

@@ -78,6 +78,12 @@ $$;
 -- Codes and tariffs are never deleted, so the keys guarded nothing that happens.
 ALTER TABLE user_code_uses DROP CONSTRAINT user_code_uses_code_fkey;
 
+-- Rejection counts, split the same way: once a hot code runs out, every use of it is a
+-- rejection adding 1 to the same (code, reason) row; 8 slots spread that lock. Readers sum.
+ALTER TABLE rejection_counts ADD COLUMN slot smallint NOT NULL DEFAULT 0;
+ALTER TABLE rejection_counts DROP CONSTRAINT rejection_counts_pkey;
+ALTER TABLE rejection_counts ADD PRIMARY KEY (code, reason, slot);
+
 ------------------------------------------------------------------------------------------
 -- Purchases and rejections, partitioned by month of created_at / occurred_at. The old tables
 -- step aside, the rows move over, then the old tables go.
@@ -390,10 +396,10 @@ RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO rejections (user_id, code, tariff_id, reason)
     VALUES (p_user, p_code, p_tariff, p_reason);
-    INSERT INTO rejection_counts AS r (code, reason, count)
+    INSERT INTO rejection_counts AS r (code, reason, slot, count)
     SELECT CASE WHEN EXISTS (SELECT 1 FROM promo_codes c WHERE c.code = p_code)
-                THEN p_code ELSE '' END, p_reason, 1
-    ON CONFLICT (code, reason) DO UPDATE SET count = r.count + 1;
+                THEN p_code ELSE '' END, p_reason, floor(random() * 8)::smallint, 1
+    ON CONFLICT (code, reason, slot) DO UPDATE SET count = r.count + 1;
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'rejection_not_recorded reason=% error=%', p_reason, SQLERRM;
 END
