@@ -5,7 +5,7 @@ Rows are claimed with FOR UPDATE SKIP LOCKED inside a transaction that stays ope
 broker has confirmed every message of the batch, so several replicas never send the same row
 at once, and a crash or a broker failure leaves the rows unsent, to be sent again: delivery is
 at least once, and every message carries its event id for consumers to drop duplicates.
-(Auth's relay, auth_service/outbox_relay.py, is the same loop over auth's own store.)"""
+(Auth's relay, auth_service/workers/outbox_relay.py, is the same loop over auth's own store.)"""
 
 from __future__ import annotations
 

@@ -22,18 +22,18 @@ from common.throttle import Limit, Throttle
 from common.tokens import TokenVerifier
 from common.trust import parse_networks
 from loyalty.promo.v1 import promo_pb2_grpc
-from loyalty_service.administration import PromoAdmin
 from loyalty_service.api.admin import PromoAdminServicer
 from loyalty_service.api.promo import PromoServicer
-from loyalty_service.code_transfer import CodeTransfer
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.domain.reasons import DOMAIN
-from loyalty_service.guessing import GuessLimits, GuessThrottle
 from loyalty_service.jwks import AuthJwks
-from loyalty_service.promotions import Promotions
-from loyalty_service.referrals import Referrals
-from loyalty_service.sweeper import run_sweeper
-from loyalty_service.user_events import UserEventsConsumer
+from loyalty_service.use_cases.administration import PromoAdmin
+from loyalty_service.use_cases.code_transfer import CodeTransfer
+from loyalty_service.use_cases.guessing import GuessLimits, GuessThrottle
+from loyalty_service.use_cases.promotions import Promotions
+from loyalty_service.use_cases.referrals import Referrals
+from loyalty_service.workers.sweeper import run_sweeper
+from loyalty_service.workers.user_events import UserEventsConsumer
 
 SERVICE_NAMES = ["loyalty.promo.v1.PromoService", "loyalty.promo.v1.PromoAdminService"]
 Loop = Callable[[], Coroutine[Any, Any, None]]

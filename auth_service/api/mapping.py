@@ -8,7 +8,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from auth_service.domain import Status, User
-from auth_service.service import TokenPair
+from auth_service.use_cases.sessions import TokenPair
 from common.errors import InvalidArgument
 from loyalty.auth.v1 import auth_pb2
 

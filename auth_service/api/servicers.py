@@ -9,8 +9,9 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from auth_service.api.mapping import admin_settable_status, token_pair_message, user_message
-from auth_service.service import Accounts
 from auth_service.tokens import TokenIssuer
+from auth_service.use_cases.accounts import Accounts
+from auth_service.use_cases.sessions import Sessions
 from common.errors import InvalidArgument
 from common.page_tokens import PageTokens
 from common.tokens import Principal, TokenVerifier, bearer_token
@@ -25,11 +26,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def __init__(
         self,
         accounts: Accounts,
+        sessions: Sessions,
         verifier: TokenVerifier,
         issuer: TokenIssuer,
         trusted_peers: Sequence[Network] = (),
     ) -> None:
         self._accounts = accounts
+        self._sessions = sessions
         self._verifier = verifier
         self._issuer = issuer
         self._trusted_peers = trusted_peers
@@ -44,16 +47,16 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return user_message(user)
 
     async def Login(self, request: auth_pb2.LoginRequest, context: Context) -> auth_pb2.TokenPair:
-        pair = await self._accounts.login(request.email, request.password, self._client(context))
+        pair = await self._sessions.login(request.email, request.password, self._client(context))
         return token_pair_message(pair)
 
     async def Refresh(
         self, request: auth_pb2.RefreshRequest, context: Context
     ) -> auth_pb2.TokenPair:
-        return token_pair_message(await self._accounts.refresh(request.refresh_token))
+        return token_pair_message(await self._sessions.refresh(request.refresh_token))
 
     async def Logout(self, request: auth_pb2.LogoutRequest, context: Context) -> empty_pb2.Empty:
-        await self._accounts.logout(request.refresh_token)
+        await self._sessions.logout(request.refresh_token)
         return empty_pb2.Empty()
 
     async def DeleteAccount(

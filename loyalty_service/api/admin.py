@@ -11,10 +11,10 @@ from common.page_tokens import PageTokens
 from common.tokens import TokenVerifier, bearer_token
 from common.validation import page_size, uuid_field
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
-from loyalty_service.administration import PromoAdmin
 from loyalty_service.api import mapping, referral_mapping, requests
-from loyalty_service.code_transfer import CodeTransfer
-from loyalty_service.referrals import Referrals
+from loyalty_service.use_cases.administration import PromoAdmin
+from loyalty_service.use_cases.code_transfer import CodeTransfer
+from loyalty_service.use_cases.referrals import Referrals
 
 Context = Any
 CSV = "text/csv; charset=utf-8"

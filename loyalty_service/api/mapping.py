@@ -10,16 +10,16 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.errors import InvalidArgument
 from loyalty.promo.v1 import promo_pb2
-from loyalty_service.administration import Report
-from loyalty_service.code_transfer import RowResult
 from loyalty_service.domain.codes import PromoCode, status_of
 from loyalty_service.domain.eligibility import Tariff
 from loyalty_service.domain.pricing import DiscountKind
 from loyalty_service.domain.reports import DayStats
 from loyalty_service.domain.schedule import Duration, PricePeriod, schedule
 from loyalty_service.domain.specs import CodeSpec, MoneyInput
-from loyalty_service.promotions import Quote
 from loyalty_service.store.codes import to_code
+from loyalty_service.use_cases.administration import Report
+from loyalty_service.use_cases.code_transfer import RowResult
+from loyalty_service.use_cases.promotions import Quote
 
 
 def stamp(value: datetime | None) -> Timestamp | None:

@@ -11,9 +11,9 @@ from common.trust import Network, grpc_client_address
 from common.validation import page_size, uuid_field
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 from loyalty_service.api import mapping, referral_mapping, requests
-from loyalty_service.guessing import Guesser
-from loyalty_service.promotions import Promotions
-from loyalty_service.referrals import Referrals
+from loyalty_service.use_cases.guessing import Guesser
+from loyalty_service.use_cases.promotions import Promotions
+from loyalty_service.use_cases.referrals import Referrals
 
 Context = Any
 

@@ -12,7 +12,6 @@ import asyncpg
 from common import metrics
 from common.logs import get_logger
 from common.tokens import Principal
-from loyalty_service import events
 from loyalty_service.domain import purchases as lifecycle
 from loyalty_service.domain.codes import PromoCode
 from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
@@ -20,9 +19,10 @@ from loyalty_service.domain.pricing import Discount, Price, quote
 from loyalty_service.domain.reasons import Reason, Rejection
 from loyalty_service.domain.referrals import is_referral
 from loyalty_service.domain.schedule import PricePeriod, schedule
-from loyalty_service.guessing import Guesser, GuessThrottle
-from loyalty_service.referrals import Referrals
 from loyalty_service.store import codes, purchases, rejections, tariffs, users
+from loyalty_service.use_cases import events
+from loyalty_service.use_cases.guessing import Guesser, GuessThrottle
+from loyalty_service.use_cases.referrals import Referrals
 
 log = get_logger(__name__)
 

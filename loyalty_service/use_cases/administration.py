@@ -13,8 +13,8 @@ from loyalty_service.domain import specs
 from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, normalize_code, random_code
 from loyalty_service.domain.reasons import DOMAIN, Reason, Rejection
 from loyalty_service.domain.reports import MAX_REPORT_DAYS, DayStats
-from loyalty_service.promotions import Promotions
 from loyalty_service.store import codes, groups, purchases, rejections, reports, tariffs
+from loyalty_service.use_cases.promotions import Promotions
 
 # Rounds of regenerating codes that collided before a batch gives up.
 MAX_GENERATION_ROUNDS = 20

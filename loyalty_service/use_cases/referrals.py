@@ -9,7 +9,6 @@ from typing import Any
 import asyncpg
 
 from common import metrics
-from loyalty_service import events
 from loyalty_service.domain import referrals as rules
 from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, PromoCode, random_code
 from loyalty_service.domain.eligibility import Attempt
@@ -18,6 +17,7 @@ from loyalty_service.domain.reasons import Reason, Rejection
 from loyalty_service.domain.specs import CodeSpec
 from loyalty_service.store import codes, users
 from loyalty_service.store import referrals as store
+from loyalty_service.use_cases import events
 
 # Rounds of regenerating a code that collided before giving up.
 MAX_GENERATION_ROUNDS = 20

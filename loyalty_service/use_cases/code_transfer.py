@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import asyncpg
 
 from common.errors import InvalidArgument, ServiceError
-from loyalty_service.administration import PromoAdmin
 from loyalty_service.domain import code_csv
 from loyalty_service.domain.codes import normalize_code
 from loyalty_service.store import codes
+from loyalty_service.use_cases.administration import PromoAdmin
 
 EXPORT_BATCH = 500
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from auth_service.domain import User
-from auth_service.store import outbox
+from auth_service.use_cases.ports import Outbox
 from loyalty.auth.v1 import auth_pb2
 from loyalty.events.v1 import events_pb2
 
@@ -28,7 +27,7 @@ def user_event(user: User) -> events_pb2.UserEvent:
     )
 
 
-async def record(conn: Any, user: User, routing_key: str) -> None:
+async def record(outbox: Outbox, user: User, routing_key: str) -> None:
     event = user_event(user)
-    await outbox.add(conn, event.event_id, user.user_id, routing_key, event.SerializeToString())
-    await outbox.notify(conn)
+    await outbox.add(event.event_id, user.user_id, routing_key, event.SerializeToString())
+    await outbox.notify()
