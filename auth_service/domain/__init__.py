@@ -19,6 +19,7 @@ from auth_service.domain.reasons import (
     user_not_found,
 )
 from common.errors import ErrorKind, FieldViolation, InvalidArgument
+from common.user_status import UserStatus
 
 __all__ = [
     "DOMAIN",
@@ -34,10 +35,8 @@ MAX_EMAIL_LENGTH = credentials.MAX_EMAIL_LENGTH
 MAX_PASSWORD_LENGTH = credentials.MAX_PASSWORD_LENGTH
 
 
-class Status(StrEnum):
-    ACTIVE = "ACTIVE"
-    BLOCKED = "BLOCKED"
-    DELETED = "DELETED"
+# Auth's name for the status both services share.
+Status = UserStatus
 
 
 class Role(StrEnum):

@@ -8,7 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from auth_service.domain import User
 from auth_service.use_cases.ports import Outbox
-from loyalty.auth.v1 import auth_pb2
+from common.user_status import to_proto
 from loyalty.events.v1 import events_pb2
 
 REGISTERED = "user.registered"
@@ -21,7 +21,7 @@ def user_event(user: User) -> events_pb2.UserEvent:
     return events_pb2.UserEvent(
         event_id=str(uuid.uuid4()),
         user_id=user.user_id,
-        status=auth_pb2.UserStatus.Value(f"USER_STATUS_{user.status.value}"),
+        status=to_proto(user.status),
         version=user.version,
         occurred_at=occurred_at,
     )

@@ -72,7 +72,7 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         return promo_pb2.ListPromoCodesResponse(
             promo_codes=[mapping.promo_code(r) for r in rows[:size]],
             next_page_token=requests.next_token(
-                self._tokens, "promo_codes", rows, size, lambda r: (r["code"],)
+                self._tokens, "promo_codes", rows, size, lambda c: (c.code,)
             ),
         )
 
@@ -109,7 +109,7 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         return promo_pb2.ListGroupsResponse(
             groups=[mapping.group(r) for r in rows[:size]],
             next_page_token=requests.next_token(
-                self._tokens, "groups", rows, size, lambda r: (r["name"].lower(),)
+                self._tokens, "groups", rows, size, lambda g: (g.name.lower(),)
             ),
         )
 
@@ -199,7 +199,7 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         return promo_pb2.ListRejectionsResponse(
             rejections=[mapping.rejection(r) for r in rows[:size]],
             next_page_token=requests.next_token(
-                self._tokens, "rejections", rows, size, lambda r: (r["rejection_id"],)
+                self._tokens, "rejections", rows, size, lambda r: (r.rejection_id,)
             ),
         )
 

@@ -111,7 +111,7 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
             "purchases",
             rows,
             size,
-            lambda r: requests.time_position(r, "purchase_id"),
+            lambda p: requests.time_position(p.created_at, p.purchase_id),
         )
         return promo_pb2.ListPurchasesResponse(
             purchases=[mapping.purchase(r) for r in rows[:size]], next_page_token=token

@@ -11,6 +11,7 @@ from common.page_tokens import PageTokens, Position
 from common.request_rules import in_time_range
 from common.validation import uuid_field
 from loyalty.promo.v1 import promo_pb2
+from loyalty_service.domain.codes import ActiveCode
 
 MAX_CODE = 64
 MAX_TARIFF_ID = 64
@@ -101,14 +102,14 @@ def time_cursor(tokens: PageTokens, list_name: str, token: str) -> tuple[datetim
     return at, uuid_field(str(found[1]), "page_token")
 
 
-def time_position(row: Any, id_column: str) -> Position:
-    return (row["created_at"].isoformat(), str(row[id_column]))
+def time_position(created_at: datetime, item_id: str) -> Position:
+    return (created_at.isoformat(), item_id)
 
 
-def ends_position(row: Any) -> Position:
+def ends_position(active: ActiveCode) -> Position:
     """Where a page of active codes (ordered by end, then code) stopped."""
-    ends = row["ends_at"]
-    return (ends.isoformat() if ends else "infinity", row["code"])
+    ends = active.code.ends_at
+    return (ends.isoformat() if ends else "infinity", active.code.code)
 
 
 def ends_cursor(tokens: PageTokens, list_name: str, token: str) -> tuple[str, str] | None:

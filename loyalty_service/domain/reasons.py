@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from common.errors import ErrorKind, ServiceError
@@ -94,6 +96,18 @@ MESSAGES: dict[Reason, str] = {
     Reason.REFERRAL_PROGRAM_OFF: "the referral program is off",
     Reason.TOO_MANY_PROMO_ATTEMPTS: "too many promo codes that did not work",
 }
+
+
+@dataclass(frozen=True)
+class RecordedRejection:
+    """A refused attempt as it was written down (user None: not signed in)."""
+
+    rejection_id: int
+    occurred_at: datetime
+    user_id: str | None
+    code: str
+    tariff_id: str
+    reason: str
 
 
 class Rejection(ServiceError):

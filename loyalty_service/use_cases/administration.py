@@ -6,12 +6,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
-
+from common.db import Pool
 from common.errors import ErrorKind, FieldViolation, InvalidArgument, ServiceError
 from loyalty_service.domain import specs
-from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, normalize_code, random_code
-from loyalty_service.domain.reasons import DOMAIN, Reason, Rejection
+from loyalty_service.domain.codes import (
+    DEFAULT_RANDOM_LENGTH,
+    PromoCode,
+    normalize_code,
+    random_code,
+)
+from loyalty_service.domain.groups import Group
+from loyalty_service.domain.purchases import Purchase
+from loyalty_service.domain.reasons import DOMAIN, Reason, RecordedRejection, Rejection
 from loyalty_service.domain.reports import MAX_REPORT_DAYS, DayStats
 from loyalty_service.store import codes, groups, purchases, rejections, reports, tariffs
 from loyalty_service.use_cases.promotions import Promotions
@@ -23,7 +29,7 @@ MAX_BULK_USERS = 1000
 
 @dataclass(frozen=True)
 class Report:
-    code: asyncpg.Record
+    code: PromoCode
     purchases_by_status: dict[str, int]
     rejections_by_reason: dict[str, int]
     daily: list[DayStats]
@@ -32,7 +38,7 @@ class Report:
 @dataclass(frozen=True)
 class ApplyResult:
     user_id: str
-    purchase: asyncpg.Record | None
+    purchase: Purchase | None
     reason: str
 
 
@@ -41,7 +47,7 @@ def _missing(field: str, ids: list[str], all_ids: tuple[str, ...]) -> list[Field
 
 
 class PromoAdmin:
-    def __init__(self, pool: asyncpg.Pool, promotions: Promotions) -> None:
+    def __init__(self, pool: Pool, promotions: Promotions) -> None:
         self._pool = pool
         self._promotions = promotions
 
@@ -56,7 +62,7 @@ class PromoAdmin:
         if missing:
             raise InvalidArgument(missing)
 
-    async def create(self, spec: specs.CodeSpec) -> asyncpg.Record:
+    async def create(self, spec: specs.CodeSpec) -> PromoCode:
         return await self._get(await self.add(spec))
 
     async def add(self, spec: specs.CodeSpec) -> str:
@@ -100,29 +106,29 @@ class PromoAdmin:
             DOMAIN,
         )
 
-    async def _get(self, code: str) -> asyncpg.Record:
-        row = await codes.get(self._pool, normalize_code(code))
-        if row is None:
+    async def _get(self, code: str) -> PromoCode:
+        found = await codes.get(self._pool, normalize_code(code))
+        if found is None:
             raise Rejection(Reason.PROMO_CODE_NOT_FOUND)
-        return row
+        return found
 
-    async def get(self, code: str) -> asyncpg.Record:
+    async def get(self, code: str) -> PromoCode:
         return await self._get(code)
 
     async def list_codes(
         self, after: str | None, limit: int, query: str, status: str
-    ) -> list[asyncpg.Record]:
+    ) -> list[PromoCode]:
         return await codes.page(
             self._pool, after, limit, normalize_code(query), status, datetime.now(UTC)
         )
 
-    async def deactivate(self, code: str) -> asyncpg.Record:
+    async def deactivate(self, code: str) -> PromoCode:
         if not await codes.deactivate(self._pool, normalize_code(code)):
             raise Rejection(Reason.PROMO_CODE_NOT_FOUND)
         return await self._get(code)
 
-    async def assign(self, code: str, user_ids: list[str], group_ids: list[str]) -> asyncpg.Record:
-        code = (await self._get(code))["code"]
+    async def assign(self, code: str, user_ids: list[str], group_ids: list[str]) -> PromoCode:
+        code = (await self._get(code)).code
         missing = await groups.missing_ids(self._pool, group_ids)
         if missing:
             raise InvalidArgument(_missing("group_ids", missing, tuple(group_ids)))
@@ -153,39 +159,39 @@ class PromoAdmin:
         return ApplyResult(user_id, purchase, "")
 
     async def report(self, code: str) -> Report:
-        row = await self._get(code)
+        found = await self._get(code)
         return Report(
-            row,
-            await purchases.counts_by_status(self._pool, row["code"]),
-            await rejections.counts_by_reason(self._pool, row["code"]),
-            await reports.daily(self._pool, row["code"], MAX_REPORT_DAYS),
+            found,
+            await purchases.counts_by_status(self._pool, found.code),
+            await rejections.counts_by_reason(self._pool, found.code),
+            await reports.daily(self._pool, found.code, MAX_REPORT_DAYS),
         )
 
     async def rejections(
         self, code: str, reason: str, before_id: int | None, limit: int
-    ) -> list[asyncpg.Record]:
+    ) -> list[RecordedRejection]:
         return await rejections.page(self._pool, normalize_code(code), reason, before_id, limit)
 
-    async def create_group(self, name: str) -> asyncpg.Record:
+    async def create_group(self, name: str) -> Group:
         async with self._pool.acquire() as conn, conn.transaction():
             try:
                 return await groups.create(conn, str(uuid.uuid4()), name)
             except groups.GroupNameTaken:
                 raise Rejection(Reason.GROUP_EXISTS) from None
 
-    async def group(self, group_id: str) -> asyncpg.Record:
-        row = await groups.get(self._pool, group_id)
-        if row is None:
+    async def group(self, group_id: str) -> Group:
+        found = await groups.get(self._pool, group_id)
+        if found is None:
             raise Rejection(Reason.GROUP_NOT_FOUND)
-        return row
+        return found
 
-    async def change_members(self, group_id: str, user_ids: list[str], add: bool) -> asyncpg.Record:
+    async def change_members(self, group_id: str, user_ids: list[str], add: bool) -> Group:
         await self.group(group_id)
         change = groups.add_members if add else groups.remove_members
         await change(self._pool, group_id, user_ids)
         return await self.group(group_id)
 
-    async def list_groups(self, after: str | None, limit: int) -> list[asyncpg.Record]:
+    async def list_groups(self, after: str | None, limit: int) -> list[Group]:
         return await groups.page(self._pool, after, limit)
 
     async def members(self, group_id: str, after: str | None, limit: int) -> list[str]:

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
-
+from common.db import Pool
 from common.errors import InvalidArgument, ServiceError
 from loyalty_service.domain import code_csv
 from loyalty_service.domain.codes import normalize_code
+from loyalty_service.domain.specs import spec_of_code
 from loyalty_service.store import codes
 from loyalty_service.use_cases.administration import PromoAdmin
 
@@ -41,7 +41,7 @@ def _described(error: InvalidArgument) -> str:
 
 
 class CodeTransfer:
-    def __init__(self, pool: asyncpg.Pool, admin: PromoAdmin) -> None:
+    def __init__(self, pool: Pool, admin: PromoAdmin) -> None:
         self._pool = pool
         self._admin = admin
 
@@ -55,8 +55,8 @@ class CodeTransfer:
             )
             if not found:
                 return
-            yield code_csv.rows(codes.to_spec(row) for row in found)
-            after = found[-1]["code"]
+            yield code_csv.rows(spec_of_code(code) for code in found)
+            after = found[-1].code
 
     async def import_csv(self, text: str) -> list[RowResult]:
         return [

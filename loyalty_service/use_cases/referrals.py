@@ -6,9 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
 from common import metrics
+from common.db import Pool
 from loyalty_service.domain import referrals as rules
 from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, PromoCode, random_code
 from loyalty_service.domain.eligibility import Attempt
@@ -26,7 +25,7 @@ _USER_REASON = {"BLOCKED": Reason.USER_BLOCKED, "DELETED": Reason.USER_DELETED}
 
 
 class Referrals:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
     async def program(self) -> rules.ReferralProgram:
