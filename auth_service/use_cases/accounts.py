@@ -8,12 +8,14 @@ from datetime import datetime
 
 from auth_service import domain, passwords
 from auth_service.domain import Role, Status, User
-from auth_service.ratelimit import RegistrationThrottle
 from auth_service.tokens import TokenIssuer
 from auth_service.use_cases import events
-from auth_service.use_cases.ports import UnitOfWork
+from auth_service.use_cases.ports import (
+    RegistrationGuard,
+    Revocations,
+    UnitOfWork,
+)
 from common.errors import ServiceError
-from common.revocation import RevocationList
 
 
 class Accounts:
@@ -21,8 +23,8 @@ class Accounts:
         self,
         store: UnitOfWork,
         issuer: TokenIssuer,
-        revocations: RevocationList,
-        registrations: RegistrationThrottle,
+        revocations: Revocations,
+        registrations: RegistrationGuard,
         password_min_length: int,
     ) -> None:
         self._store = store

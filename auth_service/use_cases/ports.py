@@ -3,6 +3,7 @@ unit tests pass in-memory fakes and the store alone knows SQL."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +52,26 @@ class Outbox(Protocol):
     async def add(self, event_id: str, user_id: str, routing_key: str, payload: bytes) -> None: ...
 
     async def notify(self) -> None: ...
+
+
+class Revocations(Protocol):
+    """Where revoked sessions are published to every service that checks tokens."""
+
+    async def revoke(self, session_ids: Iterable[str], ttl_seconds: int) -> None: ...
+
+
+class LoginGuard(Protocol):
+    async def check(self, email: str, address: str) -> None:
+        """Raises when this email or address failed too often lately."""
+        ...
+
+    async def failed(self, email: str, address: str) -> None: ...
+
+
+class RegistrationGuard(Protocol):
+    async def take(self, address: str) -> None:
+        """Counts one registration from `address`; raises past its limit."""
+        ...
 
 
 @dataclass(frozen=True)

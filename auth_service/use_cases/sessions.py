@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 from auth_service import domain, passwords
 from auth_service.domain import User
-from auth_service.ratelimit import LoginThrottle
 from auth_service.tokens import TokenIssuer, new_refresh_token, refresh_hash
-from auth_service.use_cases.ports import UnitOfWork
+from auth_service.use_cases.ports import (
+    LoginGuard,
+    Revocations,
+    UnitOfWork,
+)
 from common.errors import InvalidArgument
-from common.revocation import RevocationList
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,8 @@ class Sessions:
         self,
         store: UnitOfWork,
         issuer: TokenIssuer,
-        revocations: RevocationList,
-        logins: LoginThrottle,
+        revocations: Revocations,
+        logins: LoginGuard,
         refresh_ttl: int,
     ) -> None:
         self._store = store
