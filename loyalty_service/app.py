@@ -27,6 +27,7 @@ from loyalty_service.api.promo import PromoServicer
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.domain.reasons import DOMAIN
 from loyalty_service.jwks import AuthJwks
+from loyalty_service.store.unit_of_work import PgUnitOfWork
 from loyalty_service.use_cases.administration import PromoAdmin
 from loyalty_service.use_cases.code_transfer import CodeTransfer
 from loyalty_service.use_cases.guessing import GuessLimits, GuessThrottle
@@ -68,9 +69,10 @@ async def build(
     verifier = TokenVerifier(
         AuthJwks(channel), RevocationList(client, settings.redis_key_prefix), DOMAIN
     )
-    referrals = Referrals(pool)
-    promotions = Promotions(pool, referrals, guess_throttle(settings, client))
-    admin = PromoAdmin(pool, Promotions(pool, referrals))
+    store = PgUnitOfWork(pool)
+    referrals = Referrals(store)
+    promotions = Promotions(store, referrals, guess_throttle(settings, client))
+    admin = PromoAdmin(store, Promotions(store, referrals))
     server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES, interceptors)
     page_tokens = PageTokens(settings.page_token_secret)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(
@@ -85,7 +87,7 @@ async def build(
     )
     promo_pb2_grpc.add_PromoAdminServiceServicer_to_server(
         PromoAdminServicer(
-            admin, verifier, page_tokens, CodeTransfer(pool, admin), referrals=referrals
+            admin, verifier, page_tokens, CodeTransfer(store, admin), referrals=referrals
         ),
         server.server,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from loyalty.promo.v1 import promo_pb2
 from loyalty_service.domain import referrals as rules
 from loyalty_service.domain.pricing import Discount, DiscountKind
-from loyalty_service.store.referrals import ReferralTotals
+from loyalty_service.domain.referrals import ReferralTotals
 from loyalty_service.use_cases.events import discount_message
 
 _KINDS = {

@@ -26,6 +26,10 @@ DEFAULT_RANDOM_LENGTH = 12
 DEFAULT_CURRENCY = "RUB"
 
 
+class CodeTaken(Exception):
+    """A code with this text exists already."""
+
+
 class CodeStatus(StrEnum):
     ACTIVE = "ACTIVE"
     NOT_STARTED = "NOT_STARTED"

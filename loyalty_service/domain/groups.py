@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 
+class GroupNameTaken(Exception):
+    """A group with this name exists already."""
+
+
 @dataclass(frozen=True)
 class Group:
     group_id: str

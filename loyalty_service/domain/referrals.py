@@ -153,3 +153,29 @@ def check_program(
     return ReferralProgram(
         enabled, referee[0], reward[0], reward_valid_days, max_rewards_per_referrer
     )
+
+
+@dataclass(frozen=True)
+class Referral:
+    purchase_id: str
+    referee_id: str
+    referrer_id: str
+
+
+@dataclass(frozen=True)
+class TopReferrer:
+    user_id: str
+    code: str
+    referred_count: int
+    rewards_issued: int
+
+
+@dataclass(frozen=True)
+class ReferralTotals:
+    started: int
+    completed: int
+    given_back: int
+    rewards_issued: int
+    withheld_by_reason: dict[str, int]
+    rejections_by_reason: dict[str, int]
+    top_referrers: list[TopReferrer]

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from common.user_status import UserStatus
-from loyalty_service.domain.codes import ActiveCode, PromoCode
+from loyalty_service.domain.codes import ActiveCode, CodeTaken, PromoCode
 from loyalty_service.domain.eligibility import Attempt
 from loyalty_service.domain.pricing import Discount, DiscountKind
 from loyalty_service.domain.schedule import Duration
@@ -32,10 +32,6 @@ STATUS_SQL = {
     "ACTIVE": "c.deactivated_at IS NULL AND coalesce(c.starts_at <= {now}, true)"
     " AND coalesce(c.ends_at > {now}, true) AND (c.max_uses = 0 OR c.uses < c.max_uses)",
 }
-
-
-class CodeTaken(Exception):
-    pass
 
 
 def to_code(row: asyncpg.Record) -> PromoCode:

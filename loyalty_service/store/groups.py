@@ -6,17 +6,13 @@ from typing import Any
 
 import asyncpg
 
-from loyalty_service.domain.groups import Group
+from loyalty_service.domain.groups import Group, GroupNameTaken
 
 _WITH_COUNT = (
     "SELECT g.group_id, g.name, g.created_at,"
     " (SELECT count(*) FROM group_members m WHERE m.group_id = g.group_id) AS member_count"
     " FROM groups g"
 )
-
-
-class GroupNameTaken(Exception):
-    pass
 
 
 def to_group(row: asyncpg.Record) -> Group:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from common.proto_time import now_timestamp, timestamp
 from loyalty.events.v1 import promo_events_pb2
 from loyalty.promo.v1 import promo_pb2
 from loyalty_service.domain.pricing import Discount, DiscountKind
 from loyalty_service.domain.purchases import Purchase, PurchaseStatus
-from loyalty_service.store import outbox
+from loyalty_service.use_cases.ports import OutboxRepository
 
 PURCHASE_COMPLETED = "purchase.completed"
 PURCHASE_CANCELLED = "purchase.cancelled"
@@ -28,7 +27,9 @@ def discount_message(discount: Discount, currency: str = "RUB") -> promo_pb2.Dis
     return promo_pb2.Discount(fixed_price=money)
 
 
-async def purchase_changed(conn: Any, purchase: Purchase, referrer_id: str | None) -> None:
+async def purchase_changed(
+    outbox: OutboxRepository, purchase: Purchase, referrer_id: str | None
+) -> None:
     """purchase.completed or purchase.cancelled, for the purchase as it now stands."""
     event = promo_events_pb2.PurchaseEvent(
         event_id=str(uuid.uuid4()),
@@ -43,11 +44,11 @@ async def purchase_changed(conn: Any, purchase: Purchase, referrer_id: str | Non
     )
     completed = purchase.status is PurchaseStatus.COMPLETED
     key = PURCHASE_COMPLETED if completed else PURCHASE_CANCELLED
-    await outbox.add(conn, event.event_id, key, event.SerializeToString())
+    await outbox.add(event.event_id, key, event.SerializeToString())
 
 
 async def referral_rewarded(
-    conn: Any,
+    outbox: OutboxRepository,
     referrer_id: str,
     referee_id: str,
     purchase_id: str,
@@ -65,4 +66,4 @@ async def referral_rewarded(
         reward_expires_at=timestamp(ends_at),
         occurred_at=now_timestamp(),
     )
-    await outbox.add(conn, event.event_id, REFERRAL_REWARDED, event.SerializeToString())
+    await outbox.add(event.event_id, REFERRAL_REWARDED, event.SerializeToString())
