@@ -6,7 +6,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import redis.asyncio as redis
 
 from auth_service.api.servicers import AuthServicer, UserAdminServicer
@@ -22,7 +21,7 @@ from auth_service.workers.outbox_relay import OutboxRelay, measure_backlog, prun
 from auth_service.workers.revocation_keeper import RevocationKeeper
 from common import redis_client
 from common.broker import BrokerHealth
-from common.db import create_pool, retrying
+from common.db import Pool, create_pool, retrying
 from common.grpc_server import GrpcServer
 from common.logs import get_logger
 from common.page_tokens import PageTokens
@@ -41,7 +40,7 @@ log = get_logger("auth")
 @dataclass
 class AuthApp:
     settings: AuthSettings
-    pool: asyncpg.Pool
+    pool: Pool
     redis: redis.Redis
     accounts: Accounts
     server: GrpcServer
@@ -58,7 +57,7 @@ class NoSigningKey(SystemExit):
     """Outside development, auth does not start without a configured signing key."""
 
 
-async def load_signing_key(settings: AuthSettings, pool: asyncpg.Pool) -> SigningKey:
+async def load_signing_key(settings: AuthSettings, pool: Pool) -> SigningKey:
     pem = configured_pem(settings.auth_jwt_private_key, settings.auth_jwt_private_key_file)
     if pem is None:
         if settings.environment != DEVELOPMENT:
@@ -77,7 +76,7 @@ async def load_signing_key(settings: AuthSettings, pool: asyncpg.Pool) -> Signin
 
 
 def build_use_cases(
-    settings: AuthSettings, pool: asyncpg.Pool, client: redis.Redis, issuer: TokenIssuer
+    settings: AuthSettings, pool: Pool, client: redis.Redis, issuer: TokenIssuer
 ) -> tuple[Accounts, Sessions]:
     store = PgUnitOfWork(pool)
     revocations = RevocationList(client, settings.redis_key_prefix)
@@ -136,7 +135,7 @@ async def build(settings: AuthSettings) -> AuthApp:
     return AuthApp(settings, pool, client, accounts, server, keeper, loops)
 
 
-def sync_loops(settings: AuthSettings, pool: asyncpg.Pool, server: GrpcServer) -> list[Loop]:
+def sync_loops(settings: AuthSettings, pool: Pool, server: GrpcServer) -> list[Loop]:
     """The outbox relay, its pruning, and health that follows the broker."""
     health = BrokerHealth(settings.broker_unhealthy_after_seconds, server.set_serving)
     relay = OutboxRelay(

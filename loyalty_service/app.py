@@ -6,14 +6,13 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import grpc
 import redis.asyncio as redis
 
 from common import redis_client
 from common.broker import BrokerHealth
 from common.channels import EVERY_METHOD, open_channel
-from common.db import create_pool
+from common.db import Pool, create_pool
 from common.grpc_server import GrpcServer
 from common.outbox_relay import OutboxRelay, prune_sent
 from common.page_tokens import PageTokens
@@ -43,7 +42,7 @@ Loop = Callable[[], Coroutine[Any, Any, None]]
 @dataclass
 class LoyaltyApp:
     settings: LoyaltySettings
-    pool: asyncpg.Pool
+    pool: Pool
     redis: redis.Redis
     auth_channel: grpc.aio.Channel
     verifier: TokenVerifier
@@ -113,7 +112,7 @@ def guess_throttle(settings: LoyaltySettings, client: redis.Redis) -> GuessThrot
     return GuessThrottle(Throttle(client, settings.redis_key_prefix), limits)
 
 
-def sync_loops(settings: LoyaltySettings, pool: asyncpg.Pool, server: GrpcServer) -> list[Loop]:
+def sync_loops(settings: LoyaltySettings, pool: Pool, server: GrpcServer) -> list[Loop]:
     """The user-events consumer, and health that follows the broker."""
     health = BrokerHealth(settings.broker_unhealthy_after_seconds, server.set_serving)
     consumer = UserEventsConsumer(
@@ -127,7 +126,7 @@ def sync_loops(settings: LoyaltySettings, pool: asyncpg.Pool, server: GrpcServer
     return [consumer.run, health.watch]
 
 
-def event_loops(settings: LoyaltySettings, pool: asyncpg.Pool) -> list[Loop]:
+def event_loops(settings: LoyaltySettings, pool: Pool) -> list[Loop]:
     """The relay of loyalty's own events, and the pruning of what it sent. No queue of
     loyalty's own is bound to the exchange, so unrouted messages count as published
     (subscribers bind their durable queues before the events they want)."""

@@ -1,48 +1,28 @@
-"""The outbox relay: publishes outbox rows to RabbitMQ and marks them sent after the confirm.
-
-Rows are claimed with FOR UPDATE SKIP LOCKED inside a transaction that stays open until the
-broker has confirmed every message of the batch, so several replicas never send the same row
-at once and a crash or a broker failure leaves the rows unsent, to be sent again. Delivery is
-at least once; the consumer's version rule makes duplicates and reordering harmless."""
+"""Auth's outbox relay: the shared relay (common/outbox_relay.py), with every message
+mandatory, so a user event no queue is bound for yet stays unsent instead of vanishing (loyalty
+must see every status change), plus the gauges of auth's backlog."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from typing import Any
-
-import aio_pika
-import asyncpg
-from aio_pika.abc import AbstractConnection, AbstractExchange
-from pamqp.commands import Basic
 
 from auth_service.store import outbox
 from common import metrics
-from common.broker import CONTENT_TYPE, BrokerHealth, declare_exchange, run_connected
-from common.grpc_errors import is_unavailable
+from common.broker import BrokerHealth
+from common.db import Pool
+from common.db_errors import UNREACHABLE_ERRORS
 from common.logs import get_logger
+from common.outbox_relay import NotDelivered, prune_sent
+from common.outbox_relay import OutboxRelay as SharedRelay
 
+__all__ = ["NotDelivered", "OutboxRelay", "measure_backlog", "prune_sent"]
 log = get_logger(__name__)
 
 
-class NotDelivered(Exception):
-    """The broker did not take responsibility for every message of a batch."""
-
-
-def _message(row: Any) -> aio_pika.Message:
-    return aio_pika.Message(
-        bytes(row["payload"]),
-        content_type=CONTENT_TYPE,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=str(row["event_id"]),
-        type=row["routing_key"],
-    )
-
-
-class OutboxRelay:
+class OutboxRelay(SharedRelay):
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         dsn: str,
         url: str,
         exchange: str,
@@ -50,89 +30,18 @@ class OutboxRelay:
         batch: int = 500,
         poll_seconds: float = 1.0,
     ) -> None:
-        self._pool = pool
-        self._dsn = dsn
-        self._url = url
-        self._exchange_name = exchange
-        self.health = health
-        self._batch = batch
-        self._poll = poll_seconds
-        self._wake = asyncio.Event()
-
-    async def run(self) -> None:
-        listener = await self._listen()
-        try:
-            await run_connected(self._url, self._session, self.health, "outbox_relay")
-        finally:
-            with contextlib.suppress(Exception):
-                await listener.close()
-
-    async def _listen(self) -> asyncpg.Connection:
-        """A connection of its own that hears NOTIFY outbox, so new rows go out at once."""
-        listener: asyncpg.Connection = await asyncpg.connect(self._dsn)
-        await listener.add_listener("outbox", lambda *_: self._wake.set())
-        return listener
-
-    async def _session(self, connection: AbstractConnection) -> None:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await declare_exchange(channel, self._exchange_name)
-        while True:
-            self._wake.clear()
-            try:
-                full = await self.publish_batch(exchange) == self._batch
-            except (aio_pika.exceptions.DeliveryError, NotDelivered) as error:
-                # Unroutable (no queue bound yet) or refused: keep the rows and try later.
-                log.warning("outbox_not_delivered", error=repr(error))
-                full = False
-            except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                # Postgres restarting ("the database system is starting up") or a connection
-                # it ended: the batch rolled back, its rows stay unsent; the broker session
-                # is fine, so keep it and try again at the next poll.
-                if not is_unavailable(error):
-                    raise
-                log.warning("outbox_database_unavailable", error=repr(error))
-                full = False
-            if not full:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll)
-
-    async def publish_batch(self, exchange: AbstractExchange) -> int:
-        """Publishes up to one batch in id order; returns how many rows it sent."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await outbox.claim(conn, self._batch)
-            if not rows:
-                return 0
-            # Published in order on one channel; each awaits the broker's confirm.
-            results = await asyncio.gather(
-                *(exchange.publish(_message(r), routing_key=r["routing_key"]) for r in rows)
-            )
-            if not all(isinstance(r, Basic.Ack) for r in results):
-                # Returned (no queue bound yet) or nacked: nothing is marked sent.
-                raise NotDelivered(f"{len(rows)} events not routed to any queue")
-            await outbox.mark_sent(conn, [r["id"] for r in rows])
-        metrics.OUTBOX_PUBLISHED.inc(len(rows))
-        return len(rows)
+        super().__init__(
+            pool, dsn, url, exchange, health, mandatory=True, batch=batch, poll_seconds=poll_seconds
+        )
 
 
-async def prune_sent(pool: asyncpg.Pool, retention_seconds: float, every_seconds: float) -> None:
-    """A loop: deletes rows sent longer ago than the retention period."""
-    while True:
-        try:
-            removed = await outbox.prune(pool, retention_seconds)
-            if removed:
-                log.info("outbox_pruned", rows=removed)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            log.warning("outbox_prune_failed", error=repr(error))
-        await asyncio.sleep(every_seconds)
-
-
-async def measure_backlog(pool: asyncpg.Pool, every_seconds: float = 5.0) -> None:
+async def measure_backlog(pool: Pool, every_seconds: float = 5.0) -> None:
     """A loop: the outbox's backlog and the age of its oldest row, as gauges."""
     while True:
         try:
             rows, age = await outbox.backlog(pool)
             metrics.OUTBOX_BACKLOG.set(rows)
             metrics.OUTBOX_OLDEST_AGE.set(age)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except UNREACHABLE_ERRORS as error:
             log.warning("outbox_backlog_unknown", error=repr(error))
         await asyncio.sleep(every_seconds)
