@@ -52,15 +52,19 @@ def service_error_status(error: ServiceError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-def invalid_argument_status(error: InvalidArgument) -> grpc.Status:
-    request = error_details_pb2.BadRequest(
+def bad_request(error: InvalidArgument) -> error_details_pb2.BadRequest:
+    """google.rpc.BadRequest naming each field: the one builder of gRPC and HTTP answers."""
+    return error_details_pb2.BadRequest(
         field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
             for v in error.violations
         ]
     )
+
+
+def invalid_argument_status(error: InvalidArgument) -> grpc.Status:
     status = status_pb2.Status(
-        code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[_packed(request)]
+        code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[_packed(bad_request(error))]
     )
     return rpc_status.to_status(status)
 
