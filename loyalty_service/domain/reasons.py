@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from common.errors import ErrorKind, ServiceError
+from common.user_status import UserStatus
 
 DOMAIN = "promo.loyalty"
 
@@ -67,6 +68,12 @@ KIND: dict[Reason, ErrorKind] = {
     Reason.REFERRAL_ALREADY_REFERRED: ErrorKind.FAILED_PRECONDITION,
     Reason.REFERRAL_PROGRAM_OFF: ErrorKind.FAILED_PRECONDITION,
     Reason.TOO_MANY_PROMO_ATTEMPTS: ErrorKind.RESOURCE_EXHAUSTED,
+}
+
+# Why a user who is not active may not use codes (loyalty's mirror of auth's status).
+USER_STATUS_REASON: dict[UserStatus, Reason] = {
+    UserStatus.BLOCKED: Reason.USER_BLOCKED,
+    UserStatus.DELETED: Reason.USER_DELETED,
 }
 
 MESSAGES: dict[Reason, str] = {

@@ -21,6 +21,13 @@ _AUDIENCE = (
     " array(SELECT g.group_id::text FROM promo_code_groups g WHERE g.code = c.code"
     " ORDER BY g.group_id) AS group_ids"
 )
+# Whether the user {user} is in the audience of the code `c`: everyone, named, or in a group.
+_IN_AUDIENCE = (
+    "(c.all_users"
+    " OR EXISTS (SELECT 1 FROM promo_code_users a WHERE a.code = c.code AND a.user_id = {user})"
+    " OR EXISTS (SELECT 1 FROM promo_code_groups g JOIN group_members m USING (group_id)"
+    "            WHERE g.code = c.code AND m.user_id = {user}))"
+)
 # The status filter of ListPromoCodes, as SQL over a row `c` and the time $now.
 STATUS_SQL = {
     "DEACTIVATED": "c.deactivated_at IS NOT NULL",
@@ -197,10 +204,7 @@ async def attempt(conn: Any, code: str, tariff_id: str, user_id: str, now: datet
         "    0) AS user_uses,"
         "  EXISTS (SELECT 1 FROM purchases p WHERE p.user_id = $3"
         "    AND p.status IN ('PENDING', 'COMPLETED')) AS has_purchase,"
-        "  (c.all_users"
-        "   OR EXISTS (SELECT 1 FROM promo_code_users a WHERE a.code = c.code AND a.user_id = $3)"
-        "   OR EXISTS (SELECT 1 FROM promo_code_groups g JOIN group_members m USING (group_id)"
-        "              WHERE g.code = c.code AND m.user_id = $3)) AS in_audience"
+        f"  {_IN_AUDIENCE.format(user='$3')} AS in_audience"
         " FROM (SELECT 1) one"
         " LEFT JOIN promo_codes c ON c.code = $1"
         " LEFT JOIN tariffs t ON t.tariff_id = $2"
@@ -287,10 +291,7 @@ async def active_for_user(
         "   AND (c.budget_minor IS NULL OR c.budget_spent_minor < c.budget_minor)"
         "   AND (NOT c.first_purchase_only OR NOT EXISTS (SELECT 1 FROM purchases p"
         "     WHERE p.user_id = $1 AND p.status IN ('PENDING', 'COMPLETED')))"
-        "   AND (c.all_users"
-        "     OR EXISTS (SELECT 1 FROM promo_code_users a WHERE a.code = c.code AND a.user_id = $1)"
-        "     OR EXISTS (SELECT 1 FROM promo_code_groups g JOIN group_members m USING (group_id)"
-        "                WHERE g.code = c.code AND m.user_id = $1))"
+        f"   AND {_IN_AUDIENCE.format(user='$1')}"
         "   AND ($3::text IS NULL"
         "     OR (coalesce(c.ends_at, 'infinity'), c.code) > ($3::text::timestamptz, $4))"
         " ORDER BY coalesce(c.ends_at, 'infinity'), c.code LIMIT $5",

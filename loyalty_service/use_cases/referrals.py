@@ -10,7 +10,7 @@ from loyalty_service.domain import referrals as rules
 from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, PromoCode, random_code
 from loyalty_service.domain.eligibility import Attempt
 from loyalty_service.domain.pricing import Discount
-from loyalty_service.domain.reasons import Reason, Rejection
+from loyalty_service.domain.reasons import USER_STATUS_REASON, Reason, Rejection
 from loyalty_service.domain.specs import CodeSpec
 from loyalty_service.use_cases import events
 from loyalty_service.use_cases.ports import Repositories, UnitOfWork
@@ -18,7 +18,6 @@ from loyalty_service.use_cases.ports import Repositories, UnitOfWork
 # Rounds of regenerating a code that collided before giving up.
 MAX_GENERATION_ROUNDS = 20
 TOP_REFERRERS = 10
-_USER_REASON = {"BLOCKED": Reason.USER_BLOCKED, "DELETED": Reason.USER_DELETED}
 
 
 class Referrals:
@@ -37,8 +36,8 @@ class Referrals:
     async def personal_code(self, user_id: str) -> rules.PersonalCode:
         """The user's code, created on their first request; none for blocked or deleted users."""
         status = await self._store.single.users.status_of(user_id)
-        if status in _USER_REASON:
-            raise Rejection(_USER_REASON[status])
+        if status in USER_STATUS_REASON:
+            raise Rejection(USER_STATUS_REASON[status])
         found = await self._store.single.referrals.personal_code(user_id)
         if found is None:
             await self._create_code(user_id)
