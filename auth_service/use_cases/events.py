@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from auth_service.domain import User
 from auth_service.use_cases.ports import Outbox
+from common.proto_time import now_timestamp
 from common.user_status import to_proto
 from loyalty.events.v1 import events_pb2
 
@@ -16,14 +15,12 @@ STATUS_CHANGED = "user.status_changed"
 
 
 def user_event(user: User) -> events_pb2.UserEvent:
-    occurred_at = Timestamp()
-    occurred_at.GetCurrentTime()
     return events_pb2.UserEvent(
         event_id=str(uuid.uuid4()),
         user_id=user.user_id,
         status=to_proto(user.status),
         version=user.version,
-        occurred_at=occurred_at,
+        occurred_at=now_timestamp(),
     )
 
 
