@@ -7,72 +7,107 @@ from typing import Any
 
 import asyncpg
 
+from loyalty_service.domain.purchases import Purchase, PurchaseStatus
+from loyalty_service.domain.schedule import Duration
 
-async def by_request(conn: Any, user_id: str, request_id: str) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
+
+def to_purchase(row: asyncpg.Record) -> Purchase:
+    return Purchase(
+        purchase_id=str(row["purchase_id"]),
+        user_id=str(row["user_id"]),
+        code=row["code"],
+        tariff_id=row["tariff_id"],
+        base=row["base_minor"],
+        discount=row["discount_minor"],
+        final=row["final_minor"],
+        currency=row["currency"],
+        status=PurchaseStatus(row["status"]),
+        request_id=row["request_id"],
+        duration=Duration(row["duration"]),
+        duration_periods=row["duration_periods"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        slot=row.get("slot"),
+    )
+
+
+def _maybe(row: asyncpg.Record | None) -> Purchase | None:
+    return None if row is None else to_purchase(row)
+
+
+async def by_request(conn: Any, user_id: str, request_id: str) -> Purchase | None:
+    row = await conn.fetchrow(
         "SELECT p.* FROM purchase_requests r JOIN purchases p"
         " ON p.purchase_id = r.purchase_id AND p.created_at = r.created_at"
         " WHERE r.user_id = $1 AND r.request_id = $2",
         user_id,
         request_id,
     )
-    return row
+    return _maybe(row)
 
 
-async def get(conn: Any, purchase_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+async def get(conn: Any, purchase_id: str, *, lock: bool = False) -> Purchase | None:
     suffix = " FOR UPDATE" if lock else ""
-    row: asyncpg.Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         f"SELECT * FROM purchases WHERE purchase_id = $1{suffix}", purchase_id
     )
-    return row
+    return _maybe(row)
 
 
-async def set_status(conn: Any, purchase_id: str, status: str) -> asyncpg.Record:
-    row: asyncpg.Record = await conn.fetchrow(
+async def set_status(conn: Any, purchase_id: str, status: PurchaseStatus) -> Purchase:
+    row = await conn.fetchrow(
         "UPDATE purchases SET status = $2, updated_at = now() WHERE purchase_id = $1 RETURNING *",
         purchase_id,
-        status,
+        status.value,
     )
-    return row
+    return to_purchase(row)
 
 
-async def expire_stale(conn: Any, older_than: datetime, limit: int) -> int:
-    """Expires PENDING purchases created before `older_than` and gives their uses and
-    discounts back.
+async def expire_stale(conn: Any, older_than: datetime, limit: int, *, give_back: bool) -> int:
+    """Expires PENDING purchases created before `older_than` and, when `give_back` (the
+    domain's rule for this transition), gives their uses and discounts back.
 
     SKIP LOCKED lets several replicas sweep at once, and skips purchases that a confirm or
     cancel holds right now; the status change and the give-back (of the code's use and of a
     referral) commit together."""
     count: int = await conn.fetchval(
-        "WITH stale AS ("
-        "  SELECT purchase_id, created_at FROM purchases"
-        "  WHERE status = 'PENDING' AND created_at < $1"
-        "  ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-        "), expired AS ("
-        "  UPDATE purchases p SET status = 'EXPIRED', updated_at = now() FROM stale s"
-        "  WHERE p.purchase_id = s.purchase_id AND p.created_at = s.created_at"
-        "  RETURNING p.purchase_id, p.code, p.user_id, p.discount_minor, p.slot"
-        "), referrals_back AS ("
-        "  UPDATE referrals r SET status = 'EXPIRED' FROM expired e"
-        "  WHERE r.purchase_id = e.purchase_id AND r.status = 'PENDING'"
-        "), slots AS ("
-        "  SELECT loyalty_give_back(code, slot, count(*)::int, sum(discount_minor)::bigint)"
-        "  FROM expired GROUP BY code, slot"
-        "), holders AS ("
-        "  UPDATE user_code_uses x SET uses = x.uses - e.n"
-        "  FROM (SELECT code, user_id, count(*) AS n FROM expired GROUP BY code, user_id) e"
-        "  WHERE x.code = e.code AND x.user_id = e.user_id"
-        ") SELECT count(*) FROM expired, (SELECT count(*) FROM slots) given",
-        older_than,
-        limit,
+        _EXPIRE.format(give_back=_GIVE_BACK if give_back else _COUNT), older_than, limit
     )
     return count
 
 
+_EXPIRE = (
+    "WITH stale AS ("
+    "  SELECT purchase_id, created_at FROM purchases"
+    "  WHERE status = 'PENDING' AND created_at < $1"
+    "  ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+    "), expired AS ("
+    "  UPDATE purchases p SET status = 'EXPIRED', updated_at = now() FROM stale s"
+    "  WHERE p.purchase_id = s.purchase_id AND p.created_at = s.created_at"
+    "  RETURNING p.purchase_id, p.code, p.user_id, p.discount_minor, p.slot"
+    "), referrals_back AS ("
+    "  UPDATE referrals r SET status = 'EXPIRED' FROM expired e"
+    "  WHERE r.purchase_id = e.purchase_id AND r.status = 'PENDING'"
+    "{give_back}"
+)
+_COUNT = ") SELECT count(*) FROM expired"
+# Uses and discounts back into the slots they came from; the user's uses back.
+_GIVE_BACK = (
+    "), slots AS ("
+    "  SELECT loyalty_give_back(code, slot, count(*)::int, sum(discount_minor)::bigint)"
+    "  FROM expired GROUP BY code, slot"
+    "), holders AS ("
+    "  UPDATE user_code_uses x SET uses = x.uses - e.n"
+    "  FROM (SELECT code, user_id, count(*) AS n FROM expired GROUP BY code, user_id) e"
+    "  WHERE x.code = e.code AND x.user_id = e.user_id"
+    ") SELECT count(*) FROM expired, (SELECT count(*) FROM slots) given"
+)
+
+
 async def page_for_user(
     conn: Any, user_id: str, after: tuple[datetime, str] | None, limit: int
-) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+) -> list[Purchase]:
+    rows = await conn.fetch(
         "SELECT * FROM purchases WHERE user_id = $1"
         " AND ($2::timestamptz IS NULL OR (created_at, purchase_id) < ($2, $3::uuid))"
         " ORDER BY created_at DESC, purchase_id DESC LIMIT $4",
@@ -81,7 +116,7 @@ async def page_for_user(
         after[1] if after else None,
         limit,
     )
-    return rows
+    return [to_purchase(r) for r in rows]
 
 
 async def counts_by_status(conn: Any, code: str) -> dict[str, int]:

@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from common.migrations import drop_database, migrate
+from loyalty_service.domain.reasons import Reason
 from loyalty_service.store import partitions, redemption, rejections
 from tests.conftest import PG, RUN_ID
 from tests.fixtures.loyalty import LOYALTY_MIGRATIONS
@@ -126,10 +127,10 @@ async def test_migrating_a_database_with_history_keeps_every_row(
     user = str(uuid.uuid4())
     for _ in range(3):
         buyer, purchase = str(uuid.uuid4()), str(uuid.uuid4())
-        row = await redemption.use(conn, "CAPPED", "monthly", buyer, None, purchase, NOW)
-        assert row["reason"] is None
-    row = await redemption.use(conn, "CAPPED", "monthly", user, None, str(uuid.uuid4()), NOW)
-    assert row["reason"] == "PROMO_CODE_EXHAUSTED"
+        outcome = await redemption.use(conn, "CAPPED", "monthly", buyer, None, purchase, NOW)
+        assert outcome.reason is None
+    outcome = await redemption.use(conn, "CAPPED", "monthly", user, None, str(uuid.uuid4()), NOW)
+    assert outcome.reason is Reason.PROMO_CODE_EXHAUSTED
     newest = await conn.fetchval("SELECT max(rejection_id) FROM rejections")
     assert newest > max(rejection_ids)
     # The purchase from before the slots gives its use back into slot 0.

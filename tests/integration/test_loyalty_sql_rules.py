@@ -16,6 +16,7 @@ import pytest
 from loyalty_service.domain import eligibility
 from loyalty_service.domain import referrals as referral_rules
 from loyalty_service.domain.pricing import quote
+from loyalty_service.domain.purchases import PurchaseStatus
 from loyalty_service.domain.reasons import Reason
 from loyalty_service.store import codes, redemption
 from loyalty_service.store import referrals as referral_store
@@ -56,8 +57,8 @@ def _user() -> str:
 async def _live_purchase(pool: asyncpg.Pool, user_id: str) -> None:
     """A purchase the user made earlier with some other code (written as loyalty_use would)."""
     other = await _code(pool)
-    row = await redemption.use(pool, other, "monthly", user_id, None, _user(), NOW)
-    assert row["reason"] is None
+    outcome = await redemption.use(pool, other, "monthly", user_id, None, _user(), NOW)
+    assert outcome.reason is None
 
 
 def _plain(tariff: str = "monthly", user: Callable[[], str] = _user, **columns: Any) -> Setup:
@@ -104,39 +105,39 @@ async def _not_first(pool: asyncpg.Pool) -> Attempted:
     return Attempted(await _code(pool, first_purchase_only=True), "monthly", user_id)
 
 
+async def _used(pool: asyncpg.Pool, code: str, user_id: str) -> bool:
+    """Whether a use by this user went through."""
+    outcome = await redemption.use(pool, code, "monthly", user_id, None, _user(), NOW)
+    return outcome.reason is None
+
+
 async def _first(pool: asyncpg.Pool) -> Attempted:
     return Attempted(await _code(pool, first_purchase_only=True), "monthly", _user())
 
 
 async def _exhausted(pool: asyncpg.Pool) -> Attempted:
     code = await _code(pool, max_uses=1)
-    assert (await redemption.use(pool, code, "monthly", _user(), None, _user(), NOW))[
-        "reason"
-    ] is None
+    assert await _used(pool, code, _user())
     return Attempted(code, "monthly", _user())
 
 
 async def _exhausted_and_budget_spent(pool: asyncpg.Pool) -> Attempted:
     code = await _code(pool, max_uses=1, budget_minor=2990)
-    assert (await redemption.use(pool, code, "monthly", _user(), None, _user(), NOW))[
-        "reason"
-    ] is None
+    assert await _used(pool, code, _user())
     return Attempted(code, "monthly", _user())
 
 
 async def _user_limit(pool: asyncpg.Pool) -> Attempted:
     code, user_id = await _code(pool, per_user_limit=1), _user()
-    assert (await redemption.use(pool, code, "monthly", user_id, None, _user(), NOW))[
-        "reason"
-    ] is None
+    assert await _used(pool, code, user_id)
     return Attempted(code, "monthly", user_id)
 
 
 async def _last_use_left(pool: asyncpg.Pool) -> Attempted:
     code = await _code(pool, max_uses=40)
     for _ in range(39):
-        row = await redemption.use(pool, code, "monthly", _user(), None, _user(), NOW)
-        assert row["reason"] is None
+        outcome = await redemption.use(pool, code, "monthly", _user(), None, _user(), NOW)
+        assert outcome.reason is None
     return Attempted(code, "monthly", _user())
 
 
@@ -161,8 +162,8 @@ def _referral(
             user_id = referrer
         if referred:
             earlier = await _referral_code(pool, _user(), False)
-            row = await redemption.use(pool, earlier, "monthly", user_id, None, _user(), NOW)
-            assert row["reason"] is None, row["reason"]
+            outcome = await redemption.use(pool, earlier, "monthly", user_id, None, _user(), NOW)
+            assert outcome.reason is None, outcome.reason
         if bought:
             await _live_purchase(pool, user_id)
         if status:
@@ -253,22 +254,8 @@ async def pool(loyalty_server: LoyaltyTestServer) -> AsyncIterator[asyncpg.Pool]
 
 async def _python_answer(pool: asyncpg.Pool, attempt: Attempted) -> tuple[Reason | None, int]:
     """The reference: the domain's rules over one read of the rows (store.codes.attempt)."""
-    row = await codes.attempt(pool, attempt.code, attempt.tariff_id, attempt.user_id)
-    code = codes.to_code(row) if row["code"] is not None else None
-    tariff = (
-        eligibility.Tariff(row["t_id"], row["t_name"], row["t_price"], row["t_currency"], 30)
-        if row["t_id"] is not None
-        else None
-    )
-    facts = eligibility.Attempt(
-        code,
-        tariff,
-        row["user_status"],
-        bool(row["in_audience"]),
-        row["user_uses"],
-        NOW,
-        bool(row["has_purchase"]),
-    )
+    facts = await codes.attempt(pool, attempt.code, attempt.tariff_id, attempt.user_id, NOW)
+    code, tariff = facts.code, facts.tariff
     if code is None or code.referrer_id is None:
         reason = eligibility.rejection_reason(facts)
         discount = code.discount if code else None
@@ -280,7 +267,7 @@ async def _python_answer(pool: asyncpg.Pool, attempt: Attempted) -> tuple[Reason
                 code,
                 code.referrer_id,
                 attempt.user_id,
-                row["user_status"],
+                facts.user_status,
                 tariff,
                 program,
                 history,
@@ -309,19 +296,19 @@ async def test_sql_and_python_rules_give_the_same_answer(pool: asyncpg.Pool, cas
     assert python_reason == expected, "the case does not set up what it says"
 
     applied = await redemption.apply(pool, attempt.code, attempt.tariff_id, attempt.user_id, NOW)
-    assert applied["reason"] == (expected.value if expected else None)
+    assert applied.reason == expected
     assert await _rejections(pool, attempt) == (1 if expected else 0)
 
     used = await redemption.use(
         pool, attempt.code, attempt.tariff_id, attempt.user_id, None, _user(), NOW
     )
-    assert used["reason"] == (expected.value if expected else None)
+    assert used.reason == expected
     assert await _rejections(pool, attempt) == (2 if expected else 0)
     if expected is None:
-        assert applied["discount_minor"] == python_discount
-        assert used["discount_minor"] == python_discount
-        assert used["final_minor"] == applied["base_minor"] - python_discount
-        assert used["is_new"] is True and used["status"] == "PENDING"
+        assert applied.price is not None and used.purchase is not None
+        assert applied.price.discount == used.purchase.discount == python_discount
+        assert used.purchase.final == applied.price.base - python_discount
+        assert used.is_new and used.purchase.status is PurchaseStatus.PENDING
 
 
 def test_every_reason_a_use_can_be_refused_with_has_a_case() -> None:

@@ -1,0 +1,182 @@
+"""The user-facing use cases: quote a tariff with a code, redeem it, confirm or cancel."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from common import metrics
+from common.errors import ServiceError
+from common.logs import get_logger
+from common.tokens import Principal
+from common.user_status import UserStatus
+from loyalty_service.domain import purchases as lifecycle
+from loyalty_service.domain.codes import ActiveCode
+from loyalty_service.domain.eligibility import Tariff
+from loyalty_service.domain.pricing import Price
+from loyalty_service.domain.purchases import Purchase, PurchaseStatus
+from loyalty_service.domain.reasons import Reason, Rejection
+from loyalty_service.domain.redemption import Decision
+from loyalty_service.domain.schedule import PricePeriod, schedule
+from loyalty_service.use_cases import events
+from loyalty_service.use_cases.guessing import Guesser, GuessThrottle
+from loyalty_service.use_cases.ports import Repositories, UnitOfWork
+from loyalty_service.use_cases.referrals import Referrals
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Quote:
+    code: str
+    tariff: Tariff
+    price: Price
+    schedule: tuple[PricePeriod, ...] = ()
+
+
+_EXPIRY = (PurchaseStatus.PENDING, PurchaseStatus.EXPIRED)
+
+
+def _quote_of(decision: Decision) -> Quote:
+    assert decision.tariff is not None and decision.price is not None
+    price = decision.price
+    periods = schedule(decision.duration, decision.duration_periods, price.base, price.final)
+    return Quote(decision.code, decision.tariff, price, periods)
+
+
+class Promotions:
+    """ApplyPromoCode and UsePromoCode are one store call each (RedemptionRepository: the
+    decision, the counters, the purchase and the rejection record in one round trip); the
+    guessing throttle around that call is Redis's."""
+
+    def __init__(
+        self, store: UnitOfWork, referrals: Referrals, guesses: GuessThrottle | None = None
+    ) -> None:
+        self._store = store
+        self._referrals = referrals
+        # None: nobody is throttled (an admin applying codes on users' behalf).
+        self._guesses = guesses
+
+    async def _may_guess(self, guesser: Guesser | None) -> None:
+        if guesser is not None and self._guesses is not None:
+            await self._guesses.check(guesser)
+
+    async def _answered(self, guesser: Guesser | None, reason: Reason | None) -> None:
+        if guesser is not None and self._guesses is not None:
+            await self._guesses.answered(guesser, reason)
+
+    @staticmethod
+    def _refused(reason: Reason) -> Rejection:
+        metrics.PROMO_REJECTIONS.labels(reason.value).inc()
+        return Rejection(reason)
+
+    async def quote(
+        self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None = None
+    ) -> Quote:
+        await self._may_guess(guesser)
+        decision = await self._store.single.redemption.apply(
+            code, tariff_id, user_id, datetime.now(UTC)
+        )
+        await self._answered(guesser, decision.reason)
+        if decision.reason is not None:
+            raise self._refused(decision.reason)
+        return _quote_of(decision)
+
+    async def redeem(
+        self,
+        user_id: str,
+        code: str,
+        tariff_id: str,
+        request_id: str | None,
+        guesser: Guesser | None = None,
+    ) -> Purchase:
+        """Takes one use and creates a PENDING purchase, in one statement; or answers with
+        the purchase made earlier with this request id."""
+        try:
+            await self._may_guess(guesser)
+        except ServiceError:
+            # A throttled caller still gets the purchase it already made.
+            earlier = None
+            if request_id:
+                earlier = await self._store.single.purchases.by_request(user_id, request_id)
+            if earlier is None:
+                raise
+            return earlier
+        outcome = await self._store.single.redemption.use(
+            code, tariff_id, user_id, request_id or None, str(uuid.uuid4()), datetime.now(UTC)
+        )
+        await self._answered(guesser, outcome.reason)
+        if outcome.reason is not None:
+            raise self._refused(outcome.reason)
+        assert outcome.purchase is not None
+        if outcome.is_new:
+            metrics.PROMO_USES.inc()
+        return outcome.purchase
+
+    async def _owned(self, tx: Repositories, principal: Principal, purchase_id: str) -> Purchase:
+        found = await tx.purchases.get(purchase_id, lock=True)
+        # Someone else's purchase is answered as missing, so ids cannot be probed.
+        if found is None or not (principal.is_admin or found.user_id == principal.user_id):
+            raise Rejection(Reason.PURCHASE_NOT_FOUND)
+        return found
+
+    async def confirm(self, principal: Principal, purchase_id: str) -> Purchase:
+        async with self._store.transaction() as tx:
+            found = await self._owned(tx, principal, purchase_id)
+            if not lifecycle.check_confirm(found.status):
+                return found
+            done = await tx.purchases.set_status(purchase_id, PurchaseStatus.COMPLETED)
+            # The reward, if any, commits with the confirm or not at all.
+            referrer = await self._referrals.settle(tx, purchase_id)
+            await events.purchase_changed(tx.outbox, done, referrer)
+        metrics.PROMO_CONFIRMS.inc()
+        return done
+
+    async def cancel(self, principal: Principal, purchase_id: str) -> Purchase:
+        target = PurchaseStatus.CANCELLED
+        async with self._store.transaction() as tx:
+            found = await self._owned(tx, principal, purchase_id)
+            if not lifecycle.check_cancel(found.status):
+                return found
+            done = await tx.purchases.set_status(purchase_id, target)
+            if lifecycle.gives_use_back(found.status, target):
+                await tx.codes.give_back(done)
+            referrer = await self._referrals.give_back(tx, purchase_id, target.value)
+            await events.purchase_changed(tx.outbox, done, referrer)
+        metrics.PROMO_CANCELS.inc()
+        return done
+
+    async def active_codes(
+        self, user_id: str, after: tuple[str, str] | None, limit: int
+    ) -> list[ActiveCode]:
+        if await self._store.single.users.status_of(user_id) is not UserStatus.ACTIVE:
+            return []
+        return await self._store.single.codes.active_for_user(
+            user_id, datetime.now(UTC), after, limit
+        )
+
+    async def tariffs(self) -> list[Tariff]:
+        return await self._store.single.tariffs.all_tariffs()
+
+    async def purchases_of(
+        self, user_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Purchase]:
+        return await self._store.single.purchases.page_for_user(user_id, after, limit)
+
+    async def expire_stale(self, older_than: datetime, batch: int = 500) -> int:
+        async with self._store.transaction() as tx:
+            expired = await tx.purchases.expire_stale(
+                older_than, batch, give_back=lifecycle.gives_use_back(*_EXPIRY)
+            )
+        metrics.PROMO_EXPIRIES.inc(expired)
+        return expired
+
+    async def forget_rejections(self, older_than: datetime, batch: int = 5000) -> int:
+        return await self._store.single.rejections.forget_before(older_than, batch)
+
+    async def drop_rejection_months(self, older_than: datetime) -> int:
+        return await self._store.single.rejections.drop_months_before(older_than)
+
+    async def make_partitions(self) -> int:
+        return await self._store.single.partitions.ensure(datetime.now(UTC))
