@@ -40,8 +40,7 @@ async def _insert(pool: object, prefix: str, index: int, case: tuple) -> str:  #
     async with pool.acquire() as conn:  # type: ignore[attr-defined]
         await codes.insert(conn, code, spec, Discount(DiscountKind.PERCENT_OFF, 10))
         await conn.execute(
-            "UPDATE promo_codes SET deactivated_at = CASE WHEN $2 THEN now() END"
-            " WHERE code = $1",
+            "UPDATE promo_codes SET deactivated_at = CASE WHEN $2 THEN now() END WHERE code = $1",
             code,
             deactivated,
         )
