@@ -40,6 +40,19 @@ def is_data_exception(error: BaseException) -> bool:
     return isinstance(error, asyncpg.PostgresError) and str(sqlstate or "").startswith("22")
 
 
+def is_transaction_conflict(error: BaseException) -> bool:
+    """PostgreSQL's transaction-rollback class (SQLSTATE 40...: a deadlock victim, a
+    serialization failure): the transaction was rolled back whole, so the same call may be
+    made again; it is a race with another caller, never a bug to answer with INTERNAL."""
+    sqlstate = getattr(error, "sqlstate", None)
+    return isinstance(error, asyncpg.PostgresError) and str(sqlstate or "").startswith("40")
+
+
+def is_statement_cancelled(error: BaseException) -> bool:
+    """A statement stopped by statement_timeout or an operator's pg_cancel_backend (57014)."""
+    return isinstance(error, asyncpg.exceptions.QueryCanceledError)
+
+
 class Listener(Protocol):
     async def close(self) -> None: ...
 

@@ -11,7 +11,13 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from common.db_errors import CONNECTION_ERRORS, is_data_exception, lost_connection
+from common.db_errors import (
+    CONNECTION_ERRORS,
+    is_data_exception,
+    is_statement_cancelled,
+    is_transaction_conflict,
+    lost_connection,
+)
 from common.errors import InvalidArgument, ServiceError
 
 _CODES: dict[str, int] = {name: code_pb2.Code.Value(name) for name in code_pb2.Code.keys()}  # noqa: SIM118
@@ -84,6 +90,12 @@ def status_for(error: BaseException) -> grpc.Status | None:
         return invalid_argument_status(
             InvalidArgument.of("request", "holds a value the database cannot store")
         )
+    if is_transaction_conflict(error):
+        return plain_status(
+            grpc.StatusCode.ABORTED, "the call met a concurrent change and was undone; retry it"
+        )
+    if is_statement_cancelled(error):
+        return plain_status(grpc.StatusCode.UNAVAILABLE, "the database cancelled the call; retry")
     if is_unavailable(error):
         return plain_status(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable; retry later")
     return None
