@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench.history [--seconds 10] [--rows 10000000]
 
-1. Use's p50 at an empty database, then again after `rows` purchases and `rows` rejections
-   spread over the past year are loaded with generate_series (not through the API; the
-   rows go into the monthly partitions). Target: p50 within 10% of the empty figure.
+1. Use's p50 at an empty database, then again after `rows` purchases (spread over the past
+   year) and `rows` rejections (over the past 25 days: within the 30 days' retention) are
+   loaded with generate_series (not through the API; the rows go into the monthly
+   partitions). Target: p50 within 10% of the empty figure.
 2. 200 clients on one code (unlimited, and capped: both split over counter slots) against
    200 clients spread over 1000 codes, over gRPC; and pgbench on the one statement a use
    is now (loyalty_use), spread and on one code, the SQL ceiling of both.
@@ -53,9 +54,11 @@ INSERT INTO purchase_requests (user_id, request_id, purchase_id, created_at)
 SELECT user_id, request_id, purchase_id, created_at FROM purchases
  WHERE request_id LIKE 'history-%'
 """
+# Rejections within the retention (LOYALTY_REJECTION_RETENTION_SECONDS, 30 days by default),
+# else the sweeper would drop them during the run: 10 million in 25 days.
 _REJECTIONS = """
 INSERT INTO rejections (occurred_at, user_id, code, tariff_id, reason)
-SELECT now() - interval '1 hour' - interval '365 days' * (g::float8 / $4),
+SELECT now() - interval '1 hour' - interval '25 days' * (g::float8 / $4),
        md5((g % 200000)::text)::uuid, ($1::text[])[1 + g % $2], 'monthly',
        (ARRAY['PROMO_CODE_EXHAUSTED', 'PROMO_CODE_EXPIRED', 'PROMO_CODE_USER_LIMIT_REACHED',
               'PROMO_CODE_NOT_FOR_USER'])[1 + g % 4]
@@ -135,6 +138,11 @@ async def _signed_in(system: System) -> tuple[list[Meta], Meta]:
         return await tokens(auth, 50), bearer(admin.access_token)
 
 
+async def _fresh_tokens(system: System) -> list[Meta]:
+    async with grpc.aio.insecure_channel(system.env["AUTH_GRPC_ADDR"]) as channel:
+        return await tokens(auth_pb2_grpc.AuthServiceStub(channel), 50)
+
+
 async def _capped_code(admin: promo_pb2_grpc.PromoAdminServiceStub, meta: Meta) -> str:
     spec = promo_pb2.PromoCodeSpec(
         percent_off=10, all_users=True, max_uses=100_000_000, per_user_limit=0
@@ -168,6 +176,8 @@ async def measure(system: System, seconds: float, rows: int) -> Figures:
         pg = await _pgbench_all(dsn, codes, hot[0], capped, seconds)
         print(f"loading {rows:,} purchases and {rows:,} rejections", flush=True)
         load_seconds = await _load(dsn, codes, rows)
+        # The load outlasts an access token: sign in again.
+        spread = Loyalty(promo, await _fresh_tokens(system)).use(codes)
         await drive("warm-up", spread, 50, 2)
         loaded = await drive(
             f"UsePromoCode, 50 clients, {rows:,} purchases and rejections", spread, 50, seconds
@@ -235,14 +245,15 @@ async def _pgbench_all(
 
 def report(f: Figures) -> list[str]:
     """The section of docs/performance.md."""
-    met = f.p50_growth <= 0.10
+    # A run with errors measured something else (an expired token answers fast).
+    met = f.p50_growth <= 0.10 and f.empty.errors == 0 and f.loaded.errors == 0
     spread = f.spread_200.rps
     lines = [
         "## Use against history, and one hot code (bench/history.py)",
         "",
         f"History loaded with generate_series in {f.load_seconds:.0f} s: {f.rows:,} purchases"
-        f" and {f.rows:,} rejections over the past year (monthly partitions), then"
-        " VACUUM ANALYZE.",
+        f" over the past year and {f.rows:,} rejections over the past 25 days (monthly"
+        " partitions), then VACUUM ANALYZE.",
         "",
         "| scenario | rps | p50 ms | p99 ms | errors |",
         "|---|---|---|---|---|",
