@@ -170,19 +170,22 @@ async def test_uses_queued_behind_a_held_row_lock_still_stop_at_the_limit(
     code = new_code()
     await loyalty.create_code(admin, code=code, percent_off=50, max_uses=10)
     users = [auth_server.token_for() for _ in range(60)]
-    pool: asyncpg.Pool = loyalty.app.pool
     holder = await asyncpg.connect(loyalty.app.settings.loyalty_database_url)
+    # A use is one statement now, so the racers take every connection of the server's pool
+    # at once and wait: the poll needs a connection of its own.
+    watcher = await asyncpg.connect(loyalty.app.settings.loyalty_database_url)
     try:
         lock = holder.transaction()
         await lock.start()
         await holder.execute("SELECT 1 FROM promo_code_slots WHERE code = $1 FOR UPDATE", code)
         racing = asyncio.ensure_future(_use_all(loyalty, users, code))
         # Enough to force the queue, and within reach of two replicas' small pools.
-        await _wait_for_lock_waiters(pool, at_least=12)
+        await _wait_for_lock_waiters(watcher, at_least=12)
         await lock.rollback()
         purchases, errors = await racing
     finally:
         await holder.close()
+        await watcher.close()
     assert len(purchases) == 10 and len(errors) == 50
     assert await _counters(loyalty, code) == (10, 10, 10)
 
