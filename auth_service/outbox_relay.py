@@ -21,6 +21,7 @@ from common import metrics
 from common.broker import CONTENT_TYPE, BrokerHealth, declare_exchange, run_connected
 from common.grpc_errors import is_unavailable
 from common.logs import get_logger
+from common.trace_context import publish_row
 
 log = get_logger(__name__)
 
@@ -104,7 +105,10 @@ class OutboxRelay:
                 return 0
             # Published in order on one channel; each awaits the broker's confirm.
             results = await asyncio.gather(
-                *(exchange.publish(_message(r), routing_key=r["routing_key"]) for r in rows)
+                *(
+                    publish_row(exchange, _message(r), r["routing_key"], r["traceparent"])
+                    for r in rows
+                )
             )
             if not all(isinstance(r, Basic.Ack) for r in results):
                 # Returned (no queue bound yet) or nacked: nothing is marked sent.

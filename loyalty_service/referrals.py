@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from common import metrics
+from common.trace_context import domain_step
 from loyalty_service import events
 from loyalty_service.domain import referrals as rules
 from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, PromoCode, random_code
@@ -115,6 +116,7 @@ class Referrals:
         metrics.REFERRAL_OUTCOMES.labels(withheld.value if withheld else "ISSUED").inc()
         return referral.referrer_id
 
+    @domain_step("referral.issue_reward")
     async def _issue(self, conn: Any, referral: store.Referral, reward: rules.Reward) -> str:
         """A one-time code open to the referrer alone, valid until the reward's end."""
         spec = CodeSpec(

@@ -22,6 +22,7 @@ from common import metrics
 from common.broker import REGISTERED, STATUS_CHANGED, BrokerHealth, declare_exchange, run_connected
 from common.db import retrying
 from common.logs import get_logger
+from common.trace_context import delivery_step
 from loyalty.auth.v1 import auth_pb2
 from loyalty.events.v1 import events_pb2
 from loyalty_service.store.users import apply_user_status
@@ -118,6 +119,7 @@ class UserEventsConsumer:
             async for message in messages:
                 await self.handle(channel, message)
 
+    @delivery_step("user_events")
     async def handle(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
         try:
             change = parse(message.body)

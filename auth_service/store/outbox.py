@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.trace_context import current_traceparent
+
 
 async def add(conn: Any, event_id: str, user_id: str, routing_key: str, payload: bytes) -> None:
+    """The row carries the current request's traceparent, for the relay's span to link to."""
     await conn.execute(
-        "INSERT INTO outbox (event_id, user_id, routing_key, payload) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO outbox (event_id, user_id, routing_key, payload, traceparent)"
+        " VALUES ($1, $2, $3, $4, $5)",
         event_id,
         user_id,
         routing_key,
         payload,
+        current_traceparent(),
     )
 
 
@@ -23,7 +28,7 @@ async def notify(conn: Any) -> None:
 async def claim(conn: Any, limit: int) -> list[Any]:
     """The oldest unsent rows, locked for this transaction; rows other relays hold are skipped."""
     rows: list[Any] = await conn.fetch(
-        "SELECT id, event_id, routing_key, payload FROM outbox WHERE sent_at IS NULL"
+        "SELECT id, event_id, routing_key, payload, traceparent FROM outbox WHERE sent_at IS NULL"
         " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         limit,
     )
