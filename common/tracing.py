@@ -164,4 +164,24 @@ def asgi(app: Any) -> Any:
 
     # The per-chunk send/receive spans say little and double the span count.
     excluded = os.environ.get("OTEL_PYTHON_ASGI_EXCLUDED_URLS", "/healthz")
-    return OpenTelemetryMiddleware(app, excluded_urls=excluded, exclude_spans=["receive", "send"])
+    return OpenTelemetryMiddleware(
+        _named_by_route(app), excluded_urls=excluded, exclude_spans=["receive", "send"]
+    )
+
+
+def _named_by_route(app: Any) -> Any:
+    """Names the HTTP span after the route the gateway matched (`POST /v1/promocodes/apply`,
+    left in scope["route_template"]) rather than its catch-all pattern, once it is known."""
+
+    async def named(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        span = trace.get_current_span()
+
+        async def renaming_send(message: dict[str, Any]) -> None:
+            # Before the response starts: the span ends with the response's last chunk.
+            if message["type"] == "http.response.start" and scope.get("route_template"):
+                span.update_name(scope["route_template"])
+            await send(message)
+
+        await app(scope, receive, renaming_send)
+
+    return named
