@@ -38,6 +38,16 @@ from opentelemetry.util.types import Attributes
 
 from common import trace_context
 
+# What an operator sets (docs/operations.md); the SDK reads the other OTEL_* variables itself.
+VARIABLES = (
+    "OTEL_SERVICE_NAME",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_BSP_SCHEDULE_DELAY",
+)
 EXPORTERS = ("otlp", "console")
 PROTOCOLS = ("http/protobuf",)
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from auth_service.config import AuthSettings
+from common.tracing import VARIABLES as TRACING_VARIABLES
 from gateway.config import GatewaySettings
 from loyalty_service.config import LoyaltySettings
 
@@ -97,6 +98,7 @@ def test_commands_ports_and_variables_match_the_code(compose: dict[str, Any], na
     assert published == PUBLISHED.get(name, set())
     environment: dict[str, str] = {k: str(v or "") for k, v in service["environment"].items()}
     known = _variables(AuthSettings) | _variables(LoyaltySettings) | _variables(GatewaySettings)
+    known |= set(TRACING_VARIABLES)
     assert set(environment) <= known, set(environment) - known
     settings = settings_class(
         **{k.lower(): v for k, v in environment.items() if k in _variables(settings_class)}
@@ -115,6 +117,7 @@ def test_commands_ports_and_variables_match_the_code(compose: dict[str, Any], na
 def test_the_operations_guide_documents_every_variable() -> None:
     guide = (ROOT / "docs" / "operations.md").read_text()
     every = _variables(AuthSettings) | _variables(LoyaltySettings) | _variables(GatewaySettings)
+    every |= set(TRACING_VARIABLES)
     missing = sorted(v for v in every if f"`{v}`" not in guide)
     assert not missing, missing
 
