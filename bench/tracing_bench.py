@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import threading
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import aiohttp
 import grpc
@@ -35,6 +37,13 @@ HEADING = "## Tracing overhead"
 IN_FLIGHT = 50
 TARGET_DROP = 0.05
 SETTINGS = {"off": None, "1%": "0.01", "100%": "1.0"}
+# No metrics ports (another checkout's processes may hold the defaults); a small pool.
+QUIET = {
+    "AUTH_METRICS_ADDR": "",
+    "LOYALTY_METRICS_ADDR": "",
+    "GATEWAY_METRICS_ADDR": "",
+    "LOYALTY_DB_POOL_SIZE": "10",
+}
 
 
 class Sink:
@@ -92,9 +101,31 @@ class Round:
     http: Result
     grpc: Result
     spans: int
+    # CPU seconds the three processes spent per call: on a shared machine, far steadier than
+    # the rate (another tenant's load slows a round down but barely changes its CPU per call).
+    http_cpu: float
+    grpc_cpu: float
 
 
-async def _apply_both(system: System, seconds: float) -> tuple[Result, Result]:
+def cpu_seconds(system: System) -> float:
+    """User + system CPU time of the system's processes so far."""
+    ticks = 0
+    for process in system.processes.values():
+        stat = Path(f"/proc/{process.pid}/stat").read_text()
+        fields = stat.rpartition(")")[2].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def _measured(system: System, run: Awaitable[Result]) -> tuple[Result, float]:
+    before = cpu_seconds(system)
+    result = await run
+    return result, (cpu_seconds(system) - before) / max(result.calls, 1)
+
+
+async def _apply_both(
+    system: System, seconds: float
+) -> tuple[tuple[Result, float], tuple[Result, float]]:
     async with grpc.aio.insecure_channel(system.env["AUTH_GRPC_ADDR"]) as auth_channel:
         auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
         make_admin(system)
@@ -129,19 +160,26 @@ async def _apply_both(system: System, seconds: float) -> tuple[Result, Result]:
                 return call
 
             await drive("warm-up", over_http, IN_FLIGHT, 2)
-            via_http = await drive("ApplyPromoCode, HTTP", over_http, IN_FLIGHT, seconds)
-            via_grpc = await drive("ApplyPromoCode, gRPC", over_grpc, IN_FLIGHT, seconds)
+            via_http = await _measured(
+                system, drive("ApplyPromoCode, HTTP", over_http, IN_FLIGHT, seconds)
+            )
+            via_grpc = await _measured(
+                system, drive("ApplyPromoCode, gRPC", over_grpc, IN_FLIGHT, seconds)
+            )
     return via_http, via_grpc
 
 
 def one_round(setting: str, seconds: float) -> Round:
     with sink() as (counts, endpoint):
-        extra = {**tracing_env(SETTINGS[setting], endpoint), "LOYALTY_DB_POOL_SIZE": "10"}
+        extra = {**tracing_env(SETTINGS[setting], endpoint), **QUIET}
         with running(["auth_service", "loyalty_service", "gateway"], extra) as system:
-            via_http, via_grpc = asyncio.run(_apply_both(system, seconds))
+            (via_http, http_cpu), (via_grpc, grpc_cpu) = asyncio.run(_apply_both(system, seconds))
         # Stopped: every process flushed its last batch at exit.
-        found = Round(setting, via_http, via_grpc, counts.spans)
-    print(f"{setting:>5}: {via_http.line()}\n       {via_grpc.line()}  spans {found.spans}")
+        found = Round(setting, via_http, via_grpc, counts.spans, http_cpu, grpc_cpu)
+    print(
+        f"{setting:>5}: {via_http.line()}  cpu/call {http_cpu * 1e3:.3f} ms\n"
+        f"       {via_grpc.line()}  cpu/call {grpc_cpu * 1e3:.3f} ms  spans {found.spans}"
+    )
     return found
 
 
@@ -154,6 +192,11 @@ def best(rounds: list[Round], setting: str, transport: str) -> Result:
     return max(results, key=lambda result: result.rps)
 
 
+def least_cpu(rounds: list[Round], setting: str, transport: str) -> float:
+    spent: list[float] = [getattr(r, f"{transport}_cpu") for r in rounds if r.setting == setting]
+    return min(spent)
+
+
 def section(rounds: list[Round], seconds: float) -> str:
     lines = [
         HEADING,
@@ -164,24 +207,31 @@ def section(rounds: list[Round], seconds: float) -> str:
         " gateway) and straight to loyalty (gRPC), with tracing off and with every process"
         " exporting OTLP/HTTP to a local sink, parent-based trace-id ratio sampling at 1% and"
         " 100%. Each setting on a freshly started system, settings interleaved; best round of"
-        " each. The drop is against tracing off.",
+        " each. Drops and CPU against tracing off. CPU per call is the three processes' user +"
+        " system time over the calls made: other tenants of a shared machine slow the rate of a"
+        " round far more than they change its CPU per call.",
         "",
-        "| transport | setting | rps | p50 ms | p99 ms | drop | target | met |",
-        "|---|---|---|---|---|---|---|---|",
+        "| transport | setting | rps | p50 ms | p99 ms | rate drop | CPU ms per call |"
+        " CPU per call | target (rate drop) | met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for transport in ("http", "grpc"):
         off = best(rounds, "off", transport)
+        off_cpu = least_cpu(rounds, "off", transport)
         for setting in SETTINGS:
             result = best(rounds, setting, transport)
+            cpu = least_cpu(rounds, setting, transport)
             drop = 1 - result.rps / off.rps
-            target, met = "", ""
+            target, met, drop_text, cpu_text = "", "", "", ""
+            if setting != "off":
+                drop_text, cpu_text = f"{drop:.1%}", f"{cpu / off_cpu - 1:+.1%}"
             if setting == "1%":
                 target = f"< {TARGET_DROP:.0%}"
                 met = "yes" if drop < TARGET_DROP else "**no**"
             lines.append(
-                f"| {transport.upper() if transport == 'http' else 'gRPC'} | {setting} |"
-                f" {result.rps:.0f} | {result.p50_ms:.1f} | {result.p99_ms:.1f} |"
-                f" {'' if setting == 'off' else f'{drop:+.1%}'} | {target} | {met} |"
+                f"| {'HTTP' if transport == 'http' else 'gRPC'} | {setting} |"
+                f" {result.rps:.0f} | {result.p50_ms:.1f} | {result.p99_ms:.1f} | {drop_text} |"
+                f" {cpu * 1e3:.3f} | {cpu_text} | {target} | {met} |"
             )
     spans = {s: max(r.spans for r in rounds if r.setting == s) for s in SETTINGS}
     lines += [
