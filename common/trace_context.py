@@ -145,7 +145,8 @@ def domain_step(name: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, 
     def decorate(step: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @functools.wraps(step)
         async def traced(*args: P.args, **kwargs: P.kwargs) -> R:
-            if not enabled():
+            # Below an unsampled span the step's span would be dropped: skip making it.
+            if not enabled() or not trace.get_current_span().is_recording():
                 return await step(*args, **kwargs)
             with _tracer.start_as_current_span(
                 name, record_exception=False, set_status_on_exception=False

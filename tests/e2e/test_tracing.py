@@ -228,6 +228,29 @@ def test_an_apply_through_the_gateway_is_one_trace(traced: TracedSystem) -> None
     assert [line["trace_id"] for line in gateway_lines] == [server.trace_id]
 
 
+def test_taking_a_use_is_a_domain_step_over_its_sql(traced: TracedSystem) -> None:
+    code = f"TRACE{uuid.uuid4().hex[:8].upper()}"
+    admin = {"Authorization": f"Bearer {traced.admin_token}"}
+    body = {"code": code, "allUsers": True, "fixedPrice": {"amountMinor": "100"}}
+    assert httpx.post(f"{traced.base}/v1/admin/promocodes", json=body, headers=admin).is_success
+    _, auth = _user(traced)
+    used = httpx.post(
+        f"{traced.base}/v1/promocodes/use", json={"code": code, "tariffId": "yearly"}, headers=auth
+    )
+    assert used.status_code == 200, used.text
+
+    def taken(spans: list[Span]) -> bool:
+        return any(s.name == "promo.take_use" for s in spans)
+
+    spans = traced.receiver.wait_for(taken, "promo.take_use span")
+    step = _one(spans, name="promo.take_use")
+    trace = traced.receiver.trace(step.trace_id)
+    server = _one(trace, name="/loyalty.promo.v1.PromoService/UsePromoCode", kind="SERVER")
+    assert server in _ancestors(step, trace)
+    inside = [s.attributes.get("db.statement", "") for s in trace if step in _ancestors(s, trace)]
+    assert any(statement.startswith("UPDATE") for statement in inside), tree(trace)
+
+
 def _token_of_unknown_key() -> str:
     def part(value: dict[str, str]) -> str:
         return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")

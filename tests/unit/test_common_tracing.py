@@ -7,12 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision
-from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, format_span_id, format_trace_id
 
 from common import trace_context, tracing
 from common.sentry import before_send
@@ -159,10 +161,60 @@ async def test_a_domain_step_is_a_span_and_a_rejection_is_no_error(
             raise LookupError("PROMO_CODE_EXPIRED")
         return "ok"
 
-    assert await check(False) == "ok"
-    with pytest.raises(LookupError):
-        await check(True)
-    done = spans.get_finished_spans()
+    assert await check(False) == "ok"  # no request span: no step span either
+    with trace_context._tracer.start_as_current_span("request"):
+        assert await check(False) == "ok"
+        with pytest.raises(LookupError):
+            await check(True)
+    done = [s for s in spans.get_finished_spans() if s.name != "request"]
     assert [s.name for s in done] == ["promo.eligibility", "promo.eligibility"]
     assert all(s.status.status_code == StatusCode.UNSET for s in done)
     assert all(s.events == () for s in done)
+
+
+async def test_an_unsampled_call_runs_with_instrumentation_suppressed() -> None:
+    seen: list[bool] = []
+
+    async def handler(request: object, context: object) -> str:
+        seen.append(is_instrumentation_enabled())
+        return "answer"
+
+    quiet = tracing._quiet(handler)
+    sampled = TracerProvider().get_tracer("sampled")
+    unsampled = TracerProvider(sampler=ALWAYS_OFF).get_tracer("unsampled")
+    with sampled.start_as_current_span("rpc"):
+        assert await quiet(None, None) == "answer"
+    with unsampled.start_as_current_span("rpc"):
+        assert await quiet(None, None) == "answer"
+    assert seen == [True, False]
+    assert is_instrumentation_enabled()
+
+
+@pytest.mark.parametrize("ratio", ["0.0", "1.0"])
+async def test_the_edge_samples_before_the_http_middleware(ratio: str) -> None:
+    """Unsampled: the app runs without the middleware, under a non-recording span whose
+    unsampled context the gRPC calls pass on. Sampled: the middleware's span gets the trace
+    id the decision was made on. A caller's traceparent always goes to the middleware."""
+    env = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio}
+    provider = TracerProvider(sampler=tracing.sampler(env), id_generator=tracing._PresetTraceIds())
+    seen: list[tuple[str, object]] = []
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        seen.append(("app", trace.get_current_span().get_span_context()))
+
+    async def traced(scope: dict[str, object], receive: object, send: object) -> None:
+        # The preset id, twice (random ids would differ): the one the sampler was asked about.
+        ids = {provider.id_generator.generate_trace_id() for _ in range(2)}
+        seen.append(("traced", ids.pop() if len(ids) == 1 else 0))
+
+    gate = tracing._sampled_first(traced, app, provider)
+    await gate({"type": "http", "headers": []}, None, None)
+    await gate({"type": "http", "headers": [(b"traceparent", PARENT.encode())]}, None, None)
+    (first, value), second = seen
+    assert second[0] == "traced"
+    if ratio == "0.0":
+        assert first == "app" and isinstance(value, SpanContext)
+        assert value.is_valid and not value.trace_flags.sampled
+    else:
+        assert first == "traced" and isinstance(value, int) and value != 0
+        assert tracing._preset_trace_id.get() == 0  # only for that request
