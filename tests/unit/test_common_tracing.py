@@ -5,7 +5,10 @@ exporter. Nothing here installs a global tracer provider: the test process stays
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from types import SimpleNamespace
 
+import grpc
 import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -13,7 +16,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, format_span_id, format_trace_id
 
 from common import trace_context, tracing
@@ -172,22 +175,58 @@ async def test_a_domain_step_is_a_span_and_a_rejection_is_no_error(
     assert all(s.events == () for s in done)
 
 
-async def test_an_unsampled_call_runs_with_instrumentation_suppressed() -> None:
-    seen: list[bool] = []
+@dataclass
+class Seen:
+    intercepted_with_instrumentation: bool = False
+    ran_with_instrumentation: bool = False
+    span: SpanContext | None = None
+    preset: int = 0
 
-    async def handler(request: object, context: object) -> str:
-        seen.append(is_instrumentation_enabled())
+
+async def _serve_one(ratio: str, traceparent: str | None) -> tuple[Seen, bool]:
+    """One unary call through SampleFirst (the continuation stands for the interceptors
+    after it); returns what the handler saw, and whether SampleFirst left the handler as is."""
+    env = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio}
+    seen = Seen()
+
+    async def behavior(request: object, context: object) -> str:
+        seen.ran_with_instrumentation = is_instrumentation_enabled()
+        seen.span = trace.get_current_span().get_span_context()
+        seen.preset = tracing._preset_trace_id.get()
         return "answer"
 
-    quiet = tracing._quiet(handler)
-    sampled = TracerProvider().get_tracer("sampled")
-    unsampled = TracerProvider(sampler=ALWAYS_OFF).get_tracer("unsampled")
-    with sampled.start_as_current_span("rpc"):
-        assert await quiet(None, None) == "answer"
-    with unsampled.start_as_current_span("rpc"):
-        assert await quiet(None, None) == "answer"
-    assert seen == [True, False]
-    assert is_instrumentation_enabled()
+    handler = grpc.unary_unary_rpc_method_handler(behavior)
+
+    async def continuation(details: object) -> object:
+        seen.intercepted_with_instrumentation = is_instrumentation_enabled()
+        return handler
+
+    metadata = (("traceparent", traceparent),) if traceparent else ()
+    details = SimpleNamespace(method="/x.Svc/M", invocation_metadata=metadata)
+    gate = tracing.SampleFirst(TracerProvider(sampler=tracing.sampler(env)))
+    served = await gate.intercept_service(continuation, details)
+    assert await served.unary_unary(None, None) == "answer"
+    assert is_instrumentation_enabled() and tracing._preset_trace_id.get() == 0
+    return seen, served is handler
+
+
+async def test_an_unsampled_call_runs_with_instrumentation_suppressed() -> None:
+    seen, untouched = await _serve_one("0.0", None)
+    assert not seen.intercepted_with_instrumentation and not seen.ran_with_instrumentation
+    assert seen.span is not None and seen.span.is_valid and not seen.span.trace_flags.sampled
+    assert not untouched
+    unsampled_caller = PARENT.removesuffix("01") + "00"
+    seen, _ = await _serve_one("1.0", unsampled_caller)
+    assert not seen.ran_with_instrumentation
+    assert seen.span is not None and format_trace_id(seen.span.trace_id) == TRACE_ID
+
+
+async def test_a_sampled_call_is_traced_on_the_trace_id_it_was_sampled_on() -> None:
+    seen, _ = await _serve_one("1.0", None)
+    assert seen.intercepted_with_instrumentation and seen.ran_with_instrumentation
+    assert seen.preset != 0  # the server span's trace id: the one the sampler said yes to
+    seen, untouched = await _serve_one("0.0", PARENT)  # the caller's decision wins
+    assert seen.ran_with_instrumentation and seen.preset == 0 and untouched
 
 
 @pytest.mark.parametrize("ratio", ["0.0", "1.0"])
