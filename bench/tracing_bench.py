@@ -107,20 +107,23 @@ class Round:
     grpc_cpu: float
 
 
-def cpu_seconds(system: System) -> float:
-    """User + system CPU time of the system's processes so far."""
-    ticks = 0
-    for process in system.processes.values():
-        stat = Path(f"/proc/{process.pid}/stat").read_text()
-        fields = stat.rpartition(")")[2].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(system: System) -> dict[str, float]:
+    """User + system CPU time of each of the system's processes so far."""
+    spent = {}
+    for name, process in system.processes.items():
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+        spent[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return spent
 
 
 async def _measured(system: System, run: Awaitable[Result]) -> tuple[Result, float]:
     before = cpu_seconds(system)
     result = await run
-    return result, (cpu_seconds(system) - before) / max(result.calls, 1)
+    after = cpu_seconds(system)
+    calls = max(result.calls, 1)
+    each = {name.split("_")[0]: (after[name] - before[name]) / calls * 1e3 for name in after}
+    print(f"  {result.name}: CPU ms per call " + ", ".join(f"{k} {v:.3f}" for k, v in each.items()))
+    return result, sum(after[name] - before[name] for name in after) / calls
 
 
 async def _apply_both(
