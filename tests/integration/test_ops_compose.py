@@ -152,8 +152,14 @@ def test_every_address_names_a_service_of_the_file(compose: dict[str, Any], name
 
 
 def test_only_the_gateway_is_published(compose: dict[str, Any]) -> None:
-    published = {name for name, service in compose["services"].items() if service.get("ports")}
+    """Optional tools behind a profile (the trace backend) are reachable on loopback only."""
+    services = compose["services"].items()
+    published = {name for name, s in services if s.get("ports") and not s.get("profiles")}
     assert published == {"gateway"}
+    for name, service in services:
+        for port in service.get("ports", []) if service.get("profiles") else []:
+            host = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
+            assert host == "127.0.0.1", (name, port)
     ports = compose["services"]["gateway"]["ports"]
     assert [str(p["target"]) if isinstance(p, dict) else p for p in ports] == ["8080"]
 
