@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, format_span_id, format_trace_id
 
-from common import trace_context, tracing
+from common import sampling_gates, trace_context, tracing
 from common.sentry import before_send
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -192,7 +192,7 @@ async def _serve_one(ratio: str, traceparent: str | None) -> tuple[Seen, bool]:
     async def behavior(request: object, context: object) -> str:
         seen.ran_with_instrumentation = is_instrumentation_enabled()
         seen.span = trace.get_current_span().get_span_context()
-        seen.preset = tracing._preset_trace_id.get()
+        seen.preset = sampling_gates._preset_trace_id.get()
         return "answer"
 
     handler = grpc.unary_unary_rpc_method_handler(behavior)
@@ -203,10 +203,10 @@ async def _serve_one(ratio: str, traceparent: str | None) -> tuple[Seen, bool]:
 
     metadata = (("traceparent", traceparent),) if traceparent else ()
     details = SimpleNamespace(method="/x.Svc/M", invocation_metadata=metadata)
-    gate = tracing.SampleFirst(TracerProvider(sampler=tracing.sampler(env)))
+    gate = sampling_gates.SampleFirst(TracerProvider(sampler=tracing.sampler(env)))
     served = await gate.intercept_service(continuation, details)
     assert await served.unary_unary(None, None) == "answer"
-    assert is_instrumentation_enabled() and tracing._preset_trace_id.get() == 0
+    assert is_instrumentation_enabled() and sampling_gates._preset_trace_id.get() == 0
     return seen, served is handler
 
 
@@ -235,7 +235,9 @@ async def test_the_edge_samples_before_the_http_middleware(ratio: str) -> None:
     unsampled context the gRPC calls pass on. Sampled: the middleware's span gets the trace
     id the decision was made on. A caller's traceparent always goes to the middleware."""
     env = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio}
-    provider = TracerProvider(sampler=tracing.sampler(env), id_generator=tracing._PresetTraceIds())
+    provider = TracerProvider(
+        sampler=tracing.sampler(env), id_generator=sampling_gates.PresetTraceIds()
+    )
     seen: list[tuple[str, object]] = []
 
     async def app(scope: dict[str, object], receive: object, send: object) -> None:
@@ -246,7 +248,7 @@ async def test_the_edge_samples_before_the_http_middleware(ratio: str) -> None:
         ids = {provider.id_generator.generate_trace_id() for _ in range(2)}
         seen.append(("traced", ids.pop() if len(ids) == 1 else 0))
 
-    gate = tracing._sampled_first(traced, app, provider)
+    gate = sampling_gates._sampled_first(traced, app, provider)
     await gate({"type": "http", "headers": []}, None, None)
     await gate({"type": "http", "headers": [(b"traceparent", PARENT.encode())]}, None, None)
     (first, value), second = seen
@@ -256,4 +258,4 @@ async def test_the_edge_samples_before_the_http_middleware(ratio: str) -> None:
         assert value.is_valid and not value.trace_flags.sampled
     else:
         assert first == "traced" and isinstance(value, int) and value != 0
-        assert tracing._preset_trace_id.get() == 0  # only for that request
+        assert sampling_gates._preset_trace_id.get() == 0  # only for that request
