@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import grpc
 
-from bench import ceilings
+from bench import ceilings, tracing_bench
 from bench.gateway_bench import _wait_http
 from bench.load import Result, drive, percentile
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
@@ -309,6 +309,7 @@ def main() -> None:
     report = write_report(
         build_rows(results, echo, pg), (delays, drain), memory_mb, pg, args.memory_requests
     )
+    report += "\n" + tracing_bench.report(args.seconds)
     REPORT.write_text(report)
     print(report)
 
