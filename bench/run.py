@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import grpc
 
-from bench import ceilings, history
+from bench import ceilings, history, tracing_bench
 from bench.gateway_bench import _wait_http
 from bench.load import Result, drive, percentile
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
@@ -311,6 +311,7 @@ def main() -> None:
     report = write_report(
         build_rows(results, echo, pg), (delays, drain), memory_mb, pg, args.memory_requests
     )
+    report += "\n" + tracing_bench.report(args.seconds)
     report += "\n" + "\n".join(history.run(args.seconds, args.history_rows)) + "\n"
     REPORT.write_text(report)
     print(report)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
-from common import config, logs, metrics, sentry, shutdown
+from common import config, logs, metrics, sentry, shutdown, tracing
 from gateway.app import MAX_REQUEST_HEAD_BYTES, create_app
 from gateway.config import GatewaySettings
 
@@ -14,11 +14,12 @@ def main() -> None:
     settings = config.load(GatewaySettings)
     logs.configure("gateway", settings.log_level)
     sentry.init(settings.sentry_dsn, "gateway")
+    tracing.setup("gateway")
     metrics.serve(settings.gateway_metrics_addr, metrics.GATEWAY)
     host, _, port = settings.gateway_http_addr.rpartition(":")
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings),
+            tracing.asgi(create_app(settings)),
             host=host,
             port=int(port),
             log_level="warning",

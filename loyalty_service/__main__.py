@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from common import config, logs, metrics, sentry, shutdown
+from common import config, logs, metrics, sentry, shutdown, tracing
 from common.db import create_pool
 from common.grpc_server import run_until_signal
 from common.migrations import migrate
@@ -49,6 +49,7 @@ def main(argv: list[str]) -> None:
     settings = config.load(LoyaltySettings)
     logs.configure("loyalty", settings.log_level)
     sentry.init(settings.sentry_dsn, "loyalty")
+    tracing.setup("loyalty")
     if args.command == "migrate":
         applied = asyncio.run(migrate(settings.loyalty_database_url, MIGRATIONS))
         print(f"loyalty: {len(applied)} migration(s) applied")

@@ -10,6 +10,7 @@ from common import metrics
 from common.errors import ServiceError
 from common.logs import get_logger
 from common.tokens import Principal
+from common.trace_context import domain_step
 from common.user_status import UserStatus
 from loyalty_service.domain import purchases as lifecycle
 from loyalty_service.domain.codes import ActiveCode
@@ -17,7 +18,7 @@ from loyalty_service.domain.eligibility import Tariff
 from loyalty_service.domain.pricing import Price
 from loyalty_service.domain.purchases import Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import Reason, Rejection
-from loyalty_service.domain.redemption import Decision
+from loyalty_service.domain.redemption import Decision, UseOutcome
 from loyalty_service.domain.schedule import PricePeriod, schedule
 from loyalty_service.use_cases import events
 from loyalty_service.use_cases.guessing import Guesser, GuessThrottle
@@ -71,13 +72,27 @@ class Promotions:
         metrics.PROMO_REJECTIONS.labels(reason.value).inc()
         return Rejection(reason)
 
+    @domain_step("promo.eligibility")
+    async def _decide(self, code: str, tariff_id: str, user_id: str) -> Decision:
+        return await self._store.single.redemption.apply(
+            code, tariff_id, user_id, datetime.now(UTC)
+        )
+
+    @domain_step("promo.take_use")
+    async def _take(
+        self, code: str, tariff_id: str, user_id: str, request_id: str | None
+    ) -> UseOutcome:
+        """The decision, the uses taken and the purchase, or the recorded refusal: one
+        statement (loyalty_use), so this step's span holds exactly that SQL."""
+        return await self._store.single.redemption.use(
+            code, tariff_id, user_id, request_id, str(uuid.uuid4()), datetime.now(UTC)
+        )
+
     async def quote(
         self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None = None
     ) -> Quote:
         await self._may_guess(guesser)
-        decision = await self._store.single.redemption.apply(
-            code, tariff_id, user_id, datetime.now(UTC)
-        )
+        decision = await self._decide(code, tariff_id, user_id)
         await self._answered(guesser, decision.reason)
         if decision.reason is not None:
             raise self._refused(decision.reason)
@@ -103,9 +118,7 @@ class Promotions:
             if earlier is None:
                 raise
             return earlier
-        outcome = await self._store.single.redemption.use(
-            code, tariff_id, user_id, request_id or None, str(uuid.uuid4()), datetime.now(UTC)
-        )
+        outcome = await self._take(code, tariff_id, user_id, request_id or None)
         await self._answered(guesser, outcome.reason)
         if outcome.reason is not None:
             raise self._refused(outcome.reason)

@@ -21,6 +21,7 @@ from common import metrics
 from common.broker import REGISTERED, STATUS_CHANGED, BrokerHealth, declare_exchange, run_connected
 from common.db import Pool, retrying
 from common.logs import get_logger
+from common.trace_context import delivery_step
 from common.user_status import UserStatus, from_proto
 from loyalty.events.v1 import events_pb2
 from loyalty_service.store.users import apply_user_status
@@ -116,6 +117,7 @@ class UserEventsConsumer:
             async for message in messages:
                 await self.handle(channel, message)
 
+    @delivery_step("user_events")
     async def handle(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
         try:
             change = parse(message.body)
