@@ -18,13 +18,14 @@ from auth_service.revocation_keeper import RevocationKeeper
 from auth_service.service import Accounts
 from auth_service.store import keys as key_store
 from auth_service.tokens import TokenIssuer
-from common import redis_client
+from common import redis_client, workers
 from common.broker import BrokerHealth
 from common.db import create_pool, retrying
 from common.grpc_server import GrpcServer
 from common.logs import get_logger
 from common.page_tokens import PageTokens
 from common.revocation import RevocationList
+from common.revocation_watch import RevocationWatch
 from common.throttle import Limit, Throttle
 from common.tokens import TokenVerifier
 from common.trust import parse_networks
@@ -75,7 +76,11 @@ async def load_signing_key(settings: AuthSettings, pool: asyncpg.Pool) -> Signin
 
 
 def build_accounts(
-    settings: AuthSettings, pool: asyncpg.Pool, client: redis.Redis, issuer: TokenIssuer
+    settings: AuthSettings,
+    pool: asyncpg.Pool,
+    client: redis.Redis,
+    issuer: TokenIssuer,
+    revocations: RevocationList,
 ) -> Accounts:
     throttle = Throttle(client, settings.redis_key_prefix)
     window = settings.auth_login_window_seconds
@@ -90,7 +95,7 @@ def build_accounts(
     return Accounts(
         pool,
         issuer,
-        RevocationList(client, settings.redis_key_prefix),
+        revocations,
         LoginThrottle(throttle, logins),
         RegistrationThrottle(throttle, registrations),
         settings.auth_password_min_length,
@@ -99,13 +104,18 @@ def build_accounts(
 
 
 async def build(settings: AuthSettings) -> AuthApp:
-    pool = await create_pool(settings.auth_database_url, max_size=settings.auth_db_pool_size)
+    pool = await create_pool(
+        settings.auth_database_url, max_size=workers.pool_share(settings.auth_db_pool_size)
+    )
     client = redis_client.connect(settings.redis_url)
     issuer = TokenIssuer(await load_signing_key(settings, pool), settings.auth_access_ttl_seconds)
-    accounts = build_accounts(settings, pool, client, issuer)
-    verifier = TokenVerifier(
-        issuer.jwks, RevocationList(client, settings.redis_key_prefix), "auth.loyalty"
-    )
+    # One list for every writer and the verifier, so this process's own revocations are in
+    # its local copy before they are written.
+    revocations = RevocationList(client, settings.redis_key_prefix)
+    watch = RevocationWatch(settings.redis_url, revocations)
+    revocations.on_revoke(watch.remember)
+    accounts = build_accounts(settings, pool, client, issuer, revocations)
+    verifier = TokenVerifier(issuer.jwks, revocations, "auth.loyalty", watch)
     server = GrpcServer(settings.auth_grpc_addr, SERVICE_NAMES)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
         AuthServicer(accounts, verifier, issuer, parse_networks(settings.auth_trusted_peers)),
@@ -116,11 +126,11 @@ async def build(settings: AuthSettings) -> AuthApp:
     )
     keeper = RevocationKeeper(
         pool,
-        RevocationList(client, settings.redis_key_prefix),
+        revocations,
         settings.auth_access_ttl_seconds,
         settings.auth_revocation_check_seconds,
     )
-    loops = [keeper.run, *sync_loops(settings, pool, server)]
+    loops = [keeper.run, watch.run, *sync_loops(settings, pool, server)]
     return AuthApp(settings, pool, client, accounts, server, keeper, loops)
 
 

@@ -72,6 +72,11 @@ def bench_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "LOYALTY_PROMO_FAILURES_PER_USER": "1000000",
         "LOYALTY_PROMO_FAILURES_PER_ADDRESS": "1000000",
         "LOG_LEVEL": "WARNING",
+        # No /metrics: the default ports may be taken on a shared machine, and the benchmarks
+        # read memory from /proc.
+        "AUTH_METRICS_ADDR": "",
+        "LOYALTY_METRICS_ADDR": "",
+        "GATEWAY_METRICS_ADDR": "",
         **(extra or {}),
     }
 

@@ -1,5 +1,7 @@
 """One /metrics for a service that runs several workers: the supervisor serves, on the
-service's metrics port, every worker's metrics with a `worker` label added.
+service's metrics port, what its workers count, summed (counters and histograms: the calls of
+the service), and what each worker measures of itself with a `worker` label (gauges: memory,
+CPU, backlog).
 
 Each worker keeps its own registry and serves it on a port of its own (the service's metrics
 port + 100·(index + 1)); the supervisor reads those at scrape time. Chosen over prometheus-
@@ -20,8 +22,11 @@ from prometheus_client.registry import Collector
 SCRAPE_TIMEOUT_S = 2.0
 
 
+SUMMED = ("counter", "histogram", "summary")
+
+
 class WorkersCollector(Collector):
-    """Every worker's families, merged by name, each sample labelled with its worker."""
+    """Every worker's families merged by name: counts summed, gauges labelled by worker."""
 
     def __init__(self, addresses: list[str]) -> None:
         self._addresses = addresses
@@ -37,17 +42,38 @@ class WorkersCollector(Collector):
             return ""  # a worker starting or stopping: its samples are missing this once
 
     def collect(self) -> Iterator[Metric]:
-        merged: dict[str, Metric] = {}
+        families: dict[str, Metric] = {}
+        values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
         for index, address in enumerate(self._addresses):
             for family in text_string_to_metric_families(self._read(address)):
-                into = merged.setdefault(
+                families.setdefault(
                     family.name, Metric(family.name, family.documentation, family.type)
                 )
+                into = values.setdefault(family.name, {})
                 for sample in family.samples:
-                    into.add_sample(
-                        sample.name, {**sample.labels, "worker": str(index)}, sample.value
-                    )
-        yield from merged.values()
+                    _add(into, family.type, sample.name, sample.labels, sample.value, index)
+        for name, family in families.items():
+            for (sample_name, labels), value in values[name].items():
+                family.add_sample(sample_name, dict(labels), value)
+            yield family
+
+
+def _add(
+    into: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+    kind: str,
+    name: str,
+    labels: dict[str, str],
+    value: float,
+    worker: int,
+) -> None:
+    if kind not in SUMMED:
+        into[(name, tuple(sorted({**labels, "worker": str(worker)}.items())))] = value
+        return
+    key = (name, tuple(labels.items()))
+    if name.endswith("_created"):  # when the series began: the earliest worker's
+        into[key] = min(into.get(key, value), value)
+    else:
+        into[key] = into.get(key, 0.0) + value
 
 
 def worker_address(address: str, index: int) -> str:

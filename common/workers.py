@@ -86,6 +86,9 @@ def check_free(address: str) -> None:
     host = host.strip("[]")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR lets the probe past the last run's connections in TIME_WAIT, never past
+        # a listening socket (Linux refuses that bind unless both sides set SO_REUSEPORT).
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, int(port)))
         except OSError as error:
