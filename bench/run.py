@@ -15,18 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import grpc
 
 from bench import ceilings
 from bench.gateway_bench import _wait_http
 from bench.load import Result, drive, percentile
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
+from bench.spread import spread_stub
 from bench.sync_bench import _drain_rate, _refusal_delays
 from bench.system import ROOT, System, running
 from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
 REPORT = ROOT / "docs" / "performance.md"
+AuthStub, PromoStub = auth_pb2_grpc.AuthServiceStub, promo_pb2_grpc.PromoServiceStub
 Call = Callable[[int], Awaitable[object]]
 
 
@@ -54,11 +55,10 @@ class Clients:
 
     async def open(self) -> None:
         env = self.system.env
-        self.auth_channel = grpc.aio.insecure_channel(env["AUTH_GRPC_ADDR"])
-        self.loyalty_channel = grpc.aio.insecure_channel(env["LOYALTY_GRPC_ADDR"])
-        self.auth = auth_pb2_grpc.AuthServiceStub(self.auth_channel)
-        self.promo = promo_pb2_grpc.PromoServiceStub(self.loyalty_channel)
-        admin = promo_pb2_grpc.PromoAdminServiceStub(self.loyalty_channel)
+        # Several connections each: every worker of a service gets its share (bench.spread).
+        self.auth, self.auth_channels = spread_stub(env["AUTH_GRPC_ADDR"], AuthStub)
+        self.promo, self.loyalty_channels = spread_stub(env["LOYALTY_GRPC_ADDR"], PromoStub)
+        admin = promo_pb2_grpc.PromoAdminServiceStub(self.loyalty_channels[0])
         make_admin(self.system)
         login = auth_pb2.LoginRequest(email="admin@bench.example", password=PASSWORD)
         admin_meta = bearer((await self.auth.Login(login)).access_token)
@@ -80,8 +80,8 @@ class Clients:
 
     async def close(self) -> None:
         await self.http.close()
-        await self.auth_channel.close()
-        await self.loyalty_channel.close()
+        for channel in [*self.auth_channels, *self.loyalty_channels]:
+            await channel.close()
 
     def apply(self, i: int) -> Awaitable[object]:
         request = promo_pb2.ApplyPromoCodeRequest(code=self.codes[i % 1000], tariff_id="monthly")
