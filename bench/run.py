@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import ceilings
+from bench import ceilings, spike
 from bench.gateway_bench import _wait_http
 from bench.load import Result, drive, percentile
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
@@ -140,10 +140,27 @@ async def scenarios(clients: Clients, seconds: float) -> dict[str, Result]:
     return results
 
 
+def every_process(processes: dict[str, Any]) -> dict[str, int]:
+    """Each service's process, and each of its workers when it has several (common.workers)."""
+    found = {}
+    for name, process in processes.items():
+        found[name] = process.pid
+        for index, pid in enumerate(worker_pids(process.pid)):
+            found[f"{name} worker {index}"] = pid
+    return found
+
+
+def worker_pids(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 async def memory(clients: Clients, total: int) -> dict[str, tuple[float, float]]:
-    """RSS of each process after 10,000 and after `total` requests (through the gateway to
-    loyalty, and GetJwks to auth)."""
-    processes = clients.system.processes
+    """RSS of each process (each worker, and its supervisor) after 10,000 and after `total`
+    requests (through the gateway to loyalty, and GetJwks to auth)."""
+    processes = every_process(clients.system.processes)
     found: dict[str, list[float]] = {name: [] for name in processes}
     done = 0
     for mark in (10_000, total):
@@ -159,8 +176,8 @@ async def memory(clients: Clients, total: int) -> dict[str, tuple[float, float]]
             drive("memory: GetJwks", clients.jwks, 20, 3600, max_calls=count),
         )
         done = mark
-        for name, process in processes.items():
-            found[name].append(rss_mb(process.pid))
+        for name, pid in processes.items():
+            found[name].append(rss_mb(pid))
     return {name: (values[0], values[1]) for name, values in found.items()}
 
 
@@ -193,43 +210,43 @@ def build_rows(results: dict[str, Result], echo: Result, pg: tuple[float, float]
             apply,
             f"echo {echo.rps:.0f}",
             ratio(apply.rps, echo.rps),
-            ">= 0.6",
-            ratio(apply.rps, echo.rps) >= 0.6,
+            ">= 0.7",
+            ratio(apply.rps, echo.rps) >= 0.7,
         ),
         Row(
             use,
             f"echo {echo.rps:.0f}; pgbench {pg[0]:.0f}",
             ratio(use.rps, echo.rps),
-            ">= 0.4, p99 <= 25 ms",
-            ratio(use.rps, echo.rps) >= 0.4 and use.p99_ms <= 25,
+            ">= 0.5, p99 <= 25 ms",
+            ratio(use.rps, echo.rps) >= 0.5 and use.p99_ms <= 25,
         ),
         Row(
             hot,
             f"spread use {use.rps:.0f}; pgbench one code {pg[1]:.0f}",
             ratio(hot.rps, use.rps),
-            ">= 0.7 of spread",
-            ratio(hot.rps, use.rps) >= 0.7,
+            ">= 0.8 of spread",
+            ratio(hot.rps, use.rps) >= 0.8,
         ),
         Row(
             apply_http,
             f"gRPC {apply.rps:.0f}",
             ratio(apply_http.rps, apply.rps),
-            ">= 0.6, p99 <= 30 ms",
-            ratio(apply_http.rps, apply.rps) >= 0.6 and apply_http.p99_ms <= 30,
+            ">= 0.8, p99 <= 30 ms",
+            ratio(apply_http.rps, apply.rps) >= 0.8 and apply_http.p99_ms <= 30,
         ),
         Row(
             use_http,
             f"gRPC {use.rps:.0f}",
             ratio(use_http.rps, use.rps),
-            ">= 0.6, p99 <= 30 ms",
-            ratio(use_http.rps, use.rps) >= 0.6 and use_http.p99_ms <= 30,
+            ">= 0.8, p99 <= 30 ms",
+            ratio(use_http.rps, use.rps) >= 0.8 and use_http.p99_ms <= 30,
         ),
         Row(
             storm,
             f"p99 alone {apply.p99_ms:.1f} ms",
             storm.p99_ms / apply.p99_ms,
-            "p99 <= 3x alone",
-            storm.p99_ms <= 3 * apply.p99_ms,
+            "p99 <= 2x alone",
+            storm.p99_ms <= 2 * apply.p99_ms,
         ),
     ]
 
@@ -240,6 +257,7 @@ def write_report(
     memory_mb: dict[str, tuple[float, float]],
     pg: tuple[float, float],
     total: int,
+    more: list[str] | None = None,
 ) -> str:
     delays, drain = sync
     p50, p99 = (percentile(delays, share) * 1000 for share in (0.5, 0.99))
@@ -262,9 +280,9 @@ def write_report(
         "| sync | figure | target | met |",
         "|---|---|---|---|",
         f"| SetUserStatus → loyalty refuses, {len(delays)} changes | p50 {p50:.1f} ms, p99"
-        f" {p99:.1f} ms | p99 <= 100 ms | {'yes' if p99 <= 100 else '**no**'} |",
-        f"| backlog of 10,000 events drained | {drain:.0f} events/s | >= 2000/s |"
-        f" {'yes' if drain >= 2000 else '**no**'} |",
+        f" {p99:.1f} ms | p99 <= 50 ms | {'yes' if p99 <= 50 else '**no**'} |",
+        f"| backlog of 10,000 events drained | {drain:.0f} events/s | >= 5000/s |"
+        f" {'yes' if drain >= 5000 else '**no**'} |",
         "",
         f"| process | RSS after 10,000 requests | after {total:,} | growth | target | met |",
         "|---|---|---|---|---|---|",
@@ -276,6 +294,7 @@ def write_report(
             f"| {name} | {first:.0f} MB | {last:.0f} MB | {growth:+.1%} | < 150 MB, < +10% |"
             f" {'yes' if met else '**no**'} |"
         )
+    lines += ["", *(more or [])] if more else []
     lines += [
         "",
         "What limits each missed target, with a profile, and what would lift it:"
@@ -305,9 +324,15 @@ def main() -> None:
     with running(["auth_service", "loyalty_service", "gateway"]) as system:
         results, memory_mb = asyncio.run(measure(system, args.seconds, args.memory_requests))
         delays = asyncio.run(_refusal_delays(system, 200))
+        surge = asyncio.run(spike.measure(system, 1000, 30))
     drain = asyncio.run(_drain_rate(10_000))
     report = write_report(
-        build_rows(results, echo, pg), (delays, drain), memory_mb, pg, args.memory_requests
+        build_rows(results, echo, pg),
+        (delays, drain),
+        memory_mb,
+        pg,
+        args.memory_requests,
+        spike.table(surge),
     )
     REPORT.write_text(report)
     print(report)

@@ -201,6 +201,21 @@ async def measure(system: System, rate: float, seconds: float) -> Spike:
     )
 
 
+def table(result: Spike) -> list[str]:
+    """The spike's rows for docs/performance.md."""
+    r = result
+    return [
+        "| spike: UsePromoCode on one code, open loop | figure | target | met |",
+        "|---|---|---|---|",
+        f"| p99 from the scheduled arrival, {r.rate:.0f}/s for {r.seconds:.0f} s ({r.sent} uses)"
+        f" | p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms | p99 <= 150 ms |"
+        f" {'yes' if r.p99_ms <= 150 else '**no**'} |",
+        f"| errors | {r.errors} | 0 | {'yes' if r.errors == 0 else '**no**'} |",
+        f"| exact ({r.taken} taken, {r.refused} refused at the per-user limit) | {r.checks} |"
+        f" limits exact | {'yes' if r.exact else '**no**'} |",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=1000)
