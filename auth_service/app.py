@@ -6,21 +6,22 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import redis.asyncio as redis
 
 from auth_service.api.servicers import AuthServicer, UserAdminServicer
 from auth_service.config import AuthSettings
 from auth_service.keys import SigningKey, configured_pem, new_private_pem, signing_key
-from auth_service.outbox_relay import OutboxRelay, measure_backlog, prune_sent
 from auth_service.ratelimit import LoginLimits, LoginThrottle, RegistrationThrottle
-from auth_service.revocation_keeper import RevocationKeeper
-from auth_service.service import Accounts
 from auth_service.store import keys as key_store
+from auth_service.store.unit_of_work import PgUnitOfWork
 from auth_service.tokens import TokenIssuer
+from auth_service.use_cases.accounts import Accounts
+from auth_service.use_cases.sessions import Sessions
+from auth_service.workers.outbox_relay import OutboxRelay, measure_backlog, prune_sent
+from auth_service.workers.revocation_keeper import RevocationKeeper
 from common import redis_client, workers
 from common.broker import BrokerHealth
-from common.db import create_pool, retrying
+from common.db import Pool, create_pool, retrying
 from common.grpc_server import GrpcServer
 from common.logs import get_logger
 from common.page_tokens import PageTokens
@@ -40,7 +41,7 @@ log = get_logger("auth")
 @dataclass
 class AuthApp:
     settings: AuthSettings
-    pool: asyncpg.Pool
+    pool: Pool
     redis: redis.Redis
     accounts: Accounts
     server: GrpcServer
@@ -57,7 +58,7 @@ class NoSigningKey(SystemExit):
     """Outside development, auth does not start without a configured signing key."""
 
 
-async def load_signing_key(settings: AuthSettings, pool: asyncpg.Pool) -> SigningKey:
+async def load_signing_key(settings: AuthSettings, pool: Pool) -> SigningKey:
     pem = configured_pem(settings.auth_jwt_private_key, settings.auth_jwt_private_key_file)
     if pem is None:
         if settings.environment != DEVELOPMENT:
@@ -75,13 +76,14 @@ async def load_signing_key(settings: AuthSettings, pool: asyncpg.Pool) -> Signin
     return signing_key(pem)
 
 
-def build_accounts(
+def build_use_cases(
     settings: AuthSettings,
-    pool: asyncpg.Pool,
+    pool: Pool,
     client: redis.Redis,
     issuer: TokenIssuer,
     revocations: RevocationList,
-) -> Accounts:
+) -> tuple[Accounts, Sessions]:
+    store = PgUnitOfWork(pool)
     throttle = Throttle(client, settings.redis_key_prefix)
     window = settings.auth_login_window_seconds
     logins = LoginLimits(
@@ -92,15 +94,21 @@ def build_accounts(
     registrations = Limit(
         settings.auth_register_limit_per_address, settings.auth_register_window_seconds
     )
-    return Accounts(
-        pool,
+    accounts = Accounts(
+        store,
+        issuer,
+        revocations,
+        RegistrationThrottle(throttle, registrations),
+        settings.auth_password_min_length,
+    )
+    sessions = Sessions(
+        store,
         issuer,
         revocations,
         LoginThrottle(throttle, logins),
-        RegistrationThrottle(throttle, registrations),
-        settings.auth_password_min_length,
         settings.auth_refresh_ttl_seconds,
     )
+    return accounts, sessions
 
 
 async def build(settings: AuthSettings) -> AuthApp:
@@ -114,11 +122,13 @@ async def build(settings: AuthSettings) -> AuthApp:
     revocations = RevocationList(client, settings.redis_key_prefix)
     watch = RevocationWatch(settings.redis_url, revocations)
     revocations.on_revoke(watch.remember)
-    accounts = build_accounts(settings, pool, client, issuer, revocations)
+    accounts, sessions = build_use_cases(settings, pool, client, issuer, revocations)
     verifier = TokenVerifier(issuer.jwks, revocations, "auth.loyalty", watch)
     server = GrpcServer(settings.auth_grpc_addr, SERVICE_NAMES)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthServicer(accounts, verifier, issuer, parse_networks(settings.auth_trusted_peers)),
+        AuthServicer(
+            accounts, sessions, verifier, issuer, parse_networks(settings.auth_trusted_peers)
+        ),
         server.server,
     )
     auth_pb2_grpc.add_UserAdminServiceServicer_to_server(
@@ -134,7 +144,7 @@ async def build(settings: AuthSettings) -> AuthApp:
     return AuthApp(settings, pool, client, accounts, server, keeper, loops)
 
 
-def sync_loops(settings: AuthSettings, pool: asyncpg.Pool, server: GrpcServer) -> list[Loop]:
+def sync_loops(settings: AuthSettings, pool: Pool, server: GrpcServer) -> list[Loop]:
     """The outbox relay, its pruning, and health that follows the broker."""
     health = BrokerHealth(settings.broker_unhealthy_after_seconds, server.set_serving)
     relay = OutboxRelay(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from auth_service.domain import DOMAIN
+from auth_service.domain.reasons import DOMAIN, AuthReason
 from common.errors import ServiceError, too_many
 from common.throttle import Bucket, Limit, Throttle
 
@@ -54,9 +54,14 @@ class RegistrationThrottle:
         wait = await self._throttle.acquire([Bucket("register:addr", address, self._per_address)])
         if wait > 0:
             raise too_many(
-                "TOO_MANY_REGISTRATIONS", "too many registrations from this address", DOMAIN, wait
+                AuthReason.TOO_MANY_REGISTRATIONS.value,
+                "too many registrations from this address",
+                DOMAIN,
+                wait,
             )
 
 
 def too_many_logins(wait: float) -> ServiceError:
-    return too_many("TOO_MANY_LOGIN_ATTEMPTS", "too many failed login attempts", DOMAIN, wait)
+    return too_many(
+        AuthReason.TOO_MANY_LOGIN_ATTEMPTS.value, "too many failed login attempts", DOMAIN, wait
+    )

@@ -18,6 +18,8 @@ from common.grpc_errors import DEPENDENCY_ERRORS
 from common.logs import get_logger
 
 log = get_logger(__name__)
+# The pool type the use cases and workers are handed (they never touch the driver itself).
+Pool = asyncpg.Pool
 
 
 def _log_wait(what: str) -> Callable[[RetryCallState], None]:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import math
 
-import asyncpg
 import grpc
 import redis.exceptions
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from common.db_errors import (
+    CONNECTION_ERRORS,
+    is_data_exception,
+    is_statement_cancelled,
+    is_transaction_conflict,
+    lost_connection,
+)
 from common.errors import InvalidArgument, ServiceError
 
 _CODES: dict[str, int] = {name: code_pb2.Code.Value(name) for name in code_pb2.Code.keys()}  # noqa: SIM118
@@ -20,29 +26,16 @@ _CODES: dict[str, int] = {name: code_pb2.Code.Value(name) for name in code_pb2.C
 DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
+    *CONNECTION_ERRORS,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     grpc.aio.AioRpcError,
 )
 
 
-def _lost_connection(error: BaseException) -> bool:
-    """asyncpg reports a closed connection or pool as InterfaceError, like its misuse, and a
-    connection a Postgres restart left in a broken protocol state as InternalClientError."""
-    if isinstance(error, asyncpg.InternalClientError):
-        return True
-    return isinstance(error, asyncpg.InterfaceError) and (
-        "closed" in str(error) or "closing" in str(error)
-    )
-
-
 def is_unavailable(error: BaseException) -> bool:
     """A dependency failed (down, restarting, connection lost), not the code: retry later."""
-    return isinstance(error, DEPENDENCY_ERRORS) or _lost_connection(error)
+    return isinstance(error, DEPENDENCY_ERRORS) or lost_connection(error)
 
 
 def _packed(message: object) -> any_pb2.Any:
@@ -65,15 +58,19 @@ def service_error_status(error: ServiceError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-def invalid_argument_status(error: InvalidArgument) -> grpc.Status:
-    request = error_details_pb2.BadRequest(
+def bad_request(error: InvalidArgument) -> error_details_pb2.BadRequest:
+    """google.rpc.BadRequest naming each field: the one builder of gRPC and HTTP answers."""
+    return error_details_pb2.BadRequest(
         field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
             for v in error.violations
         ]
     )
+
+
+def invalid_argument_status(error: InvalidArgument) -> grpc.Status:
     status = status_pb2.Status(
-        code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[_packed(request)]
+        code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[_packed(bad_request(error))]
     )
     return rpc_status.to_status(status)
 
@@ -81,15 +78,6 @@ def invalid_argument_status(error: InvalidArgument) -> grpc.Status:
 def plain_status(code: grpc.StatusCode, message: str) -> grpc.Status:
     status = status_pb2.Status(code=code.value[0], message=message)
     return rpc_status.to_status(status)
-
-
-def is_data_exception(error: BaseException) -> bool:
-    """PostgreSQL's data-exception class (SQLSTATE 22...), or asyncpg refusing to encode a
-    value: the caller's data, never a bug of ours to answer with INTERNAL."""
-    if isinstance(error, asyncpg.exceptions._base.DataError):
-        return True
-    sqlstate = getattr(error, "sqlstate", None)
-    return isinstance(error, asyncpg.PostgresError) and str(sqlstate or "").startswith("22")
 
 
 def status_for(error: BaseException) -> grpc.Status | None:
@@ -102,6 +90,12 @@ def status_for(error: BaseException) -> grpc.Status | None:
         return invalid_argument_status(
             InvalidArgument.of("request", "holds a value the database cannot store")
         )
+    if is_transaction_conflict(error):
+        return plain_status(
+            grpc.StatusCode.ABORTED, "the call met a concurrent change and was undone; retry it"
+        )
+    if is_statement_cancelled(error):
+        return plain_status(grpc.StatusCode.UNAVAILABLE, "the database cancelled the call; retry")
     if is_unavailable(error):
         return plain_status(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable; retry later")
     return None

@@ -18,8 +18,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from common import metrics, workers
+from common.db_errors import is_data_exception
 from common.errors import InvalidArgument
-from common.grpc_errors import is_data_exception, plain_status, status_for
+from common.grpc_errors import plain_status, status_for
 from common.logs import get_logger, request_id_var
 from common.request_rules import check_request, undecodable_field
 

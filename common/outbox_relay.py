@@ -5,7 +5,8 @@ Rows are claimed with FOR UPDATE SKIP LOCKED inside a transaction that stays ope
 broker has confirmed every message of the batch, so several replicas never send the same row
 at once, and a crash or a broker failure leaves the rows unsent, to be sent again: delivery is
 at least once, and every message carries its event id for consumers to drop duplicates.
-(Auth's relay, auth_service/outbox_relay.py, is the same loop over auth's own store.)"""
+Both services run this relay (auth's, in auth_service/workers/outbox_relay.py, adds only its
+mandatory publishing and backlog gauges), so the PostgreSQL-restart handling lives here once."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import contextlib
 from typing import Any
 
 import aio_pika
-import asyncpg
 from aio_pika.abc import AbstractConnection, AbstractExchange
 from pamqp.commands import Basic
 
 from common import metrics, outbox
 from common.broker import CONTENT_TYPE, BrokerHealth, declare_exchange, run_connected
+from common.db import Pool
+from common.db_errors import DATABASE_ERRORS, UNREACHABLE_ERRORS, Listener, listen
 from common.grpc_errors import is_unavailable
 from common.logs import get_logger
 
@@ -46,7 +48,7 @@ class OutboxRelay:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         dsn: str,
         url: str,
         exchange: str,
@@ -74,11 +76,9 @@ class OutboxRelay:
             with contextlib.suppress(Exception):
                 await listener.close()
 
-    async def _listen(self) -> asyncpg.Connection:
+    async def _listen(self) -> Listener:
         """A connection of its own that hears NOTIFY outbox, so new rows go out at once."""
-        listener: asyncpg.Connection = await asyncpg.connect(self._dsn)
-        await listener.add_listener("outbox", lambda *_: self._wake.set())
-        return listener
+        return await listen(self._dsn, "outbox", self._wake.set)
 
     async def _session(self, connection: AbstractConnection) -> None:
         channel = await connection.channel(publisher_confirms=True)
@@ -90,10 +90,10 @@ class OutboxRelay:
             except (aio_pika.exceptions.DeliveryError, NotDelivered) as error:
                 log.warning("outbox_not_delivered", error=repr(error))
                 full = False
-            except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except DATABASE_ERRORS as error:
                 # Postgres restarting ("the database system is starting up") or a connection
                 # it ended: the batch rolled back, its rows stay unsent; the broker session
-                # is fine, so keep it and try again at the next poll (as auth's relay does).
+                # is fine, so keep it and try again at the next poll.
                 if not is_unavailable(error):
                     raise
                 log.warning("outbox_database_unavailable", error=repr(error))
@@ -123,13 +123,13 @@ class OutboxRelay:
         return len(rows)
 
 
-async def prune_sent(pool: asyncpg.Pool, retention_seconds: float, every_seconds: float) -> None:
+async def prune_sent(pool: Pool, retention_seconds: float, every_seconds: float) -> None:
     """A loop: deletes rows sent longer ago than the retention period."""
     while True:
         try:
             removed = await outbox.prune(pool, retention_seconds)
             if removed:
                 log.info("outbox_pruned", rows=removed)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except UNREACHABLE_ERRORS as error:
             log.warning("outbox_prune_failed", error=repr(error))
         await asyncio.sleep(every_seconds)

@@ -11,6 +11,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from common.errors import InvalidArgument
+from common.grpc_errors import bad_request
 
 # As grpc-gateway maps them (runtime/errors.go, HTTPStatusFromCode).
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
@@ -81,12 +82,6 @@ def from_rpc_error(error: grpc.aio.AioRpcError) -> HttpError:
 
 
 def from_invalid_argument(error: InvalidArgument) -> dict[str, Any]:
-    request = error_details_pb2.BadRequest(
-        field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in error.violations
-        ]
-    )
     packed = any_pb2.Any()
-    packed.Pack(request)
+    packed.Pack(bad_request(error))
     return status_json(code_pb2.INVALID_ARGUMENT, str(error), [packed])

@@ -13,7 +13,7 @@ from common.migrations import migrate
 from loyalty_service import app
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.jwks import load_keys
-from loyalty_service.resync import resync
+from loyalty_service.workers.resync import resync
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations" / "loyalty"
 log = logs.get_logger("loyalty")

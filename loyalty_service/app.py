@@ -6,14 +6,13 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import grpc
 import redis.asyncio as redis
 
 from common import redis_client, workers
 from common.broker import BrokerHealth
 from common.channels import EVERY_METHOD, open_channel
-from common.db import create_pool
+from common.db import Pool, create_pool
 from common.grpc_server import GrpcServer
 from common.outbox_relay import OutboxRelay, prune_sent
 from common.page_tokens import PageTokens
@@ -23,18 +22,19 @@ from common.throttle import Limit, Throttle
 from common.tokens import TokenVerifier
 from common.trust import parse_networks
 from loyalty.promo.v1 import promo_pb2_grpc
-from loyalty_service.administration import PromoAdmin
 from loyalty_service.api.admin import PromoAdminServicer
 from loyalty_service.api.promo import PromoServicer
-from loyalty_service.code_transfer import CodeTransfer
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.domain.reasons import DOMAIN
-from loyalty_service.guessing import GuessLimits, GuessThrottle
 from loyalty_service.jwks import AuthJwks
-from loyalty_service.promotions import Promotions
-from loyalty_service.referrals import Referrals
-from loyalty_service.sweeper import run_sweeper
-from loyalty_service.user_events import UserEventsConsumer
+from loyalty_service.store.unit_of_work import PgUnitOfWork
+from loyalty_service.use_cases.administration import PromoAdmin
+from loyalty_service.use_cases.code_transfer import CodeTransfer
+from loyalty_service.use_cases.guessing import GuessLimits, GuessThrottle
+from loyalty_service.use_cases.promotions import Promotions
+from loyalty_service.use_cases.referrals import Referrals
+from loyalty_service.workers.sweeper import run_sweeper
+from loyalty_service.workers.user_events import UserEventsConsumer
 
 SERVICE_NAMES = ["loyalty.promo.v1.PromoService", "loyalty.promo.v1.PromoAdminService"]
 Loop = Callable[[], Coroutine[Any, Any, None]]
@@ -43,7 +43,7 @@ Loop = Callable[[], Coroutine[Any, Any, None]]
 @dataclass
 class LoyaltyApp:
     settings: LoyaltySettings
-    pool: asyncpg.Pool
+    pool: Pool
     redis: redis.Redis
     auth_channel: grpc.aio.Channel
     verifier: TokenVerifier
@@ -71,9 +71,10 @@ async def build(
     revocations = RevocationList(client, settings.redis_key_prefix)
     watch = RevocationWatch(settings.redis_url, revocations)
     verifier = TokenVerifier(AuthJwks(channel), revocations, DOMAIN, watch)
-    referrals = Referrals(pool)
-    promotions = Promotions(pool, referrals, guess_throttle(settings, client))
-    admin = PromoAdmin(pool, Promotions(pool, referrals))
+    store = PgUnitOfWork(pool)
+    referrals = Referrals(store)
+    promotions = Promotions(store, referrals, guess_throttle(settings, client))
+    admin = PromoAdmin(store, Promotions(store, referrals))
     server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES, interceptors)
     page_tokens = PageTokens(settings.page_token_secret)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(
@@ -88,7 +89,7 @@ async def build(
     )
     promo_pb2_grpc.add_PromoAdminServiceServicer_to_server(
         PromoAdminServicer(
-            admin, verifier, page_tokens, CodeTransfer(pool, admin), referrals=referrals
+            admin, verifier, page_tokens, CodeTransfer(store, admin), referrals=referrals
         ),
         server.server,
     )
@@ -115,7 +116,7 @@ def guess_throttle(settings: LoyaltySettings, client: redis.Redis) -> GuessThrot
     return GuessThrottle(Throttle(client, settings.redis_key_prefix), limits)
 
 
-def sync_loops(settings: LoyaltySettings, pool: asyncpg.Pool, server: GrpcServer) -> list[Loop]:
+def sync_loops(settings: LoyaltySettings, pool: Pool, server: GrpcServer) -> list[Loop]:
     """The user-events consumer, and health that follows the broker."""
     health = BrokerHealth(settings.broker_unhealthy_after_seconds, server.set_serving)
     consumer = UserEventsConsumer(
@@ -129,7 +130,7 @@ def sync_loops(settings: LoyaltySettings, pool: asyncpg.Pool, server: GrpcServer
     return [consumer.run, health.watch]
 
 
-def event_loops(settings: LoyaltySettings, pool: asyncpg.Pool) -> list[Loop]:
+def event_loops(settings: LoyaltySettings, pool: Pool) -> list[Loop]:
     """The relay of loyalty's own events, and the pruning of what it sent. No queue of
     loyalty's own is bound to the exchange, so unrouted messages count as published
     (subscribers bind their durable queues before the events they want)."""

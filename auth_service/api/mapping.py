@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from auth_service.domain import Status, User
-from auth_service.service import TokenPair
+from auth_service.use_cases.sessions import TokenPair
 from common.errors import InvalidArgument
+from common.proto_time import timestamp
+from common.user_status import to_proto
 from loyalty.auth.v1 import auth_pb2
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def user_message(user: User) -> auth_pb2.User:
     return auth_pb2.User(
         user_id=user.user_id,
         email=user.email,
-        status=auth_pb2.UserStatus.Value(f"USER_STATUS_{user.status.value}"),
+        status=to_proto(user.status),
         role=auth_pb2.Role.Value(f"ROLE_{user.role.value.upper()}"),
         created_at=timestamp(user.created_at),
         version=user.version,

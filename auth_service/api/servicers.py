@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from google.protobuf import empty_pb2
 
 from auth_service.api.mapping import admin_settable_status, token_pair_message, user_message
-from auth_service.service import Accounts
+from auth_service.domain import User
 from auth_service.tokens import TokenIssuer
-from common.errors import InvalidArgument
-from common.page_tokens import PageTokens
+from auth_service.use_cases.accounts import Accounts
+from auth_service.use_cases.sessions import Sessions
+from common import pagination
+from common.page_tokens import PageTokens, Position
 from common.tokens import Principal, TokenVerifier, bearer_token
 from common.trust import Network, grpc_client_address
 from common.validation import page_size, uuid_field
@@ -25,11 +26,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def __init__(
         self,
         accounts: Accounts,
+        sessions: Sessions,
         verifier: TokenVerifier,
         issuer: TokenIssuer,
         trusted_peers: Sequence[Network] = (),
     ) -> None:
         self._accounts = accounts
+        self._sessions = sessions
         self._verifier = verifier
         self._issuer = issuer
         self._trusted_peers = trusted_peers
@@ -44,16 +47,16 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return user_message(user)
 
     async def Login(self, request: auth_pb2.LoginRequest, context: Context) -> auth_pb2.TokenPair:
-        pair = await self._accounts.login(request.email, request.password, self._client(context))
+        pair = await self._sessions.login(request.email, request.password, self._client(context))
         return token_pair_message(pair)
 
     async def Refresh(
         self, request: auth_pb2.RefreshRequest, context: Context
     ) -> auth_pb2.TokenPair:
-        return token_pair_message(await self._accounts.refresh(request.refresh_token))
+        return token_pair_message(await self._sessions.refresh(request.refresh_token))
 
     async def Logout(self, request: auth_pb2.LogoutRequest, context: Context) -> empty_pb2.Empty:
-        await self._accounts.logout(request.refresh_token)
+        await self._sessions.logout(request.refresh_token)
         return empty_pb2.Empty()
 
     async def DeleteAccount(
@@ -96,21 +99,15 @@ class UserAdminServicer(auth_pb2_grpc.UserAdminServiceServicer):
     ) -> auth_pb2.ListUsersResponse:
         await self._admin(context)
         size = page_size(request.page_size)
-        found = await self._accounts.list_users(self._after(request.page_token), size + 1)
-        token = ""
-        if len(found) > size:
-            last = found[size - 1]
-            assert last.created_at is not None
-            token = self._tokens.encode("users", (last.created_at.isoformat(), last.user_id))
+        after = pagination.time_cursor(self._tokens, "users", request.page_token)
+        found = await self._accounts.list_users(after, size + 1)
+        token = pagination.next_token(self._tokens, "users", found, size, _position)
         return auth_pb2.ListUsersResponse(
             users=[user_message(u) for u in found[:size]], next_page_token=token
         )
 
-    def _after(self, token: str) -> tuple[datetime, str] | None:
-        found = self._tokens.decode("users", token, (str, str))
-        if found is None:
-            return None
-        try:
-            return datetime.fromisoformat(str(found[0])), uuid_field(str(found[1]), "page_token")
-        except ValueError:
-            raise InvalidArgument.of("page_token", "not a page token this list made") from None
+
+def _position(user: User) -> Position:
+    """Where a page of users (by creation, then id) stopped."""
+    assert user.created_at is not None  # every stored user has one
+    return pagination.time_position(user.created_at, user.user_id)

@@ -1,4 +1,5 @@
-"""The outbox: events written in the same transaction as the change they report."""
+"""The outbox: events written in the same transaction as the change they report (the relay's
+claim, mark-sent and prune are common/outbox.py's, as the table is the same in both services)."""
 
 from __future__ import annotations
 
@@ -18,27 +19,6 @@ async def add(conn: Any, event_id: str, user_id: str, routing_key: str, payload:
 async def notify(conn: Any) -> None:
     """Wakes the relays (delivered when the transaction commits)."""
     await conn.execute("SELECT pg_notify('outbox', '')")
-
-
-async def claim(conn: Any, limit: int) -> list[Any]:
-    """The oldest unsent rows, locked for this transaction; rows other relays hold are skipped."""
-    rows: list[Any] = await conn.fetch(
-        "SELECT id, event_id, routing_key, payload FROM outbox WHERE sent_at IS NULL"
-        " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-        limit,
-    )
-    return rows
-
-
-async def mark_sent(conn: Any, ids: list[int]) -> None:
-    await conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", ids)
-
-
-async def prune(conn: Any, older_than_seconds: float) -> int:
-    deleted: str = await conn.execute(
-        "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)", older_than_seconds
-    )
-    return int(deleted.split()[-1])
 
 
 async def backlog(conn: Any) -> tuple[int, float]:

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-
-@dataclass(frozen=True)
-class RefreshUse:
-    """What presenting a refresh token found: a fresh token, a reused one, or nothing."""
-
-    session_id: str | None
-    user_id: str | None
-    reused: bool
+from auth_service.domain import RefreshUse
 
 
 async def create(

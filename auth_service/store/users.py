@@ -7,13 +7,9 @@ from typing import Any
 
 import asyncpg
 
-from auth_service.domain import Role, Status, User
+from auth_service.domain import EmailTaken, Role, Status, User
 
 _COLUMNS = "user_id, email, status, role, version, password_hash, created_at, updated_at"
-
-
-class EmailTaken(Exception):
-    pass
 
 
 def to_user(row: asyncpg.Record) -> User:
@@ -29,37 +25,46 @@ def to_user(row: asyncpg.Record) -> User:
     )
 
 
-async def insert(conn: Any, user_id: str, email: str, password_hash: str) -> asyncpg.Record:
+def _maybe(row: asyncpg.Record | None) -> User | None:
+    return None if row is None else to_user(row)
+
+
+async def insert(conn: Any, user_id: str, email: str, password_hash: str) -> User:
     try:
-        return await conn.fetchrow(
-            f"INSERT INTO users (user_id, email, password_hash) VALUES ($1, $2, $3)"
-            f" RETURNING {_COLUMNS}",
-            user_id,
-            email,
-            password_hash,
+        return to_user(
+            await conn.fetchrow(
+                f"INSERT INTO users (user_id, email, password_hash) VALUES ($1, $2, $3)"
+                f" RETURNING {_COLUMNS}",
+                user_id,
+                email,
+                password_hash,
+            )
         )
     except asyncpg.UniqueViolationError:
         raise EmailTaken(email) from None
 
 
-async def by_email(conn: Any, email: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower($1)", email
+async def by_email(conn: Any, email: str) -> User | None:
+    return _maybe(
+        await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower($1)", email)
     )
 
 
-async def by_id(conn: Any, user_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+async def by_id(conn: Any, user_id: str, *, lock: bool = False) -> User | None:
     suffix = " FOR UPDATE" if lock else ""
-    return await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE user_id = $1{suffix}", user_id)
+    return _maybe(
+        await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE user_id = $1{suffix}", user_id)
+    )
 
 
-async def set_status(conn: Any, user_id: str, status: Status) -> asyncpg.Record:
-    return await conn.fetchrow(
+async def set_status(conn: Any, user_id: str, status: Status) -> User:
+    row = await conn.fetchrow(
         "UPDATE users SET status = $2, version = version + 1, updated_at = now()"
         f" WHERE user_id = $1 RETURNING {_COLUMNS}",
         user_id,
         status.value,
     )
+    return to_user(row)
 
 
 async def set_role(conn: Any, user_id: str, role: Role) -> None:
@@ -74,17 +79,17 @@ async def set_password_hash(conn: Any, user_id: str, password_hash: str) -> None
     )
 
 
-async def page(conn: Any, after: tuple[datetime, str] | None, limit: int) -> list[asyncpg.Record]:
+async def page(conn: Any, after: tuple[datetime, str] | None, limit: int) -> list[User]:
     if after is None:
-        first: list[asyncpg.Record] = await conn.fetch(
+        first = await conn.fetch(
             f"SELECT {_COLUMNS} FROM users ORDER BY created_at, user_id LIMIT $1", limit
         )
-        return first
-    rows: list[asyncpg.Record] = await conn.fetch(
+        return [to_user(r) for r in first]
+    rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM users WHERE (created_at, user_id) > ($1, $2)"
         " ORDER BY created_at, user_id LIMIT $3",
         after[0],
         after[1],
         limit,
     )
-    return rows
+    return [to_user(r) for r in rows]

@@ -7,14 +7,15 @@ from typing import Any
 
 from google.api import httpbody_pb2
 
+from common import pagination
 from common.page_tokens import PageTokens
 from common.tokens import TokenVerifier, bearer_token
 from common.validation import page_size, uuid_field
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
-from loyalty_service.administration import PromoAdmin
 from loyalty_service.api import mapping, referral_mapping, requests
-from loyalty_service.code_transfer import CodeTransfer
-from loyalty_service.referrals import Referrals
+from loyalty_service.use_cases.administration import PromoAdmin
+from loyalty_service.use_cases.code_transfer import CodeTransfer
+from loyalty_service.use_cases.referrals import Referrals
 
 Context = Any
 CSV = "text/csv; charset=utf-8"
@@ -67,12 +68,12 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         size = page_size(request.page_size)
         query = requests.text(request.query, "query", requests.MAX_CODE, required=False)
         status = requests.code_status(request.status)
-        after = requests.text_cursor(self._tokens, "promo_codes", request.page_token)
+        after = pagination.text_cursor(self._tokens, "promo_codes", request.page_token)
         rows = await self._admin.list_codes(after, size + 1, query, status)
         return promo_pb2.ListPromoCodesResponse(
             promo_codes=[mapping.promo_code(r) for r in rows[:size]],
-            next_page_token=requests.next_token(
-                self._tokens, "promo_codes", rows, size, lambda r: (r["code"],)
+            next_page_token=pagination.next_token(
+                self._tokens, "promo_codes", rows, size, lambda c: (c.code,)
             ),
         )
 
@@ -104,12 +105,12 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
     ) -> promo_pb2.ListGroupsResponse:
         await self._check(context)
         size = page_size(request.page_size)
-        after = requests.text_cursor(self._tokens, "groups", request.page_token)
+        after = pagination.text_cursor(self._tokens, "groups", request.page_token)
         rows = await self._admin.list_groups(after, size + 1)
         return promo_pb2.ListGroupsResponse(
             groups=[mapping.group(r) for r in rows[:size]],
-            next_page_token=requests.next_token(
-                self._tokens, "groups", rows, size, lambda r: (r["name"].lower(),)
+            next_page_token=pagination.next_token(
+                self._tokens, "groups", rows, size, lambda g: (g.name.lower(),)
             ),
         )
 
@@ -120,11 +121,11 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         group_id = uuid_field(request.group_id, "group_id")
         size = page_size(request.page_size)
         list_name = f"group_members:{group_id}"
-        after = requests.uuid_cursor(self._tokens, list_name, request.page_token)
+        after = pagination.uuid_cursor(self._tokens, list_name, request.page_token)
         members = await self._admin.members(group_id, after, size + 1)
         return promo_pb2.ListGroupMembersResponse(
             user_ids=members[:size],
-            next_page_token=requests.next_token(
+            next_page_token=pagination.next_token(
                 self._tokens, list_name, members, size, lambda m: (m,)
             ),
         )
@@ -194,12 +195,12 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         size = page_size(request.page_size)
         code = requests.text(request.code, "code", requests.MAX_CODE, required=False)
         reason = requests.text(request.reason, "reason", requests.MAX_CODE, required=False)
-        before = requests.int_cursor(self._tokens, "rejections", request.page_token)
+        before = pagination.int_cursor(self._tokens, "rejections", request.page_token)
         rows = await self._admin.rejections(code, reason, before, size + 1)
         return promo_pb2.ListRejectionsResponse(
             rejections=[mapping.rejection(r) for r in rows[:size]],
-            next_page_token=requests.next_token(
-                self._tokens, "rejections", rows, size, lambda r: (r["rejection_id"],)
+            next_page_token=pagination.next_token(
+                self._tokens, "rejections", rows, size, lambda r: (r.rejection_id,)
             ),
         )
 

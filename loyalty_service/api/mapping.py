@@ -1,37 +1,26 @@
-"""Protobuf to domain inputs, and stored rows to protobuf."""
+"""Protobuf to domain inputs, and domain values to protobuf."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from common.errors import InvalidArgument
+from common.proto_time import timestamp as stamp
+from common.proto_time import when
 from loyalty.promo.v1 import promo_pb2
-from loyalty_service.administration import Report
-from loyalty_service.code_transfer import RowResult
-from loyalty_service.domain.codes import PromoCode, status_of
+from loyalty_service.domain.codes import ActiveCode, PromoCode, status_of
 from loyalty_service.domain.eligibility import Tariff
+from loyalty_service.domain.groups import Group
 from loyalty_service.domain.pricing import DiscountKind
+from loyalty_service.domain.purchases import Purchase
+from loyalty_service.domain.reasons import RecordedRejection
 from loyalty_service.domain.reports import DayStats
 from loyalty_service.domain.schedule import Duration, PricePeriod, schedule
 from loyalty_service.domain.specs import CodeSpec, MoneyInput
-from loyalty_service.promotions import Quote
-from loyalty_service.store.codes import to_code
-
-
-def stamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    result = Timestamp()
-    result.FromDatetime(value)
-    return result
-
-
-def when(message: Any, name: str) -> datetime | None:
-    return message.__getattribute__(name).ToDatetime(UTC) if message.HasField(name) else None
+from loyalty_service.use_cases.administration import Report
+from loyalty_service.use_cases.code_transfer import RowResult
+from loyalty_service.use_cases.promotions import Quote
 
 
 def money(amount: int, currency: str = "RUB") -> promo_pb2.Money:
@@ -85,12 +74,12 @@ def code_spec(message: promo_pb2.PromoCodeSpec) -> CodeSpec:
     )
 
 
-def _discount_fields(row: asyncpg.Record) -> dict[str, Any]:
-    kind = DiscountKind(row["discount_kind"])
+def _discount_fields(code: PromoCode) -> dict[str, Any]:
+    kind = code.discount.kind
     if kind is DiscountKind.PERCENT_OFF:
-        return {"percent_off": row["discount_value"]}
+        return {"percent_off": code.discount.value}
     field = "fixed_price" if kind is DiscountKind.FIXED_PRICE else "amount_off"
-    return {field: money(row["discount_value"], row["currency"])}
+    return {field: money(code.discount.value, code.currency)}
 
 
 def _campaign_fields(code: PromoCode) -> dict[str, Any]:
@@ -106,8 +95,7 @@ def _campaign_fields(code: PromoCode) -> dict[str, Any]:
     return fields
 
 
-def promo_code(row: asyncpg.Record) -> promo_pb2.PromoCode:
-    code = to_code(row)
+def promo_code(code: PromoCode) -> promo_pb2.PromoCode:
     spec = promo_pb2.PromoCodeSpec(
         code=code.code,
         starts_at=stamp(code.starts_at),
@@ -116,10 +104,10 @@ def promo_code(row: asyncpg.Record) -> promo_pb2.PromoCode:
         per_user_limit=code.per_user_limit,
         tariff_ids=code.tariff_ids,
         all_users=code.all_users,
-        user_ids=row["user_ids"],
-        group_ids=row["group_ids"],
-        description=row["description"],
-        **_discount_fields(row),
+        user_ids=code.user_ids,
+        group_ids=code.group_ids,
+        description=code.description,
+        **_discount_fields(code),
         **_campaign_fields(code),
     )
     status = status_of(code, datetime.now(UTC))
@@ -130,24 +118,23 @@ def promo_code(row: asyncpg.Record) -> promo_pb2.PromoCode:
         uses_taken=code.uses,
         uses_left=code.uses_left,
         deactivated=code.deactivated,
-        created_at=stamp(row["created_at"]),
+        created_at=stamp(code.created_at),
         budget_spent=money(code.budget_spent, code.currency),
     )
 
 
-def active_code(row: asyncpg.Record) -> promo_pb2.ActivePromoCode:
-    code = to_code(row)
-    left = None if code.per_user_limit == 0 else code.per_user_limit - row["user_uses"]
+def active_code(active: ActiveCode) -> promo_pb2.ActivePromoCode:
+    code = active.code
     return promo_pb2.ActivePromoCode(
         code=code.code,
         starts_at=stamp(code.starts_at),
         ends_at=stamp(code.ends_at),
         tariff_ids=code.tariff_ids,
-        uses_left_for_user=left,
-        description=row["description"],
+        uses_left_for_user=active.uses_left_for_user,
+        description=code.description,
         duration=duration_value(code.duration),
         duration_periods=code.duration_periods,
-        **_discount_fields(row),
+        **_discount_fields(code),
     )
 
 
@@ -178,49 +165,42 @@ def quote(value: Quote) -> promo_pb2.Quote:
     )
 
 
-def purchase(row: asyncpg.Record) -> promo_pb2.Purchase:
-    currency = row["currency"]
+def purchase(value: Purchase) -> promo_pb2.Purchase:
+    currency = value.currency
+    periods = schedule(value.duration, value.duration_periods, value.base, value.final)
     return promo_pb2.Purchase(
-        purchase_id=str(row["purchase_id"]),
-        code=row["code"],
-        tariff_id=row["tariff_id"],
-        final_price=money(row["final_minor"], currency),
-        status=promo_pb2.PurchaseStatus.Value(f"PURCHASE_STATUS_{row['status']}"),
-        created_at=stamp(row["created_at"]),
-        user_id=str(row["user_id"]),
-        base_price=money(row["base_minor"], currency),
-        discount=money(row["discount_minor"], currency),
-        request_id=row["request_id"] or "",
-        updated_at=stamp(row["updated_at"]),
-        schedule=price_schedule(
-            schedule(
-                Duration(row["duration"]),
-                row["duration_periods"],
-                row["base_minor"],
-                row["final_minor"],
-            ),
-            currency,
-        ),
+        purchase_id=value.purchase_id,
+        code=value.code,
+        tariff_id=value.tariff_id,
+        final_price=money(value.final, currency),
+        status=promo_pb2.PurchaseStatus.Value(f"PURCHASE_STATUS_{value.status.value}"),
+        created_at=stamp(value.created_at),
+        user_id=value.user_id,
+        base_price=money(value.base, currency),
+        discount=money(value.discount, currency),
+        request_id=value.request_id or "",
+        updated_at=stamp(value.updated_at),
+        schedule=price_schedule(periods, currency),
     )
 
 
-def group(row: asyncpg.Record) -> promo_pb2.Group:
+def group(value: Group) -> promo_pb2.Group:
     return promo_pb2.Group(
-        group_id=str(row["group_id"]),
-        name=row["name"],
-        member_count=row["member_count"],
-        created_at=stamp(row["created_at"]),
+        group_id=value.group_id,
+        name=value.name,
+        member_count=value.member_count,
+        created_at=stamp(value.created_at),
     )
 
 
-def rejection(row: asyncpg.Record) -> promo_pb2.Rejection:
+def rejection(value: RecordedRejection) -> promo_pb2.Rejection:
     return promo_pb2.Rejection(
-        rejection_id=str(row["rejection_id"]),
-        occurred_at=stamp(row["occurred_at"]),
-        user_id=str(row["user_id"]) if row["user_id"] else "",
-        code=row["code"],
-        tariff_id=row["tariff_id"],
-        reason=row["reason"],
+        rejection_id=str(value.rejection_id),
+        occurred_at=stamp(value.occurred_at),
+        user_id=value.user_id or "",
+        code=value.code,
+        tariff_id=value.tariff_id,
+        reason=value.reason,
     )
 
 
@@ -236,7 +216,7 @@ def day(value: DayStats, currency: str) -> promo_pb2.DailyStats:
 
 
 def report(value: Report) -> promo_pb2.PromoCodeReport:
-    code = to_code(value.code)
+    code = value.code
     return promo_pb2.PromoCodeReport(
         code=code.code,
         uses_taken=code.uses,

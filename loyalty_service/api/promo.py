@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from common import pagination
 from common.page_tokens import PageTokens
 from common.tokens import Principal, TokenVerifier, bearer_token
 from common.trust import Network, grpc_client_address
 from common.validation import page_size, uuid_field
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 from loyalty_service.api import mapping, referral_mapping, requests
-from loyalty_service.guessing import Guesser
-from loyalty_service.promotions import Promotions
-from loyalty_service.referrals import Referrals
+from loyalty_service.use_cases.guessing import Guesser
+from loyalty_service.use_cases.promotions import Promotions
+from loyalty_service.use_cases.referrals import Referrals
 
 Context = Any
 
@@ -57,7 +58,7 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         size = page_size(request.page_size)
         after = requests.ends_cursor(self._tokens, "active_codes", request.page_token)
         rows = await self._promotions.active_codes(caller.user_id, after, size + 1)
-        token = requests.next_token(
+        token = pagination.next_token(
             self._tokens, "active_codes", rows, size, requests.ends_position
         )
         return promo_pb2.ListActivePromoCodesResponse(
@@ -104,14 +105,14 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     ) -> promo_pb2.ListPurchasesResponse:
         caller = await self._caller(context)
         size = page_size(request.page_size)
-        after = requests.time_cursor(self._tokens, "purchases", request.page_token)
+        after = pagination.time_cursor(self._tokens, "purchases", request.page_token)
         rows = await self._promotions.purchases_of(caller.user_id, after, size + 1)
-        token = requests.next_token(
+        token = pagination.next_token(
             self._tokens,
             "purchases",
             rows,
             size,
-            lambda r: requests.time_position(r, "purchase_id"),
+            lambda p: pagination.time_position(p.created_at, p.purchase_id),
         )
         return promo_pb2.ListPurchasesResponse(
             purchases=[mapping.purchase(r) for r in rows[:size]], next_page_token=token

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from common.errors import FieldViolation, InvalidArgument
 from common.page_tokens import PageTokens, Position
-from common.request_rules import in_time_range
 from common.validation import uuid_field
 from loyalty.promo.v1 import promo_pb2
+from loyalty_service.domain.codes import ActiveCode
 
 MAX_CODE = 64
 MAX_TARIFF_ID = 64
@@ -59,56 +58,10 @@ def code_status(value: Any) -> str:
     return "" if value == 0 else name.removeprefix("PROMO_CODE_STATUS_")
 
 
-def next_token(
-    tokens: PageTokens,
-    list_name: str,
-    rows: list[Any],
-    size: int,
-    position: Callable[[Any], Position],
-) -> str:
-    """A token for the page after `rows` when there is one (`rows` holds size + 1 at most)."""
-    if len(rows) <= size:
-        return ""
-    return tokens.encode(list_name, position(rows[size - 1]))
-
-
-def text_cursor(tokens: PageTokens, list_name: str, token: str) -> str | None:
-    found = tokens.decode(list_name, token, (str,))
-    return None if found is None else str(found[0])
-
-
-def uuid_cursor(tokens: PageTokens, list_name: str, token: str) -> str | None:
-    found = text_cursor(tokens, list_name, token)
-    return None if found is None else uuid_field(found, "page_token")
-
-
-def int_cursor(tokens: PageTokens, list_name: str, token: str) -> int | None:
-    found = tokens.decode(list_name, token, (int,))
-    return None if found is None else int(found[0])
-
-
-def time_cursor(tokens: PageTokens, list_name: str, token: str) -> tuple[datetime, str] | None:
-    """(created_at, id) of the last row of the page before."""
-    found = tokens.decode(list_name, token, (str, str))
-    if found is None:
-        return None
-    try:
-        at = datetime.fromisoformat(str(found[0]))
-    except ValueError:
-        raise InvalidArgument.of("page_token", "not a page token this list made") from None
-    if at.tzinfo is None or not in_time_range(at):
-        raise InvalidArgument.of("page_token", "not a page token this list made")
-    return at, uuid_field(str(found[1]), "page_token")
-
-
-def time_position(row: Any, id_column: str) -> Position:
-    return (row["created_at"].isoformat(), str(row[id_column]))
-
-
-def ends_position(row: Any) -> Position:
+def ends_position(active: ActiveCode) -> Position:
     """Where a page of active codes (ordered by end, then code) stopped."""
-    ends = row["ends_at"]
-    return (ends.isoformat() if ends else "infinity", row["code"])
+    ends = active.code.ends_at
+    return (ends.isoformat() if ends else "infinity", active.code.code)
 
 
 def ends_cursor(tokens: PageTokens, list_name: str, token: str) -> tuple[str, str] | None:

@@ -26,6 +26,10 @@ DEFAULT_RANDOM_LENGTH = 12
 DEFAULT_CURRENCY = "RUB"
 
 
+class CodeTaken(Exception):
+    """A code with this text exists already."""
+
+
 class CodeStatus(StrEnum):
     ACTIVE = "ACTIVE"
     NOT_STARTED = "NOT_STARTED"
@@ -56,6 +60,11 @@ class PromoCode:
     min_price: int | None = None  # the least base price a tariff must have
     # The owner of a personal referral code; None for every other code.
     referrer_id: str | None = None
+    description: str = ""
+    created_at: datetime | None = None
+    # The audience beyond all_users (loaded where a code is shown, not where it is applied).
+    user_ids: tuple[str, ...] = ()
+    group_ids: tuple[str, ...] = ()
 
     @property
     def uses_left(self) -> int | None:
@@ -90,3 +99,15 @@ def user_uses_left(code: PromoCode, user_uses: int) -> int | None:
     if code.per_user_limit == 0:
         return None
     return max(code.per_user_limit - user_uses, 0)
+
+
+@dataclass(frozen=True)
+class ActiveCode:
+    """A code a user could apply now, with how often they have used it."""
+
+    code: PromoCode
+    user_uses: int
+
+    @property
+    def uses_left_for_user(self) -> int | None:
+        return user_uses_left(self.code, self.user_uses)

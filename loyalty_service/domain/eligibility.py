@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from common.user_status import UserStatus
 from loyalty_service.domain.codes import CodeStatus, PromoCode, status_of
 from loyalty_service.domain.pricing import discount_amount
-from loyalty_service.domain.reasons import Reason
+from loyalty_service.domain.reasons import USER_STATUS_REASON, Reason
 
 _STATUS_REASON = {
     CodeStatus.DEACTIVATED: Reason.PROMO_CODE_INACTIVE,
@@ -22,7 +23,6 @@ _STATUS_REASON = {
     CodeStatus.EXPIRED: Reason.PROMO_CODE_EXPIRED,
     CodeStatus.EXHAUSTED: Reason.PROMO_CODE_EXHAUSTED,
 }
-_USER_REASON = {"BLOCKED": Reason.USER_BLOCKED, "DELETED": Reason.USER_DELETED}
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Attempt:
 
     code: PromoCode | None
     tariff: Tariff | None
-    user_status: str  # ACTIVE when loyalty has not heard of the user yet
+    user_status: UserStatus  # ACTIVE when loyalty has not heard of the user yet
     in_audience: bool
     user_uses: int
     now: datetime
@@ -78,8 +78,8 @@ def rejection_reason(attempt: Attempt) -> Reason | None:
     code = attempt.code
     if code is None:
         return Reason.PROMO_CODE_NOT_FOUND
-    if attempt.user_status in _USER_REASON:
-        return _USER_REASON[attempt.user_status]
+    if attempt.user_status in USER_STATUS_REASON:
+        return USER_STATUS_REASON[attempt.user_status]
     status = status_of(code, attempt.now)
     if status is not CodeStatus.ACTIVE and status is not CodeStatus.EXHAUSTED:
         return _STATUS_REASON[status]

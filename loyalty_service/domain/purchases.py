@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from loyalty_service.domain.reasons import Reason, Rejection
+from loyalty_service.domain.schedule import Duration
 
 
 class PurchaseStatus(StrEnum):
@@ -20,6 +23,24 @@ TRANSITIONS: dict[tuple[PurchaseStatus, PurchaseStatus], bool] = {
     (PurchaseStatus.PENDING, PurchaseStatus.CANCELLED): True,
     (PurchaseStatus.PENDING, PurchaseStatus.EXPIRED): True,
 }
+
+
+@dataclass(frozen=True)
+class Purchase:
+    purchase_id: str
+    user_id: str
+    code: str
+    tariff_id: str
+    base: int
+    discount: int
+    final: int
+    currency: str
+    status: PurchaseStatus
+    request_id: str | None
+    duration: Duration
+    duration_periods: int
+    created_at: datetime
+    updated_at: datetime
 
 
 def can_move(current: PurchaseStatus, target: PurchaseStatus) -> bool:

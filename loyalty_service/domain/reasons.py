@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from common.errors import ErrorKind, ServiceError
+from common.user_status import UserStatus
 
 DOMAIN = "promo.loyalty"
 
@@ -67,6 +70,12 @@ KIND: dict[Reason, ErrorKind] = {
     Reason.TOO_MANY_PROMO_ATTEMPTS: ErrorKind.RESOURCE_EXHAUSTED,
 }
 
+# Why a user who is not active may not use codes (loyalty's mirror of auth's status).
+USER_STATUS_REASON: dict[UserStatus, Reason] = {
+    UserStatus.BLOCKED: Reason.USER_BLOCKED,
+    UserStatus.DELETED: Reason.USER_DELETED,
+}
+
 MESSAGES: dict[Reason, str] = {
     Reason.PROMO_CODE_NOT_FOUND: "no such promo code",
     Reason.PROMO_CODE_INACTIVE: "this promo code was deactivated",
@@ -94,6 +103,18 @@ MESSAGES: dict[Reason, str] = {
     Reason.REFERRAL_PROGRAM_OFF: "the referral program is off",
     Reason.TOO_MANY_PROMO_ATTEMPTS: "too many promo codes that did not work",
 }
+
+
+@dataclass(frozen=True)
+class RecordedRejection:
+    """A refused attempt as it was written down (user None: not signed in)."""
+
+    rejection_id: int
+    occurred_at: datetime
+    user_id: str | None
+    code: str
+    tariff_id: str
+    reason: str
 
 
 class Rejection(ServiceError):

@@ -14,14 +14,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from common.errors import FieldViolation, InvalidArgument
+from common.user_status import UserStatus
 from loyalty_service.domain.codes import DEFAULT_CURRENCY, PromoCode
 from loyalty_service.domain.eligibility import Tariff
 from loyalty_service.domain.pricing import Discount, DiscountKind
-from loyalty_service.domain.reasons import Reason
+from loyalty_service.domain.reasons import USER_STATUS_REASON, Reason
 
 MAX_VALID_DAYS = 3650
 MAX_REWARDS_CAP = 1_000_000
-_USER_REASON = {"BLOCKED": Reason.USER_BLOCKED, "DELETED": Reason.USER_DELETED}
 
 
 class Withheld(StrEnum):
@@ -64,7 +64,7 @@ class ReferralAttempt:
     code: PromoCode
     referrer_id: str
     user_id: str
-    user_status: str
+    user_status: UserStatus
     tariff: Tariff | None
     program: ReferralProgram
     history: RefereeHistory
@@ -84,8 +84,8 @@ def is_referral(code: PromoCode | None) -> bool:
 
 
 def rejection_reason(attempt: ReferralAttempt) -> Reason | None:
-    if attempt.user_status in _USER_REASON:
-        return _USER_REASON[attempt.user_status]
+    if attempt.user_status in USER_STATUS_REASON:
+        return USER_STATUS_REASON[attempt.user_status]
     if attempt.code.deactivated:
         return Reason.PROMO_CODE_INACTIVE
     if not attempt.program.enabled:
@@ -101,16 +101,16 @@ def rejection_reason(attempt: ReferralAttempt) -> Reason | None:
     return None
 
 
-def withheld_for(referrer_status: str) -> Withheld | None:
+def withheld_for(referrer_status: UserStatus) -> Withheld | None:
     """Whether the referrer's account keeps them from a reward; the cap is the database's."""
-    if referrer_status == "BLOCKED":
+    if referrer_status is UserStatus.BLOCKED:
         return Withheld.REFERRER_BLOCKED
-    if referrer_status == "DELETED":
+    if referrer_status is UserStatus.DELETED:
         return Withheld.REFERRER_DELETED
     return None
 
 
-def reward_for(program: ReferralProgram, referrer_status: str, now: datetime) -> Reward:
+def reward_for(program: ReferralProgram, referrer_status: UserStatus, now: datetime) -> Reward:
     """The reward under the program as it is now (a change affects later rewards only)."""
     return Reward(
         withheld_for(referrer_status),
@@ -153,3 +153,29 @@ def check_program(
     return ReferralProgram(
         enabled, referee[0], reward[0], reward_valid_days, max_rewards_per_referrer
     )
+
+
+@dataclass(frozen=True)
+class Referral:
+    purchase_id: str
+    referee_id: str
+    referrer_id: str
+
+
+@dataclass(frozen=True)
+class TopReferrer:
+    user_id: str
+    code: str
+    referred_count: int
+    rewards_issued: int
+
+
+@dataclass(frozen=True)
+class ReferralTotals:
+    started: int
+    completed: int
+    given_back: int
+    rewards_issued: int
+    withheld_by_reason: dict[str, int]
+    rejections_by_reason: dict[str, int]
+    top_referrers: list[TopReferrer]

@@ -16,6 +16,7 @@ from loyalty_service.domain.codes import (
     MAX_RANDOM_LENGTH,
     MIN_CODE_LENGTH,
     MIN_RANDOM_LENGTH,
+    PromoCode,
     normalize_code,
 )
 from loyalty_service.domain.pricing import Discount, DiscountKind
@@ -178,3 +179,33 @@ def discount_of(spec: CodeSpec) -> Discount:
         return Discount(DiscountKind.AMOUNT_OFF, spec.amount_off.amount_minor)
     assert spec.percent_off is not None
     return Discount(DiscountKind.PERCENT_OFF, spec.percent_off)
+
+
+def _stored_money(amount: int | None, currency: str) -> MoneyInput | None:
+    return None if amount is None else MoneyInput(amount, currency)
+
+
+def spec_of_code(code: PromoCode) -> CodeSpec:
+    """A stored code as the spec that would create it again (for export)."""
+    kind, value, currency = code.discount.kind, code.discount.value, code.currency
+    return CodeSpec(
+        code=code.code,
+        fixed_price=_stored_money(value, currency) if kind is DiscountKind.FIXED_PRICE else None,
+        percent_off=value if kind is DiscountKind.PERCENT_OFF else None,
+        amount_off=_stored_money(value, currency) if kind is DiscountKind.AMOUNT_OFF else None,
+        starts_at=code.starts_at,
+        ends_at=code.ends_at,
+        max_uses=code.max_uses,
+        per_user_limit=code.per_user_limit,
+        tariff_ids=code.tariff_ids,
+        all_users=code.all_users,
+        user_ids=code.user_ids,
+        group_ids=code.group_ids,
+        description=code.description,
+        duration=code.duration,
+        duration_periods=code.duration_periods,
+        max_discount=_stored_money(code.max_discount, currency),
+        budget=_stored_money(code.budget, currency),
+        first_purchase_only=code.first_purchase_only,
+        min_price=_stored_money(code.min_price, currency),
+    )

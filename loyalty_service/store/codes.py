@@ -7,16 +7,26 @@ from typing import Any
 
 import asyncpg
 
-from loyalty_service.domain.codes import PromoCode
+from common.user_status import UserStatus
+from loyalty_service.domain.codes import ActiveCode, CodeTaken, PromoCode
+from loyalty_service.domain.eligibility import Attempt
 from loyalty_service.domain.pricing import Discount, DiscountKind
 from loyalty_service.domain.schedule import Duration
 from loyalty_service.domain.specs import CodeSpec, MoneyInput
+from loyalty_service.store.tariffs import to_tariff
 
 _AUDIENCE = (
     "array(SELECT u.user_id::text FROM promo_code_users u WHERE u.code = c.code"
     " ORDER BY u.user_id) AS user_ids,"
     " array(SELECT g.group_id::text FROM promo_code_groups g WHERE g.code = c.code"
     " ORDER BY g.group_id) AS group_ids"
+)
+# Whether the user {user} is in the audience of the code `c`: everyone, named, or in a group.
+_IN_AUDIENCE = (
+    "(c.all_users"
+    " OR EXISTS (SELECT 1 FROM promo_code_users a WHERE a.code = c.code AND a.user_id = {user})"
+    " OR EXISTS (SELECT 1 FROM promo_code_groups g JOIN group_members m USING (group_id)"
+    "            WHERE g.code = c.code AND m.user_id = {user}))"
 )
 # The status filter of ListPromoCodes, as SQL over a row `c` and the time $now.
 STATUS_SQL = {
@@ -29,10 +39,6 @@ STATUS_SQL = {
     "ACTIVE": "c.deactivated_at IS NULL AND coalesce(c.starts_at <= {now}, true)"
     " AND coalesce(c.ends_at > {now}, true) AND (c.max_uses = 0 OR c.uses < c.max_uses)",
 }
-
-
-class CodeTaken(Exception):
-    pass
 
 
 def to_code(row: asyncpg.Record) -> PromoCode:
@@ -56,40 +62,10 @@ def to_code(row: asyncpg.Record) -> PromoCode:
         first_purchase_only=row["first_purchase_only"],
         min_price=row["min_price_minor"],
         referrer_id=str(row["referrer_id"]) if row.get("referrer_id") else None,
-    )
-
-
-def _money(amount: int | None, currency: str) -> MoneyInput | None:
-    return None if amount is None else MoneyInput(amount, currency)
-
-
-def to_spec(row: asyncpg.Record) -> CodeSpec:
-    """A stored code as the spec that would create it again (for export)."""
-    kind, value, currency = (
-        DiscountKind(row["discount_kind"]),
-        row["discount_value"],
-        row["currency"],
-    )
-    return CodeSpec(
-        code=row["code"],
-        fixed_price=_money(value, currency) if kind is DiscountKind.FIXED_PRICE else None,
-        percent_off=value if kind is DiscountKind.PERCENT_OFF else None,
-        amount_off=_money(value, currency) if kind is DiscountKind.AMOUNT_OFF else None,
-        starts_at=row["starts_at"],
-        ends_at=row["ends_at"],
-        max_uses=row["max_uses"],
-        per_user_limit=row["per_user_limit"],
-        tariff_ids=tuple(row["tariff_ids"]),
-        all_users=row["all_users"],
-        user_ids=tuple(row["user_ids"]),
-        group_ids=tuple(row["group_ids"]),
         description=row["description"],
-        duration=Duration(row["duration"]),
-        duration_periods=row["duration_periods"],
-        max_discount=_money(row["max_discount_minor"], currency),
-        budget=_money(row["budget_minor"], currency),
-        first_purchase_only=row["first_purchase_only"],
-        min_price=_money(row["min_price_minor"], currency),
+        created_at=row["created_at"],
+        user_ids=tuple(row.get("user_ids") or ()),
+        group_ids=tuple(row.get("group_ids") or ()),
     )
 
 
@@ -169,21 +145,19 @@ async def add_audience(
         )
 
 
-async def get(conn: Any, code: str) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"SELECT c.*, {_AUDIENCE} FROM promo_codes c WHERE c.code = $1", code
-    )
-    return row
+async def get(conn: Any, code: str) -> PromoCode | None:
+    row = await conn.fetchrow(f"SELECT c.*, {_AUDIENCE} FROM promo_codes c WHERE c.code = $1", code)
+    return None if row is None else to_code(row)
 
 
 async def page(
     conn: Any, after: str | None, limit: int, query: str, status: str, now: datetime
-) -> list[asyncpg.Record]:
+) -> list[PromoCode]:
     condition = STATUS_SQL[status] if status else "true"
     params: list[Any] = [after, _like_escaped(query), limit]
     if "{now}" in condition:
         params.append(now)
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         f"SELECT c.*, {_AUDIENCE} FROM promo_codes c"
         # Personal referral codes (priced by the program, not the row) are not listed.
         " WHERE c.referrer_id IS NULL"
@@ -191,7 +165,7 @@ async def page(
         f" AND {condition.format(now='$4')} ORDER BY c.code LIMIT $3",
         *params,
     )
-    return rows
+    return [to_code(r) for r in rows]
 
 
 def _like_escaped(text: str) -> str:
@@ -207,20 +181,30 @@ async def deactivate(conn: Any, code: str) -> bool:
     return bool(found)
 
 
-async def attempt(conn: Any, code: str, tariff_id: str, user_id: str) -> asyncpg.Record:
-    """One read with all an eligibility decision needs (columns NULL where nothing matches)."""
-    row: asyncpg.Record = await conn.fetchrow(
-        "SELECT c.*, t.tariff_id AS t_id, t.name AS t_name, t.price_minor AS t_price,"
-        "  t.currency AS t_currency, t.period_days AS t_period,"
+def _attempt(row: asyncpg.Record, now: datetime) -> Attempt:
+    return Attempt(
+        to_code(row) if row["code"] is not None else None,
+        to_tariff(row, prefix="t_") if row["t_tariff_id"] is not None else None,
+        UserStatus(row["user_status"]),
+        bool(row["in_audience"]),
+        row["user_uses"],
+        now,
+        bool(row["has_purchase"]),
+    )
+
+
+async def attempt(conn: Any, code: str, tariff_id: str, user_id: str, now: datetime) -> Attempt:
+    """One read with all an eligibility decision needs (None where nothing matches)."""
+    row = await conn.fetchrow(
+        "SELECT c.*, t.tariff_id AS t_tariff_id, t.name AS t_name,"
+        "  t.price_minor AS t_price_minor, t.currency AS t_currency,"
+        "  t.period_days AS t_period_days,"
         "  coalesce(u.status, 'ACTIVE') AS user_status,"
         "  coalesce((SELECT uses FROM user_code_uses x WHERE x.code = c.code AND x.user_id = $3),"
         "    0) AS user_uses,"
         "  EXISTS (SELECT 1 FROM purchases p WHERE p.user_id = $3"
         "    AND p.status IN ('PENDING', 'COMPLETED')) AS has_purchase,"
-        "  (c.all_users"
-        "   OR EXISTS (SELECT 1 FROM promo_code_users a WHERE a.code = c.code AND a.user_id = $3)"
-        "   OR EXISTS (SELECT 1 FROM promo_code_groups g JOIN group_members m USING (group_id)"
-        "              WHERE g.code = c.code AND m.user_id = $3)) AS in_audience"
+        f"  {_IN_AUDIENCE.format(user='$3')} AS in_audience"
         " FROM (SELECT 1) one"
         " LEFT JOIN promo_codes c ON c.code = $1"
         " LEFT JOIN tariffs t ON t.tariff_id = $2"
@@ -229,7 +213,7 @@ async def attempt(conn: Any, code: str, tariff_id: str, user_id: str) -> asyncpg
         tariff_id,
         user_id,
     )
-    return row
+    return _attempt(row, now)
 
 
 async def take_use(conn: Any, code: str, discount: int) -> bool:
@@ -296,10 +280,10 @@ async def give_back(conn: Any, code: str, user_id: str, discount: int) -> None:
 
 async def active_for_user(
     conn: Any, user_id: str, now: datetime, after: tuple[str, str] | None, limit: int
-) -> list[asyncpg.Record]:
+) -> list[ActiveCode]:
     """A page of the codes `user_id` could apply now, ending soonest first; `after` is the
     (ends_at as text, 'infinity' for none; code) of the last code of the page before."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT c.*, coalesce(x.uses, 0) AS user_uses FROM promo_codes c"
         " LEFT JOIN user_code_uses x ON x.code = c.code AND x.user_id = $1"
         f" WHERE {STATUS_SQL['ACTIVE'].format(now='$2')}"
@@ -307,10 +291,7 @@ async def active_for_user(
         "   AND (c.budget_minor IS NULL OR c.budget_spent_minor < c.budget_minor)"
         "   AND (NOT c.first_purchase_only OR NOT EXISTS (SELECT 1 FROM purchases p"
         "     WHERE p.user_id = $1 AND p.status IN ('PENDING', 'COMPLETED')))"
-        "   AND (c.all_users"
-        "     OR EXISTS (SELECT 1 FROM promo_code_users a WHERE a.code = c.code AND a.user_id = $1)"
-        "     OR EXISTS (SELECT 1 FROM promo_code_groups g JOIN group_members m USING (group_id)"
-        "                WHERE g.code = c.code AND m.user_id = $1))"
+        f"   AND {_IN_AUDIENCE.format(user='$1')}"
         "   AND ($3::text IS NULL"
         "     OR (coalesce(c.ends_at, 'infinity'), c.code) > ($3::text::timestamptz, $4))"
         " ORDER BY coalesce(c.ends_at, 'infinity'), c.code LIMIT $5",
@@ -320,4 +301,4 @@ async def active_for_user(
         after[1] if after else None,
         limit,
     )
-    return rows
+    return [ActiveCode(to_code(r), r["user_uses"]) for r in rows]

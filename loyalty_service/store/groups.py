@@ -6,6 +6,8 @@ from typing import Any
 
 import asyncpg
 
+from loyalty_service.domain.groups import Group, GroupNameTaken
+
 _WITH_COUNT = (
     "SELECT g.group_id, g.name, g.created_at,"
     " (SELECT count(*) FROM group_members m WHERE m.group_id = g.group_id) AS member_count"
@@ -13,33 +15,33 @@ _WITH_COUNT = (
 )
 
 
-class GroupNameTaken(Exception):
-    pass
+def to_group(row: asyncpg.Record) -> Group:
+    return Group(str(row["group_id"]), row["name"], row["member_count"], row["created_at"])
 
 
-async def create(conn: Any, group_id: str, name: str) -> asyncpg.Record:
+async def create(conn: Any, group_id: str, name: str) -> Group:
     try:
         await conn.execute("INSERT INTO groups (group_id, name) VALUES ($1, $2)", group_id, name)
     except asyncpg.UniqueViolationError:
         raise GroupNameTaken(name) from None
-    return await get(conn, group_id)
+    created = await get(conn, group_id)
+    assert created is not None
+    return created
 
 
-async def get(conn: Any, group_id: str) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"{_WITH_COUNT} WHERE g.group_id = $1", group_id
-    )
-    return row
+async def get(conn: Any, group_id: str) -> Group | None:
+    row = await conn.fetchrow(f"{_WITH_COUNT} WHERE g.group_id = $1", group_id)
+    return None if row is None else to_group(row)
 
 
-async def page(conn: Any, after_name: str | None, limit: int) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+async def page(conn: Any, after_name: str | None, limit: int) -> list[Group]:
+    rows = await conn.fetch(
         f"{_WITH_COUNT} WHERE $1::text IS NULL OR lower(g.name) > $1"
         " ORDER BY lower(g.name) LIMIT $2",
         after_name,
         limit,
     )
-    return rows
+    return [to_group(r) for r in rows]
 
 
 async def add_members(conn: Any, group_id: str, user_ids: list[str]) -> None:

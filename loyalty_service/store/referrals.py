@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from loyalty_service.domain.pricing import Discount, DiscountKind
-from loyalty_service.domain.referrals import PersonalCode, RefereeHistory, ReferralProgram
+from loyalty_service.domain.referrals import (
+    PersonalCode,
+    RefereeHistory,
+    Referral,
+    ReferralProgram,
+    ReferralTotals,
+    TopReferrer,
+)
 
 _LIVE = "('PENDING', 'COMPLETED')"
-
-
-@dataclass(frozen=True)
-class Referral:
-    purchase_id: str
-    referee_id: str
-    referrer_id: str
-
-
-@dataclass(frozen=True)
-class TopReferrer:
-    user_id: str
-    code: str
-    referred_count: int
-    rewards_issued: int
-
-
-@dataclass(frozen=True)
-class ReferralTotals:
-    started: int
-    completed: int
-    given_back: int
-    rewards_issued: int
-    withheld_by_reason: dict[str, int]
-    rejections_by_reason: dict[str, int]
-    top_referrers: list[TopReferrer]
 
 
 def _program(row: Any) -> ReferralProgram:

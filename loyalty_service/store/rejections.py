@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from loyalty_service.domain.reasons import RecordedRejection
+
 # The row and its count in one statement; a code that does not exist is counted under ''.
 _RECORD = """
 WITH kept AS (
@@ -45,8 +47,8 @@ async def forget_before(conn: Any, cutoff: datetime, batch: int) -> int:
 
 async def page(
     conn: Any, code: str, reason: str, before_id: int | None, limit: int
-) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+) -> list[RecordedRejection]:
+    rows = await conn.fetch(
         "SELECT * FROM rejections"
         " WHERE ($1 = '' OR code = $1) AND ($2 = '' OR reason = $2)"
         "   AND ($3::bigint IS NULL OR rejection_id < $3)"
@@ -56,4 +58,16 @@ async def page(
         before_id,
         limit,
     )
-    return rows
+    return [_rejection(r) for r in rows]
+
+
+def _rejection(row: asyncpg.Record) -> RecordedRejection:
+    user_id = str(row["user_id"]) if row["user_id"] else None
+    return RecordedRejection(
+        row["rejection_id"],
+        row["occurred_at"],
+        user_id,
+        row["code"],
+        row["tariff_id"],
+        row["reason"],
+    )

@@ -9,9 +9,14 @@ import asyncpg
 from loyalty_service.domain.eligibility import Tariff
 
 
-def to_tariff(row: asyncpg.Record) -> Tariff:
+def to_tariff(row: asyncpg.Record, prefix: str = "") -> Tariff:
+    """`prefix`: the columns' prefix where a tariff was joined to another table."""
     return Tariff(
-        row["tariff_id"], row["name"], row["price_minor"], row["currency"], row["period_days"]
+        row[f"{prefix}tariff_id"],
+        row[f"{prefix}name"],
+        row[f"{prefix}price_minor"],
+        row[f"{prefix}currency"],
+        row[f"{prefix}period_days"],
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from common.revocation import RevocationList
 from loyalty.promo.v1 import promo_pb2
-from loyalty_service.sweeper import forget_old_rejections
+from loyalty_service.workers.sweeper import forget_old_rejections
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import (
     LoyaltyTestServer,

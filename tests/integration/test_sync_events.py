@@ -18,8 +18,8 @@ from common.broker import CONTENT_TYPE
 from loyalty.auth.v1 import auth_pb2
 from loyalty.events.v1 import events_pb2
 from loyalty.promo.v1 import promo_pb2
-from loyalty_service import user_events
 from loyalty_service.store.users import apply_user_statuses
+from loyalty_service.workers import user_events
 from tests.conftest import TEST_ENV
 from tests.fixtures.auth import TestUser
 from tests.fixtures.sync import SYNCED_QUEUE, Synced, eventually, mirror, truth

@@ -7,7 +7,7 @@ import uuid
 import aio_pika
 import pytest
 
-from auth_service.outbox_relay import NotDelivered, OutboxRelay
+from auth_service.workers.outbox_relay import NotDelivered, OutboxRelay
 from common.broker import BrokerHealth, declare_exchange
 from tests.conftest import TEST_ENV
 from tests.fixtures.auth import AuthTestServer

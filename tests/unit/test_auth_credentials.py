@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from auth_service.credentials import EmailProblem, canonical_email, password_problem
+from auth_service.domain.credentials import EmailProblem, canonical_email, password_problem
 
 
 @pytest.mark.parametrize(

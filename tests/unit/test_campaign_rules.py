@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.errors import InvalidArgument
+from common.user_status import UserStatus
 from loyalty_service.domain import code_csv
 from loyalty_service.domain.codes import PromoCode
 from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
@@ -43,7 +44,7 @@ def _code(**changes: object) -> PromoCode:
 
 
 def _attempt(code: PromoCode, tariff: Tariff = MONTHLY, has_purchase: bool = False) -> Attempt:
-    return Attempt(code, tariff, "ACTIVE", True, 0, NOW, has_purchase)
+    return Attempt(code, tariff, UserStatus.ACTIVE, True, 0, NOW, has_purchase)
 
 
 def test_each_duration_gives_its_schedule_field_by_field() -> None:

@@ -70,6 +70,18 @@ def test_postgres_data_exceptions_are_invalid_argument() -> None:
     assert status_for(asyncpg.exceptions.UniqueViolationError("dup")) is None
 
 
+def test_a_deadlock_victim_is_aborted_and_a_cancelled_statement_unavailable() -> None:
+    """A rolled-back transaction is a race the caller may retry, not a bug (INTERNAL)."""
+    for error in (
+        asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+        asyncpg.exceptions.SerializationError("could not serialize access"),
+    ):
+        status = status_for(error)
+        assert status is not None and status.code == grpc.StatusCode.ABORTED, error
+    cancelled = status_for(asyncpg.exceptions.QueryCanceledError("canceling statement"))
+    assert cancelled is not None and cancelled.code == grpc.StatusCode.UNAVAILABLE
+
+
 class _Context:
     def __init__(self) -> None:
         self.status: grpc.Status | None = None

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from common.errors import ErrorKind
+from common.user_status import UserStatus
 from loyalty_service.domain.codes import CodeStatus, PromoCode, status_of, user_uses_left
 from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
 from loyalty_service.domain.pricing import Discount, DiscountKind
@@ -26,7 +27,7 @@ CODE = PromoCode(
     all_users=True,
     deactivated=False,
 )
-OK = Attempt(CODE, MONTHLY, "ACTIVE", True, 0, NOW)
+OK = Attempt(CODE, MONTHLY, UserStatus.ACTIVE, True, 0, NOW)
 
 
 def test_an_eligible_attempt_has_no_reason() -> None:
@@ -37,8 +38,8 @@ def test_an_eligible_attempt_has_no_reason() -> None:
     ("attempt", "reason"),
     [
         (replace(OK, code=None), Reason.PROMO_CODE_NOT_FOUND),
-        (replace(OK, user_status="BLOCKED"), Reason.USER_BLOCKED),
-        (replace(OK, user_status="DELETED"), Reason.USER_DELETED),
+        (replace(OK, user_status=UserStatus.BLOCKED), Reason.USER_BLOCKED),
+        (replace(OK, user_status=UserStatus.DELETED), Reason.USER_DELETED),
         (replace(OK, code=replace(CODE, deactivated=True)), Reason.PROMO_CODE_INACTIVE),
         (
             replace(OK, code=replace(CODE, starts_at=NOW + timedelta(seconds=1))),
@@ -59,11 +60,11 @@ def test_each_reason(attempt: Attempt, reason: Reason) -> None:
 
 def test_the_first_failing_check_wins() -> None:
     everything_wrong = Attempt(
-        replace(CODE, deactivated=True, uses=10), None, "BLOCKED", False, 5, NOW
+        replace(CODE, deactivated=True, uses=10), None, UserStatus.BLOCKED, False, 5, NOW
     )
     assert rejection_reason(everything_wrong) is Reason.USER_BLOCKED
     assert (
-        rejection_reason(replace(everything_wrong, user_status="ACTIVE"))
+        rejection_reason(replace(everything_wrong, user_status=UserStatus.ACTIVE))
         is Reason.PROMO_CODE_INACTIVE
     )
 

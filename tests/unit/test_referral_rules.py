@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from common.errors import InvalidArgument
+from common.user_status import UserStatus
 from loyalty_service.domain.codes import PromoCode
 from loyalty_service.domain.eligibility import Tariff
 from loyalty_service.domain.pricing import Discount, DiscountKind
@@ -32,7 +33,13 @@ CODE = PromoCode(
 )  # fmt: skip
 FRESH = RefereeHistory(already_referred=False, has_live_purchase=False)
 OK = ReferralAttempt(
-    CODE, "alice", "bob", "ACTIVE", Tariff("monthly", "M", 29900, "RUB", 30), PROGRAM, FRESH
+    CODE,
+    "alice",
+    "bob",
+    UserStatus.ACTIVE,
+    Tariff("monthly", "M", 29900, "RUB", 30),
+    PROGRAM,
+    FRESH,
 )
 
 
@@ -45,8 +52,8 @@ def test_a_new_user_may_use_someone_elses_code() -> None:
 @pytest.mark.parametrize(
     ("attempt", "reason"),
     [
-        (replace(OK, user_status="BLOCKED"), Reason.USER_BLOCKED),
-        (replace(OK, user_status="DELETED"), Reason.USER_DELETED),
+        (replace(OK, user_status=UserStatus.BLOCKED), Reason.USER_BLOCKED),
+        (replace(OK, user_status=UserStatus.DELETED), Reason.USER_DELETED),
         (replace(OK, code=replace(CODE, deactivated=True)), Reason.PROMO_CODE_INACTIVE),
         (replace(OK, program=replace(PROGRAM, enabled=False)), Reason.REFERRAL_PROGRAM_OFF),
         (replace(OK, tariff=None), Reason.TARIFF_NOT_FOUND),
@@ -85,12 +92,12 @@ def test_new_reasons_are_failed_precondition() -> None:
 @pytest.mark.parametrize(
     ("status", "withheld"),
     [
-        ("ACTIVE", None),
-        ("BLOCKED", Withheld.REFERRER_BLOCKED),
-        ("DELETED", Withheld.REFERRER_DELETED),
+        (UserStatus.ACTIVE, None),
+        (UserStatus.BLOCKED, Withheld.REFERRER_BLOCKED),
+        (UserStatus.DELETED, Withheld.REFERRER_DELETED),
     ],
 )
-def test_reward_follows_the_referrers_status(status: str, withheld: Withheld | None) -> None:
+def test_reward_follows_the_referrers_status(status: UserStatus, withheld: Withheld | None) -> None:
     reward = reward_for(PROGRAM, status, NOW)
     assert reward.withheld is withheld
     assert reward.discount == PROGRAM.reward

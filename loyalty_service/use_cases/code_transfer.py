@@ -6,13 +6,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
-
 from common.errors import InvalidArgument, ServiceError
-from loyalty_service.administration import PromoAdmin
 from loyalty_service.domain import code_csv
 from loyalty_service.domain.codes import normalize_code
-from loyalty_service.store import codes
+from loyalty_service.domain.specs import spec_of_code
+from loyalty_service.use_cases.administration import PromoAdmin
+from loyalty_service.use_cases.ports import UnitOfWork
 
 EXPORT_BATCH = 500
 
@@ -41,8 +40,8 @@ def _described(error: InvalidArgument) -> str:
 
 
 class CodeTransfer:
-    def __init__(self, pool: asyncpg.Pool, admin: PromoAdmin) -> None:
-        self._pool = pool
+    def __init__(self, store: UnitOfWork, admin: PromoAdmin) -> None:
+        self._store = store
         self._admin = admin
 
     async def export(self, query: str, status: str) -> AsyncIterator[str]:
@@ -50,13 +49,13 @@ class CodeTransfer:
         yield code_csv.header()
         after: str | None = None
         while True:
-            found = await codes.page(
-                self._pool, after, EXPORT_BATCH, normalize_code(query), status, datetime.now(UTC)
+            found = await self._store.single.codes.page(
+                after, EXPORT_BATCH, normalize_code(query), status, datetime.now(UTC)
             )
             if not found:
                 return
-            yield code_csv.rows(codes.to_spec(row) for row in found)
-            after = found[-1]["code"]
+            yield code_csv.rows(spec_of_code(code) for code in found)
+            after = found[-1].code
 
     async def import_csv(self, text: str) -> list[RowResult]:
         return [

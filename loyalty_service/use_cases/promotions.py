@@ -5,24 +5,24 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn
-
-import asyncpg
+from typing import NoReturn
 
 from common import metrics
 from common.logs import get_logger
 from common.tokens import Principal
-from loyalty_service import events
+from common.user_status import UserStatus
 from loyalty_service.domain import purchases as lifecycle
-from loyalty_service.domain.codes import PromoCode
+from loyalty_service.domain.codes import ActiveCode, PromoCode
 from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
 from loyalty_service.domain.pricing import Discount, Price, quote
+from loyalty_service.domain.purchases import Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import Reason, Rejection
 from loyalty_service.domain.referrals import is_referral
 from loyalty_service.domain.schedule import PricePeriod, schedule
-from loyalty_service.guessing import Guesser, GuessThrottle
-from loyalty_service.referrals import Referrals
-from loyalty_service.store import codes, purchases, rejections, tariffs, users
+from loyalty_service.use_cases import events
+from loyalty_service.use_cases.guessing import Guesser, GuessThrottle
+from loyalty_service.use_cases.ports import Repositories, UnitOfWork
+from loyalty_service.use_cases.referrals import Referrals
 
 log = get_logger(__name__)
 
@@ -41,33 +41,18 @@ def price_of(promo: PromoCode, tariff: Tariff, discount: Discount | None = None)
     return quote(tariff.price, promo.discount if discount is None else discount, promo.max_discount)
 
 
+_EXPIRY = (PurchaseStatus.PENDING, PurchaseStatus.EXPIRED)
+
+
 class _AlreadyRedeemed(Exception):
     """This user already made a purchase with this request id."""
 
 
-def to_attempt(row: asyncpg.Record, now: datetime) -> Attempt:
-    code = codes.to_code(row) if row["code"] is not None else None
-    tariff = (
-        Tariff(row["t_id"], row["t_name"], row["t_price"], row["t_currency"], row["t_period"])
-        if row["t_id"] is not None
-        else None
-    )
-    return Attempt(
-        code,
-        tariff,
-        row["user_status"],
-        bool(row["in_audience"]),
-        row["user_uses"],
-        now,
-        bool(row["has_purchase"]),
-    )
-
-
 class Promotions:
     def __init__(
-        self, pool: asyncpg.Pool, referrals: Referrals, guesses: GuessThrottle | None = None
+        self, store: UnitOfWork, referrals: Referrals, guesses: GuessThrottle | None = None
     ) -> None:
-        self._pool = pool
+        self._store = store
         self._referrals = referrals
         # None: nobody is throttled (an admin applying codes on users' behalf).
         self._guesses = guesses
@@ -78,7 +63,7 @@ class Promotions:
         """Records the rejection, then raises it; a failed write never hides the reason."""
         metrics.PROMO_REJECTIONS.labels(reason.value).inc()
         try:
-            await rejections.record(self._pool, user_id, code, tariff_id, reason.value)
+            await self._store.single.rejections.record(user_id, code, tariff_id, reason.value)
         except Exception as error:  # the answer matters more than the record
             log.warning("rejection_not_recorded", reason=reason.value, error=repr(error))
         raise Rejection(reason)
@@ -89,8 +74,8 @@ class Promotions:
         """The code, the tariff and the discount this user gets; or the recorded rejection."""
         if guesser is not None and self._guesses is not None:
             await self._guesses.check(guesser)
-        attempt = to_attempt(
-            await codes.attempt(self._pool, code, tariff_id, user_id), datetime.now(UTC)
+        attempt = await self._store.single.codes.attempt(
+            code, tariff_id, user_id, datetime.now(UTC)
         )
         reason, discount = await self._decision(attempt, user_id)
         if guesser is not None and self._guesses is not None:
@@ -123,10 +108,10 @@ class Promotions:
         tariff_id: str,
         request_id: str | None,
         guesser: Guesser | None = None,
-    ) -> asyncpg.Record:
+    ) -> Purchase:
         """Takes one use and creates a PENDING purchase, in one transaction."""
         if request_id:
-            earlier = await purchases.by_request(self._pool, user_id, request_id)
+            earlier = await self._store.single.purchases.by_request(user_id, request_id)
             if earlier is not None:
                 return earlier
         promo, tariff, discount = await self._checked(user_id, code, tariff_id, guesser)
@@ -135,96 +120,106 @@ class Promotions:
             return await self._take(user_id, promo, tariff, price, request_id)
         except _AlreadyRedeemed:
             assert request_id is not None
-            return await purchases.by_request(self._pool, user_id, request_id)
+            earlier = await self._store.single.purchases.by_request(user_id, request_id)
+            assert earlier is not None  # the purchase that made the insert conflict
+            return earlier
         except Rejection as rejection:
             await self.refuse(user_id, code, tariff_id, rejection.reason_code)
 
     async def _take(
         self, user_id: str, promo: PromoCode, tariff: Tariff, price: Price, request_id: str | None
-    ) -> asyncpg.Record:
+    ) -> Purchase:
         # The purchase row goes first: a duplicate request id stops here, before any use
         # is taken. Code counter before user counter, the same lock order as cancel/expiry.
         duration = (promo.duration.value, promo.duration_periods)
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await purchases.insert(
-                conn, str(uuid.uuid4()), user_id, promo.code, tariff, price, request_id, duration
+        async with self._store.transaction() as tx:
+            made = await tx.purchases.insert(
+                str(uuid.uuid4()), user_id, promo.code, tariff, price, request_id, duration
             )
-            if row is None:
+            if made is None:
                 raise _AlreadyRedeemed
-            await self._check_first(conn, promo, user_id, str(row["purchase_id"]))
-            if not await codes.take_use(conn, promo.code, price.discount):
-                raise Rejection(await self._why_not_taken(conn, promo.code))
-            if not await codes.take_user_use(conn, promo.code, user_id, promo.per_user_limit):
+            await self._check_first(tx, promo, user_id, made.purchase_id)
+            if not await tx.codes.take_use(promo.code, price.discount):
+                raise Rejection(await self._why_not_taken(tx, promo.code))
+            if not await tx.codes.take_user_use(promo.code, user_id, promo.per_user_limit):
                 raise Rejection(Reason.PROMO_CODE_USER_LIMIT_REACHED)
             if is_referral(promo):
-                await self._referrals.start(conn, str(row["purchase_id"]), user_id, promo)
+                await self._referrals.start(tx, made.purchase_id, user_id, promo)
         metrics.PROMO_USES.inc()
-        return row
+        return made
 
     @staticmethod
-    async def _check_first(conn: Any, promo: PromoCode, user_id: str, purchase_id: str) -> None:
-        if promo.first_purchase_only and not await codes.lock_first_purchase(
-            conn, user_id, purchase_id
+    async def _check_first(
+        tx: Repositories, promo: PromoCode, user_id: str, purchase_id: str
+    ) -> None:
+        if promo.first_purchase_only and not await tx.codes.lock_first_purchase(
+            user_id, purchase_id
         ):
             raise Rejection(Reason.PROMO_CODE_FIRST_PURCHASE_ONLY)
 
     @staticmethod
-    async def _why_not_taken(conn: Any, code: str) -> Reason:
-        if await codes.out_of_uses(conn, code):
+    async def _why_not_taken(tx: Repositories, code: str) -> Reason:
+        if await tx.codes.out_of_uses(code):
             return Reason.PROMO_CODE_EXHAUSTED
         return Reason.PROMO_CODE_BUDGET_SPENT
 
-    async def _owned(self, conn: Any, principal: Principal, purchase_id: str) -> asyncpg.Record:
-        row = await purchases.get(conn, purchase_id, lock=True)
+    async def _owned(self, tx: Repositories, principal: Principal, purchase_id: str) -> Purchase:
+        found = await tx.purchases.get(purchase_id, lock=True)
         # Someone else's purchase is answered as missing, so ids cannot be probed.
-        if row is None or not (principal.is_admin or str(row["user_id"]) == principal.user_id):
+        if found is None or not (principal.is_admin or found.user_id == principal.user_id):
             raise Rejection(Reason.PURCHASE_NOT_FOUND)
-        return row
+        return found
 
-    async def confirm(self, principal: Principal, purchase_id: str) -> asyncpg.Record:
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await self._owned(conn, principal, purchase_id)
-            if not lifecycle.check_confirm(lifecycle.PurchaseStatus(row["status"])):
-                return row
-            row = await purchases.set_status(conn, purchase_id, "COMPLETED")
+    async def confirm(self, principal: Principal, purchase_id: str) -> Purchase:
+        async with self._store.transaction() as tx:
+            found = await self._owned(tx, principal, purchase_id)
+            if not lifecycle.check_confirm(found.status):
+                return found
+            done = await tx.purchases.set_status(purchase_id, PurchaseStatus.COMPLETED)
             # The reward, if any, commits with the confirm or not at all.
-            referrer = await self._referrals.settle(conn, purchase_id)
-            await events.purchase_changed(conn, row, referrer)
+            referrer = await self._referrals.settle(tx, purchase_id)
+            await events.purchase_changed(tx.outbox, done, referrer)
         metrics.PROMO_CONFIRMS.inc()
-        return row
+        return done
 
-    async def cancel(self, principal: Principal, purchase_id: str) -> asyncpg.Record:
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await self._owned(conn, principal, purchase_id)
-            if not lifecycle.check_cancel(lifecycle.PurchaseStatus(row["status"])):
-                return row
-            row = await purchases.set_status(conn, purchase_id, "CANCELLED")
-            await codes.give_back(conn, row["code"], str(row["user_id"]), row["discount_minor"])
-            referrer = await self._referrals.give_back(conn, purchase_id, "CANCELLED")
-            await events.purchase_changed(conn, row, referrer)
+    async def cancel(self, principal: Principal, purchase_id: str) -> Purchase:
+        target = PurchaseStatus.CANCELLED
+        async with self._store.transaction() as tx:
+            found = await self._owned(tx, principal, purchase_id)
+            if not lifecycle.check_cancel(found.status):
+                return found
+            done = await tx.purchases.set_status(purchase_id, target)
+            if lifecycle.gives_use_back(found.status, target):
+                await tx.codes.give_back(done.code, done.user_id, done.discount)
+            referrer = await self._referrals.give_back(tx, purchase_id, target.value)
+            await events.purchase_changed(tx.outbox, done, referrer)
         metrics.PROMO_CANCELS.inc()
-        return row
+        return done
 
     async def active_codes(
         self, user_id: str, after: tuple[str, str] | None, limit: int
-    ) -> list[asyncpg.Record]:
-        if await users.status_of(self._pool, user_id) != "ACTIVE":
+    ) -> list[ActiveCode]:
+        if await self._store.single.users.status_of(user_id) is not UserStatus.ACTIVE:
             return []
-        return await codes.active_for_user(self._pool, user_id, datetime.now(UTC), after, limit)
+        return await self._store.single.codes.active_for_user(
+            user_id, datetime.now(UTC), after, limit
+        )
 
     async def tariffs(self) -> list[Tariff]:
-        return await tariffs.all_tariffs(self._pool)
+        return await self._store.single.tariffs.all_tariffs()
 
     async def purchases_of(
         self, user_id: str, after: tuple[datetime, str] | None, limit: int
-    ) -> list[asyncpg.Record]:
-        return await purchases.page_for_user(self._pool, user_id, after, limit)
+    ) -> list[Purchase]:
+        return await self._store.single.purchases.page_for_user(user_id, after, limit)
 
     async def expire_stale(self, older_than: datetime, batch: int = 500) -> int:
-        async with self._pool.acquire() as conn, conn.transaction():
-            expired = await purchases.expire_stale(conn, older_than, batch)
+        async with self._store.transaction() as tx:
+            expired = await tx.purchases.expire_stale(
+                older_than, batch, give_back=lifecycle.gives_use_back(*_EXPIRY)
+            )
         metrics.PROMO_EXPIRIES.inc(expired)
         return expired
 
     async def forget_rejections(self, older_than: datetime, batch: int = 5000) -> int:
-        return await rejections.forget_before(self._pool, older_than, batch)
+        return await self._store.single.rejections.forget_before(older_than, batch)

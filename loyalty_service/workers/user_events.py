@@ -16,22 +16,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import aio_pika
-import asyncpg
 import sentry_sdk
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from google.protobuf.message import DecodeError
 
 from common import metrics
 from common.broker import REGISTERED, STATUS_CHANGED, BrokerHealth, declare_exchange, run_connected
-from common.db import retrying
+from common.db import Pool, retrying
 from common.logs import get_logger
-from loyalty.auth.v1 import auth_pb2
+from common.user_status import UserStatus, from_proto
 from loyalty.events.v1 import events_pb2
 from loyalty_service.store.users import apply_user_statuses
 
 log = get_logger(__name__)
 ATTEMPT_HEADER = "x-attempt"
-STATUSES = {"ACTIVE", "BLOCKED", "DELETED"}
 
 
 class PoisonMessage(Exception):
@@ -41,18 +39,18 @@ class PoisonMessage(Exception):
 @dataclass(frozen=True)
 class Change:
     user_id: str
-    status: str
+    status: UserStatus
     version: int
 
 
 def parse(body: bytes) -> Change:
     try:
         event = events_pb2.UserEvent.FromString(body)
-        status = auth_pb2.UserStatus.Name(event.status).removeprefix("USER_STATUS_")
+        status = from_proto(event.status)
         user_id = str(uuid.UUID(event.user_id))
     except (DecodeError, ValueError) as error:
         raise PoisonMessage(f"not a UserEvent: {error}") from None
-    if status not in STATUSES or event.version < 1:
+    if status is None or event.version < 1:
         raise PoisonMessage(f"bad status or version: {status} {event.version}")
     return Change(user_id, status, event.version)
 
@@ -83,7 +81,7 @@ def queue_names(queue: str, delays: list[float]) -> tuple[list[str], str]:
 class UserEventsConsumer:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         url: str,
         exchange: str,
         queue: str,

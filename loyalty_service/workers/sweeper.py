@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from common.grpc_errors import is_unavailable
 from common.logs import get_logger
-from loyalty_service.promotions import Promotions
+from loyalty_service.use_cases.promotions import Promotions
 
 log = get_logger(__name__)
 # Retention never set: rejection rows are kept (as before retention existed).

@@ -4,49 +4,44 @@ a confirm (the reward) and a cancel or expiry (the referral given back)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
-
-import asyncpg
 
 from common import metrics
-from loyalty_service import events
 from loyalty_service.domain import referrals as rules
 from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, PromoCode, random_code
 from loyalty_service.domain.eligibility import Attempt
 from loyalty_service.domain.pricing import Discount
-from loyalty_service.domain.reasons import Reason, Rejection
+from loyalty_service.domain.reasons import USER_STATUS_REASON, Reason, Rejection
 from loyalty_service.domain.specs import CodeSpec
-from loyalty_service.store import codes, users
-from loyalty_service.store import referrals as store
+from loyalty_service.use_cases import events
+from loyalty_service.use_cases.ports import Repositories, UnitOfWork
 
 # Rounds of regenerating a code that collided before giving up.
 MAX_GENERATION_ROUNDS = 20
 TOP_REFERRERS = 10
-_USER_REASON = {"BLOCKED": Reason.USER_BLOCKED, "DELETED": Reason.USER_DELETED}
 
 
 class Referrals:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, store: UnitOfWork) -> None:
+        self._store = store
 
     async def program(self) -> rules.ReferralProgram:
-        return await store.program(self._pool)
+        return await self._store.single.referrals.program()
 
     async def set_program(self, program: rules.ReferralProgram) -> rules.ReferralProgram:
-        return await store.set_program(self._pool, program)
+        return await self._store.single.referrals.set_program(program)
 
-    async def report(self) -> store.ReferralTotals:
-        return await store.totals(self._pool, TOP_REFERRERS)
+    async def report(self) -> rules.ReferralTotals:
+        return await self._store.single.referrals.totals(TOP_REFERRERS)
 
     async def personal_code(self, user_id: str) -> rules.PersonalCode:
         """The user's code, created on their first request; none for blocked or deleted users."""
-        status = await users.status_of(self._pool, user_id)
-        if status in _USER_REASON:
-            raise Rejection(_USER_REASON[status])
-        found = await store.personal_code(self._pool, user_id)
+        status = await self._store.single.users.status_of(user_id)
+        if status in USER_STATUS_REASON:
+            raise Rejection(USER_STATUS_REASON[status])
+        found = await self._store.single.referrals.personal_code(user_id)
         if found is None:
             await self._create_code(user_id)
-            found = await store.personal_code(self._pool, user_id)
+            found = await self._store.single.referrals.personal_code(user_id)
         assert found is not None
         return found
 
@@ -61,10 +56,10 @@ class Referrals:
 
     async def _try_code(self, user_id: str, code: str) -> bool:
         """Whether `code` became the user's; False when the text was taken."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not await store.insert_code_row(conn, code, user_id):
+        async with self._store.transaction() as tx:
+            if not await tx.referrals.insert_code_row(code, user_id):
                 return False
-            if not await store.claim_personal_code(conn, user_id, code):
+            if not await tx.referrals.claim_personal_code(user_id, code):
                 # A concurrent first request won: this code goes with the transaction.
                 raise _AlreadyHasCode
         return True
@@ -73,8 +68,8 @@ class Referrals:
         """Why this user may not use the referral code (None: they may), and its discount."""
         code = attempt.code
         assert code is not None and code.referrer_id is not None
-        program = await store.program(self._pool)
-        history = await store.referee_history(self._pool, user_id)
+        program = await self._store.single.referrals.program()
+        history = await self._store.single.referrals.referee_history(user_id)
         reason = rules.rejection_reason(
             rules.ReferralAttempt(
                 code,
@@ -88,34 +83,36 @@ class Referrals:
         )
         return reason, program.referee
 
-    async def start(self, conn: Any, purchase_id: str, user_id: str, code: PromoCode) -> None:
+    async def start(
+        self, tx: Repositories, purchase_id: str, user_id: str, code: PromoCode
+    ) -> None:
         """In the transaction that takes the use: the referral, enforced by the database."""
         assert code.referrer_id is not None
-        if not await store.start(conn, purchase_id, user_id, code.referrer_id, code.code):
+        if not await tx.referrals.start(purchase_id, user_id, code.referrer_id, code.code):
             raise Rejection(Reason.REFERRAL_ALREADY_REFERRED)
-        if await store.other_live_purchase(conn, user_id, purchase_id):
+        if await tx.referrals.other_live_purchase(user_id, purchase_id):
             raise Rejection(Reason.REFERRAL_NOT_FIRST_PURCHASE)
 
-    async def settle(self, conn: Any, purchase_id: str) -> str | None:
+    async def settle(self, tx: Repositories, purchase_id: str) -> str | None:
         """In the transaction that confirms a purchase: the referrer's reward, or the reason
         there is none, recorded once. Returns the referrer (None: not a referral)."""
-        referral = await store.complete(conn, purchase_id)
+        referral = await tx.referrals.complete(purchase_id)
         if referral is None:
             return None
-        program = await store.program(conn)
-        status = await users.status_of(conn, referral.referrer_id)
+        program = await tx.referrals.program()
+        status = await tx.users.status_of(referral.referrer_id)
         reward = rules.reward_for(program, status, datetime.now(UTC))
         withheld = reward.withheld
         cap = program.max_rewards_per_referrer
-        if withheld is None and not await store.take_reward(conn, referral.referrer_id, cap):
+        if withheld is None and not await tx.referrals.take_reward(referral.referrer_id, cap):
             withheld = rules.Withheld.REFERRAL_REWARD_CAP_REACHED
-        code = None if withheld else await self._issue(conn, referral, reward)
-        await store.record_outcome(conn, referral, code, withheld.value if withheld else None)
+        code = None if withheld else await self._issue(tx, referral, reward)
+        await tx.referrals.record_outcome(referral, code, withheld.value if withheld else None)
         # Counted before the commit: a rolled-back confirm over-counts, never under-counts.
         metrics.REFERRAL_OUTCOMES.labels(withheld.value if withheld else "ISSUED").inc()
         return referral.referrer_id
 
-    async def _issue(self, conn: Any, referral: store.Referral, reward: rules.Reward) -> str:
+    async def _issue(self, tx: Repositories, referral: rules.Referral, reward: rules.Reward) -> str:
         """A one-time code open to the referrer alone, valid until the reward's end."""
         spec = CodeSpec(
             max_uses=1,
@@ -124,13 +121,13 @@ class Referrals:
             description="referral reward",
         )
         for _ in range(MAX_GENERATION_ROUNDS):
-            made = await codes.insert_batch(
-                conn, [random_code("", DEFAULT_RANDOM_LENGTH)], spec, reward.discount
+            made = await tx.codes.insert_batch(
+                [random_code("", DEFAULT_RANDOM_LENGTH)], spec, reward.discount
             )
             if made:
-                await codes.add_audience(conn, made, [referral.referrer_id], [])
+                await tx.codes.add_audience(made, [referral.referrer_id], [])
                 await events.referral_rewarded(
-                    conn,
+                    tx.outbox,
                     referral.referrer_id,
                     referral.referee_id,
                     referral.purchase_id,
@@ -141,9 +138,9 @@ class Referrals:
                 return made[0]
         raise AssertionError("no free reward code after many rounds")
 
-    async def give_back(self, conn: Any, purchase_id: str, status: str) -> str | None:
+    async def give_back(self, tx: Repositories, purchase_id: str, status: str) -> str | None:
         """A cancelled purchase's referral, given back; returns the referrer (None: none)."""
-        return await store.end(conn, purchase_id, status)
+        return await tx.referrals.end(purchase_id, status)
 
 
 class _AlreadyHasCode(Exception):

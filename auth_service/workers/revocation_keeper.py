@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
-
 from auth_service.store import sessions
+from common.db import Pool
 from common.grpc_errors import DEPENDENCY_ERRORS
 from common.logs import get_logger
 from common.revocation import RevocationList
@@ -22,7 +21,7 @@ TTL_MARGIN_SECONDS = 30.0
 class RevocationKeeper:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         revocations: RevocationList,
         access_ttl: int,
         interval: float,

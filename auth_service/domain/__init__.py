@@ -7,18 +7,36 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from auth_service import credentials
-from common.errors import ErrorKind, FieldViolation, InvalidArgument, ServiceError
+from auth_service.domain import credentials
+from auth_service.domain.reasons import (
+    DOMAIN,
+    AuthReason,
+    email_taken,
+    invalid_credentials,
+    invalid_refresh,
+    refresh_token_reused,
+    refusal,
+    user_not_found,
+)
+from common.errors import ErrorKind, FieldViolation, InvalidArgument
+from common.user_status import UserStatus
 
-DOMAIN = "auth.loyalty"
+__all__ = [
+    "DOMAIN",
+    "AuthReason",
+    "email_taken",
+    "invalid_credentials",
+    "invalid_refresh",
+    "refresh_token_reused",
+    "refusal",
+    "user_not_found",
+]
 MAX_EMAIL_LENGTH = credentials.MAX_EMAIL_LENGTH
 MAX_PASSWORD_LENGTH = credentials.MAX_PASSWORD_LENGTH
 
 
-class Status(StrEnum):
-    ACTIVE = "ACTIVE"
-    BLOCKED = "BLOCKED"
-    DELETED = "DELETED"
+# Auth's name for the status both services share.
+Status = UserStatus
 
 
 class Role(StrEnum):
@@ -38,8 +56,17 @@ class User:
     updated_at: datetime | None = None
 
 
-def refusal(kind: ErrorKind, reason: str, message: str) -> ServiceError:
-    return ServiceError(kind, reason, message, DOMAIN)
+@dataclass(frozen=True)
+class RefreshUse:
+    """What presenting a refresh token found: a fresh token, a reused one, or nothing."""
+
+    session_id: str | None
+    user_id: str | None
+    reused: bool
+
+
+class EmailTaken(Exception):
+    """The email is registered already (the store's unique index said so)."""
 
 
 def normalize_email(email: str) -> str:
@@ -64,16 +91,22 @@ def check_credentials_input(email: str, password: str, min_length: int) -> str:
 
 def check_may_sign_in(status: Status) -> None:
     if status is Status.BLOCKED:
-        raise refusal(ErrorKind.PERMISSION_DENIED, "USER_BLOCKED", "this account is blocked")
+        raise refusal(
+            ErrorKind.PERMISSION_DENIED, AuthReason.USER_BLOCKED, "this account is blocked"
+        )
     if status is Status.DELETED:
-        raise refusal(ErrorKind.PERMISSION_DENIED, "USER_DELETED", "this account is deleted")
+        raise refusal(
+            ErrorKind.PERMISSION_DENIED, AuthReason.USER_DELETED, "this account is deleted"
+        )
 
 
 def check_status_change(current: Status, new: Status) -> None:
     """Admins move users between ACTIVE and BLOCKED; DELETED is final."""
     if current is Status.DELETED:
         raise refusal(
-            ErrorKind.FAILED_PRECONDITION, "USER_DELETED", "a deleted account cannot change status"
+            ErrorKind.FAILED_PRECONDITION,
+            AuthReason.USER_DELETED,
+            "a deleted account cannot change status",
         )
     if new is Status.DELETED:
         raise InvalidArgument.of("status", "must be ACTIVE or BLOCKED")
@@ -81,10 +114,6 @@ def check_status_change(current: Status, new: Status) -> None:
 
 def status_changed(current: Status, new: Status) -> bool:
     return current is not new
-
-
-def invalid_credentials() -> ServiceError:
-    return refusal(ErrorKind.UNAUTHENTICATED, "INVALID_CREDENTIALS", "wrong email or password")
 
 
 def access_claims(

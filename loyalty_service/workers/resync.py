@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
-
 from common.channels import method_names, open_channel
 from common.config import ConfigError
+from common.db import Pool
+from common.user_status import from_proto
 from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.store.users import apply_user_status
@@ -40,7 +40,7 @@ async def _admin_token(auth: auth_pb2_grpc.AuthServiceStub, settings: LoyaltySet
     return token
 
 
-async def resync(settings: LoyaltySettings, pool: asyncpg.Pool) -> ResyncReport:
+async def resync(settings: LoyaltySettings, pool: Pool) -> ResyncReport:
     report = ResyncReport()
     async with open_channel(settings.auth_grpc_addr, RETRIED) as channel:
         token = await _admin_token(auth_pb2_grpc.AuthServiceStub(channel), settings)
@@ -53,9 +53,12 @@ async def resync(settings: LoyaltySettings, pool: asyncpg.Pool) -> ResyncReport:
                 metadata=metadata,
             )
             for user in page.users:
-                status = auth_pb2.UserStatus.Name(user.status).removeprefix("USER_STATUS_")
+                status = from_proto(user.status)
                 report.seen += 1
-                report.applied += await apply_user_status(pool, user.user_id, status, user.version)
+                if status is not None:
+                    report.applied += await apply_user_status(
+                        pool, user.user_id, status, user.version
+                    )
             page_token = page.next_page_token
             if not page_token:
                 return report

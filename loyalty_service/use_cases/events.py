@@ -5,27 +5,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
+from common.proto_time import now_timestamp, timestamp
 from loyalty.events.v1 import promo_events_pb2
 from loyalty.promo.v1 import promo_pb2
 from loyalty_service.domain.pricing import Discount, DiscountKind
-from loyalty_service.store import outbox
+from loyalty_service.domain.purchases import Purchase, PurchaseStatus
+from loyalty_service.use_cases.ports import OutboxRepository
 
 PURCHASE_COMPLETED = "purchase.completed"
 PURCHASE_CANCELLED = "purchase.cancelled"
 REFERRAL_REWARDED = "referral.rewarded"
-
-
-def _stamp(value: datetime | None = None) -> Timestamp:
-    stamp = Timestamp()
-    if value is None:
-        stamp.GetCurrentTime()
-    else:
-        stamp.FromDatetime(value)
-    return stamp
 
 
 def discount_message(discount: Discount, currency: str = "RUB") -> promo_pb2.Discount:
@@ -37,27 +27,28 @@ def discount_message(discount: Discount, currency: str = "RUB") -> promo_pb2.Dis
     return promo_pb2.Discount(fixed_price=money)
 
 
-async def purchase_changed(conn: Any, purchase: Any, referrer_id: str | None) -> None:
-    """purchase.completed or purchase.cancelled, for the purchase row as it now stands."""
+async def purchase_changed(
+    outbox: OutboxRepository, purchase: Purchase, referrer_id: str | None
+) -> None:
+    """purchase.completed or purchase.cancelled, for the purchase as it now stands."""
     event = promo_events_pb2.PurchaseEvent(
         event_id=str(uuid.uuid4()),
-        purchase_id=str(purchase["purchase_id"]),
-        user_id=str(purchase["user_id"]),
-        code=purchase["code"],
-        tariff_id=purchase["tariff_id"],
-        final_price=promo_pb2.Money(
-            amount_minor=purchase["final_minor"], currency=purchase["currency"]
-        ),
-        status=promo_pb2.PurchaseStatus.Value(f"PURCHASE_STATUS_{purchase['status']}"),
+        purchase_id=purchase.purchase_id,
+        user_id=purchase.user_id,
+        code=purchase.code,
+        tariff_id=purchase.tariff_id,
+        final_price=promo_pb2.Money(amount_minor=purchase.final, currency=purchase.currency),
+        status=promo_pb2.PurchaseStatus.Value(f"PURCHASE_STATUS_{purchase.status.value}"),
         referrer_id=referrer_id or "",
-        occurred_at=_stamp(),
+        occurred_at=now_timestamp(),
     )
-    key = PURCHASE_COMPLETED if purchase["status"] == "COMPLETED" else PURCHASE_CANCELLED
-    await outbox.add(conn, event.event_id, key, event.SerializeToString())
+    completed = purchase.status is PurchaseStatus.COMPLETED
+    key = PURCHASE_COMPLETED if completed else PURCHASE_CANCELLED
+    await outbox.add(event.event_id, key, event.SerializeToString())
 
 
 async def referral_rewarded(
-    conn: Any,
+    outbox: OutboxRepository,
     referrer_id: str,
     referee_id: str,
     purchase_id: str,
@@ -72,7 +63,7 @@ async def referral_rewarded(
         purchase_id=purchase_id,
         reward_code=code,
         reward=discount_message(reward),
-        reward_expires_at=_stamp(ends_at),
-        occurred_at=_stamp(),
+        reward_expires_at=timestamp(ends_at),
+        occurred_at=now_timestamp(),
     )
-    await outbox.add(conn, event.event_id, REFERRAL_REWARDED, event.SerializeToString())
+    await outbox.add(event.event_id, REFERRAL_REWARDED, event.SerializeToString())

@@ -6,15 +6,21 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
-
 from common.errors import ErrorKind, FieldViolation, InvalidArgument, ServiceError
 from loyalty_service.domain import specs
-from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, normalize_code, random_code
-from loyalty_service.domain.reasons import DOMAIN, Reason, Rejection
+from loyalty_service.domain.codes import (
+    DEFAULT_RANDOM_LENGTH,
+    CodeTaken,
+    PromoCode,
+    normalize_code,
+    random_code,
+)
+from loyalty_service.domain.groups import Group, GroupNameTaken
+from loyalty_service.domain.purchases import Purchase
+from loyalty_service.domain.reasons import DOMAIN, Reason, RecordedRejection, Rejection
 from loyalty_service.domain.reports import MAX_REPORT_DAYS, DayStats
-from loyalty_service.promotions import Promotions
-from loyalty_service.store import codes, groups, purchases, rejections, reports, tariffs
+from loyalty_service.use_cases.ports import UnitOfWork
+from loyalty_service.use_cases.promotions import Promotions
 
 # Rounds of regenerating codes that collided before a batch gives up.
 MAX_GENERATION_ROUNDS = 20
@@ -23,7 +29,7 @@ MAX_BULK_USERS = 1000
 
 @dataclass(frozen=True)
 class Report:
-    code: asyncpg.Record
+    code: PromoCode
     purchases_by_status: dict[str, int]
     rejections_by_reason: dict[str, int]
     daily: list[DayStats]
@@ -32,7 +38,7 @@ class Report:
 @dataclass(frozen=True)
 class ApplyResult:
     user_id: str
-    purchase: asyncpg.Record | None
+    purchase: Purchase | None
     reason: str
 
 
@@ -41,22 +47,24 @@ def _missing(field: str, ids: list[str], all_ids: tuple[str, ...]) -> list[Field
 
 
 class PromoAdmin:
-    def __init__(self, pool: asyncpg.Pool, promotions: Promotions) -> None:
-        self._pool = pool
+    def __init__(self, store: UnitOfWork, promotions: Promotions) -> None:
+        self._store = store
         self._promotions = promotions
 
     async def _check_references(self, spec: specs.CodeSpec) -> None:
         missing = _missing(
             "tariff_ids",
-            await tariffs.missing_ids(self._pool, list(spec.tariff_ids)),
+            await self._store.single.tariffs.missing_ids(list(spec.tariff_ids)),
             spec.tariff_ids,
         ) + _missing(
-            "group_ids", await groups.missing_ids(self._pool, list(spec.group_ids)), spec.group_ids
+            "group_ids",
+            await self._store.single.groups.missing_ids(list(spec.group_ids)),
+            spec.group_ids,
         )
         if missing:
             raise InvalidArgument(missing)
 
-    async def create(self, spec: specs.CodeSpec) -> asyncpg.Record:
+    async def create(self, spec: specs.CodeSpec) -> PromoCode:
         return await self._get(await self.add(spec))
 
     async def add(self, spec: specs.CodeSpec) -> str:
@@ -65,12 +73,12 @@ class PromoAdmin:
         await self._check_references(spec)
         if not code:
             return (await self._insert_batch(spec, 1, "", DEFAULT_RANDOM_LENGTH))[0]
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._store.transaction() as tx:
             try:
-                await codes.insert(conn, code, spec, specs.discount_of(spec))
-            except codes.CodeTaken:
+                await tx.codes.insert(code, spec, specs.discount_of(spec))
+            except CodeTaken:
                 raise Rejection(Reason.PROMO_CODE_EXISTS) from None
-            await codes.add_audience(conn, [code], list(spec.user_ids), list(spec.group_ids))
+            await tx.codes.add_audience([code], list(spec.user_ids), list(spec.group_ids))
         return code
 
     async def generate(
@@ -85,13 +93,13 @@ class PromoAdmin:
     ) -> list[str]:
         """Unique codes, regenerating any that collide with existing ones."""
         made: list[str] = []
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._store.transaction() as tx:
             for _ in range(MAX_GENERATION_ROUNDS):
                 wanted = count - len(made)
                 candidates = list({random_code(prefix, length) for _ in range(wanted)})
-                made += await codes.insert_batch(conn, candidates, spec, specs.discount_of(spec))
+                made += await tx.codes.insert_batch(candidates, spec, specs.discount_of(spec))
                 if len(made) == count:
-                    await codes.add_audience(conn, made, list(spec.user_ids), list(spec.group_ids))
+                    await tx.codes.add_audience(made, list(spec.user_ids), list(spec.group_ids))
                     return made
         raise ServiceError(
             ErrorKind.FAILED_PRECONDITION,
@@ -100,34 +108,34 @@ class PromoAdmin:
             DOMAIN,
         )
 
-    async def _get(self, code: str) -> asyncpg.Record:
-        row = await codes.get(self._pool, normalize_code(code))
-        if row is None:
+    async def _get(self, code: str) -> PromoCode:
+        found = await self._store.single.codes.get(normalize_code(code))
+        if found is None:
             raise Rejection(Reason.PROMO_CODE_NOT_FOUND)
-        return row
+        return found
 
-    async def get(self, code: str) -> asyncpg.Record:
+    async def get(self, code: str) -> PromoCode:
         return await self._get(code)
 
     async def list_codes(
         self, after: str | None, limit: int, query: str, status: str
-    ) -> list[asyncpg.Record]:
-        return await codes.page(
-            self._pool, after, limit, normalize_code(query), status, datetime.now(UTC)
+    ) -> list[PromoCode]:
+        return await self._store.single.codes.page(
+            after, limit, normalize_code(query), status, datetime.now(UTC)
         )
 
-    async def deactivate(self, code: str) -> asyncpg.Record:
-        if not await codes.deactivate(self._pool, normalize_code(code)):
+    async def deactivate(self, code: str) -> PromoCode:
+        if not await self._store.single.codes.deactivate(normalize_code(code)):
             raise Rejection(Reason.PROMO_CODE_NOT_FOUND)
         return await self._get(code)
 
-    async def assign(self, code: str, user_ids: list[str], group_ids: list[str]) -> asyncpg.Record:
-        code = (await self._get(code))["code"]
-        missing = await groups.missing_ids(self._pool, group_ids)
+    async def assign(self, code: str, user_ids: list[str], group_ids: list[str]) -> PromoCode:
+        code = (await self._get(code)).code
+        missing = await self._store.single.groups.missing_ids(group_ids)
         if missing:
             raise InvalidArgument(_missing("group_ids", missing, tuple(group_ids)))
-        async with self._pool.acquire() as conn, conn.transaction():
-            await codes.add_audience(conn, [code], user_ids, group_ids)
+        async with self._store.transaction() as tx:
+            await tx.codes.add_audience([code], user_ids, group_ids)
         return await self._get(code)
 
     async def apply_for(
@@ -140,10 +148,10 @@ class PromoAdmin:
         return [await self._apply_one(code, tariff_id, user_id) for user_id in everyone]
 
     async def _members(self, group_ids: list[str]) -> list[str]:
-        missing = await groups.missing_ids(self._pool, group_ids)
+        missing = await self._store.single.groups.missing_ids(group_ids)
         if missing:
             raise InvalidArgument(_missing("group_ids", missing, tuple(group_ids)))
-        return await groups.members_of(self._pool, group_ids)
+        return await self._store.single.groups.members_of(group_ids)
 
     async def _apply_one(self, code: str, tariff_id: str, user_id: str) -> ApplyResult:
         try:
@@ -153,41 +161,44 @@ class PromoAdmin:
         return ApplyResult(user_id, purchase, "")
 
     async def report(self, code: str) -> Report:
-        row = await self._get(code)
+        found = await self._get(code)
         return Report(
-            row,
-            await purchases.counts_by_status(self._pool, row["code"]),
-            await rejections.counts_by_reason(self._pool, row["code"]),
-            await reports.daily(self._pool, row["code"], MAX_REPORT_DAYS),
+            found,
+            await self._store.single.purchases.counts_by_status(found.code),
+            await self._store.single.rejections.counts_by_reason(found.code),
+            await self._store.single.reports.daily(found.code, MAX_REPORT_DAYS),
         )
 
     async def rejections(
         self, code: str, reason: str, before_id: int | None, limit: int
-    ) -> list[asyncpg.Record]:
-        return await rejections.page(self._pool, normalize_code(code), reason, before_id, limit)
+    ) -> list[RecordedRejection]:
+        return await self._store.single.rejections.page(
+            normalize_code(code), reason, before_id, limit
+        )
 
-    async def create_group(self, name: str) -> asyncpg.Record:
-        async with self._pool.acquire() as conn, conn.transaction():
+    async def create_group(self, name: str) -> Group:
+        async with self._store.transaction() as tx:
             try:
-                return await groups.create(conn, str(uuid.uuid4()), name)
-            except groups.GroupNameTaken:
+                return await tx.groups.create(str(uuid.uuid4()), name)
+            except GroupNameTaken:
                 raise Rejection(Reason.GROUP_EXISTS) from None
 
-    async def group(self, group_id: str) -> asyncpg.Record:
-        row = await groups.get(self._pool, group_id)
-        if row is None:
+    async def group(self, group_id: str) -> Group:
+        found = await self._store.single.groups.get(group_id)
+        if found is None:
             raise Rejection(Reason.GROUP_NOT_FOUND)
-        return row
+        return found
 
-    async def change_members(self, group_id: str, user_ids: list[str], add: bool) -> asyncpg.Record:
+    async def change_members(self, group_id: str, user_ids: list[str], add: bool) -> Group:
         await self.group(group_id)
+        groups = self._store.single.groups
         change = groups.add_members if add else groups.remove_members
-        await change(self._pool, group_id, user_ids)
+        await change(group_id, user_ids)
         return await self.group(group_id)
 
-    async def list_groups(self, after: str | None, limit: int) -> list[asyncpg.Record]:
-        return await groups.page(self._pool, after, limit)
+    async def list_groups(self, after: str | None, limit: int) -> list[Group]:
+        return await self._store.single.groups.page(after, limit)
 
     async def members(self, group_id: str, after: str | None, limit: int) -> list[str]:
         await self.group(group_id)
-        return await groups.members_page(self._pool, group_id, after, limit)
+        return await self._store.single.groups.members_page(group_id, after, limit)

@@ -1,0 +1,1 @@
+"""Auth's use cases, one module per aggregate: accounts and sessions."""

@@ -1,0 +1,1 @@
+"""Auth's background jobs: the outbox relay and the revocation keeper."""

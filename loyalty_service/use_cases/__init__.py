@@ -1,0 +1,1 @@
+"""Loyalty's use cases: one module per aggregate or job, over the store's interfaces."""

@@ -1,0 +1,194 @@
+"""What loyalty's use cases need from the store: one small repository per aggregate and a
+unit of work that groups them in a transaction, so unit tests pass in-memory fakes and the
+store alone knows SQL."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from common.user_status import UserStatus
+from loyalty_service.domain.codes import ActiveCode, PromoCode
+from loyalty_service.domain.eligibility import Attempt, Tariff
+from loyalty_service.domain.groups import Group
+from loyalty_service.domain.pricing import Discount, Price
+from loyalty_service.domain.purchases import Purchase, PurchaseStatus
+from loyalty_service.domain.reasons import RecordedRejection
+from loyalty_service.domain.referrals import (
+    PersonalCode,
+    RefereeHistory,
+    Referral,
+    ReferralProgram,
+    ReferralTotals,
+)
+from loyalty_service.domain.reports import DayStats
+from loyalty_service.domain.specs import CodeSpec
+
+
+class CodesRepository(Protocol):
+    async def insert(self, code: str, spec: CodeSpec, discount: Discount) -> None: ...
+
+    async def insert_batch(
+        self, texts: list[str], spec: CodeSpec, discount: Discount
+    ) -> list[str]: ...
+
+    async def add_audience(
+        self, texts: list[str], user_ids: list[str], group_ids: list[str]
+    ) -> None: ...
+
+    async def get(self, code: str) -> PromoCode | None: ...
+
+    async def page(
+        self, after: str | None, limit: int, query: str, status: str, now: datetime
+    ) -> list[PromoCode]: ...
+
+    async def deactivate(self, code: str) -> bool: ...
+
+    async def attempt(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Attempt: ...
+
+    async def take_use(self, code: str, discount: int) -> bool: ...
+
+    async def out_of_uses(self, code: str) -> bool: ...
+
+    async def lock_first_purchase(self, user_id: str, purchase_id: str) -> bool: ...
+
+    async def take_user_use(self, code: str, user_id: str, limit: int) -> bool: ...
+
+    async def give_back(self, code: str, user_id: str, discount: int) -> None: ...
+
+    async def active_for_user(
+        self, user_id: str, now: datetime, after: tuple[str, str] | None, limit: int
+    ) -> list[ActiveCode]: ...
+
+
+class PurchasesRepository(Protocol):
+    async def insert(
+        self,
+        purchase_id: str,
+        user_id: str,
+        code: str,
+        tariff: Tariff,
+        price: Price,
+        request_id: str | None,
+        duration: tuple[str, int] = ("ONCE", 0),
+    ) -> Purchase | None: ...
+
+    async def by_request(self, user_id: str, request_id: str) -> Purchase | None: ...
+
+    async def get(self, purchase_id: str, *, lock: bool = False) -> Purchase | None: ...
+
+    async def set_status(self, purchase_id: str, status: PurchaseStatus) -> Purchase: ...
+
+    async def expire_stale(self, older_than: datetime, limit: int, *, give_back: bool) -> int: ...
+
+    async def page_for_user(
+        self, user_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Purchase]: ...
+
+    async def counts_by_status(self, code: str) -> dict[str, int]: ...
+
+
+class RejectionsRepository(Protocol):
+    async def record(self, user_id: str | None, code: str, tariff_id: str, reason: str) -> None: ...
+
+    async def counts_by_reason(self, code: str) -> dict[str, int]: ...
+
+    async def forget_before(self, cutoff: datetime, batch: int) -> int: ...
+
+    async def page(
+        self, code: str, reason: str, before_id: int | None, limit: int
+    ) -> list[RecordedRejection]: ...
+
+
+class UsersRepository(Protocol):
+    async def status_of(self, user_id: str) -> UserStatus: ...
+
+
+class TariffsRepository(Protocol):
+    async def all_tariffs(self) -> list[Tariff]: ...
+
+    async def missing_ids(self, tariff_ids: list[str]) -> list[str]: ...
+
+
+class GroupsRepository(Protocol):
+    async def add_members(self, group_id: str, user_ids: list[str]) -> None: ...
+
+    async def remove_members(self, group_id: str, user_ids: list[str]) -> None: ...
+
+    async def create(self, group_id: str, name: str) -> Group: ...
+
+    async def get(self, group_id: str) -> Group | None: ...
+
+    async def page(self, after_name: str | None, limit: int) -> list[Group]: ...
+
+    async def members_page(self, group_id: str, after: str | None, limit: int) -> list[str]: ...
+
+    async def members_of(self, group_ids: list[str]) -> list[str]: ...
+
+    async def missing_ids(self, group_ids: list[str]) -> list[str]: ...
+
+
+class ReferralsRepository(Protocol):
+    async def program(self) -> ReferralProgram: ...
+
+    async def set_program(self, value: ReferralProgram) -> ReferralProgram: ...
+
+    async def personal_code(self, user_id: str) -> PersonalCode | None: ...
+
+    async def insert_code_row(self, code: str, user_id: str) -> bool: ...
+
+    async def claim_personal_code(self, user_id: str, code: str) -> bool: ...
+
+    async def referee_history(self, user_id: str) -> RefereeHistory: ...
+
+    async def start(
+        self, purchase_id: str, referee_id: str, referrer_id: str, code: str
+    ) -> bool: ...
+
+    async def other_live_purchase(self, user_id: str, purchase_id: str) -> bool: ...
+
+    async def end(self, purchase_id: str, status: str) -> str | None: ...
+
+    async def complete(self, purchase_id: str) -> Referral | None: ...
+
+    async def take_reward(self, referrer_id: str, cap: int) -> bool: ...
+
+    async def record_outcome(
+        self, referral: Referral, code: str | None, withheld: str | None
+    ) -> None: ...
+
+    async def totals(self, top: int) -> ReferralTotals: ...
+
+
+class ReportsRepository(Protocol):
+    async def daily(self, code: str, days: int) -> list[DayStats]: ...
+
+
+class OutboxRepository(Protocol):
+    async def add(self, event_id: str, routing_key: str, payload: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class Repositories:
+    codes: CodesRepository
+    purchases: PurchasesRepository
+    rejections: RejectionsRepository
+    users: UsersRepository
+    tariffs: TariffsRepository
+    groups: GroupsRepository
+    referrals: ReferralsRepository
+    reports: ReportsRepository
+    outbox: OutboxRepository
+
+
+class UnitOfWork(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Repositories]:
+        """Repositories whose writes commit together when the block ends without error."""
+        ...
+
+    @property
+    def single(self) -> Repositories:
+        """Repositories outside a transaction: each call is one statement of its own."""
+        ...
