@@ -324,7 +324,10 @@ def main() -> None:
     with running(["auth_service", "loyalty_service", "gateway"]) as system:
         results, memory_mb = asyncio.run(measure(system, args.seconds, args.memory_requests))
         delays = asyncio.run(_refusal_delays(system, 200))
-        surge = asyncio.run(spike.measure(system, 1000, 30))
+        try:
+            surge = spike.table(asyncio.run(spike.measure(system, 1000, 30)))
+        except Exception as error:  # the rest of the run is still worth its report
+            surge = spike.failed(error)
     drain = asyncio.run(_drain_rate(10_000))
     report = write_report(
         build_rows(results, echo, pg),
@@ -332,7 +335,7 @@ def main() -> None:
         memory_mb,
         pg,
         args.memory_requests,
-        spike.table(surge),
+        surge,
     )
     REPORT.write_text(report)
     print(report)
