@@ -154,21 +154,39 @@ def _checks(
     per_user: int,
     refused: int,
 ) -> list[str]:
-    """Every way the spike's books could disagree; empty when exact."""
+    """Every way the spike's books could disagree; empty when exact. The server's own books
+    must always agree (uses taken = PENDING purchases = cap - uses left, no user past the
+    limit); the answers can be held to them only when every call was answered (a call the
+    client gave up on may still have taken its use)."""
     taken = sum(taken_by_user.values())
+    held = report.purchases_by_status.get("PENDING", 0)
     wrong = []
-    if report.uses_taken != taken:
-        wrong.append(f"report uses_taken {report.uses_taken} != {taken} answered")
-    if report.uses_left != max_uses - taken:
-        wrong.append(f"uses_left {report.uses_left} != {max_uses - taken}")
-    if report.purchases_by_status.get("PENDING", 0) != taken:
-        wrong.append(f"PENDING {report.purchases_by_status.get('PENDING', 0)} != {taken}")
-    if report.rejections_by_reason.get(LIMIT_REASON, 0) != refused:
-        wrong.append(f"limit rejections {report.rejections_by_reason.get(LIMIT_REASON, 0)}")
-    for user, attempts in attempts_by_user.items():
-        if taken_by_user[user] != min(attempts, per_user):
-            wrong.append(f"user {user}: {taken_by_user[user]} of {min(attempts, per_user)}")
+    if not report.uses_taken == held == max_uses - report.uses_left:
+        wrong.append(f"uses taken {report.uses_taken}, PENDING {held}, left {report.uses_left}")
+    if taken > report.uses_taken or any(n > per_user for n in taken_by_user.values()):
+        wrong.append(f"{taken} answered taken against {report.uses_taken} in the books")
+    if sum(attempts_by_user.values()) == taken + refused:  # every call answered
+        if report.uses_taken != taken:
+            wrong.append(f"uses taken {report.uses_taken} != {taken} answered")
+        if report.rejections_by_reason.get(LIMIT_REASON, 0) != refused:
+            wrong.append(f"limit rejections {report.rejections_by_reason.get(LIMIT_REASON, 0)}")
+        short = [u for u, n in attempts_by_user.items() if taken_by_user[u] != min(n, per_user)]
+        if short:
+            wrong.append(f"{len(short)} users not at exactly min(attempts, {per_user})")
     return wrong
+
+
+async def _settled(read: Callable[[], Awaitable[promo_pb2.PromoCodeReport]]) -> Any:
+    """The code's report once calls the client gave up on have finished on the server (two
+    reads a second apart agree), so that its counts are read at rest."""
+    report = await read()
+    for _ in range(60):
+        await asyncio.sleep(1)
+        again = await read()
+        if again == report:
+            return again
+        report = again
+    return report
 
 
 async def measure(system: System, rate: float, seconds: float) -> Spike:
@@ -195,8 +213,10 @@ async def measure(system: System, rate: float, seconds: float) -> Spike:
 
     try:
         latencies, outcomes = await open_loop(use, rate, seconds)
-        report = await admin_stub.GetPromoCodeReport(
-            promo_pb2.GetPromoCodeReportRequest(code=code), metadata=admin
+        report = await _settled(
+            lambda: admin_stub.GetPromoCodeReport(
+                promo_pb2.GetPromoCodeReportRequest(code=code), metadata=admin
+            )
         )
     finally:
         for channel in [*channels, *admin_channels]:
@@ -207,8 +227,9 @@ async def measure(system: System, rate: float, seconds: float) -> Spike:
     errors = [o for o in outcomes if o.startswith("error")]
     wrong = _checks(report, taken_by_user, attempts_by_user, max_uses, per_user, refused)
     checks = "; ".join(wrong) if wrong else (
-        f"uses taken = purchases = {sum(taken_by_user.values())}, uses left = cap {max_uses}"
-        f" - taken, every one of {USERS} users at exactly {per_user}"
+        f"uses taken = PENDING purchases = {report.uses_taken} = cap {max_uses} - uses left,"
+        f" no user past {per_user}"
+        + (f", every one of {USERS} at exactly {per_user}" if not errors else "")
     )  # fmt: skip
     if errors:
         checks += f"; errors: {dict(Counter(errors))}"
