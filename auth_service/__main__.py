@@ -10,7 +10,7 @@ from pathlib import Path
 from auth_service import app
 from auth_service.config import AuthSettings
 from auth_service.domain import check_credentials_input
-from common import config, eventloop, logs, metrics, sentry, shutdown, workers
+from common import config, eventloop, logs, metrics, sentry, shutdown, tracing, workers
 from common.errors import InvalidArgument, ServiceError
 from common.grpc_server import run_until_signal
 from common.migrations import migrate
@@ -59,6 +59,7 @@ def main(argv: list[str]) -> None:
     settings = config.load(AuthSettings)
     logs.configure("auth", settings.log_level)
     sentry.init(settings.sentry_dsn, "auth")
+    tracing.setup("auth")
     if args.command == "migrate":
         applied = eventloop.run(migrate(settings.auth_database_url, MIGRATIONS))
         print(f"auth: {len(applied)} migration(s) applied")

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import ceilings, spike
+from bench import ceilings, spike, tracing_bench
 from bench.gateway_bench import _wait_http
 from bench.load import Result, drive, percentile
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
@@ -337,6 +337,7 @@ def main() -> None:
         args.memory_requests,
         surge,
     )
+    report += "\n" + tracing_bench.report(args.seconds)
     REPORT.write_text(report)
     print(report)
 

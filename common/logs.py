@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 
 from common.sentry import scrub
+from common.trace_context import add_trace_ids
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 
@@ -34,6 +35,7 @@ def configure(service: str, level: str = "INFO") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             _add_request_id,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

@@ -9,7 +9,7 @@ from typing import Any
 async def claim(conn: Any, limit: int) -> list[Any]:
     """The oldest unsent rows, locked for this transaction; rows other relays hold are skipped."""
     rows: list[Any] = await conn.fetch(
-        "SELECT id, event_id, routing_key, payload FROM outbox WHERE sent_at IS NULL"
+        "SELECT id, event_id, routing_key, payload, traceparent FROM outbox WHERE sent_at IS NULL"
         " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         limit,
     )

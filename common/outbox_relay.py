@@ -24,6 +24,7 @@ from common.db import Pool
 from common.db_errors import DATABASE_ERRORS, UNREACHABLE_ERRORS, Listener, listen
 from common.grpc_errors import is_unavailable
 from common.logs import get_logger
+from common.trace_context import publish_row
 
 log = get_logger(__name__)
 
@@ -110,8 +111,12 @@ class OutboxRelay:
                 return 0
             results = await asyncio.gather(
                 *(
-                    exchange.publish(
-                        message(r), routing_key=r["routing_key"], mandatory=self._mandatory
+                    publish_row(
+                        exchange,
+                        message(r),
+                        r["routing_key"],
+                        r["traceparent"],
+                        mandatory=self._mandatory,
                     )
                     for r in rows
                 )

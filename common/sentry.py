@@ -8,6 +8,8 @@ from typing import Any
 import sentry_sdk
 from sentry_sdk.integrations.grpc import GRPCIntegration
 
+from common.trace_context import tag_sentry_event
+
 _SECRET_KEY = re.compile(r"pass|token|secret|authorization|cookie|email|jwt|key", re.I)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
@@ -27,7 +29,7 @@ def scrub(value: Any) -> Any:
 
 
 def before_send(event: Any, _hint: Any) -> Any:
-    return scrub(event)
+    return scrub(tag_sentry_event(event))
 
 
 def init(dsn: str, service: str) -> None:

@@ -7,7 +7,7 @@ import socket
 
 import uvicorn
 
-from common import config, logs, metrics, sentry, shutdown, workers
+from common import config, logs, metrics, sentry, shutdown, tracing, workers
 from gateway.app import MAX_REQUEST_HEAD_BYTES, create_app
 from gateway.config import GatewaySettings
 
@@ -29,7 +29,7 @@ def serve(settings: GatewaySettings) -> None:
     host, _, port = settings.gateway_http_addr.rpartition(":")
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings),
+            tracing.asgi(create_app(settings)),
             host=host,
             port=int(port),
             loop="uvloop",
@@ -53,6 +53,7 @@ def main() -> None:
     settings = config.load(GatewaySettings)
     logs.configure("gateway", settings.log_level)
     sentry.init(settings.sentry_dsn, "gateway")
+    tracing.setup("gateway")
     service = workers.Service(
         "gateway",
         settings.gateway_workers,

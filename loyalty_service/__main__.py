@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import config, eventloop, logs, metrics, sentry, shutdown, workers
+from common import config, eventloop, logs, metrics, sentry, shutdown, tracing, workers
 from common.db import create_pool
 from common.grpc_server import run_until_signal
 from common.migrations import migrate
@@ -48,6 +48,7 @@ def main(argv: list[str]) -> None:
     settings = config.load(LoyaltySettings)
     logs.configure("loyalty", settings.log_level)
     sentry.init(settings.sentry_dsn, "loyalty")
+    tracing.setup("loyalty")
     if args.command == "migrate":
         applied = eventloop.run(migrate(settings.loyalty_database_url, MIGRATIONS))
         print(f"loyalty: {len(applied)} migration(s) applied")

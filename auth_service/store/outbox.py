@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.trace_context import current_traceparent
+
 
 async def add(conn: Any, event_id: str, user_id: str, routing_key: str, payload: bytes) -> None:
+    """The row carries the current request's traceparent, for the relay's span to link to."""
     await conn.execute(
-        "INSERT INTO outbox (event_id, user_id, routing_key, payload) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO outbox (event_id, user_id, routing_key, payload, traceparent)"
+        " VALUES ($1, $2, $3, $4, $5)",
         event_id,
         user_id,
         routing_key,
         payload,
+        current_traceparent(),
     )
 
 

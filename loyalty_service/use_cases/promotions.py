@@ -10,6 +10,7 @@ from typing import NoReturn
 from common import metrics
 from common.logs import get_logger
 from common.tokens import Principal
+from common.trace_context import domain_step
 from common.user_status import UserStatus
 from loyalty_service.domain import purchases as lifecycle
 from loyalty_service.domain.codes import ActiveCode, PromoCode
@@ -68,6 +69,7 @@ class Promotions:
             log.warning("rejection_not_recorded", reason=reason.value, error=repr(error))
         raise Rejection(reason)
 
+    @domain_step("promo.eligibility")
     async def _checked(
         self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None
     ) -> tuple[PromoCode, Tariff, Discount]:
@@ -126,6 +128,7 @@ class Promotions:
         except Rejection as rejection:
             await self.refuse(user_id, code, tariff_id, rejection.reason_code)
 
+    @domain_step("promo.take_use")
     async def _take(
         self, user_id: str, promo: PromoCode, tariff: Tariff, price: Price, request_id: str | None
     ) -> Purchase:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from common import metrics
+from common.trace_context import domain_step
 from loyalty_service.domain import referrals as rules
 from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, PromoCode, random_code
 from loyalty_service.domain.eligibility import Attempt
@@ -112,6 +113,7 @@ class Referrals:
         metrics.REFERRAL_OUTCOMES.labels(withheld.value if withheld else "ISSUED").inc()
         return referral.referrer_id
 
+    @domain_step("referral.issue_reward")
     async def _issue(self, tx: Repositories, referral: rules.Referral, reward: rules.Reward) -> str:
         """A one-time code open to the referrer alone, valid until the reward's end."""
         spec = CodeSpec(

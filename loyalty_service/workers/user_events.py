@@ -24,6 +24,7 @@ from common import metrics
 from common.broker import REGISTERED, STATUS_CHANGED, BrokerHealth, declare_exchange, run_connected
 from common.db import Pool, retrying
 from common.logs import get_logger
+from common.trace_context import consuming
 from common.user_status import UserStatus, from_proto
 from loyalty.events.v1 import events_pb2
 from loyalty_service.store.users import apply_user_statuses
@@ -134,8 +135,16 @@ class UserEventsConsumer:
     async def handle(
         self, channel: AbstractChannel, messages: list[AbstractIncomingMessage]
     ) -> None:
-        """One window: the unparseable parked one by one, the rest applied in one statement
-        and acknowledged with one `multiple` ack (or, if that fails, retried one by one)."""
+        """One window, traced as its first message's delivery (a lone event, the usual case
+        outside a backlog, keeps its whole trace; in a window the others' traces end at their
+        publish): the unparseable parked one by one, the rest applied in one statement and
+        acknowledged with one `multiple` ack (or, if that fails, retried one by one)."""
+        with consuming(messages[0].headers, "user_events"):
+            await self._handle(channel, messages)
+
+    async def _handle(
+        self, channel: AbstractChannel, messages: list[AbstractIncomingMessage]
+    ) -> None:
         parsed: list[tuple[AbstractIncomingMessage, Change]] = []
         for message in messages:
             try:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from auth_service.config import AuthSettings
+from common.tracing import VARIABLES as TRACING_VARIABLES
 from gateway.config import GatewaySettings
 from loyalty_service.config import LoyaltySettings
 
@@ -97,6 +98,7 @@ def test_commands_ports_and_variables_match_the_code(compose: dict[str, Any], na
     assert published == PUBLISHED.get(name, set())
     environment: dict[str, str] = {k: str(v or "") for k, v in service["environment"].items()}
     known = _variables(AuthSettings) | _variables(LoyaltySettings) | _variables(GatewaySettings)
+    known |= set(TRACING_VARIABLES)
     assert set(environment) <= known, set(environment) - known
     settings = settings_class(
         **{k.lower(): v for k, v in environment.items() if k in _variables(settings_class)}
@@ -115,6 +117,7 @@ def test_commands_ports_and_variables_match_the_code(compose: dict[str, Any], na
 def test_the_operations_guide_documents_every_variable() -> None:
     guide = (ROOT / "docs" / "operations.md").read_text()
     every = _variables(AuthSettings) | _variables(LoyaltySettings) | _variables(GatewaySettings)
+    every |= set(TRACING_VARIABLES)
     missing = sorted(v for v in every if f"`{v}`" not in guide)
     assert not missing, missing
 
@@ -149,8 +152,14 @@ def test_every_address_names_a_service_of_the_file(compose: dict[str, Any], name
 
 
 def test_only_the_gateway_is_published(compose: dict[str, Any]) -> None:
-    published = {name for name, service in compose["services"].items() if service.get("ports")}
+    """Optional tools behind a profile (the trace backend) are reachable on loopback only."""
+    services = compose["services"].items()
+    published = {name for name, s in services if s.get("ports") and not s.get("profiles")}
     assert published == {"gateway"}
+    for name, service in services:
+        for port in service.get("ports", []) if service.get("profiles") else []:
+            host = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
+            assert host == "127.0.0.1", (name, port)
     ports = compose["services"]["gateway"]["ports"]
     assert [str(p["target"]) if isinstance(p, dict) else p for p in ports] == ["8080"]
 
