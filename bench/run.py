@@ -22,7 +22,7 @@ from bench.load import Result, drive, percentile
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
 from bench.spread import spread_stub
 from bench.sync_bench import _drain_rate, _refusal_delays
-from bench.system import ROOT, System, running
+from bench.system import ROOT, System, running, worker_pids
 from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
@@ -148,13 +148,6 @@ def every_process(processes: dict[str, Any]) -> dict[str, int]:
         for index, pid in enumerate(worker_pids(process.pid)):
             found[f"{name} worker {index}"] = pid
     return found
-
-
-def worker_pids(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 async def memory(clients: Clients, total: int) -> dict[str, tuple[float, float]]:
