@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 from auth_service import app
 from auth_service.config import AuthSettings
 from auth_service.domain import check_credentials_input
-from common import config, logs, metrics, sentry, shutdown, tracing
+from common import config, eventloop, logs, metrics, sentry, shutdown, tracing, workers
 from common.errors import InvalidArgument, ServiceError
 from common.grpc_server import run_until_signal
 from common.migrations import migrate
@@ -23,7 +22,7 @@ log = logs.get_logger("auth")
 async def serve(settings: AuthSettings) -> None:
     auth = await app.build(settings)
     await app.wait_for_redis(auth)
-    metrics.serve(settings.auth_metrics_addr, metrics.AUTH)
+    metrics.serve(workers.metrics_address(settings.auth_metrics_addr), metrics.AUTH)
     port = await auth.server.start()
     log.info("serving", address=settings.auth_grpc_addr, port=port)
     await run_until_signal(auth.server, auth.loops, settings.shutdown_grace, auth.close)
@@ -62,12 +61,19 @@ def main(argv: list[str]) -> None:
     sentry.init(settings.sentry_dsn, "auth")
     tracing.setup("auth")
     if args.command == "migrate":
-        applied = asyncio.run(migrate(settings.auth_database_url, MIGRATIONS))
+        applied = eventloop.run(migrate(settings.auth_database_url, MIGRATIONS))
         print(f"auth: {len(applied)} migration(s) applied")
     elif args.command == "create-admin":
-        asyncio.run(create_admin(settings, args.email))
+        eventloop.run(create_admin(settings, args.email))
     else:
-        asyncio.run(serve(settings))
+        service = workers.Service(
+            "auth_service",
+            settings.auth_workers,
+            settings.auth_grpc_addr,
+            settings.auth_metrics_addr,
+            settings.shutdown_grace,
+        )
+        workers.serve(service, lambda: eventloop.run(serve(settings)))
 
 
 if __name__ == "__main__":

@@ -19,13 +19,14 @@ from auth_service.use_cases.accounts import Accounts
 from auth_service.use_cases.sessions import Sessions
 from auth_service.workers.outbox_relay import OutboxRelay, measure_backlog, prune_sent
 from auth_service.workers.revocation_keeper import RevocationKeeper
-from common import redis_client
+from common import redis_client, workers
 from common.broker import BrokerHealth
 from common.db import Pool, create_pool, retrying
 from common.grpc_server import GrpcServer
 from common.logs import get_logger
 from common.page_tokens import PageTokens
 from common.revocation import RevocationList
+from common.revocation_watch import RevocationWatch
 from common.throttle import Limit, Throttle
 from common.tokens import TokenVerifier
 from common.trust import parse_networks
@@ -76,10 +77,13 @@ async def load_signing_key(settings: AuthSettings, pool: Pool) -> SigningKey:
 
 
 def build_use_cases(
-    settings: AuthSettings, pool: Pool, client: redis.Redis, issuer: TokenIssuer
+    settings: AuthSettings,
+    pool: Pool,
+    client: redis.Redis,
+    issuer: TokenIssuer,
+    revocations: RevocationList,
 ) -> tuple[Accounts, Sessions]:
     store = PgUnitOfWork(pool)
-    revocations = RevocationList(client, settings.redis_key_prefix)
     throttle = Throttle(client, settings.redis_key_prefix)
     window = settings.auth_login_window_seconds
     logins = LoginLimits(
@@ -108,13 +112,18 @@ def build_use_cases(
 
 
 async def build(settings: AuthSettings) -> AuthApp:
-    pool = await create_pool(settings.auth_database_url, max_size=settings.auth_db_pool_size)
+    pool = await create_pool(
+        settings.auth_database_url, max_size=workers.pool_share(settings.auth_db_pool_size)
+    )
     client = redis_client.connect(settings.redis_url)
     issuer = TokenIssuer(await load_signing_key(settings, pool), settings.auth_access_ttl_seconds)
-    accounts, sessions = build_use_cases(settings, pool, client, issuer)
-    verifier = TokenVerifier(
-        issuer.jwks, RevocationList(client, settings.redis_key_prefix), "auth.loyalty"
-    )
+    # One list for every writer and the verifier, so this process's own revocations are in
+    # its local copy before they are written.
+    revocations = RevocationList(client, settings.redis_key_prefix)
+    watch = RevocationWatch(settings.redis_url, revocations)
+    revocations.on_revoke(watch.remember)
+    accounts, sessions = build_use_cases(settings, pool, client, issuer, revocations)
+    verifier = TokenVerifier(issuer.jwks, revocations, "auth.loyalty", watch)
     server = GrpcServer(settings.auth_grpc_addr, SERVICE_NAMES)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
         AuthServicer(
@@ -127,11 +136,11 @@ async def build(settings: AuthSettings) -> AuthApp:
     )
     keeper = RevocationKeeper(
         pool,
-        RevocationList(client, settings.redis_key_prefix),
+        revocations,
         settings.auth_access_ttl_seconds,
         settings.auth_revocation_check_seconds,
     )
-    loops = [keeper.run, *sync_loops(settings, pool, server)]
+    loops = [keeper.run, watch.run, *sync_loops(settings, pool, server)]
     return AuthApp(settings, pool, client, accounts, server, keeper, loops)
 
 

@@ -38,7 +38,11 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     environment: str = "development"
     auth_password_min_length: int = 8
     auth_admin_password: str = ""
+    # The service's total over its workers.
     auth_db_pool_size: int = 20
+    # Worker processes behind the one port (common.workers); 2 uses both cores of the
+    # machine the benchmarks run on (docs/performance.md).
+    auth_workers: PositiveInt = 2
     # Outbox relay: rows per published batch, how long sent rows are kept, how often pruned.
     outbox_batch_size: int = 500
     outbox_retention_seconds: float = 7 * 24 * 3600

@@ -54,6 +54,7 @@ def _spy(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
         "--output",
         str(output),
         "--nonblocking",
+        "--subprocesses",  # the service's workers (common.workers), not only its supervisor
     ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -16,18 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import grpc
 
-from bench import ceilings, history, tracing_bench
+from bench import ceilings, history, spike, tracing_bench
 from bench.gateway_bench import _wait_http
 from bench.load import Result, drive, percentile
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
+from bench.spread import spread_stub
 from bench.sync_bench import _drain_rate, _refusal_delays
-from bench.system import ROOT, System, running
+from bench.system import ROOT, System, running, worker_pids
 from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
 REPORT = ROOT / "docs" / "performance.md"
+AuthStub, PromoStub = auth_pb2_grpc.AuthServiceStub, promo_pb2_grpc.PromoServiceStub
 Call = Callable[[int], Awaitable[object]]
 
 
@@ -55,11 +56,10 @@ class Clients:
 
     async def open(self) -> None:
         env = self.system.env
-        self.auth_channel = grpc.aio.insecure_channel(env["AUTH_GRPC_ADDR"])
-        self.loyalty_channel = grpc.aio.insecure_channel(env["LOYALTY_GRPC_ADDR"])
-        self.auth = auth_pb2_grpc.AuthServiceStub(self.auth_channel)
-        self.promo = promo_pb2_grpc.PromoServiceStub(self.loyalty_channel)
-        admin = promo_pb2_grpc.PromoAdminServiceStub(self.loyalty_channel)
+        # Several connections each: every worker of a service gets its share (bench.spread).
+        self.auth, self.auth_channels = spread_stub(env["AUTH_GRPC_ADDR"], AuthStub)
+        self.promo, self.loyalty_channels = spread_stub(env["LOYALTY_GRPC_ADDR"], PromoStub)
+        admin = promo_pb2_grpc.PromoAdminServiceStub(self.loyalty_channels[0])
         make_admin(self.system)
         login = auth_pb2.LoginRequest(email="admin@bench.example", password=PASSWORD)
         admin_meta = bearer((await self.auth.Login(login)).access_token)
@@ -81,8 +81,8 @@ class Clients:
 
     async def close(self) -> None:
         await self.http.close()
-        await self.auth_channel.close()
-        await self.loyalty_channel.close()
+        for channel in [*self.auth_channels, *self.loyalty_channels]:
+            await channel.close()
 
     def apply(self, i: int) -> Awaitable[object]:
         request = promo_pb2.ApplyPromoCodeRequest(code=self.codes[i % 1000], tariff_id="monthly")
@@ -141,10 +141,20 @@ async def scenarios(clients: Clients, seconds: float) -> dict[str, Result]:
     return results
 
 
+def every_process(processes: dict[str, Any]) -> dict[str, int]:
+    """Each service's process, and each of its workers when it has several (common.workers)."""
+    found = {}
+    for name, process in processes.items():
+        found[name] = process.pid
+        for index, pid in enumerate(worker_pids(process.pid)):
+            found[f"{name} worker {index}"] = pid
+    return found
+
+
 async def memory(clients: Clients, total: int) -> dict[str, tuple[float, float]]:
-    """RSS of each process after 10,000 and after `total` requests (through the gateway to
-    loyalty, and GetJwks to auth)."""
-    processes = clients.system.processes
+    """RSS of each process (each worker, and its supervisor) after 10,000 and after `total`
+    requests (through the gateway to loyalty, and GetJwks to auth)."""
+    processes = every_process(clients.system.processes)
     found: dict[str, list[float]] = {name: [] for name in processes}
     done = 0
     for mark in (10_000, total):
@@ -160,8 +170,8 @@ async def memory(clients: Clients, total: int) -> dict[str, tuple[float, float]]
             drive("memory: GetJwks", clients.jwks, 20, 3600, max_calls=count),
         )
         done = mark
-        for name, process in processes.items():
-            found[name].append(rss_mb(process.pid))
+        for name, pid in processes.items():
+            found[name].append(rss_mb(pid))
     return {name: (values[0], values[1]) for name, values in found.items()}
 
 
@@ -194,43 +204,43 @@ def build_rows(results: dict[str, Result], echo: Result, pg: tuple[float, float]
             apply,
             f"echo {echo.rps:.0f}",
             ratio(apply.rps, echo.rps),
-            ">= 0.6",
-            ratio(apply.rps, echo.rps) >= 0.6,
+            ">= 0.7",
+            ratio(apply.rps, echo.rps) >= 0.7,
         ),
         Row(
             use,
             f"echo {echo.rps:.0f}; pgbench {pg[0]:.0f}",
             ratio(use.rps, echo.rps),
-            ">= 0.4, p99 <= 25 ms",
-            ratio(use.rps, echo.rps) >= 0.4 and use.p99_ms <= 25,
+            ">= 0.5, p99 <= 25 ms",
+            ratio(use.rps, echo.rps) >= 0.5 and use.p99_ms <= 25,
         ),
         Row(
             hot,
             f"spread use {use.rps:.0f}; pgbench one code {pg[1]:.0f}",
             ratio(hot.rps, use.rps),
-            ">= 0.7 of spread",
-            ratio(hot.rps, use.rps) >= 0.7,
+            ">= 0.8 of spread",
+            ratio(hot.rps, use.rps) >= 0.8,
         ),
         Row(
             apply_http,
             f"gRPC {apply.rps:.0f}",
             ratio(apply_http.rps, apply.rps),
-            ">= 0.6, p99 <= 30 ms",
-            ratio(apply_http.rps, apply.rps) >= 0.6 and apply_http.p99_ms <= 30,
+            ">= 0.8, p99 <= 30 ms",
+            ratio(apply_http.rps, apply.rps) >= 0.8 and apply_http.p99_ms <= 30,
         ),
         Row(
             use_http,
             f"gRPC {use.rps:.0f}",
             ratio(use_http.rps, use.rps),
-            ">= 0.6, p99 <= 30 ms",
-            ratio(use_http.rps, use.rps) >= 0.6 and use_http.p99_ms <= 30,
+            ">= 0.8, p99 <= 30 ms",
+            ratio(use_http.rps, use.rps) >= 0.8 and use_http.p99_ms <= 30,
         ),
         Row(
             storm,
             f"p99 alone {apply.p99_ms:.1f} ms",
             storm.p99_ms / apply.p99_ms,
-            "p99 <= 3x alone",
-            storm.p99_ms <= 3 * apply.p99_ms,
+            "p99 <= 2x alone",
+            storm.p99_ms <= 2 * apply.p99_ms,
         ),
     ]
 
@@ -241,6 +251,7 @@ def write_report(
     memory_mb: dict[str, tuple[float, float]],
     pg: tuple[float, float],
     total: int,
+    more: list[str] | None = None,
 ) -> str:
     delays, drain = sync
     p50, p99 = (percentile(delays, share) * 1000 for share in (0.5, 0.99))
@@ -263,9 +274,9 @@ def write_report(
         "| sync | figure | target | met |",
         "|---|---|---|---|",
         f"| SetUserStatus → loyalty refuses, {len(delays)} changes | p50 {p50:.1f} ms, p99"
-        f" {p99:.1f} ms | p99 <= 100 ms | {'yes' if p99 <= 100 else '**no**'} |",
-        f"| backlog of 10,000 events drained | {drain:.0f} events/s | >= 2000/s |"
-        f" {'yes' if drain >= 2000 else '**no**'} |",
+        f" {p99:.1f} ms | p99 <= 50 ms | {'yes' if p99 <= 50 else '**no**'} |",
+        f"| backlog of 10,000 events drained | {drain:.0f} events/s | >= 5000/s |"
+        f" {'yes' if drain >= 5000 else '**no**'} |",
         "",
         f"| process | RSS after 10,000 requests | after {total:,} | growth | target | met |",
         "|---|---|---|---|---|---|",
@@ -277,6 +288,7 @@ def write_report(
             f"| {name} | {first:.0f} MB | {last:.0f} MB | {growth:+.1%} | < 150 MB, < +10% |"
             f" {'yes' if met else '**no**'} |"
         )
+    lines += ["", *(more or [])] if more else []
     lines += [
         "",
         "What limits each missed target, with a profile, and what would lift it:"
@@ -307,9 +319,18 @@ def main() -> None:
     with running(["auth_service", "loyalty_service", "gateway"]) as system:
         results, memory_mb = asyncio.run(measure(system, args.seconds, args.memory_requests))
         delays = asyncio.run(_refusal_delays(system, 200))
+        try:
+            surge = spike.table(asyncio.run(spike.measure(system, 1000, 30)))
+        except Exception as error:  # the rest of the run is still worth its report
+            surge = spike.failed(error)
     drain = asyncio.run(_drain_rate(10_000))
     report = write_report(
-        build_rows(results, echo, pg), (delays, drain), memory_mb, pg, args.memory_requests
+        build_rows(results, echo, pg),
+        (delays, drain),
+        memory_mb,
+        pg,
+        args.memory_requests,
+        surge,
     )
     report += "\n" + tracing_bench.report(args.seconds)
     report += "\n" + "\n".join(history.run(args.seconds, args.history_rows)) + "\n"

@@ -23,6 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The workers a service's process started (common.workers); none when it runs alone."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -72,6 +80,11 @@ def bench_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "LOYALTY_PROMO_FAILURES_PER_USER": "1000000",
         "LOYALTY_PROMO_FAILURES_PER_ADDRESS": "1000000",
         "LOG_LEVEL": "WARNING",
+        # No /metrics: the default ports may be taken on a shared machine, and the benchmarks
+        # read memory from /proc.
+        "AUTH_METRICS_ADDR": "",
+        "LOYALTY_METRICS_ADDR": "",
+        "GATEWAY_METRICS_ADDR": "",
         **(extra or {}),
     }
 

@@ -28,7 +28,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from bench.gateway_bench import _wait_http
 from bench.load import Result, drive
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
-from bench.system import ROOT, System, running
+from bench.system import ROOT, System, running, worker_pids
 from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
@@ -108,11 +108,13 @@ class Round:
 
 
 def cpu_seconds(system: System) -> dict[str, float]:
-    """User + system CPU time of each of the system's processes so far."""
+    """User + system CPU time of each of the system's processes (with its workers) so far."""
     spent = {}
     for name, process in system.processes.items():
-        fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
-        spent[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        spent[name] = 0.0
+        for pid in [process.pid, *worker_pids(process.pid)]:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            spent[name] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return spent
 
 

@@ -39,11 +39,36 @@ def service_config(retried: list[dict[str, str]]) -> str:
     return json.dumps(config)
 
 
-def open_channel(target: str, retried: list[dict[str, str]] | None = None) -> grpc.aio.Channel:
+def open_channel(
+    target: str, retried: list[dict[str, str]] | None = None, own_connections: bool = False
+) -> grpc.aio.Channel:
     """A channel to every backend of `target`, retrying UNAVAILABLE for `retried` methods
-    (`EVERY_METHOD` when every call sent on it is idempotent)."""
-    options = [
+    (`EVERY_METHOD` when every call sent on it is idempotent). `own_connections`: not shared
+    with other channels to the same target (gRPC shares them by default)."""
+    options: list[tuple[str, str | int]] = [
         ("grpc.service_config", service_config(retried or [])),
         ("grpc.enable_retries", 1),
+        # A connection refused while a backend (or one of its workers) was still starting
+        # is tried again within half a second, not after gRPC's default backoff of up to two
+        # minutes, during which every call on the channel would fail at once.
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 500),
     ]
+    if own_connections:
+        options.append(("grpc.use_local_subchannel_pool", 1))
     return grpc.aio.insecure_channel(target, options=options)
+
+
+# A service's workers share one port and the kernel gives each new connection to one of them
+# (SO_REUSEPORT), so the calls of one connection all go to one worker. A client that sends a
+# lot spreads its calls over this many connections: with 2 workers, the chance that every one
+# of 8 lands on the same worker is 1 in 128.
+CONNECTIONS_PER_TARGET = 8
+
+
+def open_channels(
+    target: str, retried: list[dict[str, str]] | None = None, count: int = CONNECTIONS_PER_TARGET
+) -> list[grpc.aio.Channel]:
+    """`count` channels to `target`, each with connections of its own."""
+    return [open_channel(target, retried, own_connections=True) for _ in range(count)]

@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from common import metrics
+from common import metrics, workers
 from common.db_errors import is_data_exception
 from common.errors import InvalidArgument
 from common.grpc_errors import plain_status, status_for
@@ -179,7 +179,9 @@ class GrpcServer:
         self.service_names = list(service_names)
         self.server = grpc.aio.server(
             interceptors=[ServiceInterceptor(), *interceptors],
-            options=[("grpc.so_reuseport", 0)],
+            # Off for a server alone, so a taken port fails loudly; on for the workers of one
+            # service, whose supervisor checked the port first (common.workers).
+            options=[("grpc.so_reuseport", 1 if workers.shares_port() else 0)],
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

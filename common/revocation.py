@@ -9,7 +9,7 @@ judge."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import redis.asyncio as redis
 
@@ -21,11 +21,16 @@ class RevocationsUnknown(Exception):
 class RevocationList:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._redis = client
-        self._prefix = prefix
+        self.prefix = prefix
         self.marker_key = f"{prefix}revoked:complete"
+        # Told of every revocation this process writes, before the write (common.revocation_watch).
+        self._listeners: list[Callable[[list[str], float], None]] = []
+
+    def on_revoke(self, listener: Callable[[list[str], float], None]) -> None:
+        self._listeners.append(listener)
 
     def _key(self, session_id: str) -> str:
-        return f"{self._prefix}revoked:sid:{session_id}"
+        return f"{self.prefix}revoked:sid:{session_id}"
 
     async def revoke(self, session_ids: Iterable[str], ttl_seconds: int) -> None:
         await self._write(((s, ttl_seconds) for s in session_ids), complete=False)
@@ -39,6 +44,10 @@ class RevocationList:
         await self._write(revoked, complete=True)
 
     async def _write(self, revoked: Iterable[tuple[str, int]], complete: bool) -> None:
+        revoked = list(revoked)
+        for listener in self._listeners:
+            for session_id, ttl in revoked:
+                listener([session_id], max(ttl, 1))
         async with self._redis.pipeline(transaction=complete) as pipe:
             for session_id, ttl in revoked:
                 pipe.set(self._key(session_id), "1", ex=max(ttl, 1))

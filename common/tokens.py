@@ -12,6 +12,7 @@ import jwt
 
 from common.errors import ErrorKind, ServiceError, permission_denied, unauthenticated
 from common.revocation import RevocationList, RevocationsUnknown
+from common.revocation_watch import RevocationWatch
 
 ALGORITHM = "EdDSA"
 ISSUER = "loyalty-auth"
@@ -57,9 +58,17 @@ def _principal(claims: dict[str, Any]) -> Principal:
 
 
 class TokenVerifier:
-    def __init__(self, jwks_source: JwksSource, revocations: RevocationList, domain: str) -> None:
+    def __init__(
+        self,
+        jwks_source: JwksSource,
+        revocations: RevocationList,
+        domain: str,
+        watch: RevocationWatch | None = None,
+    ) -> None:
         self._source = jwks_source
         self._revocations = revocations
+        # The local copy answers when it can; Redis when it is unsure (or there is none).
+        self._watch = watch
         self._domain = domain
         self._keys: dict[str, jwt.PyJWK] = {}
         self._refreshed_at = float("-inf")
@@ -102,6 +111,9 @@ class TokenVerifier:
         return principal
 
     async def _is_revoked(self, session_id: str) -> bool:
+        known = self._watch.knows(session_id) if self._watch is not None else None
+        if known is not None:
+            return known
         try:
             return await self._revocations.is_revoked(session_id)
         except RevocationsUnknown:

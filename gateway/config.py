@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import PositiveInt
+
 from common.config import BaseServiceSettings, GrpcTarget, HostPort
 from common.trust import TrustedNetworks
 
@@ -10,6 +12,9 @@ class GatewaySettings(BaseServiceSettings):
     gateway_http_addr: HostPort = "127.0.0.1:8080"
     # Prometheus /metrics; empty turns it off.
     gateway_metrics_addr: str = "127.0.0.1:9103"
+    # Worker processes behind the one port (common.workers); 2 uses both cores of the
+    # machine the benchmarks run on (docs/performance.md).
+    gateway_workers: PositiveInt = 2
     # gRPC targets: HOST:PORT, or several replicas (`ipv4:A:P,B:P`, `dns:///loyalty:50052`).
     auth_grpc_addr: GrpcTarget = "127.0.0.1:50051"
     loyalty_grpc_addr: GrpcTarget = "127.0.0.1:50052"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
-from common import config, logs, metrics, sentry, shutdown, tracing
+from common import config, eventloop, logs, metrics, sentry, shutdown, tracing, workers
 from common.db import create_pool
 from common.grpc_server import run_until_signal
 from common.migrations import migrate
@@ -23,7 +22,7 @@ log = logs.get_logger("loyalty")
 async def serve(settings: LoyaltySettings) -> None:
     loyalty = await app.build(settings)
     await load_keys(loyalty.verifier, give_up_after=30)
-    metrics.serve(settings.loyalty_metrics_addr, metrics.LOYALTY)
+    metrics.serve(workers.metrics_address(settings.loyalty_metrics_addr), metrics.LOYALTY)
     port = await loyalty.server.start()
     log.info("serving", address=settings.loyalty_grpc_addr, port=port)
     await run_until_signal(loyalty.server, loyalty.loops, settings.shutdown_grace, loyalty.close)
@@ -51,12 +50,19 @@ def main(argv: list[str]) -> None:
     sentry.init(settings.sentry_dsn, "loyalty")
     tracing.setup("loyalty")
     if args.command == "migrate":
-        applied = asyncio.run(migrate(settings.loyalty_database_url, MIGRATIONS))
+        applied = eventloop.run(migrate(settings.loyalty_database_url, MIGRATIONS))
         print(f"loyalty: {len(applied)} migration(s) applied")
     elif args.command == "resync":
-        asyncio.run(run_resync(settings))
+        eventloop.run(run_resync(settings))
     else:
-        asyncio.run(serve(settings))
+        service = workers.Service(
+            "loyalty_service",
+            settings.loyalty_workers,
+            settings.loyalty_grpc_addr,
+            settings.loyalty_metrics_addr,
+            settings.shutdown_grace,
+        )
+        workers.serve(service, lambda: eventloop.run(serve(settings)))
 
 
 if __name__ == "__main__":

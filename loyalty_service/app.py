@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 import redis.asyncio as redis
 
-from common import redis_client
+from common import redis_client, workers
 from common.broker import BrokerHealth
 from common.channels import EVERY_METHOD, open_channel
 from common.db import Pool, create_pool
@@ -17,6 +17,7 @@ from common.grpc_server import GrpcServer
 from common.outbox_relay import OutboxRelay, prune_sent
 from common.page_tokens import PageTokens
 from common.revocation import RevocationList
+from common.revocation_watch import RevocationWatch
 from common.throttle import Limit, Throttle
 from common.tokens import TokenVerifier
 from common.trust import parse_networks
@@ -61,13 +62,15 @@ class LoyaltyApp:
 async def build(
     settings: LoyaltySettings, interceptors: Iterable[grpc.aio.ServerInterceptor] = ()
 ) -> LoyaltyApp:
-    pool = await create_pool(settings.loyalty_database_url, max_size=settings.loyalty_db_pool_size)
+    pool = await create_pool(
+        settings.loyalty_database_url, max_size=workers.pool_share(settings.loyalty_db_pool_size)
+    )
     client = redis_client.connect(settings.redis_url)
     # The channel carries GetJwks only, a read: every call on it may be retried.
     channel = open_channel(settings.auth_grpc_addr, EVERY_METHOD)
-    verifier = TokenVerifier(
-        AuthJwks(channel), RevocationList(client, settings.redis_key_prefix), DOMAIN
-    )
+    revocations = RevocationList(client, settings.redis_key_prefix)
+    watch = RevocationWatch(settings.redis_url, revocations)
+    verifier = TokenVerifier(AuthJwks(channel), revocations, DOMAIN, watch)
     store = PgUnitOfWork(pool)
     referrals = Referrals(store)
     promotions = Promotions(store, referrals, guess_throttle(settings, client))
@@ -97,6 +100,7 @@ async def build(
             settings.sweeper_interval_seconds,
             settings.loyalty_rejection_retention_seconds,
         ),
+        watch.run,
         *sync_loops(settings, pool, server),
         *event_loops(settings, pool),
     ]

@@ -20,7 +20,11 @@ class LoyaltySettings(BaseServiceSettings, BrokerSettings):
     # A PENDING purchase older than this expires and gives its use back.
     purchase_pending_ttl_seconds: float = 30 * 60
     sweeper_interval_seconds: float = 10.0
+    # The service's total over its workers.
     loyalty_db_pool_size: int = 20
+    # Worker processes behind the one port (common.workers); 2 uses both cores of the
+    # machine the benchmarks run on (docs/performance.md).
+    loyalty_workers: PositiveInt = 2
     # Seconds before each retry of a user event that failed (JSON list); then the dead letters.
     consumer_retry_delays: list[float] = [1.0, 5.0, 30.0]
     # An admin account `python -m loyalty_service resync` signs in with.

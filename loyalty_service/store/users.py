@@ -26,3 +26,23 @@ async def status_of(conn: Any, user_id: str) -> UserStatus:
     """ACTIVE for a user loyalty has not heard of yet (their token is valid)."""
     status: str | None = await conn.fetchval("SELECT status FROM users WHERE user_id = $1", user_id)
     return UserStatus(status) if status else UserStatus.ACTIVE
+
+
+async def apply_user_statuses(
+    conn: Any, changes: list[tuple[str, str, int]]
+) -> list[tuple[str, int]]:
+    """Stores a window of (user id, status, version) in one statement, each only if its
+    version is newer than the one held; the (user id, version) pairs it stored. At most one
+    change per user: one INSERT … ON CONFLICT cannot touch a row twice."""
+    rows = await conn.fetch(
+        "INSERT INTO users (user_id, status, version)"
+        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[])"
+        " ON CONFLICT (user_id) DO UPDATE"
+        " SET status = EXCLUDED.status, version = EXCLUDED.version, updated_at = now()"
+        " WHERE users.version < EXCLUDED.version"
+        " RETURNING user_id::text, version",
+        [user_id for user_id, _, _ in changes],
+        [status for _, status, _ in changes],
+        [version for _, _, version in changes],
+    )
+    return [(row["user_id"], row["version"]) for row in rows]

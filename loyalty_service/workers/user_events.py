@@ -1,7 +1,8 @@
 """The user-events consumer: keeps the users mirror as auth reports it.
 
-Its durable quorum queue is bound to both routing keys. An event is applied in one statement
-only if its version is newer than the mirror's, and acknowledged after that commits. A
+Its durable quorum queue is bound to both routing keys. The messages that have arrived (up to
+the prefetch window) are applied together in one statement, each event only if its version is
+newer than the mirror's, and acknowledged together (`multiple`) after that commits. A
 message that fails is republished to a retry queue whose TTL sends it back later (delays grow
 with each try); after the last try, or at once when it cannot be parsed, it is parked in the
 dead-letter queue. Neither blocks the messages behind it, and nothing is dropped: the copy is
@@ -9,7 +10,9 @@ confirmed by the broker before the original is acknowledged."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import aio_pika
@@ -21,10 +24,10 @@ from common import metrics
 from common.broker import REGISTERED, STATUS_CHANGED, BrokerHealth, declare_exchange, run_connected
 from common.db import Pool, retrying
 from common.logs import get_logger
-from common.trace_context import delivery_step
+from common.trace_context import consuming
 from common.user_status import UserStatus, from_proto
 from loyalty.events.v1 import events_pb2
-from loyalty_service.store.users import apply_user_status
+from loyalty_service.store.users import apply_user_statuses
 
 log = get_logger(__name__)
 ATTEMPT_HEADER = "x-attempt"
@@ -51,6 +54,17 @@ def parse(body: bytes) -> Change:
     if status is None or event.version < 1:
         raise PoisonMessage(f"bad status or version: {status} {event.version}")
     return Change(user_id, status, event.version)
+
+
+def newest_per_user(changes: Iterable[Change]) -> list[Change]:
+    """Each user's newest change of a window: an older one of the same user would be stale
+    once the newest is applied, and one statement cannot write a user's row twice."""
+    newest: dict[str, Change] = {}
+    for change in changes:
+        held = newest.get(change.user_id)
+        if held is None or change.version > held.version:
+            newest[change.user_id] = change
+    return list(newest.values())
 
 
 def attempt_of(message: AbstractIncomingMessage) -> int:
@@ -113,31 +127,50 @@ class UserEventsConsumer:
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=self._prefetch)
         queue = await self._declare(channel)
-        async with queue.iterator() as messages:
-            async for message in messages:
-                await self.handle(channel, message)
+        arrived: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        await queue.consume(arrived.put)
+        while True:
+            await self.handle(channel, await _window(arrived, self._prefetch))
 
-    @delivery_step("user_events")
-    async def handle(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
-        try:
-            change = parse(message.body)
-            await self._apply(change)
-        except PoisonMessage as error:
-            await self._park(channel, message, str(error))
-        except Exception as error:
-            await self._retry_or_park(channel, message, repr(error))
+    async def handle(
+        self, channel: AbstractChannel, messages: list[AbstractIncomingMessage]
+    ) -> None:
+        """One window, traced as its first message's delivery (a lone event, the usual case
+        outside a backlog, keeps its whole trace; in a window the others' traces end at their
+        publish): the unparseable parked one by one, the rest applied in one statement and
+        acknowledged with one `multiple` ack (or, if that fails, retried one by one)."""
+        with consuming(messages[0].headers, "user_events"):
+            await self._handle(channel, messages)
+
+    async def _handle(
+        self, channel: AbstractChannel, messages: list[AbstractIncomingMessage]
+    ) -> None:
+        parsed: list[tuple[AbstractIncomingMessage, Change]] = []
+        for message in messages:
+            try:
+                parsed.append((message, parse(message.body)))
+            except PoisonMessage as error:
+                await self._park(channel, message, str(error))
+        if not parsed:
             return
-        else:
-            await message.ack()
+        try:
+            await self._apply([change for _, change in parsed])
+        except Exception as error:
+            for message, _ in parsed:
+                await self._retry_or_park(channel, message, repr(error))
+            return
+        # Delivery tags grow along the channel: the last one acknowledges the whole window
+        # (the parked ones were acknowledged already, after their copies were confirmed).
+        await max(parsed, key=lambda pair: pair[0].delivery_tag or 0)[0].ack(multiple=True)
 
-    async def _apply(self, change: Change) -> None:
+    async def _apply(self, changes: list[Change]) -> None:
+        rows = [(c.user_id, str(c.status), c.version) for c in newest_per_user(changes)]
         # While Postgres is down nothing can be applied: wait for it rather than burn retries.
         async for attempt in retrying("postgres", give_up_after=30):
             with attempt:
-                applied = await apply_user_status(
-                    self._pool, change.user_id, change.status, change.version
-                )
-        metrics.CONSUMER_DELIVERIES.labels("applied" if applied else "stale").inc()
+                applied = await apply_user_statuses(self._pool, rows)
+        metrics.CONSUMER_DELIVERIES.labels("applied").inc(len(applied))
+        metrics.CONSUMER_DELIVERIES.labels("stale").inc(len(changes) - len(applied))
 
     async def _republish(
         self, channel: AbstractChannel, message: AbstractIncomingMessage, queue: str, attempt: int
@@ -172,3 +205,14 @@ class UserEventsConsumer:
         metrics.CONSUMER_DEAD.inc()
         sentry_sdk.capture_message(f"user event dead-lettered: {error}", level="error")
         await self._republish(channel, message, self._dead_queue, attempt_of(message))
+
+
+async def _window(
+    arrived: asyncio.Queue[AbstractIncomingMessage], most: int
+) -> list[AbstractIncomingMessage]:
+    """The next message, and every one that has arrived behind it (up to `most`): no waiting
+    for a window to fill, so a lone event is applied as soon as it comes."""
+    window = [await arrived.get()]
+    while len(window) < most and not arrived.empty():
+        window.append(arrived.get_nowait())
+    return window

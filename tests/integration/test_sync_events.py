@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
 import grpc
+import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -16,6 +18,8 @@ from common.broker import CONTENT_TYPE
 from loyalty.auth.v1 import auth_pb2
 from loyalty.events.v1 import events_pb2
 from loyalty.promo.v1 import promo_pb2
+from loyalty_service.store.users import apply_user_statuses
+from loyalty_service.workers import user_events
 from tests.conftest import TEST_ENV
 from tests.fixtures.auth import TestUser
 from tests.fixtures.sync import SYNCED_QUEUE, Synced, eventually, mirror, truth
@@ -119,6 +123,33 @@ async def test_duplicates_and_reordering_change_nothing(synced: Synced) -> None:
     await _publish([_event(marker, active, 1)])
     await eventually(lambda: _mirrored(synced, marker, ("ACTIVE", 1)), 10, "marker applied")
     assert (await mirror(synced.loyalty, [user_id]))[user_id] == ("BLOCKED", 3)
+
+
+async def test_a_burst_is_applied_in_windows_with_every_version_exact(
+    synced: Synced, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2,000 events of 100 users, shuffled, each sent twice: the consumer applies them a
+    window per statement (so more than one at a time), acknowledges every window (else the
+    prefetch limit would stall it), and each user ends at their newest version."""
+    windows: list[int] = []
+
+    async def counted(conn: Any, changes: list[tuple[str, str, int]]) -> list[tuple[str, int]]:
+        windows.append(len(changes))
+        return await apply_user_statuses(conn, changes)
+
+    monkeypatch.setattr(user_events, "apply_user_statuses", counted)
+    users = [str(uuid.uuid4()) for _ in range(100)]
+    statuses = [auth_pb2.USER_STATUS_ACTIVE, auth_pb2.USER_STATUS_BLOCKED]
+    bodies = [_event(u, statuses[v % 2], v) for u in users for v in range(1, 11)] * 2
+    random.Random(15).shuffle(bodies)
+    await _publish(bodies)
+    expected = {u: ("ACTIVE", 10) for u in users}  # version 10: statuses[0]
+
+    async def exact() -> bool:
+        return await mirror(synced.loyalty, users) == expected
+
+    await eventually(exact, 60, "every user at their newest version")
+    assert max(windows) > 1, windows
 
 
 async def test_a_poison_message_is_parked_and_the_rest_applied(synced: Synced) -> None:
