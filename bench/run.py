@@ -2,6 +2,7 @@
 to docs/performance.md. Machines are noisy: the ratios from one run are what count.
 
     .venv/bin/python -m bench.run [--seconds 10] [--memory-requests 100000]
+        [--history-rows 10000000]
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import ceilings, spike, tracing_bench
+from bench import ceilings, history, spike, tracing_bench
 from bench.gateway_bench import _wait_http
 from bench.load import Result, drive, percentile
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
@@ -311,6 +312,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--memory-requests", type=int, default=100_000)
+    parser.add_argument("--history-rows", type=int, default=history.ROWS)
     args = parser.parse_args()
     echo = asyncio.run(ceilings.echo(args.seconds))
     pg = asyncio.run(ceilings.pgbench(args.seconds))
@@ -331,6 +333,7 @@ def main() -> None:
         surge,
     )
     report += "\n" + tracing_bench.report(args.seconds)
+    report += "\n" + "\n".join(history.run(args.seconds, args.history_rows)) + "\n"
     REPORT.write_text(report)
     print(report)
 

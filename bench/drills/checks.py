@@ -15,7 +15,7 @@ async def counters(code: str) -> tuple[int, int, int]:
     connection = await asyncpg.connect(ENV["LOYALTY_DATABASE_URL"])
     try:
         row = await connection.fetchrow(
-            "SELECT c.uses,"
+            "SELECT promo_code_uses(c.code) AS uses,"
             " (SELECT count(*) FROM purchases p WHERE p.code = c.code"
             "   AND p.status IN ('PENDING', 'COMPLETED')) AS held,"
             " (SELECT coalesce(sum(uses), 0) FROM user_code_uses x WHERE x.code = c.code)"

@@ -41,6 +41,8 @@ class Purchase:
     duration_periods: int
     created_at: datetime
     updated_at: datetime
+    # The counter slot its use came from (store: promo_code_slots); None before slots existed.
+    slot: int | None = None
 
 
 def can_move(current: PurchaseStatus, target: PurchaseStatus) -> bool:

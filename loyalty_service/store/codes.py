@@ -11,10 +11,19 @@ from common.user_status import UserStatus
 from loyalty_service.domain.codes import ActiveCode, CodeTaken, PromoCode
 from loyalty_service.domain.eligibility import Attempt
 from loyalty_service.domain.pricing import Discount, DiscountKind
+from loyalty_service.domain.purchases import Purchase
 from loyalty_service.domain.schedule import Duration
 from loyalty_service.domain.specs import CodeSpec, MoneyInput
 from loyalty_service.store.tariffs import to_tariff
 
+# A code's counters live in its slots (uses taken, discount granted): a handful of rows.
+COUNTERS = (
+    "(SELECT coalesce(sum(s.taken), 0)::int FROM promo_code_slots s WHERE s.code = c.code)"
+    " AS uses,"
+    " (SELECT coalesce(sum(s.spent_minor), 0)::bigint FROM promo_code_slots s"
+    " WHERE s.code = c.code) AS spent_minor"
+)
+_HAS_USES = "EXISTS (SELECT 1 FROM promo_code_slots s WHERE s.code = c.code AND s.uses_left > 0)"
 _AUDIENCE = (
     "array(SELECT u.user_id::text FROM promo_code_users u WHERE u.code = c.code"
     " ORDER BY u.user_id) AS user_ids,"
@@ -35,9 +44,9 @@ STATUS_SQL = {
     "EXPIRED": "c.deactivated_at IS NULL AND coalesce(c.starts_at <= {now}, true)"
     " AND c.ends_at <= {now}",
     "EXHAUSTED": "c.deactivated_at IS NULL AND coalesce(c.starts_at <= {now}, true)"
-    " AND coalesce(c.ends_at > {now}, true) AND c.max_uses > 0 AND c.uses >= c.max_uses",
+    " AND coalesce(c.ends_at > {now}, true) AND c.max_uses > 0 AND NOT " + _HAS_USES,
     "ACTIVE": "c.deactivated_at IS NULL AND coalesce(c.starts_at <= {now}, true)"
-    " AND coalesce(c.ends_at > {now}, true) AND (c.max_uses = 0 OR c.uses < c.max_uses)",
+    " AND coalesce(c.ends_at > {now}, true) AND (c.max_uses = 0 OR " + _HAS_USES + ")",
 }
 
 
@@ -58,7 +67,7 @@ def to_code(row: asyncpg.Record) -> PromoCode:
         duration_periods=row["duration_periods"],
         max_discount=row["max_discount_minor"],
         budget=row["budget_minor"],
-        budget_spent=row["budget_spent_minor"],
+        budget_spent=row["spent_minor"],
         first_purchase_only=row["first_purchase_only"],
         min_price=row["min_price_minor"],
         referrer_id=str(row["referrer_id"]) if row.get("referrer_id") else None,
@@ -146,7 +155,9 @@ async def add_audience(
 
 
 async def get(conn: Any, code: str) -> PromoCode | None:
-    row = await conn.fetchrow(f"SELECT c.*, {_AUDIENCE} FROM promo_codes c WHERE c.code = $1", code)
+    row = await conn.fetchrow(
+        f"SELECT c.*, {COUNTERS}, {_AUDIENCE} FROM promo_codes c WHERE c.code = $1", code
+    )
     return None if row is None else to_code(row)
 
 
@@ -158,7 +169,7 @@ async def page(
     if "{now}" in condition:
         params.append(now)
     rows = await conn.fetch(
-        f"SELECT c.*, {_AUDIENCE} FROM promo_codes c"
+        f"SELECT c.*, {COUNTERS}, {_AUDIENCE} FROM promo_codes c"
         # Personal referral codes (priced by the program, not the row) are not listed.
         " WHERE c.referrer_id IS NULL"
         "   AND ($1::text IS NULL OR c.code > $1) AND c.code LIKE '%' || $2 || '%' ESCAPE '\\'"
@@ -194,9 +205,11 @@ def _attempt(row: asyncpg.Record, now: datetime) -> Attempt:
 
 
 async def attempt(conn: Any, code: str, tariff_id: str, user_id: str, now: datetime) -> Attempt:
-    """One read with all an eligibility decision needs (None where nothing matches)."""
+    """One read with all an eligibility decision needs (None where nothing matches). The
+    use cases ask loyalty_decide (store/redemption.py) instead; this read feeds the Python
+    rules, the reference the SQL is tested against."""
     row = await conn.fetchrow(
-        "SELECT c.*, t.tariff_id AS t_tariff_id, t.name AS t_name,"
+        f"SELECT c.*, {COUNTERS}, t.tariff_id AS t_tariff_id, t.name AS t_name,"
         "  t.price_minor AS t_price_minor, t.currency AS t_currency,"
         "  t.period_days AS t_period_days,"
         "  coalesce(u.status, 'ACTIVE') AS user_status,"
@@ -216,65 +229,16 @@ async def attempt(conn: Any, code: str, tariff_id: str, user_id: str, now: datet
     return _attempt(row, now)
 
 
-async def take_use(conn: Any, code: str, discount: int) -> bool:
-    """Takes one use and `discount` of the budget if both are left: one conditional
-    statement, so exact under any concurrency (the row lock orders the racers)."""
-    taken = await conn.fetchval(
-        "UPDATE promo_codes SET uses = uses + 1, budget_spent_minor = budget_spent_minor + $2"
-        " WHERE code = $1 AND (max_uses = 0 OR uses < max_uses)"
-        "   AND (budget_minor IS NULL OR budget_spent_minor + $2 <= budget_minor)"
-        " RETURNING true",
-        code,
-        discount,
-    )
-    return bool(taken)
-
-
-async def out_of_uses(conn: Any, code: str) -> bool:
-    """After a refused take_use: whether the uses ran out (else it was the budget)."""
-    exhausted = await conn.fetchval(
-        "SELECT max_uses > 0 AND uses >= max_uses FROM promo_codes WHERE code = $1", code
-    )
-    return bool(exhausted)
-
-
-async def lock_first_purchase(conn: Any, user_id: str, purchase_id: str) -> bool:
-    """Whether `purchase_id` is the user's only live purchase. The advisory lock makes
-    first-purchase-only redemptions of one user queue, so two cannot both be first."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 19))", user_id)
-    other = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM purchases WHERE user_id = $1 AND purchase_id <> $2"
-        " AND status IN ('PENDING', 'COMPLETED'))",
-        user_id,
-        purchase_id,
-    )
-    return not other
-
-
-async def take_user_use(conn: Any, code: str, user_id: str, limit: int) -> bool:
-    """Counts one use for this user unless their limit (0: none) is reached."""
-    taken = await conn.fetchval(
-        "INSERT INTO user_code_uses AS x (code, user_id, uses) VALUES ($1, $2, 1)"
-        " ON CONFLICT (code, user_id) DO UPDATE SET uses = x.uses + 1"
-        " WHERE $3 = 0 OR x.uses < $3 RETURNING true",
-        code,
-        user_id,
-        limit,
-    )
-    return bool(taken)
-
-
-async def give_back(conn: Any, code: str, user_id: str, discount: int) -> None:
+async def give_back(conn: Any, purchase: Purchase) -> None:
+    """A cancelled or expired purchase's use and discount, back into the slot it came from,
+    and the user's use back."""
     await conn.execute(
-        "UPDATE promo_codes SET uses = uses - 1, budget_spent_minor = budget_spent_minor - $2"
-        " WHERE code = $1",
-        code,
-        discount,
+        "SELECT loyalty_give_back($1, $2, 1, $3)", purchase.code, purchase.slot, purchase.discount
     )
     await conn.execute(
         "UPDATE user_code_uses SET uses = uses - 1 WHERE code = $1 AND user_id = $2",
-        code,
-        user_id,
+        purchase.code,
+        purchase.user_id,
     )
 
 
@@ -284,7 +248,7 @@ async def active_for_user(
     """A page of the codes `user_id` could apply now, ending soonest first; `after` is the
     (ends_at as text, 'infinity' for none; code) of the last code of the page before."""
     rows = await conn.fetch(
-        "SELECT c.*, coalesce(x.uses, 0) AS user_uses FROM promo_codes c"
+        f"SELECT c.*, {COUNTERS}, coalesce(x.uses, 0) AS user_uses FROM promo_codes c"
         " LEFT JOIN user_code_uses x ON x.code = c.code AND x.user_id = $1"
         f" WHERE {STATUS_SQL['ACTIVE'].format(now='$2')}"
         "   AND (c.per_user_limit = 0 OR coalesce(x.uses, 0) < c.per_user_limit)"

@@ -7,8 +7,6 @@ from typing import Any
 
 import asyncpg
 
-from loyalty_service.domain.eligibility import Tariff
-from loyalty_service.domain.pricing import Price
 from loyalty_service.domain.purchases import Purchase, PurchaseStatus
 from loyalty_service.domain.schedule import Duration
 
@@ -29,6 +27,7 @@ def to_purchase(row: asyncpg.Record) -> Purchase:
         duration_periods=row["duration_periods"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        slot=row.get("slot"),
     )
 
 
@@ -36,39 +35,13 @@ def _maybe(row: asyncpg.Record | None) -> Purchase | None:
     return None if row is None else to_purchase(row)
 
 
-async def insert(
-    conn: Any,
-    purchase_id: str,
-    user_id: str,
-    code: str,
-    tariff: Tariff,
-    price: Price,
-    request_id: str | None,
-    duration: tuple[str, int] = ("ONCE", 0),
-) -> Purchase | None:
-    """The new PENDING purchase, or None when this user already used this request id."""
-    row = await conn.fetchrow(
-        "INSERT INTO purchases (purchase_id, user_id, code, tariff_id, base_minor,"
-        " discount_minor, final_minor, currency, status, request_id, duration, duration_periods)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PENDING', $9, $10, $11)"
-        " ON CONFLICT (user_id, request_id) DO NOTHING RETURNING *",
-        purchase_id,
-        user_id,
-        code,
-        tariff.tariff_id,
-        price.base,
-        price.discount,
-        price.final,
-        tariff.currency,
-        request_id,
-        *duration,
-    )
-    return _maybe(row)
-
-
 async def by_request(conn: Any, user_id: str, request_id: str) -> Purchase | None:
     row = await conn.fetchrow(
-        "SELECT * FROM purchases WHERE user_id = $1 AND request_id = $2", user_id, request_id
+        "SELECT p.* FROM purchase_requests r JOIN purchases p"
+        " ON p.purchase_id = r.purchase_id AND p.created_at = r.created_at"
+        " WHERE r.user_id = $1 AND r.request_id = $2",
+        user_id,
+        request_id,
     )
     return _maybe(row)
 
@@ -98,33 +71,36 @@ async def expire_stale(conn: Any, older_than: datetime, limit: int, *, give_back
     cancel holds right now; the status change and the give-back (of the code's use and of a
     referral) commit together."""
     count: int = await conn.fetchval(
-        _EXPIRE.format(give_back=_GIVE_BACK if give_back else ""), older_than, limit
+        _EXPIRE.format(give_back=_GIVE_BACK if give_back else _COUNT), older_than, limit
     )
     return count
 
 
 _EXPIRE = (
     "WITH stale AS ("
-    "  SELECT purchase_id FROM purchases WHERE status = 'PENDING' AND created_at < $1"
+    "  SELECT purchase_id, created_at FROM purchases"
+    "  WHERE status = 'PENDING' AND created_at < $1"
     "  ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
     "), expired AS ("
     "  UPDATE purchases p SET status = 'EXPIRED', updated_at = now() FROM stale s"
-    "  WHERE p.purchase_id = s.purchase_id"
-    "  RETURNING p.purchase_id, p.code, p.user_id, p.discount_minor"
+    "  WHERE p.purchase_id = s.purchase_id AND p.created_at = s.created_at"
+    "  RETURNING p.purchase_id, p.code, p.user_id, p.discount_minor, p.slot"
     "), referrals_back AS ("
     "  UPDATE referrals r SET status = 'EXPIRED' FROM expired e"
     "  WHERE r.purchase_id = e.purchase_id AND r.status = 'PENDING'"
-    "{give_back}) SELECT count(*) FROM expired"
+    "{give_back}"
 )
+_COUNT = ") SELECT count(*) FROM expired"
+# Uses and discounts back into the slots they came from; the user's uses back.
 _GIVE_BACK = (
-    "), codes AS ("
-    "  UPDATE promo_codes c SET uses = c.uses - e.n, budget_spent_minor = c.budget_spent_minor"
-    "    - e.d FROM (SELECT code, count(*) AS n, sum(discount_minor) AS d FROM expired"
-    "    GROUP BY code) e WHERE c.code = e.code"
+    "), slots AS ("
+    "  SELECT loyalty_give_back(code, slot, count(*)::int, sum(discount_minor)::bigint)"
+    "  FROM expired GROUP BY code, slot"
     "), holders AS ("
     "  UPDATE user_code_uses x SET uses = x.uses - e.n"
     "  FROM (SELECT code, user_id, count(*) AS n FROM expired GROUP BY code, user_id) e"
     "  WHERE x.code = e.code AND x.user_id = e.user_id"
+    ") SELECT count(*) FROM expired, (SELECT count(*) FROM slots) given"
 )
 
 

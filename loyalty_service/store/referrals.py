@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
 from loyalty_service.domain.pricing import Discount, DiscountKind
 from loyalty_service.domain.referrals import (
     PersonalCode,
@@ -95,32 +93,6 @@ async def referee_history(conn: Any, user_id: str) -> RefereeHistory:
         user_id,
     )
     return RefereeHistory(row["referred"], row["bought"])
-
-
-async def start(conn: Any, purchase_id: str, referee_id: str, referrer_id: str, code: str) -> bool:
-    """Records a referral; False when the user already has a live one (the unique index)."""
-    try:
-        await conn.execute(
-            "INSERT INTO referrals (purchase_id, referee_id, referrer_id, code, status)"
-            " VALUES ($1, $2, $3, $4, 'PENDING')",
-            purchase_id,
-            referee_id,
-            referrer_id,
-            code,
-        )
-    except asyncpg.UniqueViolationError:
-        return False
-    return True
-
-
-async def other_live_purchase(conn: Any, user_id: str, purchase_id: str) -> bool:
-    found = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM purchases WHERE user_id = $1 AND purchase_id <> $2"
-        f" AND status IN {_LIVE})",
-        user_id,
-        purchase_id,
-    )
-    return bool(found)
 
 
 async def end(conn: Any, purchase_id: str, status: str) -> str | None:

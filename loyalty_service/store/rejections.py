@@ -9,35 +9,29 @@ import asyncpg
 
 from loyalty_service.domain.reasons import RecordedRejection
 
-# The row and its count in one statement; a code that does not exist is counted under ''.
-_RECORD = """
-WITH kept AS (
-    INSERT INTO rejections (user_id, code, tariff_id, reason) VALUES ($1, $2, $3, $4)
-)
-INSERT INTO rejection_counts (code, reason, count)
-SELECT CASE WHEN EXISTS (SELECT 1 FROM promo_codes WHERE code = $2) THEN $2 ELSE '' END, $4, 1
-ON CONFLICT (code, reason) DO UPDATE SET count = rejection_counts.count + 1
-"""
-
-
-async def record(conn: Any, user_id: str | None, code: str, tariff_id: str, reason: str) -> None:
-    await conn.execute(_RECORD, user_id, code, tariff_id, reason)
-
-
-async def record_many(conn: Any, rows: list[tuple[str | None, str, str, str]]) -> None:
-    await conn.executemany(_RECORD, rows)
-
 
 async def counts_by_reason(conn: Any, code: str) -> dict[str, int]:
-    rows = await conn.fetch("SELECT reason, count FROM rejection_counts WHERE code = $1", code)
+    rows = await conn.fetch(
+        "SELECT reason, sum(count)::bigint AS count FROM rejection_counts WHERE code = $1"
+        " GROUP BY reason",
+        code,
+    )
     return {r["reason"]: r["count"] for r in rows}
 
 
+async def drop_months_before(conn: Any, cutoff: datetime) -> int:
+    """Drops the monthly partitions wholly older than `cutoff`: the cheap part of retention
+    (no row-by-row delete, no bloat); how many rows went with them."""
+    dropped: int = await conn.fetchval("SELECT loyalty_drop_rejection_partitions($1)", cutoff)
+    return dropped
+
+
 async def forget_before(conn: Any, cutoff: datetime, batch: int) -> int:
-    """Deletes up to `batch` rows older than `cutoff` (their counts stay); how many went."""
+    """Deletes up to `batch` rows older than `cutoff` (their counts stay); how many went.
+    Only the month the cutoff falls in has such rows once drop_months_before ran."""
     done: str = await conn.execute(
-        "DELETE FROM rejections WHERE rejection_id IN ("
-        "  SELECT rejection_id FROM rejections WHERE occurred_at < $1"
+        "DELETE FROM rejections WHERE (rejection_id, occurred_at) IN ("
+        "  SELECT rejection_id, occurred_at FROM rejections WHERE occurred_at < $1"
         "  ORDER BY occurred_at LIMIT $2)",
         cutoff,
         batch,

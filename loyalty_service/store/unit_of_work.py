@@ -12,9 +12,10 @@ from common.user_status import UserStatus
 from loyalty_service.domain.codes import ActiveCode, PromoCode
 from loyalty_service.domain.eligibility import Attempt, Tariff
 from loyalty_service.domain.groups import Group
-from loyalty_service.domain.pricing import Discount, Price
+from loyalty_service.domain.pricing import Discount
 from loyalty_service.domain.purchases import Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import RecordedRejection
+from loyalty_service.domain.redemption import Decision, UseOutcome
 from loyalty_service.domain.referrals import (
     PersonalCode,
     RefereeHistory,
@@ -28,7 +29,9 @@ from loyalty_service.store import (
     codes,
     groups,
     outbox,
+    partitions,
     purchases,
+    redemption,
     referrals,
     rejections,
     reports,
@@ -67,20 +70,8 @@ class PgCodes:
     async def attempt(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Attempt:
         return await codes.attempt(self._conn, code, tariff_id, user_id, now)
 
-    async def take_use(self, code: str, discount: int) -> bool:
-        return await codes.take_use(self._conn, code, discount)
-
-    async def out_of_uses(self, code: str) -> bool:
-        return await codes.out_of_uses(self._conn, code)
-
-    async def lock_first_purchase(self, user_id: str, purchase_id: str) -> bool:
-        return await codes.lock_first_purchase(self._conn, user_id, purchase_id)
-
-    async def take_user_use(self, code: str, user_id: str, limit: int) -> bool:
-        return await codes.take_user_use(self._conn, code, user_id, limit)
-
-    async def give_back(self, code: str, user_id: str, discount: int) -> None:
-        await codes.give_back(self._conn, code, user_id, discount)
+    async def give_back(self, purchase: Purchase) -> None:
+        await codes.give_back(self._conn, purchase)
 
     async def active_for_user(
         self, user_id: str, now: datetime, after: tuple[str, str] | None, limit: int
@@ -91,20 +82,6 @@ class PgCodes:
 class PgPurchases:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
-
-    async def insert(
-        self,
-        purchase_id: str,
-        user_id: str,
-        code: str,
-        tariff: Tariff,
-        price: Price,
-        request_id: str | None,
-        duration: tuple[str, int] = ("ONCE", 0),
-    ) -> Purchase | None:
-        return await purchases.insert(
-            self._conn, purchase_id, user_id, code, tariff, price, request_id, duration
-        )
 
     async def by_request(self, user_id: str, request_id: str) -> Purchase | None:
         return await purchases.by_request(self._conn, user_id, request_id)
@@ -131,14 +108,14 @@ class PgRejections:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
 
-    async def record(self, user_id: str | None, code: str, tariff_id: str, reason: str) -> None:
-        await rejections.record(self._conn, user_id, code, tariff_id, reason)
-
     async def counts_by_reason(self, code: str) -> dict[str, int]:
         return await rejections.counts_by_reason(self._conn, code)
 
     async def forget_before(self, cutoff: datetime, batch: int) -> int:
         return await rejections.forget_before(self._conn, cutoff, batch)
+
+    async def drop_months_before(self, cutoff: datetime) -> int:
+        return await rejections.drop_months_before(self._conn, cutoff)
 
     async def page(
         self, code: str, reason: str, before_id: int | None, limit: int
@@ -216,12 +193,6 @@ class PgReferrals:
     async def referee_history(self, user_id: str) -> RefereeHistory:
         return await referrals.referee_history(self._conn, user_id)
 
-    async def start(self, purchase_id: str, referee_id: str, referrer_id: str, code: str) -> bool:
-        return await referrals.start(self._conn, purchase_id, referee_id, referrer_id, code)
-
-    async def other_live_purchase(self, user_id: str, purchase_id: str) -> bool:
-        return await referrals.other_live_purchase(self._conn, user_id, purchase_id)
-
     async def end(self, purchase_id: str, status: str) -> str | None:
         return await referrals.end(self._conn, purchase_id, status)
 
@@ -238,6 +209,35 @@ class PgReferrals:
 
     async def totals(self, top: int) -> ReferralTotals:
         return await referrals.totals(self._conn, top)
+
+
+class PgRedemption:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def apply(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Decision:
+        return await redemption.apply(self._conn, code, tariff_id, user_id, now)
+
+    async def use(
+        self,
+        code: str,
+        tariff_id: str,
+        user_id: str,
+        request_id: str | None,
+        purchase_id: str,
+        now: datetime,
+    ) -> UseOutcome:
+        return await redemption.use(
+            self._conn, code, tariff_id, user_id, request_id, purchase_id, now
+        )
+
+
+class PgPartitions:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def ensure(self, now: datetime) -> int:
+        return await partitions.ensure(self._conn, now)
 
 
 class PgReports:
@@ -267,6 +267,8 @@ def repositories(conn: Any) -> Repositories:
         PgReferrals(conn),
         PgReports(conn),
         PgOutbox(conn),
+        PgRedemption(conn),
+        PgPartitions(conn),
     )
 
 

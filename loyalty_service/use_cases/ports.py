@@ -13,9 +13,10 @@ from common.user_status import UserStatus
 from loyalty_service.domain.codes import ActiveCode, PromoCode
 from loyalty_service.domain.eligibility import Attempt, Tariff
 from loyalty_service.domain.groups import Group
-from loyalty_service.domain.pricing import Discount, Price
+from loyalty_service.domain.pricing import Discount
 from loyalty_service.domain.purchases import Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import RecordedRejection
+from loyalty_service.domain.redemption import Decision, UseOutcome
 from loyalty_service.domain.referrals import (
     PersonalCode,
     RefereeHistory,
@@ -48,15 +49,7 @@ class CodesRepository(Protocol):
 
     async def attempt(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Attempt: ...
 
-    async def take_use(self, code: str, discount: int) -> bool: ...
-
-    async def out_of_uses(self, code: str) -> bool: ...
-
-    async def lock_first_purchase(self, user_id: str, purchase_id: str) -> bool: ...
-
-    async def take_user_use(self, code: str, user_id: str, limit: int) -> bool: ...
-
-    async def give_back(self, code: str, user_id: str, discount: int) -> None: ...
+    async def give_back(self, purchase: Purchase) -> None: ...
 
     async def active_for_user(
         self, user_id: str, now: datetime, after: tuple[str, str] | None, limit: int
@@ -64,17 +57,6 @@ class CodesRepository(Protocol):
 
 
 class PurchasesRepository(Protocol):
-    async def insert(
-        self,
-        purchase_id: str,
-        user_id: str,
-        code: str,
-        tariff: Tariff,
-        price: Price,
-        request_id: str | None,
-        duration: tuple[str, int] = ("ONCE", 0),
-    ) -> Purchase | None: ...
-
     async def by_request(self, user_id: str, request_id: str) -> Purchase | None: ...
 
     async def get(self, purchase_id: str, *, lock: bool = False) -> Purchase | None: ...
@@ -91,11 +73,11 @@ class PurchasesRepository(Protocol):
 
 
 class RejectionsRepository(Protocol):
-    async def record(self, user_id: str | None, code: str, tariff_id: str, reason: str) -> None: ...
-
     async def counts_by_reason(self, code: str) -> dict[str, int]: ...
 
     async def forget_before(self, cutoff: datetime, batch: int) -> int: ...
+
+    async def drop_months_before(self, cutoff: datetime) -> int: ...
 
     async def page(
         self, code: str, reason: str, before_id: int | None, limit: int
@@ -143,12 +125,6 @@ class ReferralsRepository(Protocol):
 
     async def referee_history(self, user_id: str) -> RefereeHistory: ...
 
-    async def start(
-        self, purchase_id: str, referee_id: str, referrer_id: str, code: str
-    ) -> bool: ...
-
-    async def other_live_purchase(self, user_id: str, purchase_id: str) -> bool: ...
-
     async def end(self, purchase_id: str, status: str) -> str | None: ...
 
     async def complete(self, purchase_id: str) -> Referral | None: ...
@@ -160,6 +136,28 @@ class ReferralsRepository(Protocol):
     ) -> None: ...
 
     async def totals(self, top: int) -> ReferralTotals: ...
+
+
+class RedemptionRepository(Protocol):
+    """ApplyPromoCode's and UsePromoCode's whole work, one call (one round trip) each: the
+    decision, the code's and the user's use, the referral, the purchase, and the rejection
+    record when refused. The domain rules are the reference it is tested against."""
+
+    async def apply(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Decision: ...
+
+    async def use(
+        self,
+        code: str,
+        tariff_id: str,
+        user_id: str,
+        request_id: str | None,
+        purchase_id: str,
+        now: datetime,
+    ) -> UseOutcome: ...
+
+
+class PartitionsRepository(Protocol):
+    async def ensure(self, now: datetime) -> int: ...
 
 
 class ReportsRepository(Protocol):
@@ -181,6 +179,8 @@ class Repositories:
     referrals: ReferralsRepository
     reports: ReportsRepository
     outbox: OutboxRepository
+    redemption: RedemptionRepository
+    partitions: PartitionsRepository
 
 
 class UnitOfWork(Protocol):

@@ -1,5 +1,6 @@
-"""The referral use cases: the program, personal codes, and the referral's part in a use,
-a confirm (the reward) and a cancel or expiry (the referral given back)."""
+"""The referral use cases: the program, personal codes, and the referral's part in a confirm
+(the reward) and a cancel or expiry (the referral given back). Its part in a use (the checks
+and the referral row) is in the use's one store call (RedemptionRepository.use)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ from datetime import UTC, datetime
 from common import metrics
 from common.trace_context import domain_step
 from loyalty_service.domain import referrals as rules
-from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, PromoCode, random_code
-from loyalty_service.domain.eligibility import Attempt
-from loyalty_service.domain.pricing import Discount
-from loyalty_service.domain.reasons import USER_STATUS_REASON, Reason, Rejection
+from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, random_code
+from loyalty_service.domain.reasons import USER_STATUS_REASON, Rejection
 from loyalty_service.domain.specs import CodeSpec
 from loyalty_service.use_cases import events
 from loyalty_service.use_cases.ports import Repositories, UnitOfWork
@@ -64,35 +63,6 @@ class Referrals:
                 # A concurrent first request won: this code goes with the transaction.
                 raise _AlreadyHasCode
         return True
-
-    async def check(self, attempt: Attempt, user_id: str) -> tuple[Reason | None, Discount]:
-        """Why this user may not use the referral code (None: they may), and its discount."""
-        code = attempt.code
-        assert code is not None and code.referrer_id is not None
-        program = await self._store.single.referrals.program()
-        history = await self._store.single.referrals.referee_history(user_id)
-        reason = rules.rejection_reason(
-            rules.ReferralAttempt(
-                code,
-                code.referrer_id,
-                user_id,
-                attempt.user_status,
-                attempt.tariff,
-                program,
-                history,
-            )
-        )
-        return reason, program.referee
-
-    async def start(
-        self, tx: Repositories, purchase_id: str, user_id: str, code: PromoCode
-    ) -> None:
-        """In the transaction that takes the use: the referral, enforced by the database."""
-        assert code.referrer_id is not None
-        if not await tx.referrals.start(purchase_id, user_id, code.referrer_id, code.code):
-            raise Rejection(Reason.REFERRAL_ALREADY_REFERRED)
-        if await tx.referrals.other_live_purchase(user_id, purchase_id):
-            raise Rejection(Reason.REFERRAL_NOT_FIRST_PURCHASE)
 
     async def settle(self, tx: Repositories, purchase_id: str) -> str | None:
         """In the transaction that confirms a purchase: the referrer's reward, or the reason

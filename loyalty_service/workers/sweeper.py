@@ -1,5 +1,6 @@
-"""The background loop that expires stale PENDING purchases and gives their uses back, and
-forgets rejection rows past their retention (their counts by reason stay)."""
+"""The background loop that makes the monthly partitions of purchases and rejections ahead of
+need, expires stale PENDING purchases and gives their uses back, and forgets rejection rows
+past their retention (their counts by reason stay)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ async def forget_old_rejections(promotions: Promotions, retention_seconds: float
     if retention_seconds == KEEP_FOREVER:
         return 0
     cutoff = datetime.now(UTC) - timedelta(seconds=retention_seconds)
-    total = 0
+    # Whole months go as partitions; only the month the cutoff falls in is deleted by rows.
+    total = await promotions.drop_rejection_months(cutoff)
     while forgotten := await promotions.forget_rejections(cutoff):
         total += forgotten
     return total
@@ -43,6 +45,9 @@ async def run_sweeper(
 ) -> None:
     while True:
         try:
+            made = await promotions.make_partitions()
+            if made:
+                log.info("partitions_created", count=made)
             expired = await sweep_once(promotions, ttl_seconds)
             if expired:
                 log.info("purchases_expired", count=expired)

@@ -115,7 +115,7 @@ async def test_killing_a_replica_mid_burst_loses_no_use_and_keeps_counters_exact
     connection = await asyncpg.connect(TEST_ENV["LOYALTY_DATABASE_URL"])
     try:
         row = await connection.fetchrow(
-            "SELECT c.uses,"
+            "SELECT promo_code_uses(c.code) AS uses,"
             " (SELECT count(*) FROM purchases p WHERE p.code = c.code"
             "   AND p.status IN ('PENDING', 'COMPLETED')) AS held,"
             " (SELECT coalesce(sum(uses), 0) FROM user_code_uses x WHERE x.code = c.code)"

@@ -49,7 +49,8 @@ async def _race(
 async def _ledger(loyalty: LoyaltyTestServer, code: str) -> tuple[int, int, int]:
     """(budget_spent, the live purchases' discounts, uses) as stored now."""
     row = await loyalty.app.pool.fetchrow(
-        "SELECT c.budget_spent_minor, c.uses, (SELECT coalesce(sum(discount_minor), 0)"
+        "SELECT c.budget_spent_minor, promo_code_uses(c.code) AS uses,"
+        " (SELECT coalesce(sum(discount_minor), 0)"
         "   FROM purchases p WHERE p.code = c.code AND p.status IN ('PENDING', 'COMPLETED'))"
         "   AS live FROM promo_codes c WHERE c.code = $1",
         code,

@@ -40,11 +40,18 @@ async def _insert(pool: object, prefix: str, index: int, case: tuple) -> str:  #
     async with pool.acquire() as conn:  # type: ignore[attr-defined]
         await codes.insert(conn, code, spec, Discount(DiscountKind.PERCENT_OFF, 10))
         await conn.execute(
-            "UPDATE promo_codes SET uses = $2,"
-            " deactivated_at = CASE WHEN $3 THEN now() END WHERE code = $1",
+            "UPDATE promo_codes SET deactivated_at = CASE WHEN $2 THEN now() END WHERE code = $1",
+            code,
+            deactivated,
+        )
+        # The uses taken, as the counter slots hold them (one slot is enough here).
+        await conn.execute("DELETE FROM promo_code_slots WHERE code = $1", code)
+        await conn.execute(
+            "INSERT INTO promo_code_slots (code, slot, uses_left, taken)"
+            " SELECT code, 0, CASE WHEN max_uses = 0 THEN NULL ELSE max_uses - $2 END, $2"
+            " FROM promo_codes WHERE code = $1",
             code,
             uses,
-            deactivated,
         )
     return code
 

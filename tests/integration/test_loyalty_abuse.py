@@ -128,7 +128,8 @@ async def test_rejection_rows_expire_but_their_counts_stay(
     pool = loyalty_server.app.pool
     unknown_before = (
         await pool.fetchval(
-            "SELECT count FROM rejection_counts WHERE code = '' AND reason = 'PROMO_CODE_NOT_FOUND'"
+            "SELECT sum(count) FROM rejection_counts"
+            " WHERE code = '' AND reason = 'PROMO_CODE_NOT_FOUND'"
         )
         or 0
     )
@@ -143,7 +144,8 @@ async def test_rejection_rows_expire_but_their_counts_stay(
     )
     assert rows == 0
     unknown_after = await pool.fetchval(
-        "SELECT count FROM rejection_counts WHERE code = '' AND reason = 'PROMO_CODE_NOT_FOUND'"
+        "SELECT sum(count) FROM rejection_counts"
+        " WHERE code = '' AND reason = 'PROMO_CODE_NOT_FOUND'"
     )
     assert unknown_after == unknown_before + 3
     await pool.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -67,7 +68,7 @@ async def _use_all(
 async def _counters(loyalty: LoyaltyTestServer, code: str) -> tuple[int, int, int]:
     pool: asyncpg.Pool = loyalty.app.pool
     row = await pool.fetchrow(
-        "SELECT c.uses,"
+        "SELECT promo_code_uses(c.code) AS uses,"
         " (SELECT count(*) FROM purchases p WHERE p.code = c.code"
         "   AND p.status IN ('PENDING', 'COMPLETED')) AS held,"
         " (SELECT coalesce(sum(uses), 0) FROM user_code_uses x WHERE x.code = c.code) AS per_user"
@@ -164,23 +165,27 @@ async def test_counters_match_purchases_after_a_burst_of_uses_and_cancels(
 async def test_uses_queued_behind_a_held_row_lock_still_stop_at_the_limit(
     loyalty: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
-    """Racing calls may finish one by one; here they are made to pile up on the same row."""
+    """Racing calls may finish one by one; here they are made to pile up on the code's
+    counter rows (its slots: every one held, so each use waits for one to come free)."""
     code = new_code()
     await loyalty.create_code(admin, code=code, percent_off=50, max_uses=10)
     users = [auth_server.token_for() for _ in range(60)]
-    pool: asyncpg.Pool = loyalty.app.pool
     holder = await asyncpg.connect(loyalty.app.settings.loyalty_database_url)
+    # A use is one statement now, so the racers take every connection of the server's pool
+    # at once and wait: the poll needs a connection of its own.
+    watcher = await asyncpg.connect(loyalty.app.settings.loyalty_database_url)
     try:
         lock = holder.transaction()
         await lock.start()
-        await holder.execute("SELECT 1 FROM promo_codes WHERE code = $1 FOR UPDATE", code)
+        await holder.execute("SELECT 1 FROM promo_code_slots WHERE code = $1 FOR UPDATE", code)
         racing = asyncio.ensure_future(_use_all(loyalty, users, code))
         # Enough to force the queue, and within reach of two replicas' small pools.
-        await _wait_for_lock_waiters(pool, at_least=12)
+        await _wait_for_lock_waiters(watcher, at_least=12)
         await lock.rollback()
         purchases, errors = await racing
     finally:
         await holder.close()
+        await watcher.close()
     assert len(purchases) == 10 and len(errors) == 50
     assert await _counters(loyalty, code) == (10, 10, 10)
 
@@ -198,3 +203,62 @@ async def _wait_for_lock_waiters(pool: asyncpg.Pool | asyncpg.Connection, at_lea
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"fewer than {at_least} calls queued on the lock")
+
+
+async def _slots(loyalty: LoyaltyTestServer, code: str) -> list[tuple[int, int]]:
+    rows = await loyalty.app.pool.fetch(
+        "SELECT uses_left, taken FROM promo_code_slots WHERE code = $1 ORDER BY slot", code
+    )
+    return [(r["uses_left"], r["taken"]) for r in rows]
+
+
+async def test_a_hot_code_split_over_slots_is_exact_to_the_last_use_and_back(
+    loyalty: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+) -> None:
+    """Hundreds of uses of one code at once take its uses from 32 slots; exactly the cap
+    gets through, cancels and expiries give back exactly, and the uses given back are taken
+    exactly once more."""
+    code = new_code()
+    await loyalty.create_code(admin, code=code, percent_off=50, max_uses=300)
+    assert len(await _slots(loyalty, code)) == 32  # a capped code: up to 32
+    users = [auth_server.token_for() for _ in range(400)]
+    first, errors = await _use_all(loyalty, users, code)
+    assert len(first) == 300 and len(errors) == 100
+    assert {e.code() for e in errors} == {Code.FAILED_PRECONDITION}
+    assert all(left == 0 for left, _ in await _slots(loyalty, code))
+    assert await _counters(loyalty, code) == (300, 300, 300)
+
+    by_owner = {u.user_id: u for u in users}
+    cancelled = first[:80]
+    await asyncio.gather(
+        *(
+            loyalty.promo.CancelPromoCodeUse(
+                promo_pb2.CancelPromoCodeUseRequest(purchase_id=p.purchase_id),
+                metadata=by_owner[p.user_id].metadata(),
+            )
+            for p in cancelled
+        )
+    )
+    pool: asyncpg.Pool = loyalty.app.pool
+    # Twenty more come back by expiry: made stale, then swept.
+    stale = [p.purchase_id for p in first[80:100]]
+    await pool.execute(
+        "UPDATE purchases SET created_at = created_at - interval '2 hours'"
+        " WHERE purchase_id = ANY($1::uuid[])",
+        stale,
+    )
+    expired = 0
+    while batch := await loyalty.app.promotions.expire_stale(
+        datetime.now(UTC) - timedelta(hours=1)
+    ):
+        expired += batch
+    assert expired >= 20
+    slots = await _slots(loyalty, code)
+    assert sum(left for left, _ in slots) == 100 and sum(taken for _, taken in slots) == 200
+    assert await _counters(loyalty, code) == (200, 200, 200)
+
+    late = [auth_server.token_for() for _ in range(250)]
+    again, errors = await _use_all(loyalty, late, code)
+    assert len(again) == 100 and len(errors) == 150
+    assert all(left == 0 for left, _ in await _slots(loyalty, code))
+    assert await _counters(loyalty, code) == (300, 300, 300)

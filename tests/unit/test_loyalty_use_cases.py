@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from common.errors import ServiceError, too_many
 from common.tokens import Principal
 from common.user_status import UserStatus
 from loyalty_service.domain.purchases import PurchaseStatus
-from loyalty_service.domain.reasons import Reason, Rejection
+from loyalty_service.domain.reasons import DOMAIN, MESSAGES, Reason, Rejection
 from loyalty_service.domain.specs import CodeSpec
 from loyalty_service.use_cases.administration import PromoAdmin
+from loyalty_service.use_cases.guessing import Guesser, GuessThrottle
 from loyalty_service.use_cases.promotions import Promotions
 from loyalty_service.use_cases.referrals import Referrals
 from tests.unit.fakes.loyalty import FakeLoyaltyStore
@@ -169,3 +171,32 @@ async def test_bulk_apply_reaches_group_members_with_partial_success(world: Worl
     report = await world.admin.report(code)
     assert report.purchases_by_status == {"PENDING": 2}
     assert report.rejections_by_reason == {"PROMO_CODE_EXHAUSTED": 1}
+
+
+class _Throttled(GuessThrottle):
+    """A guesser past their budget: every look-up is refused before the store is asked."""
+
+    def __init__(self) -> None:
+        pass
+
+    async def check(self, guesser: Guesser) -> None:
+        reason = Reason.TOO_MANY_PROMO_ATTEMPTS
+        raise too_many(reason.value, MESSAGES[reason], DOMAIN, 30)
+
+    async def answered(self, guesser: Guesser, reason: Reason | None) -> None:
+        raise AssertionError("a throttled look-up has no answer to count")
+
+
+async def test_a_throttled_caller_still_gets_the_purchase_its_request_id_made(
+    world: World,
+) -> None:
+    code = await world.code(per_user_limit=0)
+    made = await world.promotions.redeem(ANN, code, "monthly", "pay-1")
+    throttled = Promotions(world.store, Referrals(world.store), _Throttled())
+    guesser = Guesser(ANN, "10.0.0.1")
+    again = await throttled.redeem(ANN, code, "monthly", "pay-1", guesser)
+    assert again == made
+    with pytest.raises(ServiceError) as refused:
+        await throttled.redeem(ANN, code, "monthly", "pay-2", guesser)
+    assert refused.value.reason == Reason.TOO_MANY_PROMO_ATTEMPTS.value
+    assert world.uses(code) == 1 and world.reasons() == []

@@ -9,15 +9,16 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from common.user_status import UserStatus
 from loyalty_service.domain.codes import ActiveCode, CodeStatus, CodeTaken, PromoCode, status_of
-from loyalty_service.domain.eligibility import Attempt, Tariff
+from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
 from loyalty_service.domain.groups import Group, GroupNameTaken
-from loyalty_service.domain.pricing import Discount, Price
+from loyalty_service.domain.pricing import Discount, Price, quote
 from loyalty_service.domain.purchases import Purchase, PurchaseStatus
-from loyalty_service.domain.reasons import RecordedRejection
+from loyalty_service.domain.reasons import Reason, RecordedRejection
+from loyalty_service.domain.redemption import Decision, UseOutcome
 from loyalty_service.domain.referrals import (
     PersonalCode,
     RefereeHistory,
@@ -158,10 +159,12 @@ class FakeCodes:
         self._s.user_uses[(code, user_id)] = used + 1
         return True
 
-    async def give_back(self, code: str, user_id: str, discount: int) -> None:
-        c = self._s.codes[code]
-        self._change(code, uses=c.uses - 1, budget_spent=c.budget_spent - discount)
-        self._s.user_uses[(code, user_id)] -= 1
+    async def give_back(self, purchase: Purchase) -> None:
+        c = self._s.codes[purchase.code]
+        self._change(
+            purchase.code, uses=c.uses - 1, budget_spent=c.budget_spent - purchase.discount
+        )
+        self._s.user_uses[(purchase.code, purchase.user_id)] -= 1
 
     async def active_for_user(
         self, user_id: str, now: datetime, after: tuple[str, str] | None, limit: int
@@ -238,7 +241,7 @@ class FakePurchases:
         for p in stale:
             await self.set_status(p.purchase_id, PurchaseStatus.EXPIRED)
             if give_back:
-                await codes.give_back(p.code, p.user_id, p.discount)
+                await codes.give_back(p)
         return len(stale)
 
     async def page_for_user(
@@ -274,6 +277,17 @@ class FakeRejections:
 
     async def forget_before(self, cutoff: datetime, batch: int) -> int:
         old = [r for r in self._s.rejections if r.occurred_at < cutoff][:batch]
+        self._s.rejections = [r for r in self._s.rejections if r not in old]
+        return len(old)
+
+    async def drop_months_before(self, cutoff: datetime) -> int:
+        """Whole UTC months ending at or before the cutoff, as the partitions are dropped."""
+
+        def month_end(at: datetime) -> datetime:
+            first = at.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            return (first + timedelta(days=32)).replace(day=1)
+
+        old = [r for r in self._s.rejections if month_end(r.occurred_at) <= cutoff]
         self._s.rejections = [r for r in self._s.rejections if r not in old]
         return len(old)
 
@@ -380,12 +394,6 @@ class NoReferrals:
     async def referee_history(self, user_id: str) -> RefereeHistory:
         raise self._unexpected()
 
-    async def start(self, purchase_id: str, referee_id: str, referrer_id: str, code: str) -> bool:
-        raise self._unexpected()
-
-    async def other_live_purchase(self, user_id: str, purchase_id: str) -> bool:
-        raise self._unexpected()
-
     async def take_reward(self, referrer_id: str, cap: int) -> bool:
         raise self._unexpected()
 
@@ -396,6 +404,78 @@ class NoReferrals:
 
     async def totals(self, top: int) -> ReferralTotals:
         raise self._unexpected()
+
+
+class FakeRedemption:
+    """ApplyPromoCode's and UsePromoCode's one store call, over the state, by the domain's
+    rules (the reference the SQL functions are tested against): the decision, then the use
+    taken all or nothing, and the rejection recorded when refused."""
+
+    def __init__(self, state: State) -> None:
+        self._s = state
+
+    async def _refuse(self, reason: Reason, user_id: str, code: str, tariff_id: str) -> None:
+        await FakeRejections(self._s).record(user_id, code, tariff_id, reason.value)
+
+    async def apply(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Decision:
+        attempt = await FakeCodes(self._s).attempt(code, tariff_id, user_id, now)
+        reason = rejection_reason(attempt)
+        if reason is not None:
+            await self._refuse(reason, user_id, code, tariff_id)
+            return Decision(reason)
+        found, tariff = attempt.code, attempt.tariff
+        assert found is not None and tariff is not None
+        price = quote(tariff.price, found.discount, found.max_discount)
+        return Decision(None, found.code, tariff, price, found.duration, found.duration_periods)
+
+    async def use(
+        self,
+        code: str,
+        tariff_id: str,
+        user_id: str,
+        request_id: str | None,
+        purchase_id: str,
+        now: datetime,
+    ) -> UseOutcome:
+        if request_id:
+            earlier = await FakePurchases(self._s).by_request(user_id, request_id)
+            if earlier is not None:
+                return UseOutcome(None, earlier, False)
+        decision = await self.apply(code, tariff_id, user_id, now)
+        if decision.reason is not None:
+            return UseOutcome(decision.reason)
+        working = copy.deepcopy(self._s)
+        made, reason = await _take(working, decision, user_id, request_id, purchase_id)
+        if reason is not None:
+            await self._refuse(reason, user_id, code, tariff_id)
+            return UseOutcome(reason)
+        vars(self._s).update(vars(working))  # the transaction commits
+        return UseOutcome(None, made, True)
+
+
+async def _take(
+    state: State, decision: Decision, user_id: str, request_id: str | None, purchase_id: str
+) -> tuple[Purchase | None, Reason | None]:
+    """The taking steps in the store's order; the first that fails is the reason."""
+    codes, code = FakeCodes(state), state.codes[decision.code]
+    assert decision.tariff is not None and decision.price is not None
+    duration = (decision.duration.value, decision.duration_periods)
+    made = await FakePurchases(state).insert(
+        purchase_id, user_id, code.code, decision.tariff, decision.price, request_id, duration
+    )
+    if code.first_purchase_only and not await codes.lock_first_purchase(user_id, purchase_id):
+        return None, Reason.PROMO_CODE_FIRST_PURCHASE_ONLY
+    if not await codes.take_use(code.code, decision.price.discount):
+        exhausted = await codes.out_of_uses(code.code)
+        return None, Reason.PROMO_CODE_EXHAUSTED if exhausted else Reason.PROMO_CODE_BUDGET_SPENT
+    if not await codes.take_user_use(code.code, user_id, code.per_user_limit):
+        return None, Reason.PROMO_CODE_USER_LIMIT_REACHED
+    return made, None
+
+
+class FakePartitions:
+    async def ensure(self, now: datetime) -> int:
+        return 0
 
 
 class FakeReports:
@@ -422,6 +502,8 @@ def _repositories(state: State) -> Repositories:
         NoReferrals(),
         FakeReports(),
         FakeOutbox(state),
+        FakeRedemption(state),
+        FakePartitions(),
     )
 
 

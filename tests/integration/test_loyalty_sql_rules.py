@@ -1,0 +1,325 @@
+"""The server-side functions (loyalty_decide, loyalty_apply, loyalty_use) and the Python domain
+rules (eligibility.rejection_reason, referrals.rejection_reason, pricing.quote) give the same
+answer for every reason code: each case sets up real rows, asks both, and compares."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from loyalty_service.domain import eligibility
+from loyalty_service.domain import referrals as referral_rules
+from loyalty_service.domain.pricing import quote
+from loyalty_service.domain.purchases import PurchaseStatus
+from loyalty_service.domain.reasons import Reason
+from loyalty_service.store import codes, redemption
+from loyalty_service.store import referrals as referral_store
+from tests.fixtures.loyalty import LoyaltyTestServer
+from tests.integration.test_loyalty_promo import new_code
+
+NOW = datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Attempted:
+    code: str
+    tariff_id: str
+    user_id: str
+
+
+Setup = Callable[[asyncpg.Pool], Awaitable[Attempted]]
+
+
+async def _code(pool: asyncpg.Pool, **columns: Any) -> str:
+    values = {
+        "code": new_code(),
+        "discount_kind": "PERCENT_OFF",
+        "discount_value": 10,
+        "all_users": True,
+        "per_user_limit": 0,
+    } | columns
+    names = ", ".join(values)
+    params = ", ".join(f"${n}" for n in range(1, len(values) + 1))
+    await pool.execute(f"INSERT INTO promo_codes ({names}) VALUES ({params})", *values.values())
+    return str(values["code"])
+
+
+def _user() -> str:
+    return str(uuid.uuid4())
+
+
+async def _live_purchase(pool: asyncpg.Pool, user_id: str) -> None:
+    """A purchase the user made earlier with some other code (written as loyalty_use would)."""
+    other = await _code(pool)
+    outcome = await redemption.use(pool, other, "monthly", user_id, None, _user(), NOW)
+    assert outcome.reason is None
+
+
+def _plain(tariff: str = "monthly", user: Callable[[], str] = _user, **columns: Any) -> Setup:
+    async def setup(pool: asyncpg.Pool) -> Attempted:
+        return Attempted(await _code(pool, **columns), tariff, user())
+
+    return setup
+
+
+def _user_status(status: str) -> Setup:
+    async def setup(pool: asyncpg.Pool) -> Attempted:
+        user_id = _user()
+        await pool.execute(
+            "INSERT INTO users (user_id, status, version) VALUES ($1, $2, 1)", user_id, status
+        )
+        return Attempted(await _code(pool), "monthly", user_id)
+
+    return setup
+
+
+async def _no_such_code(pool: asyncpg.Pool) -> Attempted:
+    return Attempted("NO-SUCH-" + new_code(), "monthly", _user())
+
+
+async def _audience_user(pool: asyncpg.Pool) -> Attempted:
+    code, user_id = await _code(pool, all_users=False), _user()
+    await pool.execute(
+        "INSERT INTO promo_code_users (code, user_id) VALUES ($1, $2)", code, user_id
+    )
+    return Attempted(code, "monthly", user_id)
+
+
+async def _audience_group(pool: asyncpg.Pool) -> Attempted:
+    code, user_id, group_id = await _code(pool, all_users=False), _user(), _user()
+    await pool.execute("INSERT INTO groups (group_id, name) VALUES ($1, $2)", group_id, group_id)
+    await pool.execute("INSERT INTO group_members VALUES ($1, $2)", group_id, user_id)
+    await pool.execute("INSERT INTO promo_code_groups VALUES ($1, $2)", code, group_id)
+    return Attempted(code, "monthly", user_id)
+
+
+async def _not_first(pool: asyncpg.Pool) -> Attempted:
+    user_id = _user()
+    await _live_purchase(pool, user_id)
+    return Attempted(await _code(pool, first_purchase_only=True), "monthly", user_id)
+
+
+async def _used(pool: asyncpg.Pool, code: str, user_id: str) -> bool:
+    """Whether a use by this user went through."""
+    outcome = await redemption.use(pool, code, "monthly", user_id, None, _user(), NOW)
+    return outcome.reason is None
+
+
+async def _first(pool: asyncpg.Pool) -> Attempted:
+    return Attempted(await _code(pool, first_purchase_only=True), "monthly", _user())
+
+
+async def _exhausted(pool: asyncpg.Pool) -> Attempted:
+    code = await _code(pool, max_uses=1)
+    assert await _used(pool, code, _user())
+    return Attempted(code, "monthly", _user())
+
+
+async def _exhausted_and_budget_spent(pool: asyncpg.Pool) -> Attempted:
+    code = await _code(pool, max_uses=1, budget_minor=2990)
+    assert await _used(pool, code, _user())
+    return Attempted(code, "monthly", _user())
+
+
+async def _user_limit(pool: asyncpg.Pool) -> Attempted:
+    code, user_id = await _code(pool, per_user_limit=1), _user()
+    assert await _used(pool, code, user_id)
+    return Attempted(code, "monthly", user_id)
+
+
+async def _last_use_left(pool: asyncpg.Pool) -> Attempted:
+    code = await _code(pool, max_uses=40)
+    for _ in range(39):
+        outcome = await redemption.use(pool, code, "monthly", _user(), None, _user(), NOW)
+        assert outcome.reason is None
+    return Attempted(code, "monthly", _user())
+
+
+def _referral(
+    enabled: bool = True,
+    self_use: bool = False,
+    referred: bool = False,
+    bought: bool = False,
+    status: str = "",
+    tariff: str = "monthly",
+    deactivated: bool = False,
+) -> Setup:
+    async def setup(pool: asyncpg.Pool) -> Attempted:
+        await pool.execute(
+            "UPDATE referral_program SET enabled = $1, referee_kind = 'AMOUNT_OFF',"
+            " referee_value = 5000",
+            enabled,
+        )
+        referrer, user_id = _user(), _user()
+        code = await _referral_code(pool, referrer, deactivated)
+        if self_use:
+            user_id = referrer
+        if referred:
+            earlier = await _referral_code(pool, _user(), False)
+            outcome = await redemption.use(pool, earlier, "monthly", user_id, None, _user(), NOW)
+            assert outcome.reason is None, outcome.reason
+        if bought:
+            await _live_purchase(pool, user_id)
+        if status:
+            await pool.execute(
+                "INSERT INTO users (user_id, status, version) VALUES ($1, $2, 1)", user_id, status
+            )
+        return Attempted(code, tariff, user_id)
+
+    return setup
+
+
+async def _referral_code(pool: asyncpg.Pool, owner: str, deactivated: bool) -> str:
+    code = new_code()
+    assert await referral_store.insert_code_row(pool, code, owner)
+    assert await referral_store.claim_personal_code(pool, owner, code)
+    if deactivated:
+        await pool.execute("UPDATE promo_codes SET deactivated_at = now() WHERE code = $1", code)
+    return code
+
+
+DAY = timedelta(days=1)
+CASES: dict[str, tuple[Setup, Reason | None]] = {
+    "allowed, percent": (_plain(), None),
+    "allowed, fixed price": (_plain(discount_kind="FIXED_PRICE", discount_value=19900), None),
+    "allowed, amount off beyond the price": (
+        _plain(discount_kind="AMOUNT_OFF", discount_value=10**7),
+        None,
+    ),
+    "allowed, percent with a cap": (_plain(discount_value=50, max_discount_minor=1000), None),
+    "allowed, yearly within its tariffs": (_plain("yearly", tariff_ids=["yearly"]), None),
+    "allowed, a user of the audience": (_audience_user, None),
+    "allowed, a group of the audience": (_audience_group, None),
+    "allowed, a first purchase": (_first, None),
+    "allowed, the last use": (_last_use_left, None),
+    "allowed, within the budget": (_plain(budget_minor=2990), None),
+    "no such code": (_no_such_code, Reason.PROMO_CODE_NOT_FOUND),
+    "blocked user": (_user_status("BLOCKED"), Reason.USER_BLOCKED),
+    "deleted user": (_user_status("DELETED"), Reason.USER_DELETED),
+    "deactivated": (_plain(deactivated_at=NOW - DAY), Reason.PROMO_CODE_INACTIVE),
+    "deactivated and expired": (
+        _plain(deactivated_at=NOW - DAY, ends_at=NOW - DAY),
+        Reason.PROMO_CODE_INACTIVE,
+    ),
+    "not started": (_plain(starts_at=NOW + DAY), Reason.PROMO_CODE_NOT_STARTED),
+    "expired": (_plain(ends_at=NOW - DAY), Reason.PROMO_CODE_EXPIRED),
+    "expired at this instant": (_plain(ends_at=NOW), Reason.PROMO_CODE_EXPIRED),
+    "no such tariff": (_plain("weekly"), Reason.TARIFF_NOT_FOUND),
+    "not for this tariff": (_plain(tariff_ids=["yearly"]), Reason.PROMO_CODE_NOT_FOR_TARIFF),
+    "another currency": (_plain(currency="USD"), Reason.PROMO_CODE_NOT_FOR_TARIFF),
+    "below the minimum": (_plain(min_price_minor=30000), Reason.PROMO_CODE_BELOW_MINIMUM),
+    "not in the audience": (_plain(all_users=False), Reason.PROMO_CODE_NOT_FOR_USER),
+    "not a first purchase": (_not_first, Reason.PROMO_CODE_FIRST_PURCHASE_ONLY),
+    "exhausted": (_exhausted, Reason.PROMO_CODE_EXHAUSTED),
+    "exhausted and budget spent": (_exhausted_and_budget_spent, Reason.PROMO_CODE_EXHAUSTED),
+    "budget short of this discount": (_plain(budget_minor=2989), Reason.PROMO_CODE_BUDGET_SPENT),
+    "capped discount within the budget": (
+        _plain(discount_value=90, max_discount_minor=100, budget_minor=100),
+        None,
+    ),
+    "user limit": (_user_limit, Reason.PROMO_CODE_USER_LIMIT_REACHED),
+    "referral, allowed": (_referral(), None),
+    "referral, program off": (_referral(enabled=False), Reason.REFERRAL_PROGRAM_OFF),
+    "referral, own code": (_referral(self_use=True), Reason.REFERRAL_SELF_USE),
+    "referral, already referred": (_referral(referred=True), Reason.REFERRAL_ALREADY_REFERRED),
+    "referral, not first purchase": (_referral(bought=True), Reason.REFERRAL_NOT_FIRST_PURCHASE),
+    "referral, blocked user": (_referral(status="BLOCKED"), Reason.USER_BLOCKED),
+    "referral, deactivated": (_referral(deactivated=True), Reason.PROMO_CODE_INACTIVE),
+    "referral, no such tariff": (_referral(tariff="weekly"), Reason.TARIFF_NOT_FOUND),
+    "referral, off and own code": (
+        _referral(enabled=False, self_use=True),
+        Reason.REFERRAL_PROGRAM_OFF,
+    ),
+}
+
+
+@pytest.fixture
+async def pool(loyalty_server: LoyaltyTestServer) -> AsyncIterator[asyncpg.Pool]:
+    pool: asyncpg.Pool = loyalty_server.app.pool
+    program = await pool.fetchrow("SELECT * FROM referral_program")
+    yield pool
+    await pool.execute(
+        "UPDATE referral_program SET enabled = $1, referee_kind = $2, referee_value = $3",
+        program["enabled"],
+        program["referee_kind"],
+        program["referee_value"],
+    )
+
+
+async def _python_answer(pool: asyncpg.Pool, attempt: Attempted) -> tuple[Reason | None, int]:
+    """The reference: the domain's rules over one read of the rows (store.codes.attempt)."""
+    facts = await codes.attempt(pool, attempt.code, attempt.tariff_id, attempt.user_id, NOW)
+    code, tariff = facts.code, facts.tariff
+    if code is None or code.referrer_id is None:
+        reason = eligibility.rejection_reason(facts)
+        discount = code.discount if code else None
+    else:
+        program = await referral_store.program(pool)
+        history = await referral_store.referee_history(pool, attempt.user_id)
+        reason = referral_rules.rejection_reason(
+            referral_rules.ReferralAttempt(
+                code,
+                code.referrer_id,
+                attempt.user_id,
+                facts.user_status,
+                tariff,
+                program,
+                history,
+            )
+        )
+        discount = program.referee
+    if reason is not None or code is None or tariff is None or discount is None:
+        return reason, -1
+    return None, quote(tariff.price, discount, code.max_discount).discount
+
+
+async def _rejections(pool: asyncpg.Pool, attempt: Attempted) -> int:
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM rejections WHERE code = $1 AND user_id = $2",
+        attempt.code,
+        attempt.user_id,
+    )
+    return count
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_sql_and_python_rules_give_the_same_answer(pool: asyncpg.Pool, case: str) -> None:
+    setup, expected = CASES[case]
+    attempt = await setup(pool)
+    python_reason, python_discount = await _python_answer(pool, attempt)
+    assert python_reason == expected, "the case does not set up what it says"
+
+    applied = await redemption.apply(pool, attempt.code, attempt.tariff_id, attempt.user_id, NOW)
+    assert applied.reason == expected
+    assert await _rejections(pool, attempt) == (1 if expected else 0)
+
+    used = await redemption.use(
+        pool, attempt.code, attempt.tariff_id, attempt.user_id, None, _user(), NOW
+    )
+    assert used.reason == expected
+    assert await _rejections(pool, attempt) == (2 if expected else 0)
+    if expected is None:
+        assert applied.price is not None and used.purchase is not None
+        assert applied.price.discount == used.purchase.discount == python_discount
+        assert used.purchase.final == applied.price.base - python_discount
+        assert used.is_new and used.purchase.status is PurchaseStatus.PENDING
+
+
+def test_every_reason_a_use_can_be_refused_with_has_a_case() -> None:
+    not_of_a_use = {
+        Reason.PURCHASE_NOT_FOUND,
+        Reason.PURCHASE_NOT_CANCELLABLE,
+        Reason.PURCHASE_NOT_CONFIRMABLE,
+        Reason.GROUP_NOT_FOUND,
+        Reason.GROUP_EXISTS,
+        Reason.PROMO_CODE_EXISTS,
+        Reason.TOO_MANY_PROMO_ATTEMPTS,  # the throttle's, before the database is asked
+    }
+    covered = {reason for _, reason in CASES.values() if reason is not None}
+    assert covered == set(Reason) - not_of_a_use
