@@ -212,9 +212,13 @@ async def test_loyalty_waits_for_auth_then_both_turn_not_serving_on_sigterm_and_
                 watch.cancel()  # an open watch is a call in flight: let the drain end
             assert await asyncio.to_thread(service.exited, 30) == 0
             assert service.events("shutting_down"), service.text[-2000:]
-        # A quiet start: one info line for the wait, no traceback, levels that mean something.
+        # A quiet start: one info line for the wait from each worker, no traceback, levels that
+        # mean something.
+        (started,) = loyalty.events("workers_started")
         waits = loyalty.events("waiting_for_dependency")
-        assert [(w["dependency"], w["level"]) for w in waits] == [("auth", "info")]
+        assert [(w["dependency"], w["level"]) for w in waits] == [("auth", "info")] * int(
+            started["count"]
+        )
         assert "Traceback" not in loyalty.text and "debug_error_string" not in loyalty.text
         assert all(e["level"] == "info" for e in loyalty.events("broker_health") if e["healthy"])
     finally:
