@@ -96,3 +96,28 @@ def test_every_request_logs_one_json_line_with_its_request_id() -> None:
     assert calls[0]["request_id"] == "trace-42" and calls[0]["code"] == "OK"
     assert isinstance(calls[0]["duration_ms"], float)
     assert email not in stderr and PASSWORD not in stderr
+
+
+_LOG_LINES = """
+from common import logs
+logs.configure("worker")
+log = logs.get_logger("test")
+for n in range(3000):
+    log.info("shutting_down", n=n, grace=3.0)
+"""
+
+
+def test_workers_sharing_one_stderr_never_glue_their_log_lines_together() -> None:
+    """Several workers of a service write to one inherited stderr: each JSON line must reach
+    it whole, in one write, or two lines written at once come out as one unparseable line."""
+    read_end, write_end = os.pipe()
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _LOG_LINES], cwd=ROOT, stderr=write_end)
+        for _ in range(3)
+    ]
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        lines = pipe.read().decode().splitlines()
+    assert [writer.wait(60) for writer in writers] == [0, 0, 0]
+    events = [json.loads(line) for line in lines]
+    assert len(events) == 9000 and {e["event"] for e in events} == {"shutting_down"}
