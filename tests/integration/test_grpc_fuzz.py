@@ -14,7 +14,7 @@ import base64
 import os
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,15 +208,26 @@ async def world(fuzz_servers: FuzzServers) -> World:
         "garbage": "garbage.token.here",
     }
     channels = {"auth": auth_server.channel, "loyalty": loyalty_server.channel}
-    calls = {
-        method.full_name: channels[backend].unary_unary(
-            f"/{method.containing_service.full_name}/{method.name}",
-            request_serializer=None,
-            response_deserializer=None,
-        )
-        for method, backend in METHODS
-    }
+    calls = {method.full_name: _caller(channels[backend], method) for method, backend in METHODS}
     return World(user.user_id, strings, tokens, calls)
+
+
+Call = Callable[..., Awaitable[object]]
+
+
+def _caller(channel: grpc.aio.Channel, method: MethodDescriptor) -> Call:
+    """A raw-bytes call of `method`; a server-streaming one is read to its end (called as
+    unary, a second message would leave the client waiting for the deadline)."""
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    if not method.server_streaming:
+        unary: Call = channel.unary_unary(path)
+        return unary
+    stream = channel.unary_stream(path)
+
+    async def read_all(body: bytes, **kwargs: Any) -> list[object]:
+        return [message async for message in stream(body, **kwargs)]
+
+    return read_all
 
 
 @st.composite
