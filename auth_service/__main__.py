@@ -10,10 +10,13 @@ from pathlib import Path
 from auth_service import app
 from auth_service.config import AuthSettings
 from auth_service.domain import check_credentials_input
-from common import config, eventloop, logs, metrics, sentry, shutdown, tracing, workers
+from common import config
 from common.errors import InvalidArgument, ServiceError
-from common.grpc_server import run_until_signal
-from common.migrations import migrate
+from common.processes import eventloop, shutdown
+from common.processes import supervisor as workers
+from common.rpc.grpc_server import run_until_signal
+from common.storage.migrations import migrate
+from common.telemetry import logs, metrics, sentry, tracing
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations" / "auth"
 log = logs.get_logger("auth")

@@ -10,27 +10,28 @@ import redis.asyncio as redis
 
 from auth_service.api.servicers import AuthServicer, UserAdminServicer
 from auth_service.config import AuthSettings
+from auth_service.jobs.outbox_relay import OutboxRelay, measure_backlog, prune_sent
+from auth_service.jobs.revocation_keeper import RevocationKeeper
 from auth_service.keys import SigningKey, configured_pem, new_private_pem, signing_key
 from auth_service.ratelimit import LoginLimits, LoginThrottle, RegistrationThrottle
 from auth_service.store import keys as key_store
 from auth_service.store.unit_of_work import PgUnitOfWork
-from auth_service.tokens import TokenIssuer
+from auth_service.token_issuer import TokenIssuer
 from auth_service.use_cases.accounts import Accounts
 from auth_service.use_cases.sessions import Sessions
-from auth_service.workers.outbox_relay import OutboxRelay, measure_backlog, prune_sent
-from auth_service.workers.revocation_keeper import RevocationKeeper
-from common import redis_client, workers
-from common.broker import BrokerHealth
-from common.db import Pool, create_pool, retrying
-from common.grpc_server import GrpcServer
-from common.logs import get_logger
-from common.page_tokens import PageTokens
-from common.revocation import RevocationList
-from common.revocation_watch import RevocationWatch
-from common.throttle import Limit, Throttle
-from common.tokens import TokenVerifier
-from common.trust import parse_networks
-from loyalty.auth.v1 import auth_pb2_grpc
+from common.access.access_tokens import TokenVerifier
+from common.access.revocation import RevocationList
+from common.access.revocation_watch import RevocationWatch
+from common.access.throttle import Limit, Throttle
+from common.access.trust import parse_networks
+from common.messaging.broker import BrokerHealth
+from common.processes import supervisor as workers
+from common.rpc.grpc_server import GrpcServer
+from common.rpc.page_tokens import PageTokens
+from common.storage import redis_client
+from common.storage.db import Pool, create_pool, retrying
+from common.telemetry.logs import get_logger
+from protogen.loyalty.auth.v1 import auth_pb2_grpc
 
 SERVICE_NAMES = ["loyalty.auth.v1.AuthService", "loyalty.auth.v1.UserAdminService"]
 Loop = Callable[[], Coroutine[Any, Any, None]]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import PositiveFloat, PositiveInt
 
-from common.broker import BrokerSettings
+from common.access.trust import TrustedNetworks
 from common.config import BaseServiceSettings, HostPort, PostgresUrl
-from common.trust import TrustedNetworks
+from common.messaging.broker import BrokerSettings
 
 
 class AuthSettings(BaseServiceSettings, BrokerSettings):
@@ -40,7 +40,7 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     auth_admin_password: str = ""
     # The service's total over its workers.
     auth_db_pool_size: int = 20
-    # Worker processes behind the one port (common.workers); 2 uses both cores of the
+    # Worker processes behind the one port (common.processes.supervisor); 2 uses both cores of the
     # machine the benchmarks run on (docs/performance.md).
     auth_workers: PositiveInt = 2
     # Outbox relay: rows per published batch, how long sent rows are kept, how often pruned.

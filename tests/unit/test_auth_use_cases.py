@@ -9,7 +9,7 @@ from passlib.context import CryptContext
 from auth_service import passwords
 from auth_service.domain import AuthReason, Role, Status
 from auth_service.keys import new_private_pem, signing_key
-from auth_service.tokens import TokenIssuer
+from auth_service.token_issuer import TokenIssuer
 from auth_service.use_cases.accounts import Accounts
 from auth_service.use_cases.sessions import Sessions
 from common.errors import InvalidArgument, ServiceError

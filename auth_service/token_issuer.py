@@ -1,0 +1,40 @@
+"""Issuing access tokens (EdDSA JWTs) and opaque refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from typing import Any
+
+import jwt
+
+from auth_service.domain import User, access_claims
+from auth_service.keys import SigningKey
+from common.access.access_tokens import ALGORITHM, ISSUER
+
+
+class TokenIssuer:
+    def __init__(self, key: SigningKey, access_ttl: int) -> None:
+        self.key = key
+        self.access_ttl = access_ttl
+
+    def access_token(self, user: User, session_id: str) -> str:
+        claims = access_claims(
+            user, session_id, uuid.uuid4().hex, int(time.time()), self.access_ttl, ISSUER
+        )
+        return jwt.encode(claims, self.key.private_key, ALGORITHM, headers={"kid": self.key.kid})
+
+    async def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.key.public_jwk]}
+
+
+def new_refresh_token() -> tuple[str, str]:
+    """A refresh token and the hash that is stored in its place."""
+    token = secrets.token_urlsafe(32)
+    return token, refresh_hash(token)
+
+
+def refresh_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
