@@ -61,6 +61,11 @@ class PromoServiceStub:
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ConfirmPurchaseRequest.SerializeToString,
                 response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Purchase.FromString,
                 _registered_method=True)
+        self.RefundPurchase = channel.unary_unary(
+                '/loyalty.promo.v1.PromoService/RefundPurchase',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.RefundPurchaseRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Purchase.FromString,
+                _registered_method=True)
         self.CancelPromoCodeUse = channel.unary_unary(
                 '/loyalty.promo.v1.PromoService/CancelPromoCodeUse',
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CancelPromoCodeUseRequest.SerializeToString,
@@ -109,13 +114,25 @@ class PromoServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConfirmPurchase(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Payment went through: PENDING → COMPLETED. The payment side's (scope purchases:settle)
+        or an admin's; anyone else gets PURCHASE_SETTLEMENT_FORBIDDEN. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefundPurchase(self, request, context):
+        """Payment taken back: COMPLETED → REFUNDED; the use and budget come back when the code's
+        refund_returns_use says so, and a referral's reward is reversed or clawed back.
+        Settlers and admins only, like confirm. Idempotent.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelPromoCodeUse(self, request, context):
-        """Cancels a PENDING purchase and gives the use back. Idempotent.
+        """Cancels a PENDING purchase and gives the use back: the purchase's owner (checkout
+        abandoned), the payment side (payment failed) or an admin. Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -161,6 +178,11 @@ def add_PromoServiceServicer_to_server(servicer, server):
             'ConfirmPurchase': grpc.unary_unary_rpc_method_handler(
                     servicer.ConfirmPurchase,
                     request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ConfirmPurchaseRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Purchase.SerializeToString,
+            ),
+            'RefundPurchase': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefundPurchase,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.RefundPurchaseRequest.FromString,
                     response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Purchase.SerializeToString,
             ),
             'CancelPromoCodeUse': grpc.unary_unary_rpc_method_handler(
@@ -314,6 +336,33 @@ class PromoService:
             target,
             '/loyalty.promo.v1.PromoService/ConfirmPurchase',
             loyalty_dot_promo_dot_v1_dot_promo__pb2.ConfirmPurchaseRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.Purchase.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefundPurchase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoService/RefundPurchase',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.RefundPurchaseRequest.SerializeToString,
             loyalty_dot_promo_dot_v1_dot_promo__pb2.Purchase.FromString,
             options,
             channel_credentials,
@@ -502,6 +551,16 @@ class PromoAdminServiceStub:
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetReferralReportRequest.SerializeToString,
                 response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralReport.FromString,
                 _registered_method=True)
+        self.ListHeldReferrals = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/ListHeldReferrals',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListHeldReferralsRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListHeldReferralsResponse.FromString,
+                _registered_method=True)
+        self.ReviewReferral = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/ReviewReferral',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReviewReferralRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Referral.FromString,
+                _registered_method=True)
         self.ExportPromoCodes = channel.unary_stream(
                 '/loyalty.promo.v1.PromoAdminService/ExportPromoCodes',
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportPromoCodesRequest.SerializeToString,
@@ -621,6 +680,21 @@ class PromoAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListHeldReferrals(self, request, context):
+        """Referrals a fraud signal held for review, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewReferral(self, request, context):
+        """Approve (release the reward now) or reject (no reward) a held referral; reviewing one
+        that is no longer held answers it as it stands.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportPromoCodes(self, request, context):
         """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message.
         """
@@ -722,6 +796,16 @@ def add_PromoAdminServiceServicer_to_server(servicer, server):
                     servicer.GetReferralReport,
                     request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetReferralReportRequest.FromString,
                     response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralReport.SerializeToString,
+            ),
+            'ListHeldReferrals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHeldReferrals,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListHeldReferralsRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListHeldReferralsResponse.SerializeToString,
+            ),
+            'ReviewReferral': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewReferral,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReviewReferralRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Referral.SerializeToString,
             ),
             'ExportPromoCodes': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportPromoCodes,
@@ -1194,6 +1278,60 @@ class PromoAdminService:
             '/loyalty.promo.v1.PromoAdminService/GetReferralReport',
             loyalty_dot_promo_dot_v1_dot_promo__pb2.GetReferralReportRequest.SerializeToString,
             loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHeldReferrals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ListHeldReferrals',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ListHeldReferralsRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ListHeldReferralsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewReferral(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ReviewReferral',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ReviewReferralRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.Referral.FromString,
             options,
             channel_credentials,
             insecure,

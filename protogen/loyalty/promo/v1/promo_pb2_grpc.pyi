@@ -41,8 +41,18 @@ class PromoServiceStub:
     UsePromoCode: _grpc.UnaryUnaryMultiCallable[_promo_pb2.UsePromoCodeRequest, _promo_pb2.Purchase]
     """Takes one use and creates a PENDING purchase."""
     ConfirmPurchase: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ConfirmPurchaseRequest, _promo_pb2.Purchase]
+    """Payment went through: PENDING → COMPLETED. The payment side's (scope purchases:settle)
+    or an admin's; anyone else gets PURCHASE_SETTLEMENT_FORBIDDEN. Idempotent.
+    """
+    RefundPurchase: _grpc.UnaryUnaryMultiCallable[_promo_pb2.RefundPurchaseRequest, _promo_pb2.Purchase]
+    """Payment taken back: COMPLETED → REFUNDED; the use and budget come back when the code's
+    refund_returns_use says so, and a referral's reward is reversed or clawed back.
+    Settlers and admins only, like confirm. Idempotent.
+    """
     CancelPromoCodeUse: _grpc.UnaryUnaryMultiCallable[_promo_pb2.CancelPromoCodeUseRequest, _promo_pb2.Purchase]
-    """Cancels a PENDING purchase and gives the use back. Idempotent."""
+    """Cancels a PENDING purchase and gives the use back: the purchase's owner (checkout
+    abandoned), the payment side (payment failed) or an admin. Idempotent.
+    """
     ListMyPurchases: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ListMyPurchasesRequest, _promo_pb2.ListPurchasesResponse]
     GetMyReferralCode: _grpc.UnaryUnaryMultiCallable[_promo_pb2.GetMyReferralCodeRequest, _promo_pb2.ReferralCode]
     """The caller's personal referral code (created on the first request). Blocked and deleted
@@ -61,8 +71,18 @@ class PromoServiceAsyncStub(PromoServiceStub):
     UsePromoCode: _aio.UnaryUnaryMultiCallable[_promo_pb2.UsePromoCodeRequest, _promo_pb2.Purchase]  # type: ignore[assignment]
     """Takes one use and creates a PENDING purchase."""
     ConfirmPurchase: _aio.UnaryUnaryMultiCallable[_promo_pb2.ConfirmPurchaseRequest, _promo_pb2.Purchase]  # type: ignore[assignment]
+    """Payment went through: PENDING → COMPLETED. The payment side's (scope purchases:settle)
+    or an admin's; anyone else gets PURCHASE_SETTLEMENT_FORBIDDEN. Idempotent.
+    """
+    RefundPurchase: _aio.UnaryUnaryMultiCallable[_promo_pb2.RefundPurchaseRequest, _promo_pb2.Purchase]  # type: ignore[assignment]
+    """Payment taken back: COMPLETED → REFUNDED; the use and budget come back when the code's
+    refund_returns_use says so, and a referral's reward is reversed or clawed back.
+    Settlers and admins only, like confirm. Idempotent.
+    """
     CancelPromoCodeUse: _aio.UnaryUnaryMultiCallable[_promo_pb2.CancelPromoCodeUseRequest, _promo_pb2.Purchase]  # type: ignore[assignment]
-    """Cancels a PENDING purchase and gives the use back. Idempotent."""
+    """Cancels a PENDING purchase and gives the use back: the purchase's owner (checkout
+    abandoned), the payment side (payment failed) or an admin. Idempotent.
+    """
     ListMyPurchases: _aio.UnaryUnaryMultiCallable[_promo_pb2.ListMyPurchasesRequest, _promo_pb2.ListPurchasesResponse]  # type: ignore[assignment]
     GetMyReferralCode: _aio.UnaryUnaryMultiCallable[_promo_pb2.GetMyReferralCodeRequest, _promo_pb2.ReferralCode]  # type: ignore[assignment]
     """The caller's personal referral code (created on the first request). Blocked and deleted
@@ -107,7 +127,21 @@ class PromoServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _promo_pb2.ConfirmPurchaseRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_promo_pb2.Purchase, _abc.Awaitable[_promo_pb2.Purchase]]: ...
+    ) -> _typing.Union[_promo_pb2.Purchase, _abc.Awaitable[_promo_pb2.Purchase]]:
+        """Payment went through: PENDING → COMPLETED. The payment side's (scope purchases:settle)
+        or an admin's; anyone else gets PURCHASE_SETTLEMENT_FORBIDDEN. Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def RefundPurchase(
+        self,
+        request: _promo_pb2.RefundPurchaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.Purchase, _abc.Awaitable[_promo_pb2.Purchase]]:
+        """Payment taken back: COMPLETED → REFUNDED; the use and budget come back when the code's
+        refund_returns_use says so, and a referral's reward is reversed or clawed back.
+        Settlers and admins only, like confirm. Idempotent.
+        """
 
     @_abc_1.abstractmethod
     def CancelPromoCodeUse(
@@ -115,7 +149,9 @@ class PromoServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _promo_pb2.CancelPromoCodeUseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_promo_pb2.Purchase, _abc.Awaitable[_promo_pb2.Purchase]]:
-        """Cancels a PENDING purchase and gives the use back. Idempotent."""
+        """Cancels a PENDING purchase and gives the use back: the purchase's owner (checkout
+        abandoned), the payment side (payment failed) or an admin. Idempotent.
+        """
 
     @_abc_1.abstractmethod
     def ListMyPurchases(
@@ -161,6 +197,12 @@ class PromoAdminServiceStub:
     """Replaces the referral program; affects future uses and rewards only."""
     GetReferralProgram: _grpc.UnaryUnaryMultiCallable[_promo_pb2.GetReferralProgramRequest, _promo_pb2.ReferralProgram]
     GetReferralReport: _grpc.UnaryUnaryMultiCallable[_promo_pb2.GetReferralReportRequest, _promo_pb2.ReferralReport]
+    ListHeldReferrals: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ListHeldReferralsRequest, _promo_pb2.ListHeldReferralsResponse]
+    """Referrals a fraud signal held for review, oldest first."""
+    ReviewReferral: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ReviewReferralRequest, _promo_pb2.Referral]
+    """Approve (release the reward now) or reject (no reward) a held referral; reviewing one
+    that is no longer held answers it as it stands.
+    """
     ExportPromoCodes: _grpc.UnaryStreamMultiCallable[_promo_pb2.ExportPromoCodesRequest, _httpbody_pb2.HttpBody]
     """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message."""
     ImportPromoCodes: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ImportPromoCodesRequest, _promo_pb2.ImportPromoCodesResponse]
@@ -189,6 +231,12 @@ class PromoAdminServiceAsyncStub(PromoAdminServiceStub):
     """Replaces the referral program; affects future uses and rewards only."""
     GetReferralProgram: _aio.UnaryUnaryMultiCallable[_promo_pb2.GetReferralProgramRequest, _promo_pb2.ReferralProgram]  # type: ignore[assignment]
     GetReferralReport: _aio.UnaryUnaryMultiCallable[_promo_pb2.GetReferralReportRequest, _promo_pb2.ReferralReport]  # type: ignore[assignment]
+    ListHeldReferrals: _aio.UnaryUnaryMultiCallable[_promo_pb2.ListHeldReferralsRequest, _promo_pb2.ListHeldReferralsResponse]  # type: ignore[assignment]
+    """Referrals a fraud signal held for review, oldest first."""
+    ReviewReferral: _aio.UnaryUnaryMultiCallable[_promo_pb2.ReviewReferralRequest, _promo_pb2.Referral]  # type: ignore[assignment]
+    """Approve (release the reward now) or reject (no reward) a held referral; reviewing one
+    that is no longer held answers it as it stands.
+    """
     ExportPromoCodes: _aio.UnaryStreamMultiCallable[_promo_pb2.ExportPromoCodesRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message."""
     ImportPromoCodes: _aio.UnaryUnaryMultiCallable[_promo_pb2.ImportPromoCodesRequest, _promo_pb2.ImportPromoCodesResponse]  # type: ignore[assignment]
@@ -316,6 +364,24 @@ class PromoAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _promo_pb2.GetReferralReportRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_promo_pb2.ReferralReport, _abc.Awaitable[_promo_pb2.ReferralReport]]: ...
+
+    @_abc_1.abstractmethod
+    def ListHeldReferrals(
+        self,
+        request: _promo_pb2.ListHeldReferralsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.ListHeldReferralsResponse, _abc.Awaitable[_promo_pb2.ListHeldReferralsResponse]]:
+        """Referrals a fraud signal held for review, oldest first."""
+
+    @_abc_1.abstractmethod
+    def ReviewReferral(
+        self,
+        request: _promo_pb2.ReviewReferralRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.Referral, _abc.Awaitable[_promo_pb2.Referral]]:
+        """Approve (release the reward now) or reject (no reward) a held referral; reviewing one
+        that is no longer held answers it as it stands.
+        """
 
     @_abc_1.abstractmethod
     def ExportPromoCodes(
