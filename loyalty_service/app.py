@@ -53,6 +53,7 @@ class LoyaltyApp:
     server: GrpcServer
     # Background loops run beside the server and stop with it.
     loops: list[Loop] = field(default_factory=list)
+    referrals: Referrals | None = None
 
     async def close(self) -> None:
         await self.auth_channel.close()
@@ -73,7 +74,7 @@ async def build(
     watch = RevocationWatch(settings.redis_url, revocations)
     verifier = TokenVerifier(AuthJwks(channel), revocations, DOMAIN, watch)
     store = PgUnitOfWork(pool)
-    referrals = Referrals(store)
+    referrals = Referrals(store, settings.loyalty_address_hash_key.encode())
     promotions = Promotions(store, referrals, guess_throttle(settings, client))
     admin = PromoAdmin(store, Promotions(store, referrals))
     server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES, interceptors)
@@ -100,12 +101,15 @@ async def build(
             settings.purchase_pending_ttl_seconds,
             settings.sweeper_interval_seconds,
             settings.loyalty_rejection_retention_seconds,
+            referrals,
         ),
         watch.run,
         *sync_loops(settings, pool, server),
         *event_loops(settings, pool),
     ]
-    return LoyaltyApp(settings, pool, client, channel, verifier, promotions, admin, server, loops)
+    return LoyaltyApp(
+        settings, pool, client, channel, verifier, promotions, admin, server, loops, referrals
+    )
 
 
 def guess_throttle(settings: LoyaltySettings, client: redis.Redis) -> GuessThrottle:

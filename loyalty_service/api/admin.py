@@ -7,11 +7,12 @@ from typing import Any
 
 from google.api import httpbody_pb2
 
-from common.access.access_tokens import TokenVerifier, bearer_token
+from common.access.access_tokens import Principal, TokenVerifier, bearer_token
 from common.rpc import pagination
-from common.rpc.page_tokens import PageTokens
+from common.rpc.page_tokens import PageTokens, Position
 from common.rpc.validation import page_size, uuid_field
 from loyalty_service.api import mapping, referral_mapping, requests
+from loyalty_service.domain.referrals import ReferralReward
 from loyalty_service.use_cases.administration import PromoAdmin
 from loyalty_service.use_cases.code_transfer import CodeTransfer
 from loyalty_service.use_cases.referrals import Referrals
@@ -38,7 +39,10 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         self._referrals = referrals
 
     async def _check(self, context: Context) -> None:
-        await self._verifier.verify_admin(bearer_token(context.invocation_metadata()))
+        await self._admin_caller(context)
+
+    async def _admin_caller(self, context: Context) -> Principal:
+        return await self._verifier.verify_admin(bearer_token(context.invocation_metadata()))
 
     async def CreatePromoCode(
         self, request: promo_pb2.PromoCodeSpec, context: Context
@@ -222,3 +226,30 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
     ) -> promo_pb2.ReferralReport:
         await self._check(context)
         return referral_mapping.report(await self._referrals.report())
+
+    async def ListHeldReferrals(
+        self, request: promo_pb2.ListHeldReferralsRequest, context: Context
+    ) -> promo_pb2.ListHeldReferralsResponse:
+        await self._check(context)
+        size = page_size(request.page_size)
+        after = pagination.time_cursor(self._tokens, "held_referrals", request.page_token)
+        rows = await self._referrals.held(after, size + 1)
+        return promo_pb2.ListHeldReferralsResponse(
+            referrals=[referral_mapping.referral(r) for r in rows[:size]],
+            next_page_token=pagination.next_token(
+                self._tokens, "held_referrals", rows, size, _held_position
+            ),
+        )
+
+    async def ReviewReferral(
+        self, request: promo_pb2.ReviewReferralRequest, context: Context
+    ) -> promo_pb2.Referral:
+        admin = await self._admin_caller(context)
+        referral_id = uuid_field(request.referral_id, "referral_id")
+        found = await self._referrals.review(admin.user_id, referral_id, request.approve)
+        return referral_mapping.referral(found)
+
+
+def _held_position(reward: ReferralReward) -> Position:
+    assert reward.created_at is not None
+    return pagination.time_position(reward.created_at, reward.purchase_id)

@@ -122,4 +122,6 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         self, request: promo_pb2.GetMyReferralCodeRequest, context: Context
     ) -> promo_pb2.ReferralCode:
         caller = await self._caller(context)
-        return referral_mapping.personal_code(await self._referrals.personal_code(caller.user_id))
+        address = self._guesser(caller, context).address
+        found = await self._referrals.personal_code(caller.user_id, address)
+        return referral_mapping.personal_code(found)

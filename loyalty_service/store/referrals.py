@@ -15,6 +15,8 @@ from loyalty_service.domain.referrals import (
 )
 
 _LIVE = "('PENDING', 'COMPLETED')"
+# Rewards the referrer received and kept (domain.referrals.KEPT).
+_KEPT = "w.outcome IN ('ISSUED', 'CLAWBACK_FAILED')"
 
 
 def _program(row: Any) -> ReferralProgram:
@@ -24,6 +26,8 @@ def _program(row: Any) -> ReferralProgram:
         reward=Discount(DiscountKind(row["reward_kind"]), row["reward_value"]),
         reward_valid_days=row["reward_valid_days"],
         max_rewards_per_referrer=row["max_rewards_per_referrer"],
+        reward_hold_seconds=row["reward_hold_seconds"],
+        max_rewards_per_referrer_per_day=row["max_rewards_per_referrer_per_day"],
     )
 
 
@@ -35,7 +39,8 @@ async def set_program(conn: Any, value: ReferralProgram) -> ReferralProgram:
     row = await conn.fetchrow(
         "UPDATE referral_program SET enabled = $1, referee_kind = $2, referee_value = $3,"
         " reward_kind = $4, reward_value = $5, reward_valid_days = $6,"
-        " max_rewards_per_referrer = $7, updated_at = now() RETURNING *",
+        " max_rewards_per_referrer = $7, reward_hold_seconds = $8,"
+        " max_rewards_per_referrer_per_day = $9, updated_at = now() RETURNING *",
         value.enabled,
         value.referee.kind.value,
         value.referee.value,
@@ -43,21 +48,27 @@ async def set_program(conn: Any, value: ReferralProgram) -> ReferralProgram:
         value.reward.value,
         value.reward_valid_days,
         value.max_rewards_per_referrer,
+        value.reward_hold_seconds,
+        value.max_rewards_per_referrer_per_day,
     )
     return _program(row)
 
 
 async def personal_code(conn: Any, user_id: str) -> PersonalCode | None:
     row = await conn.fetchrow(
-        "SELECT r.code, r.rewards_issued,"
+        "SELECT r.code,"
         f"  (SELECT count(*) FROM referrals x WHERE x.referrer_id = $1 AND x.status IN {_LIVE})"
-        "   AS referred"
+        "   AS referred,"
+        f"  (SELECT count(*) FROM referral_rewards w WHERE w.referrer_id = $1 AND {_KEPT})"
+        "   AS issued,"
+        "  (SELECT count(*) FROM referral_rewards w WHERE w.referrer_id = $1"
+        "   AND w.outcome IN ('PENDING', 'HELD_FOR_REVIEW')) AS pending"
         " FROM referral_codes r WHERE r.user_id = $1",
         user_id,
     )
     if row is None:
         return None
-    return PersonalCode(user_id, row["code"], row["referred"], row["rewards_issued"])
+    return PersonalCode(user_id, row["code"], row["referred"], row["issued"], row["pending"])
 
 
 async def insert_code_row(conn: Any, code: str, user_id: str) -> bool:
@@ -117,32 +128,6 @@ async def complete(conn: Any, purchase_id: str) -> Referral | None:
     return None if row is None else Referral(purchase_id, row["referee_id"], row["referrer_id"])
 
 
-async def take_reward(conn: Any, referrer_id: str, cap: int) -> bool:
-    """Counts one reward unless the cap (0: none) is reached: one conditional statement."""
-    taken = await conn.fetchval(
-        "UPDATE referral_codes SET rewards_issued = rewards_issued + 1"
-        " WHERE user_id = $1 AND ($2 = 0 OR rewards_issued < $2) RETURNING true",
-        referrer_id,
-        cap,
-    )
-    return bool(taken)
-
-
-async def record_outcome(
-    conn: Any, referral: Referral, code: str | None, withheld: str | None
-) -> None:
-    """One row per referred purchase, ever: a second one is a primary-key violation."""
-    await conn.execute(
-        "INSERT INTO referral_rewards (purchase_id, referrer_id, outcome, reason, code)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        referral.purchase_id,
-        referral.referrer_id,
-        "ISSUED" if code else "WITHHELD",
-        withheld,
-        code,
-    )
-
-
 async def _counts(conn: Any, sql: str) -> dict[str, int]:
     return {r["k"]: r["n"] for r in await conn.fetch(sql)}
 
@@ -151,7 +136,9 @@ async def totals(conn: Any, top: int) -> ReferralTotals:
     by_status = await _counts(conn, "SELECT status AS k, count(*) AS n FROM referrals GROUP BY 1")
     outcomes = await _counts(
         conn,
-        "SELECT coalesce(reason, outcome) AS k, count(*) AS n FROM referral_rewards GROUP BY 1",
+        f"SELECT CASE WHEN {_KEPT} THEN 'KEPT' ELSE coalesce(w.reason, w.outcome) END AS k,"
+        " count(*) AS n FROM referral_rewards w"
+        " WHERE w.outcome IN ('ISSUED', 'CLAWBACK_FAILED', 'WITHHELD') GROUP BY 1",
     )
     rejections = await _counts(
         conn,
@@ -163,7 +150,7 @@ async def totals(conn: Any, top: int) -> ReferralTotals:
         started=sum(by_status.values()),
         completed=by_status.get("COMPLETED", 0),
         given_back=by_status.get("CANCELLED", 0) + by_status.get("EXPIRED", 0),
-        rewards_issued=outcomes.pop("ISSUED", 0),
+        rewards_issued=outcomes.pop("KEPT", 0),
         withheld_by_reason=outcomes,
         rejections_by_reason=rejections,
         top_referrers=await _top(conn, top),
@@ -172,11 +159,13 @@ async def totals(conn: Any, top: int) -> ReferralTotals:
 
 async def _top(conn: Any, limit: int) -> list[TopReferrer]:
     rows = await conn.fetch(
-        "SELECT c.user_id::text AS user_id, c.code, c.rewards_issued,"
+        "SELECT c.user_id::text AS user_id, c.code,"
+        f"  (SELECT count(*) FROM referral_rewards w WHERE w.referrer_id = c.user_id AND {_KEPT})"
+        "   AS rewards_issued,"
         f"  count(r.*) FILTER (WHERE r.status IN {_LIVE}) AS referred,"
         "  count(r.*) FILTER (WHERE r.status = 'COMPLETED') AS completed"
         " FROM referral_codes c JOIN referrals r ON r.referrer_id = c.user_id"
-        " GROUP BY c.user_id, c.code, c.rewards_issued"
+        " GROUP BY c.user_id, c.code"
         " ORDER BY completed DESC, referred DESC, c.user_id LIMIT $1",
         limit,
     )

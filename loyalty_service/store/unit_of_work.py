@@ -38,6 +38,7 @@ from loyalty_service.store import (
     tariffs,
     users,
 )
+from loyalty_service.store.referral_rewards import PgReferralRewards
 from loyalty_service.use_cases.ports import Repositories
 
 
@@ -199,14 +200,6 @@ class PgReferrals:
     async def complete(self, purchase_id: str) -> Referral | None:
         return await referrals.complete(self._conn, purchase_id)
 
-    async def take_reward(self, referrer_id: str, cap: int) -> bool:
-        return await referrals.take_reward(self._conn, referrer_id, cap)
-
-    async def record_outcome(
-        self, referral: Referral, code: str | None, withheld: str | None
-    ) -> None:
-        await referrals.record_outcome(self._conn, referral, code, withheld)
-
     async def totals(self, top: int) -> ReferralTotals:
         return await referrals.totals(self._conn, top)
 
@@ -269,6 +262,7 @@ def repositories(conn: Any) -> Repositories:
         PgOutbox(conn),
         PgRedemption(conn),
         PgPartitions(conn),
+        PgReferralRewards(conn),
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from common.user_status import UserStatus
@@ -22,7 +22,13 @@ from loyalty_service.domain.referrals import (
     RefereeHistory,
     Referral,
     ReferralProgram,
+    ReferralReward,
     ReferralTotals,
+    RewardState,
+    RewardTotals,
+    Signal,
+    SignalFacts,
+    Withheld,
 )
 from loyalty_service.domain.reports import DayStats
 from loyalty_service.domain.specs import CodeSpec
@@ -129,13 +135,59 @@ class ReferralsRepository(Protocol):
 
     async def complete(self, purchase_id: str) -> Referral | None: ...
 
-    async def take_reward(self, referrer_id: str, cap: int) -> bool: ...
+    async def totals(self, top: int) -> ReferralTotals: ...
 
-    async def record_outcome(
-        self, referral: Referral, code: str | None, withheld: str | None
+
+class ReferralRewardsRepository(Protocol):
+    """A referral's reward from the confirm on: held, released, reversed, clawed back,
+    reviewed. Every move is conditional on the state it leaves."""
+
+    async def take_slot(
+        self, referrer_id: str, cap: int, day_cap: int, day: date
+    ) -> Withheld | None: ...
+
+    async def give_slot_back(self, referrer_id: str, taken_on: date) -> None: ...
+
+    async def record(
+        self,
+        referral: Referral,
+        state: RewardState,
+        *,
+        withheld: Withheld | None = None,
+        signal: Signal | None = None,
+        release_at: datetime | None = None,
     ) -> None: ...
 
-    async def totals(self, top: int) -> ReferralTotals: ...
+    async def get(self, purchase_id: str, *, lock: bool = False) -> ReferralReward | None: ...
+
+    async def claim_due(self, now: datetime, limit: int) -> list[ReferralReward]: ...
+
+    async def move(
+        self,
+        purchase_id: str,
+        before: RewardState,
+        after: RewardState,
+        *,
+        code: str | None = None,
+        withheld: Withheld | None = None,
+        reviewed_by: str | None = None,
+    ) -> bool: ...
+
+    async def refund_referral(self, purchase_id: str) -> Referral | None: ...
+
+    async def take_back_code(self, code: str) -> bool: ...
+
+    async def signal_facts(self, purchase_id: str) -> SignalFacts: ...
+
+    async def note_owner_address(self, user_id: str, address_hash: bytes) -> None: ...
+
+    async def note_referee_address(self, purchase_id: str, address_hash: bytes) -> None: ...
+
+    async def held_page(
+        self, after: tuple[datetime, str] | None, limit: int
+    ) -> list[ReferralReward]: ...
+
+    async def totals(self) -> RewardTotals: ...
 
 
 class RedemptionRepository(Protocol):
@@ -181,6 +233,7 @@ class Repositories:
     outbox: OutboxRepository
     redemption: RedemptionRepository
     partitions: PartitionsRepository
+    rewards: ReferralRewardsRepository
 
 
 class UnitOfWork(Protocol):

@@ -125,6 +125,8 @@ class Promotions:
         assert outcome.purchase is not None
         if outcome.is_new:
             metrics.PROMO_USES.inc()
+            if guesser is not None:
+                await self._referrals.note_use(outcome.purchase.purchase_id, guesser.address)
         return outcome.purchase
 
     async def _owned(self, tx: Repositories, principal: Principal, purchase_id: str) -> Purchase:

@@ -9,13 +9,13 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from common.user_status import UserStatus
 from loyalty_service.domain.codes import ActiveCode, CodeStatus, CodeTaken, PromoCode, status_of
 from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
 from loyalty_service.domain.groups import Group, GroupNameTaken
-from loyalty_service.domain.pricing import Discount, Price, quote
+from loyalty_service.domain.pricing import Discount, DiscountKind, Price, quote
 from loyalty_service.domain.purchases import Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import Reason, RecordedRejection
 from loyalty_service.domain.redemption import Decision, UseOutcome
@@ -24,7 +24,13 @@ from loyalty_service.domain.referrals import (
     RefereeHistory,
     Referral,
     ReferralProgram,
+    ReferralReward,
     ReferralTotals,
+    RewardState,
+    RewardTotals,
+    Signal,
+    SignalFacts,
+    Withheld,
 )
 from loyalty_service.domain.reports import DayStats
 from loyalty_service.domain.schedule import Duration
@@ -46,6 +52,20 @@ class State:
     groups: dict[str, Group] = field(default_factory=dict)
     members: dict[str, set[str]] = field(default_factory=dict)
     outbox: list[str] = field(default_factory=list)  # routing keys
+    program: ReferralProgram = field(
+        default_factory=lambda: ReferralProgram(
+            True,
+            Discount(DiscountKind.PERCENT_OFF, 10),
+            Discount(DiscountKind.PERCENT_OFF, 50),
+            30,
+            10,
+        )
+    )
+    rewards: dict[str, ReferralReward] = field(default_factory=dict)
+    slots: dict[str, list[date]] = field(default_factory=dict)  # referrer → days slots taken
+    refunded_referrals: set[str] = field(default_factory=set)
+    signals: dict[str, SignalFacts] = field(default_factory=dict)  # purchase → facts
+    owner_hashes: dict[str, bytes] = field(default_factory=dict)
 
 
 def _code_of(text: str, spec: CodeSpec, discount: Discount) -> PromoCode:
@@ -364,8 +384,12 @@ class FakeGroups:
 
 
 class NoReferrals:
-    """No code here has a referrer, so only the calls every confirm and cancel make are
-    answered; anything else would mean a referral code slipped into a unit test."""
+    """No code here has a referrer, so only the calls every confirm and cancel make (and the
+    program, which the rewards' use cases read) are answered; anything else would mean a
+    referral code slipped into a unit test."""
+
+    def __init__(self, state: State) -> None:
+        self._s = state
 
     async def complete(self, purchase_id: str) -> Referral | None:
         return None
@@ -377,10 +401,11 @@ class NoReferrals:
         return AssertionError("referral codes are tested in tests/integration")
 
     async def program(self) -> ReferralProgram:
-        raise self._unexpected()
+        return self._s.program
 
     async def set_program(self, value: ReferralProgram) -> ReferralProgram:
-        raise self._unexpected()
+        self._s.program = value
+        return value
 
     async def personal_code(self, user_id: str) -> PersonalCode | None:
         raise self._unexpected()
@@ -392,14 +417,6 @@ class NoReferrals:
         raise self._unexpected()
 
     async def referee_history(self, user_id: str) -> RefereeHistory:
-        raise self._unexpected()
-
-    async def take_reward(self, referrer_id: str, cap: int) -> bool:
-        raise self._unexpected()
-
-    async def record_outcome(
-        self, referral: Referral, code: str | None, withheld: str | None
-    ) -> None:
         raise self._unexpected()
 
     async def totals(self, top: int) -> ReferralTotals:
@@ -491,6 +508,125 @@ class FakeOutbox:
         self._s.outbox.append(routing_key)
 
 
+class FakeRewards:
+    """Referral rewards in memory, by the same conditional moves as the SQL (the races are
+    tests/integration's)."""
+
+    def __init__(self, state: State) -> None:
+        self._s = state
+
+    async def take_slot(
+        self, referrer_id: str, cap: int, day_cap: int, day: date
+    ) -> Withheld | None:
+        taken = self._s.slots.setdefault(referrer_id, [])
+        if cap and len(taken) >= cap:
+            return Withheld.REFERRAL_REWARD_CAP_REACHED
+        if day_cap and taken.count(day) >= day_cap:
+            return Withheld.REFERRAL_DAILY_CAP_REACHED
+        taken.append(day)
+        return None
+
+    async def give_slot_back(self, referrer_id: str, taken_on: date) -> None:
+        taken = self._s.slots.get(referrer_id, [])
+        taken.remove(taken_on if taken_on in taken else taken[-1])
+
+    async def record(
+        self,
+        referral: Referral,
+        state: RewardState,
+        *,
+        withheld: Withheld | None = None,
+        signal: Signal | None = None,
+        release_at: datetime | None = None,
+    ) -> None:
+        assert referral.purchase_id not in self._s.rewards, "one reward row per referral"
+        self._s.rewards[referral.purchase_id] = ReferralReward(
+            referral.purchase_id,
+            referral.referrer_id,
+            referral.referee_id,
+            "REFCODE",
+            state,
+            signal,
+            withheld.value if withheld else None,
+            created_at=datetime.now(UTC),
+            release_at=release_at,
+        )
+
+    async def get(self, purchase_id: str, *, lock: bool = False) -> ReferralReward | None:
+        return self._s.rewards.get(purchase_id)
+
+    async def claim_due(self, now: datetime, limit: int) -> list[ReferralReward]:
+        due = [
+            r
+            for r in self._s.rewards.values()
+            if r.state is RewardState.PENDING and r.release_at and r.release_at <= now
+        ]
+        return sorted(due, key=lambda r: r.release_at or now)[:limit]
+
+    async def move(
+        self,
+        purchase_id: str,
+        before: RewardState,
+        after: RewardState,
+        *,
+        code: str | None = None,
+        withheld: Withheld | None = None,
+        reviewed_by: str | None = None,
+    ) -> bool:
+        found = self._s.rewards.get(purchase_id)
+        if found is None or found.state is not before:
+            return False
+        self._s.rewards[purchase_id] = dataclasses.replace(
+            found,
+            state=after,
+            reward_code=code or found.reward_code,
+            withheld_reason=withheld.value if withheld else found.withheld_reason,
+            reviewed_by=reviewed_by or found.reviewed_by,
+            reviewed_at=datetime.now(UTC) if reviewed_by else found.reviewed_at,
+        )
+        return True
+
+    async def refund_referral(self, purchase_id: str) -> Referral | None:
+        found = self._s.rewards.get(purchase_id)
+        if found is None or purchase_id in self._s.refunded_referrals:
+            return None
+        self._s.refunded_referrals.add(purchase_id)
+        return found.referral
+
+    async def take_back_code(self, code: str) -> bool:
+        live = (PurchaseStatus.PENDING, PurchaseStatus.COMPLETED)
+        used = any(p.code == code and p.status in live for p in self._s.purchases.values())
+        self._s.codes[code] = dataclasses.replace(self._s.codes[code], deactivated=True)
+        return not used
+
+    async def signal_facts(self, purchase_id: str) -> SignalFacts:
+        return self._s.signals.get(purchase_id, SignalFacts(None, None, False))
+
+    async def note_owner_address(self, user_id: str, address_hash: bytes) -> None:
+        self._s.owner_hashes.setdefault(user_id, address_hash)
+
+    async def note_referee_address(self, purchase_id: str, address_hash: bytes) -> None:
+        return None  # no purchase here is a referral (NoReferrals)
+
+    async def held_page(
+        self, after: tuple[datetime, str] | None, limit: int
+    ) -> list[ReferralReward]:
+        held = [r for r in self._s.rewards.values() if r.state is RewardState.HELD_FOR_REVIEW]
+        ordered = sorted(held, key=lambda r: (r.created_at, r.purchase_id))
+        if after is not None:
+            ordered = [r for r in ordered if (r.created_at, r.purchase_id) > after]
+        return ordered[:limit]
+
+    async def totals(self) -> RewardTotals:
+        by_state: dict[str, int] = {}
+        held: dict[str, int] = {}
+        for r in self._s.rewards.values():
+            by_state[r.state.value] = by_state.get(r.state.value, 0) + 1
+            if r.state is RewardState.HELD_FOR_REVIEW and r.signal:
+                held[r.signal.value] = held.get(r.signal.value, 0) + 1
+        return RewardTotals(by_state, held)
+
+
 def _repositories(state: State) -> Repositories:
     return Repositories(
         FakeCodes(state),
@@ -499,11 +635,12 @@ def _repositories(state: State) -> Repositories:
         FakeUsers(state),
         FakeTariffs(state),
         FakeGroups(state),
-        NoReferrals(),
+        NoReferrals(state),
         FakeReports(),
         FakeOutbox(state),
         FakeRedemption(state),
         FakePartitions(),
+        FakeRewards(state),
     )
 
 
