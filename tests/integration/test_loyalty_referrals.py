@@ -129,9 +129,7 @@ async def test_30_referees_racing_with_a_cap_of_5_give_5_rewards(
     code = await code_of(promo, alice)
     referees = [auth_server.token_for() for _ in range(30)]
     purchases = await asyncio.gather(*(use(promo, r, code) for r in referees))
-    await asyncio.gather(
-        *(confirm(promo, admin, p.purchase_id) for p in purchases)
-    )
+    await asyncio.gather(*(confirm(promo, admin, p.purchase_id) for p in purchases))
     found = await outcomes(loyalty_server.app.pool, alice.user_id)
     assert found == {"ISSUED": 5, "REFERRAL_REWARD_CAP_REACHED": 25}
     assert await issued_codes(loyalty_server.app.pool, alice.user_id) == 5
