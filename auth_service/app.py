@@ -9,8 +9,9 @@ from typing import Any
 import redis.asyncio as redis
 
 from auth_service.api.servicers import AuthServicer, UserAdminServicer
-from auth_service.config import AuthSettings
+from auth_service.config import DEVELOPMENT_EMAIL_HASH_KEY, AuthSettings
 from auth_service.jobs.outbox_relay import OutboxRelay, measure_backlog, prune_sent
+from auth_service.jobs.retention import RetentionPeriods, run_retention
 from auth_service.jobs.revocation_keeper import RevocationKeeper
 from auth_service.keys import SigningKey, configured_pem, new_private_pem, signing_key
 from auth_service.ratelimit import LoginLimits, LoginThrottle, RegistrationThrottle
@@ -18,6 +19,7 @@ from auth_service.store import keys as key_store
 from auth_service.store.unit_of_work import PgUnitOfWork
 from auth_service.token_issuer import TokenIssuer
 from auth_service.use_cases.accounts import Accounts
+from auth_service.use_cases.privacy import Privacy
 from auth_service.use_cases.sessions import Sessions
 from common.access.access_tokens import TokenVerifier
 from common.access.revocation import RevocationList
@@ -26,14 +28,19 @@ from common.access.throttle import Limit, Throttle
 from common.access.trust import parse_networks
 from common.messaging.broker import BrokerHealth
 from common.processes import supervisor as workers
+from common.rpc.audit import AuditPolicy, CallAudit
 from common.rpc.grpc_server import GrpcServer
 from common.rpc.page_tokens import PageTokens
 from common.storage import redis_client
+from common.storage.audit_events import PgAuditEvents
 from common.storage.db import Pool, create_pool, retrying
 from common.telemetry.logs import get_logger
 from protogen.loyalty.auth.v1 import auth_pb2_grpc
 
 SERVICE_NAMES = ["loyalty.auth.v1.AuthService", "loyalty.auth.v1.UserAdminService"]
+# The audit trail records every admin method (they all read or change someone's account);
+# users' own calls are not recorded.
+AUDIT_POLICY = AuditPolicy(frozenset({"loyalty.auth.v1.UserAdminService"}))
 Loop = Callable[[], Coroutine[Any, Any, None]]
 DEVELOPMENT = "development"
 log = get_logger("auth")
@@ -101,6 +108,7 @@ def build_use_cases(
         revocations,
         RegistrationThrottle(throttle, registrations),
         settings.auth_password_min_length,
+        settings.auth_email_hash_key.encode(),
     )
     sessions = Sessions(
         store,
@@ -125,15 +133,19 @@ async def build(settings: AuthSettings) -> AuthApp:
     revocations.on_revoke(watch.remember)
     accounts, sessions = build_use_cases(settings, pool, client, issuer, revocations)
     verifier = TokenVerifier(issuer.jwks, revocations, "auth.loyalty", watch)
-    server = GrpcServer(settings.auth_grpc_addr, SERVICE_NAMES)
+    trusted = parse_networks(settings.auth_trusted_peers)
+    trail = PgAuditEvents(pool)
+    server = GrpcServer(
+        settings.auth_grpc_addr, SERVICE_NAMES, audit=CallAudit(AUDIT_POLICY, trail, trusted)
+    )
+    privacy = Privacy(PgUnitOfWork(pool), trail)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthServicer(
-            accounts, sessions, verifier, issuer, parse_networks(settings.auth_trusted_peers)
-        ),
+        AuthServicer(accounts, sessions, verifier, issuer, trusted, privacy=privacy),
         server.server,
     )
     auth_pb2_grpc.add_UserAdminServiceServicer_to_server(
-        UserAdminServicer(accounts, verifier, PageTokens(settings.page_token_secret)), server.server
+        UserAdminServicer(accounts, verifier, PageTokens(settings.page_token_secret), audit=trail),
+        server.server,
     )
     keeper = RevocationKeeper(
         pool,
@@ -142,7 +154,24 @@ async def build(settings: AuthSettings) -> AuthApp:
         settings.auth_revocation_check_seconds,
     )
     loops = [keeper.run, watch.run, *sync_loops(settings, pool, server)]
+    loops.append(retention_loop(settings, pool))
     return AuthApp(settings, pool, client, accounts, server, keeper, loops)
+
+
+def retention_loop(settings: AuthSettings, pool: Pool) -> Loop:
+    if settings.auth_email_hash_key == DEVELOPMENT_EMAIL_HASH_KEY and (
+        settings.environment != DEVELOPMENT
+    ):
+        log.warning(
+            "development_email_hash_key",
+            detail="set AUTH_EMAIL_HASH_KEY: the default key is public (docs/privacy.md)",
+        )
+    periods = RetentionPeriods(
+        settings.auth_audit_retention_days,
+        settings.auth_session_retention_days,
+        settings.auth_erased_email_hash_retention_days,
+    )
+    return lambda: run_retention(pool, periods, settings.auth_retention_interval_seconds)
 
 
 def sync_loops(settings: AuthSettings, pool: Pool, server: GrpcServer) -> list[Loop]:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import PositiveFloat, PositiveInt
+from typing import Annotated
+
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from common.access.trust import TrustedNetworks
 from common.config import BaseServiceSettings, HostPort, PostgresUrl
 from common.messaging.broker import BrokerSettings
+
+# The development default of AUTH_EMAIL_HASH_KEY: known to everyone who reads this file, so an
+# operator replaces it (docs/privacy.md); auth warns at start while it is in use.
+DEVELOPMENT_EMAIL_HASH_KEY = "development-only-email-hash-key"
 
 
 class AuthSettings(BaseServiceSettings, BrokerSettings):
@@ -47,3 +53,12 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     outbox_batch_size: int = 500
     outbox_retention_seconds: float = 7 * 24 * 3600
     outbox_prune_interval_seconds: float = 600
+    # Personal data (docs/privacy.md). The key of the keyed hash kept of a deleted account's
+    # email (at least 16 characters; a secret, like the signing key).
+    auth_email_hash_key: Annotated[str, Field(min_length=16)] = DEVELOPMENT_EMAIL_HASH_KEY
+    # How long the audit trail, ended sessions (with their refresh tokens) and the keyed email
+    # hashes of deleted accounts are kept; how often the retention worker runs.
+    auth_audit_retention_days: PositiveInt = 365
+    auth_session_retention_days: PositiveInt = 30
+    auth_erased_email_hash_retention_days: PositiveInt = 365
+    auth_retention_interval_seconds: PositiveFloat = 3600

@@ -13,6 +13,8 @@ from protogen.loyalty.auth.v1 import auth_pb2
 
 
 def user_message(user: User) -> auth_pb2.User:
+    if user.status is Status.DELETED:  # erased: what stays is the id and the status
+        return auth_pb2.User(user_id=user.user_id, status=to_proto(user.status))
     return auth_pb2.User(
         user_id=user.user_id,
         email=user.email,

@@ -10,6 +10,7 @@ from typing import Any
 
 from auth_service.domain import RefreshUse, Role, Status, User
 from auth_service.store import outbox, sessions, users
+from auth_service.store.personal_data import PgPersonalData
 from auth_service.use_cases.ports import Repositories
 
 
@@ -76,7 +77,7 @@ class PgOutbox:
 
 
 def repositories(conn: Any) -> Repositories:
-    return Repositories(PgUsers(conn), PgSessions(conn), PgOutbox(conn))
+    return Repositories(PgUsers(conn), PgSessions(conn), PgOutbox(conn), PgPersonalData(conn))
 
 
 class PgUnitOfWork:

@@ -15,11 +15,11 @@ _COLUMNS = "user_id, email, status, role, version, password_hash, created_at, up
 def to_user(row: asyncpg.Record) -> User:
     return User(
         user_id=str(row["user_id"]),
-        email=row["email"],
+        email=row["email"] or "",  # NULL once a deleted account was erased
         status=Status(row["status"]),
         role=Role(row["role"]),
         version=row["version"],
-        password_hash=row["password_hash"],
+        password_hash=row["password_hash"] or "",
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Protocol
 
 from auth_service.domain import RefreshUse, Role, Status, User
+from auth_service.domain.privacy import SessionRecord
 
 
 class UserRepository(Protocol):
@@ -54,6 +55,14 @@ class Outbox(Protocol):
     async def notify(self) -> None: ...
 
 
+class PersonalDataRepository(Protocol):
+    async def erase(self, user_id: str, email_hash: bytes) -> None:
+        """Drops a DELETED account's email and password hash, keeping the keyed hash."""
+        ...
+
+    async def sessions_of(self, user_id: str, limit: int) -> list[SessionRecord]: ...
+
+
 class Revocations(Protocol):
     """Where revoked sessions are published to every service that checks tokens."""
 
@@ -79,6 +88,7 @@ class Repositories:
     users: UserRepository
     sessions: SessionRepository
     outbox: Outbox
+    personal_data: PersonalDataRepository
 
 
 class UnitOfWork(Protocol):

@@ -10,6 +10,7 @@ from typing import Any
 
 import jwt
 
+from common.access.caller import caller_id
 from common.access.revocation import RevocationList, RevocationsUnknown
 from common.access.revocation_watch import RevocationWatch
 from common.errors import ErrorKind, ServiceError, permission_denied, unauthenticated
@@ -108,6 +109,7 @@ class TokenVerifier:
             raise unauthenticated(f"invalid token: {error}", self._domain) from None
         if await self._is_revoked(principal.session_id):
             raise unauthenticated("token revoked", self._domain)
+        caller_id.set(principal.user_id)  # the audit trail's actor (common.rpc.audit)
         return principal
 
     async def _is_revoked(self, session_id: str) -> bool:

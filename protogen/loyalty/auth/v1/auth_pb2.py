@@ -25,10 +25,11 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from protogen.loyalty.audit.v1 import audit_pb2 as loyalty_dot_audit_dot_v1_dot_audit__pb2
 from protogen.loyalty.rules.v1 import rules_pb2 as loyalty_dot_rules_dot_v1_dot_rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aloyalty/auth/v1/auth.proto\x12\x0floyalty.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cloyalty/rules/v1/rules.proto\"\xe9\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.loyalty.auth.v1.UserStatus\x12#\n\x04role\x18\x04 \x01(\x0e\x32\x15.loyalty.auth.v1.Role\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65ss_expires_in\x18\x03 \x01(\x05\x12\x12\n\ntoken_type\x18\x04 \x01(\t\"H\n\x0fRegisterRequest\x12\x18\n\x05\x65mail\x18\x01 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\xfe\x01\x12\x1b\n\x08password\x18\x02 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\x80\x01\"E\n\x0cLoginRequest\x12\x18\n\x05\x65mail\x18\x01 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\xfe\x01\x12\x1b\n\x08password\x18\x02 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\x80\x01\"2\n\x0eRefreshRequest\x12 \n\rrefresh_token\x18\x01 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\x80\x04\"1\n\rLogoutRequest\x12 \n\rrefresh_token\x18\x01 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\x80\x04\"\x16\n\x14\x44\x65leteAccountRequest\"\x10\n\x0eGetJwksRequest\"g\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12\x0b\n\x03\x61lg\x18\x03 \x01(\t\x12\x0b\n\x03use\x18\x04 \x01(\t\x12\x0b\n\x03\x63rv\x18\x05 \x01(\t\x12\t\n\x01x\x18\x06 \x01(\t\x12\t\n\x01n\x18\x07 \x01(\t\x12\t\n\x01\x65\x18\x08 \x01(\t\"*\n\x04Jwks\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.loyalty.auth.v1.Jwk\"w\n\x14SetUserStatusRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\x8a\x80\x19\x04\x08\x01\x30\x01\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.loyalty.auth.v1.UserStatus\x12\x17\n\x06reason\x18\x03 \x01(\tB\x07\x8a\x80\x19\x03\x10\xf4\x03\"+\n\x0eGetUserRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\x8a\x80\x19\x04\x08\x01\x30\x01\"M\n\x10ListUsersRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\x8a\x80\x19\x05 \x00(\xe8\x07\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\x8a\x80\x19\x03\x10\x80\x08\"R\n\x11ListUsersResponse\x12$\n\x05users\x18\x01 \x03(\x0b\x32\x15.loyalty.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*s\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x01\x12\x17\n\x13USER_STATUS_BLOCKED\x10\x02\x12\x17\n\x13USER_STATUS_DELETED\x10\x03*;\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xd6\x04\n\x0b\x41uthService\x12\x61\n\x08Register\x12 .loyalty.auth.v1.RegisterRequest\x1a\x15.loyalty.auth.v1.User\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/register:\x01*\x12]\n\x05Login\x12\x1d.loyalty.auth.v1.LoginRequest\x1a\x1a.loyalty.auth.v1.TokenPair\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12\x63\n\x07Refresh\x12\x1f.loyalty.auth.v1.RefreshRequest\x1a\x1a.loyalty.auth.v1.TokenPair\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12\\\n\x06Logout\x12\x1e.loyalty.auth.v1.LogoutRequest\x1a\x16.google.protobuf.Empty\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/logout:\x01*\x12h\n\rDeleteAccount\x12%.loyalty.auth.v1.DeleteAccountRequest\x1a\x16.google.protobuf.Empty\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/auth/account\x12X\n\x07GetJwks\x12\x1f.loyalty.auth.v1.GetJwksRequest\x1a\x15.loyalty.auth.v1.Jwks\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/auth/jwks2\xe1\x02\n\x10UserAdminService\x12z\n\rSetUserStatus\x12%.loyalty.auth.v1.SetUserStatusRequest\x1a\x15.loyalty.auth.v1.User\"+\x82\xd3\xe4\x93\x02%\" /v1/admin/users/{user_id}/status:\x01*\x12\x64\n\x07GetUser\x12\x1f.loyalty.auth.v1.GetUserRequest\x1a\x15.loyalty.auth.v1.User\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/admin/users/{user_id}\x12k\n\tListUsers\x12!.loyalty.auth.v1.ListUsersRequest\x1a\".loyalty.auth.v1.ListUsersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/admin/usersb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aloyalty/auth/v1/auth.proto\x12\x0floyalty.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cloyalty/audit/v1/audit.proto\x1a\x1cloyalty/rules/v1/rules.proto\"\xe9\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.loyalty.auth.v1.UserStatus\x12#\n\x04role\x18\x04 \x01(\x0e\x32\x15.loyalty.auth.v1.Role\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65ss_expires_in\x18\x03 \x01(\x05\x12\x12\n\ntoken_type\x18\x04 \x01(\t\"H\n\x0fRegisterRequest\x12\x18\n\x05\x65mail\x18\x01 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\xfe\x01\x12\x1b\n\x08password\x18\x02 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\x80\x01\"E\n\x0cLoginRequest\x12\x18\n\x05\x65mail\x18\x01 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\xfe\x01\x12\x1b\n\x08password\x18\x02 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\x80\x01\"2\n\x0eRefreshRequest\x12 \n\rrefresh_token\x18\x01 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\x80\x04\"1\n\rLogoutRequest\x12 \n\rrefresh_token\x18\x01 \x01(\tB\t\x8a\x80\x19\x05\x08\x01\x10\x80\x04\"\x16\n\x14\x44\x65leteAccountRequest\"\x10\n\x0eGetJwksRequest\"g\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12\x0b\n\x03\x61lg\x18\x03 \x01(\t\x12\x0b\n\x03use\x18\x04 \x01(\t\x12\x0b\n\x03\x63rv\x18\x05 \x01(\t\x12\t\n\x01x\x18\x06 \x01(\t\x12\t\n\x01n\x18\x07 \x01(\t\x12\t\n\x01\x65\x18\x08 \x01(\t\"*\n\x04Jwks\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.loyalty.auth.v1.Jwk\"w\n\x14SetUserStatusRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\x8a\x80\x19\x04\x08\x01\x30\x01\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.loyalty.auth.v1.UserStatus\x12\x17\n\x06reason\x18\x03 \x01(\tB\x07\x8a\x80\x19\x03\x10\xf4\x03\"+\n\x0eGetUserRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\x8a\x80\x19\x04\x08\x01\x30\x01\"M\n\x10ListUsersRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\x8a\x80\x19\x05 \x00(\xe8\x07\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\x8a\x80\x19\x03\x10\x80\x08\"R\n\x11ListUsersResponse\x12$\n\x05users\x18\x01 \x03(\x0b\x32\x15.loyalty.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x11\x44\x65leteUserRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\x8a\x80\x19\x04\x08\x01\x30\x01\"\x15\n\x13\x45xportMyDataRequest\"\xb3\x01\n\rSessionRecord\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x96\x01\n\x06MyData\x12&\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x15.loyalty.auth.v1.User\x12\x30\n\x08sessions\x18\x02 \x03(\x0b\x32\x1e.loyalty.auth.v1.SessionRecord\x12\x32\n\x0c\x61udit_events\x18\x03 \x03(\x0b\x32\x1c.loyalty.audit.v1.AuditEvent*s\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x01\x12\x17\n\x13USER_STATUS_BLOCKED\x10\x02\x12\x17\n\x13USER_STATUS_DELETED\x10\x03*;\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xbf\x05\n\x0b\x41uthService\x12\x61\n\x08Register\x12 .loyalty.auth.v1.RegisterRequest\x1a\x15.loyalty.auth.v1.User\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/register:\x01*\x12]\n\x05Login\x12\x1d.loyalty.auth.v1.LoginRequest\x1a\x1a.loyalty.auth.v1.TokenPair\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12\x63\n\x07Refresh\x12\x1f.loyalty.auth.v1.RefreshRequest\x1a\x1a.loyalty.auth.v1.TokenPair\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12\\\n\x06Logout\x12\x1e.loyalty.auth.v1.LogoutRequest\x1a\x16.google.protobuf.Empty\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/logout:\x01*\x12h\n\rDeleteAccount\x12%.loyalty.auth.v1.DeleteAccountRequest\x1a\x16.google.protobuf.Empty\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/auth/account\x12X\n\x07GetJwks\x12\x1f.loyalty.auth.v1.GetJwksRequest\x1a\x15.loyalty.auth.v1.Jwks\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/auth/jwks\x12g\n\x0c\x45xportMyData\x12$.loyalty.auth.v1.ExportMyDataRequest\x1a\x17.loyalty.auth.v1.MyData\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/auth/me/data2\xcf\x04\n\x10UserAdminService\x12z\n\rSetUserStatus\x12%.loyalty.auth.v1.SetUserStatusRequest\x1a\x15.loyalty.auth.v1.User\"+\x82\xd3\xe4\x93\x02%\" /v1/admin/users/{user_id}/status:\x01*\x12\x64\n\x07GetUser\x12\x1f.loyalty.auth.v1.GetUserRequest\x1a\x15.loyalty.auth.v1.User\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/admin/users/{user_id}\x12k\n\tListUsers\x12!.loyalty.auth.v1.ListUsersRequest\x1a\".loyalty.auth.v1.ListUsersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/admin/users\x12k\n\nDeleteUser\x12\".loyalty.auth.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/admin/users/{user_id}\x12\x7f\n\x0fListAuditEvents\x12(.loyalty.audit.v1.ListAuditEventsRequest\x1a).loyalty.audit.v1.ListAuditEventsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/admin/auditb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,6 +58,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTUSERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\212\200\031\005 \000(\350\007'
   _globals['_LISTUSERSREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTUSERSREQUEST'].fields_by_name['page_token']._serialized_options = b'\212\200\031\003\020\200\010'
+  _globals['_DELETEUSERREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_DELETEUSERREQUEST'].fields_by_name['user_id']._serialized_options = b'\212\200\031\004\010\0010\001'
   _globals['_AUTHSERVICE'].methods_by_name['Register']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['Register']._serialized_options = b'\202\323\344\223\002\026\"\021/v1/auth/register:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['Login']._loaded_options = None
@@ -69,46 +72,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHSERVICE'].methods_by_name['DeleteAccount']._serialized_options = b'\202\323\344\223\002\022*\020/v1/auth/account'
   _globals['_AUTHSERVICE'].methods_by_name['GetJwks']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\202\323\344\223\002\017\022\r/v1/auth/jwks'
+  _globals['_AUTHSERVICE'].methods_by_name['ExportMyData']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['ExportMyData']._serialized_options = b'\202\323\344\223\002\022\022\020/v1/auth/me/data'
   _globals['_USERADMINSERVICE'].methods_by_name['SetUserStatus']._loaded_options = None
   _globals['_USERADMINSERVICE'].methods_by_name['SetUserStatus']._serialized_options = b'\202\323\344\223\002%\" /v1/admin/users/{user_id}/status:\001*'
   _globals['_USERADMINSERVICE'].methods_by_name['GetUser']._loaded_options = None
   _globals['_USERADMINSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\033\022\031/v1/admin/users/{user_id}'
   _globals['_USERADMINSERVICE'].methods_by_name['ListUsers']._loaded_options = None
   _globals['_USERADMINSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/admin/users'
-  _globals['_USERSTATUS']._serialized_start=1278
-  _globals['_USERSTATUS']._serialized_end=1393
-  _globals['_ROLE']._serialized_start=1395
-  _globals['_ROLE']._serialized_end=1454
-  _globals['_USER']._serialized_start=170
-  _globals['_USER']._serialized_end=403
-  _globals['_TOKENPAIR']._serialized_start=405
-  _globals['_TOKENPAIR']._serialized_end=508
-  _globals['_REGISTERREQUEST']._serialized_start=510
-  _globals['_REGISTERREQUEST']._serialized_end=582
-  _globals['_LOGINREQUEST']._serialized_start=584
-  _globals['_LOGINREQUEST']._serialized_end=653
-  _globals['_REFRESHREQUEST']._serialized_start=655
-  _globals['_REFRESHREQUEST']._serialized_end=705
-  _globals['_LOGOUTREQUEST']._serialized_start=707
-  _globals['_LOGOUTREQUEST']._serialized_end=756
-  _globals['_DELETEACCOUNTREQUEST']._serialized_start=758
-  _globals['_DELETEACCOUNTREQUEST']._serialized_end=780
-  _globals['_GETJWKSREQUEST']._serialized_start=782
-  _globals['_GETJWKSREQUEST']._serialized_end=798
-  _globals['_JWK']._serialized_start=800
-  _globals['_JWK']._serialized_end=903
-  _globals['_JWKS']._serialized_start=905
-  _globals['_JWKS']._serialized_end=947
-  _globals['_SETUSERSTATUSREQUEST']._serialized_start=949
-  _globals['_SETUSERSTATUSREQUEST']._serialized_end=1068
-  _globals['_GETUSERREQUEST']._serialized_start=1070
-  _globals['_GETUSERREQUEST']._serialized_end=1113
-  _globals['_LISTUSERSREQUEST']._serialized_start=1115
-  _globals['_LISTUSERSREQUEST']._serialized_end=1192
-  _globals['_LISTUSERSRESPONSE']._serialized_start=1194
-  _globals['_LISTUSERSRESPONSE']._serialized_end=1276
-  _globals['_AUTHSERVICE']._serialized_start=1457
-  _globals['_AUTHSERVICE']._serialized_end=2055
-  _globals['_USERADMINSERVICE']._serialized_start=2058
-  _globals['_USERADMINSERVICE']._serialized_end=2411
+  _globals['_USERADMINSERVICE'].methods_by_name['DeleteUser']._loaded_options = None
+  _globals['_USERADMINSERVICE'].methods_by_name['DeleteUser']._serialized_options = b'\202\323\344\223\002\033*\031/v1/admin/users/{user_id}'
+  _globals['_USERADMINSERVICE'].methods_by_name['ListAuditEvents']._loaded_options = None
+  _globals['_USERADMINSERVICE'].methods_by_name['ListAuditEvents']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/admin/audit'
+  _globals['_USERSTATUS']._serialized_start=1714
+  _globals['_USERSTATUS']._serialized_end=1829
+  _globals['_ROLE']._serialized_start=1831
+  _globals['_ROLE']._serialized_end=1890
+  _globals['_USER']._serialized_start=200
+  _globals['_USER']._serialized_end=433
+  _globals['_TOKENPAIR']._serialized_start=435
+  _globals['_TOKENPAIR']._serialized_end=538
+  _globals['_REGISTERREQUEST']._serialized_start=540
+  _globals['_REGISTERREQUEST']._serialized_end=612
+  _globals['_LOGINREQUEST']._serialized_start=614
+  _globals['_LOGINREQUEST']._serialized_end=683
+  _globals['_REFRESHREQUEST']._serialized_start=685
+  _globals['_REFRESHREQUEST']._serialized_end=735
+  _globals['_LOGOUTREQUEST']._serialized_start=737
+  _globals['_LOGOUTREQUEST']._serialized_end=786
+  _globals['_DELETEACCOUNTREQUEST']._serialized_start=788
+  _globals['_DELETEACCOUNTREQUEST']._serialized_end=810
+  _globals['_GETJWKSREQUEST']._serialized_start=812
+  _globals['_GETJWKSREQUEST']._serialized_end=828
+  _globals['_JWK']._serialized_start=830
+  _globals['_JWK']._serialized_end=933
+  _globals['_JWKS']._serialized_start=935
+  _globals['_JWKS']._serialized_end=977
+  _globals['_SETUSERSTATUSREQUEST']._serialized_start=979
+  _globals['_SETUSERSTATUSREQUEST']._serialized_end=1098
+  _globals['_GETUSERREQUEST']._serialized_start=1100
+  _globals['_GETUSERREQUEST']._serialized_end=1143
+  _globals['_LISTUSERSREQUEST']._serialized_start=1145
+  _globals['_LISTUSERSREQUEST']._serialized_end=1222
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1224
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1306
+  _globals['_DELETEUSERREQUEST']._serialized_start=1308
+  _globals['_DELETEUSERREQUEST']._serialized_end=1354
+  _globals['_EXPORTMYDATAREQUEST']._serialized_start=1356
+  _globals['_EXPORTMYDATAREQUEST']._serialized_end=1377
+  _globals['_SESSIONRECORD']._serialized_start=1380
+  _globals['_SESSIONRECORD']._serialized_end=1559
+  _globals['_MYDATA']._serialized_start=1562
+  _globals['_MYDATA']._serialized_end=1712
+  _globals['_AUTHSERVICE']._serialized_start=1893
+  _globals['_AUTHSERVICE']._serialized_end=2596
+  _globals['_USERADMINSERVICE']._serialized_start=2599
+  _globals['_USERADMINSERVICE']._serialized_end=3190
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from protogen.loyalty.audit.v1 import audit_pb2 as loyalty_dot_audit_dot_v1_dot_audit__pb2
 from protogen.loyalty.auth.v1 import auth_pb2 as loyalty_dot_auth_dot_v1_dot_auth__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -65,6 +66,11 @@ class AuthServiceStub:
                 request_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
                 response_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.Jwks.FromString,
                 _registered_method=True)
+        self.ExportMyData = channel.unary_unary(
+                '/loyalty.auth.v1.AuthService/ExportMyData',
+                request_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ExportMyDataRequest.SerializeToString,
+                response_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.MyData.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -106,6 +112,13 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportMyData(self, request, context):
+        """The caller's own data: the account, its sessions, and the audit events about it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +151,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.GetJwks,
                     request_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.FromString,
                     response_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.Jwks.SerializeToString,
+            ),
+            'ExportMyData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportMyData,
+                    request_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ExportMyDataRequest.FromString,
+                    response_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.MyData.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +330,33 @@ class AuthService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ExportMyData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.auth.v1.AuthService/ExportMyData',
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.ExportMyDataRequest.SerializeToString,
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.MyData.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class UserAdminServiceStub:
     """Role `admin` only.
@@ -338,6 +383,16 @@ class UserAdminServiceStub:
                 request_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/loyalty.auth.v1.UserAdminService/DeleteUser',
+                request_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/loyalty.auth.v1.UserAdminService/ListAuditEvents',
+                request_serializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class UserAdminServiceServicer:
@@ -362,6 +417,21 @@ class UserAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteUser(self, request, context):
+        """Deletes an account as DeleteAccount does: the email and password hash are erased and
+        every session revoked. Deleting a deleted account changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """Who called UserAdminService (and read personal data), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -379,6 +449,16 @@ def add_UserAdminServiceServicer_to_server(servicer, server):
                     servicer.ListUsers,
                     request_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.FromString,
                     response_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.DeleteUserRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -463,6 +543,60 @@ class UserAdminService:
             '/loyalty.auth.v1.UserAdminService/ListUsers',
             loyalty_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
             loyalty_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.auth.v1.UserAdminService/DeleteUser',
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.DeleteUserRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.auth.v1.UserAdminService/ListAuditEvents',
+            loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
+            loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
