@@ -75,8 +75,8 @@ def targets(request: Any) -> list[str]:
 
 def outcome_of(error: BaseException) -> str:
     status = status_for(error)
-    code: grpc.StatusCode = status.code if status is not None else grpc.StatusCode.INTERNAL
-    return code.name
+    code = status.code if status is not None else grpc.StatusCode.INTERNAL
+    return str(code.name)
 
 
 class CallAudit:

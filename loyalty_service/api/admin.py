@@ -9,12 +9,14 @@ from google.api import httpbody_pb2
 
 from common.access.access_tokens import TokenVerifier, bearer_token
 from common.rpc import pagination
+from common.rpc.audit_api import AuditReader, list_audit_events
 from common.rpc.page_tokens import PageTokens
 from common.rpc.validation import page_size, uuid_field
 from loyalty_service.api import mapping, referral_mapping, requests
 from loyalty_service.use_cases.administration import PromoAdmin
 from loyalty_service.use_cases.code_transfer import CodeTransfer
 from loyalty_service.use_cases.referrals import Referrals
+from protogen.loyalty.audit.v1 import audit_pb2
 from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
 Context = Any
@@ -30,7 +32,9 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         transfer: CodeTransfer,
         *,
         referrals: Referrals,
+        audit: AuditReader,
     ) -> None:
+        self._audit = audit
         self._admin = admin
         self._verifier = verifier
         self._tokens = page_tokens
@@ -222,3 +226,9 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
     ) -> promo_pb2.ReferralReport:
         await self._check(context)
         return referral_mapping.report(await self._referrals.report())
+
+    async def ListAuditEvents(
+        self, request: audit_pb2.ListAuditEventsRequest, context: Context
+    ) -> audit_pb2.ListAuditEventsResponse:
+        await self._check(context)
+        return await list_audit_events(request, self._audit, self._tokens)

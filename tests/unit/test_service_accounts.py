@@ -8,14 +8,14 @@ import uuid
 from typing import Any
 
 import pytest
-
 from auth_service.domain.service_accounts import ServiceAccount, check_new_account
-from auth_service.keys import new_private_pem, signing_key
 from auth_service.tokens import TokenIssuer
-from common.errors import ErrorKind, InvalidArgument, ServiceError
 from common.tokens import Principal, ServicePrincipal, TokenVerifier
-from gateway import token_endpoint
 from gateway.token_endpoint import OAuthError
+
+from auth_service.keys import new_private_pem, signing_key
+from common.errors import ErrorKind, InvalidArgument, ServiceError
+from gateway import token_endpoint
 
 SETTLE = "purchases:settle"
 
