@@ -40,7 +40,7 @@ async def _refused(call: object) -> bool:
     try:
         await call  # type: ignore[misc]
     except grpc.aio.AioRpcError as error:
-        return error.code() == Code.UNAUTHENTICATED
+        return bool(error.code() == Code.UNAUTHENTICATED)
     return False
 
 
