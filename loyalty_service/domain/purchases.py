@@ -17,6 +17,10 @@ class PurchaseStatus(StrEnum):
     EXPIRED = "EXPIRED"
 
 
+# The statuses of a purchase that holds its code's use: counted against limits, budgets and
+# "first purchase", and what makes a user "already referred".
+LIVE = frozenset({PurchaseStatus.PENDING, PurchaseStatus.COMPLETED})
+
 # The transitions there are, and which of them give the code's use back.
 TRANSITIONS: dict[tuple[PurchaseStatus, PurchaseStatus], bool] = {
     (PurchaseStatus.PENDING, PurchaseStatus.COMPLETED): False,
