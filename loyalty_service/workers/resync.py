@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from common.channels import method_names, open_channel
 from common.config import ConfigError
 from common.db import Pool
-from common.user_status import from_proto
+from common.user_status_proto import from_proto
 from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.store.users import apply_user_status

@@ -25,7 +25,8 @@ from common.broker import REGISTERED, STATUS_CHANGED, BrokerHealth, declare_exch
 from common.db import Pool, retrying
 from common.logs import get_logger
 from common.trace_context import consuming
-from common.user_status import UserStatus, from_proto
+from common.user_status import UserStatus
+from common.user_status_proto import from_proto
 from loyalty.events.v1 import events_pb2
 from loyalty_service.store.users import apply_user_statuses
 
