@@ -61,6 +61,8 @@ def read_migrations(directory: Path) -> list[Migration]:
 def read_repeatables(directory: Path) -> list[Repeatable]:
     """By file name: a function that another must find at create time (an SQL-language body
     calling it) sorts first by a numeric prefix (`00_helper.sql`)."""
+    if not directory.is_dir():  # a package built without its .sql files must not pass as none
+        raise MigrationError(f"no directory of repeatable scripts at {directory}")
     return [Repeatable(p.name, p.read_text()) for p in sorted(directory.glob("*.sql"))]
 
 
@@ -178,8 +180,10 @@ async def _migrate_locked(
     conn: asyncpg.Connection, directory: Path, repeatable: Path | None
 ) -> list[str]:
     migrations = read_migrations(directory)
+    # Read before anything runs, so that a missing directory fails a migrate that did nothing.
+    scripts = None if repeatable is None else read_repeatables(repeatable)
     done = await _apply_pending(conn, migrations)
-    if repeatable is None:
+    if scripts is None:
         return done
     # Older code (a replica of the last release restarting mid-rollout) would put back the
     # bodies the newer release replaced; a schema it does not know tells it so.
@@ -187,7 +191,7 @@ async def _migrate_locked(
     if unknown:
         log.warning("repeatables_skipped_database_is_newer", versions=unknown)
         return done
-    return done + await _apply_repeatables(conn, read_repeatables(repeatable))
+    return done + await _apply_repeatables(conn, scripts)
 
 
 async def migrate(dsn: str, directory: Path, repeatable: Path | None = None) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from common.migrations import drop_database, migrate
+from common.migrations import MigrationError, drop_database, migrate
 from tests.conftest import PG
 from tests.fixtures.loyalty import LOYALTY_FUNCTIONS, LOYALTY_MIGRATIONS
 
@@ -172,6 +172,11 @@ async def test_a_broken_file_fails_naming_itself_and_keeps_the_running_body(
     assert await _definition(dsn, "loyalty_give_back") == running
     _edit(functions, "loyalty_give_back.sql", "UPDATE no_such_table s", "UPDATE promo_code_slots s")
     assert await migrate(dsn, LOYALTY_MIGRATIONS, functions) == []
+
+
+async def test_a_missing_directory_of_scripts_fails(new_database: Database, tmp_path: Path) -> None:
+    with pytest.raises(MigrationError, match="no directory of repeatable scripts"):
+        await migrate(await new_database(), LOYALTY_MIGRATIONS, tmp_path / "absent")
 
 
 async def test_a_file_taken_away_and_put_back_is_applied_again(
