@@ -13,9 +13,11 @@ from auth_service.config import AuthSettings
 from auth_service.keys import SigningKey, configured_pem, new_private_pem, signing_key
 from auth_service.ratelimit import LoginLimits, LoginThrottle, RegistrationThrottle
 from auth_service.store import keys as key_store
+from auth_service.store.service_accounts import PgServiceAccounts
 from auth_service.store.unit_of_work import PgUnitOfWork
 from auth_service.tokens import TokenIssuer
 from auth_service.use_cases.accounts import Accounts
+from auth_service.use_cases.service_accounts import ServiceAccounts
 from auth_service.use_cases.sessions import Sessions
 from auth_service.workers.outbox_relay import OutboxRelay, measure_backlog, prune_sent
 from auth_service.workers.revocation_keeper import RevocationKeeper
@@ -44,6 +46,7 @@ class AuthApp:
     pool: Pool
     redis: redis.Redis
     accounts: Accounts
+    service_accounts: ServiceAccounts
     server: GrpcServer
     keeper: RevocationKeeper
     # Background loops run beside the server and stop with it.
@@ -76,6 +79,33 @@ async def load_signing_key(settings: AuthSettings, pool: Pool) -> SigningKey:
     return signing_key(pem)
 
 
+def login_throttle(settings: AuthSettings, throttle: Throttle) -> LoginThrottle:
+    """Failed logins and failed client-credentials grants count in the same buckets."""
+    window = settings.auth_login_window_seconds
+    logins = LoginLimits(
+        Limit(settings.auth_login_limit_per_email_address, window),
+        Limit(settings.auth_login_limit_per_email, window),
+        Limit(settings.auth_login_limit_per_address, window),
+    )
+    return LoginThrottle(throttle, logins)
+
+
+def build_service_accounts(
+    settings: AuthSettings,
+    pool: Pool,
+    client: redis.Redis,
+    issuer: TokenIssuer,
+    revocations: RevocationList,
+) -> ServiceAccounts:
+    return ServiceAccounts(
+        PgServiceAccounts(pool),
+        issuer,
+        revocations,
+        login_throttle(settings, Throttle(client, settings.redis_key_prefix)),
+        settings.auth_secret_rotation_overlap_seconds,
+    )
+
+
 def build_use_cases(
     settings: AuthSettings,
     pool: Pool,
@@ -85,12 +115,6 @@ def build_use_cases(
 ) -> tuple[Accounts, Sessions]:
     store = PgUnitOfWork(pool)
     throttle = Throttle(client, settings.redis_key_prefix)
-    window = settings.auth_login_window_seconds
-    logins = LoginLimits(
-        Limit(settings.auth_login_limit_per_email_address, window),
-        Limit(settings.auth_login_limit_per_email, window),
-        Limit(settings.auth_login_limit_per_address, window),
-    )
     registrations = Limit(
         settings.auth_register_limit_per_address, settings.auth_register_window_seconds
     )
@@ -105,7 +129,7 @@ def build_use_cases(
         store,
         issuer,
         revocations,
-        LoginThrottle(throttle, logins),
+        login_throttle(settings, throttle),
         settings.auth_refresh_ttl_seconds,
     )
     return accounts, sessions
@@ -123,16 +147,25 @@ async def build(settings: AuthSettings) -> AuthApp:
     watch = RevocationWatch(settings.redis_url, revocations)
     revocations.on_revoke(watch.remember)
     accounts, sessions = build_use_cases(settings, pool, client, issuer, revocations)
+    service_accounts = build_service_accounts(settings, pool, client, issuer, revocations)
     verifier = TokenVerifier(issuer.jwks, revocations, "auth.loyalty", watch)
     server = GrpcServer(settings.auth_grpc_addr, SERVICE_NAMES)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
         AuthServicer(
-            accounts, sessions, verifier, issuer, parse_networks(settings.auth_trusted_peers)
+            accounts,
+            sessions,
+            verifier,
+            issuer,
+            service_accounts,
+            parse_networks(settings.auth_trusted_peers),
         ),
         server.server,
     )
     auth_pb2_grpc.add_UserAdminServiceServicer_to_server(
-        UserAdminServicer(accounts, verifier, PageTokens(settings.page_token_secret)), server.server
+        UserAdminServicer(
+            accounts, service_accounts, verifier, PageTokens(settings.page_token_secret)
+        ),
+        server.server,
     )
     keeper = RevocationKeeper(
         pool,
@@ -141,7 +174,7 @@ async def build(settings: AuthSettings) -> AuthApp:
         settings.auth_revocation_check_seconds,
     )
     loops = [keeper.run, watch.run, *sync_loops(settings, pool, server)]
-    return AuthApp(settings, pool, client, accounts, server, keeper, loops)
+    return AuthApp(settings, pool, client, accounts, service_accounts, server, keeper, loops)
 
 
 def sync_loops(settings: AuthSettings, pool: Pool, server: GrpcServer) -> list[Loop]:

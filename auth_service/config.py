@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from common.broker import BrokerSettings
 from common.config import BaseServiceSettings, HostPort, PostgresUrl
@@ -34,6 +34,9 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     # Registrations allowed per client address per window.
     auth_register_limit_per_address: PositiveInt = 10
     auth_register_window_seconds: PositiveFloat = 3600
+    # How long a service account's previous client secret keeps working after a rotation
+    # (so its callers can be moved to the new one); 0 ends it at once, 30 days at most.
+    auth_secret_rotation_overlap_seconds: float = Field(default=86400, ge=0, le=30 * 86400)
     # "development" generates a signing key when none is configured; anything else refuses to.
     environment: str = "development"
     auth_password_min_length: int = 8
