@@ -1,4 +1,5 @@
-"""`python -m auth_service [serve|migrate|create-admin --email EMAIL]`."""
+"""`python -m auth_service [serve|migrate|create-admin --email EMAIL|
+create-service-account --name NAME --scope SCOPE [--scope ...]]`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from auth_service import app
 from auth_service.config import AuthSettings
 from auth_service.domain import check_credentials_input
+from auth_service.domain.service_accounts import KNOWN_SCOPES, check_new_account
 from common import config, eventloop, logs, metrics, sentry, shutdown, tracing, workers
 from common.errors import InvalidArgument, ServiceError
 from common.grpc_server import run_until_signal
@@ -47,6 +49,24 @@ async def create_admin(settings: AuthSettings, email: str) -> None:
         await auth.close()
 
 
+async def create_service_account(settings: AuthSettings, name: str, scopes: list[str]) -> None:
+    try:
+        # Checked before connecting to anything, like create-admin's input.
+        check_new_account(name, scopes)
+    except InvalidArgument as error:
+        raise SystemExit(f"create-service-account: {error}") from None
+    auth = await app.build(settings)
+    try:
+        created = await auth.service_accounts.create(name, scopes)
+    finally:
+        await auth.close()
+    account = created.account
+    print(f"service account {account.name} ({' '.join(account.scopes)})")
+    print(f"client_id={account.account_id}")
+    print(f"client_secret={created.client_secret}")
+    print("the secret is shown this once: only its hash is kept", file=sys.stderr)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m auth_service")
     commands = parser.add_subparsers(dest="command")
@@ -54,6 +74,17 @@ def main(argv: list[str]) -> None:
     commands.add_parser("migrate", help="create the database if needed and apply migrations")
     admin = commands.add_parser("create-admin", help="create or promote an administrator")
     admin.add_argument("--email", required=True)
+    service_account = commands.add_parser(
+        "create-service-account", help="create a service account and print its credentials"
+    )
+    service_account.add_argument("--name", required=True)
+    service_account.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        dest="scopes",
+        help=f"repeat for several; known: {', '.join(sorted(KNOWN_SCOPES))}",
+    )
     args = parser.parse_args(argv)
     shutdown.exit_0_on_sigterm()
     settings = config.load(AuthSettings)
@@ -65,6 +96,8 @@ def main(argv: list[str]) -> None:
         print(f"auth: {len(applied)} migration(s) applied")
     elif args.command == "create-admin":
         eventloop.run(create_admin(settings, args.email))
+    elif args.command == "create-service-account":
+        eventloop.run(create_service_account(settings, args.name, args.scopes))
     else:
         service = workers.Service(
             "auth_service",
