@@ -24,7 +24,6 @@ PATH = "/v1/auth/token"
 GRANT_TYPE = "client_credentials"
 FORM = "application/x-www-form-urlencoded"
 BASIC_CHALLENGE = 'Basic realm="loyalty", charset="UTF-8"'
-_FIELDS = ("grant_type", "client_id", "client_secret", "scope")
 
 
 class OAuthError(Exception):
@@ -56,7 +55,8 @@ def _form(raw: bytes, content_type: str) -> dict[str, str]:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:  # §3.2: a parameter is sent at most once
         raise OAuthError("invalid_request", f"repeated parameter: {repeated[0]}")
-    return dict(pairs)
+    # §3.2: a parameter without a value is as if it were not sent.
+    return {name: value for name, value in pairs if value}
 
 
 def _basic(header: str | None) -> tuple[str, str] | None:
@@ -90,7 +90,7 @@ def credentials(form: dict[str, str], authorization: str | None) -> ClientCreden
     if grant != GRANT_TYPE:
         raise OAuthError("unsupported_grant_type", f"only {GRANT_TYPE} is supported")
     basic = _basic(authorization)
-    in_form = "client_id" in form or "client_secret" in form
+    in_form = bool(form.get("client_id") or form.get("client_secret"))
     if basic is not None and in_form:  # §2.3: one authentication method per request
         raise OAuthError("invalid_request", "credentials both in the header and in the body")
     if basic is not None:
@@ -101,11 +101,9 @@ def credentials(form: dict[str, str], authorization: str | None) -> ClientCreden
 
 
 def parse(raw: bytes, content_type: str, authorization: str | None) -> ClientCredentials:
-    form = _form(raw, content_type)
-    unknown = sorted(set(form) - set(_FIELDS))
-    if unknown:
-        raise OAuthError("invalid_request", f"unknown parameter: {unknown[0]}")
-    return credentials(form, authorization)
+    # Unknown parameters are ignored, as §3.2 requires (a `scope` among them: a token gets
+    # every scope of its account).
+    return credentials(_form(raw, content_type), authorization)
 
 
 def request_message(given: ClientCredentials) -> auth_pb2.IssueServiceTokenRequest:
@@ -171,7 +169,6 @@ def openapi_operation() -> dict[str, Any]:
             "client_secret": text,
         },
         "required": ["grant_type"],
-        "additionalProperties": False,
     }
     token = {
         "type": "object",
