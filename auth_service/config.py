@@ -19,6 +19,9 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     auth_jwt_private_key: str = ""
     auth_jwt_private_key_file: str = ""
     auth_access_ttl_seconds: int = 900
+    # How often each process reloads the signing keys (and reports which it publishes);
+    # `rotate-key` waits for every process to publish the next key, so this bounds a rotation.
+    auth_key_refresh_seconds: PositiveFloat = 1.0
     auth_refresh_ttl_seconds: int = 30 * 24 * 3600
     # How often auth checks that Redis still holds the revoked sessions (and rebuilds them).
     auth_revocation_check_seconds: float = 1.0

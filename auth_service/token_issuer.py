@@ -11,14 +11,23 @@ from typing import Any
 import jwt
 
 from auth_service.domain import User, access_claims
-from auth_service.keys import SigningKey
+from auth_service.keys import KeyRing, SigningKey
 from common.access.access_tokens import ALGORITHM, ISSUER
 
 
 class TokenIssuer:
-    def __init__(self, key: SigningKey, access_ttl: int) -> None:
-        self.key = key
+    """Signs with the ring's current key; the key refresher replaces the ring as keys rotate."""
+
+    def __init__(self, ring: KeyRing, access_ttl: int) -> None:
+        self.ring = ring
         self.access_ttl = access_ttl
+
+    @property
+    def key(self) -> SigningKey:
+        return self.ring.current
+
+    def use(self, ring: KeyRing) -> None:
+        self.ring = ring
 
     def access_token(self, user: User, session_id: str) -> str:
         claims = access_claims(
@@ -27,7 +36,7 @@ class TokenIssuer:
         return jwt.encode(claims, self.key.private_key, ALGORITHM, headers={"kid": self.key.kid})
 
     async def jwks(self) -> dict[str, Any]:
-        return {"keys": [self.key.public_jwk]}
+        return self.ring.jwks()
 
 
 def new_refresh_token() -> tuple[str, str]:
