@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from common.broker import BrokerSettings
+from common.access.trust import TrustedNetworks
 from common.config import BaseServiceSettings, HostPort, PostgresUrl
-from common.trust import TrustedNetworks
+from common.messaging.broker import BrokerSettings
 
 
 class AuthSettings(BaseServiceSettings, BrokerSettings):
@@ -19,6 +19,9 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     auth_jwt_private_key: str = ""
     auth_jwt_private_key_file: str = ""
     auth_access_ttl_seconds: int = 900
+    # How often each process reloads the signing keys (and reports which it publishes);
+    # `rotate-key` waits for every process to publish the next key, so this bounds a rotation.
+    auth_key_refresh_seconds: PositiveFloat = 1.0
     auth_refresh_ttl_seconds: int = 30 * 24 * 3600
     # How often auth checks that Redis still holds the revoked sessions (and rebuilds them).
     auth_revocation_check_seconds: float = 1.0
@@ -43,7 +46,7 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     auth_admin_password: str = ""
     # The service's total over its workers.
     auth_db_pool_size: int = 20
-    # Worker processes behind the one port (common.workers); 2 uses both cores of the
+    # Worker processes behind the one port (common.processes.supervisor); 2 uses both cores of the
     # machine the benchmarks run on (docs/performance.md).
     auth_workers: PositiveInt = 2
     # Outbox relay: rows per published batch, how long sent rows are kept, how often pruned.

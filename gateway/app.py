@@ -18,9 +18,9 @@ from starlette.routing import Mount
 from starlette.routing import Route as HttpRoute
 from starlette.staticfiles import StaticFiles
 
+from common.access.trust import Network, client_address, parse_networks
 from common.errors import InvalidArgument
-from common.logs import get_logger
-from common.trust import Network, client_address, parse_networks
+from common.telemetry.logs import get_logger
 from gateway import errors, openapi, token_endpoint
 from gateway.backends import Backends
 from gateway.config import GatewaySettings

@@ -1,7 +1,7 @@
 """The OpenAPI 3 document, built from the same route table and the message descriptors.
 
 Every request field carries the limits its proto declares with `(loyalty.rules.v1.rules)`, the
-very rules both gRPC servers enforce (common.request_rules), so the document is no looser and
+very rules both gRPC servers enforce (common.rpc.request_rules), so the document is no looser and
 no stricter than the servers. Only the routes that check a bearer token are marked secured."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from common.request_rules import DEFAULT_MAX_LENGTH, UUID_PATTERN, rules_of
+from common.rpc.request_rules import DEFAULT_MAX_LENGTH, UUID_PATTERN, rules_of
 from gateway import token_endpoint
 from gateway.routes import Route
 

@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 from starlette.responses import JSONResponse
 
 from gateway.errors import retry_after
-from loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
 
 PATH = "/v1/auth/token"
 GRANT_TYPE = "client_credentials"

@@ -9,12 +9,12 @@ from google.protobuf import empty_pb2
 
 from auth_service.domain.service_accounts import ServiceAccount
 from auth_service.use_cases.service_accounts import ServiceAccounts, ServiceToken
-from common import pagination
-from common.page_tokens import PageTokens, Position
-from common.proto_time import timestamp
-from common.tokens import Principal
-from common.validation import page_size, uuid_field
-from loyalty.auth.v1 import auth_pb2
+from common.access.access_tokens import Principal
+from common.rpc import pagination
+from common.rpc.page_tokens import PageTokens, Position
+from common.rpc.proto_time import timestamp
+from common.rpc.validation import page_size, uuid_field
+from protogen.loyalty.auth.v1 import auth_pb2
 
 Context = Any
 _LIST = "service_accounts"

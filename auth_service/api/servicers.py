@@ -10,16 +10,16 @@ from google.protobuf import empty_pb2
 from auth_service.api.mapping import admin_settable_status, token_pair_message, user_message
 from auth_service.api.service_accounts import ServiceAccountAdmin, service_token_message
 from auth_service.domain import User
-from auth_service.tokens import TokenIssuer
+from auth_service.token_issuer import TokenIssuer
 from auth_service.use_cases.accounts import Accounts
 from auth_service.use_cases.service_accounts import ServiceAccounts
 from auth_service.use_cases.sessions import Sessions
-from common import pagination
-from common.page_tokens import PageTokens, Position
-from common.tokens import Principal, TokenVerifier, bearer_token
-from common.trust import Network, grpc_client_address
-from common.validation import page_size, uuid_field
-from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
+from common.access.access_tokens import Principal, TokenVerifier, bearer_token
+from common.access.trust import Network, grpc_client_address
+from common.rpc import pagination
+from common.rpc.page_tokens import PageTokens, Position
+from common.rpc.validation import page_size, uuid_field
+from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 
 Context = Any
 

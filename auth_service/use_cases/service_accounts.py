@@ -9,7 +9,7 @@ from datetime import datetime
 
 from auth_service.domain import reasons
 from auth_service.domain.service_accounts import ServiceAccount, check_new_account, subject_of
-from auth_service.tokens import TokenIssuer, client_secret_hash, new_client_secret
+from auth_service.token_issuer import TokenIssuer, client_secret_hash, new_client_secret
 from auth_service.use_cases.ports import LoginGuard, Revocations, ServiceAccountRepository
 from common.errors import InvalidArgument
 

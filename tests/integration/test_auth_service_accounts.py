@@ -18,8 +18,8 @@ import jwt
 import pytest
 from google.protobuf.message_factory import GetMessageClass
 
-from loyalty.auth.v1 import auth_pb2
-from loyalty.promo.v1 import promo_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser, auth_settings, start_auth, stop_auth
 from tests.fixtures.loyalty import LoyaltyTestServer
 from tests.grpc_helpers import bad_request_fields, reason_of, rejected, retry_delay
