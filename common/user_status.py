@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
 
 _PREFIX = "USER_STATUS_"
 

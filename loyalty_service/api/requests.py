@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from common.errors import FieldViolation, InvalidArgument
-from common.page_tokens import PageTokens, Position
-from common.validation import uuid_field
-from loyalty.promo.v1 import promo_pb2
+from common.rpc.page_tokens import PageTokens, Position
+from common.rpc.validation import uuid_field
 from loyalty_service.domain.codes import ActiveCode
+from protogen.loyalty.promo.v1 import promo_pb2
 
 MAX_CODE = 64
 MAX_TARIFF_ID = 64

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.trace_context import current_traceparent
+from common.telemetry.trace_context import current_traceparent
 
 
 async def add(conn: Any, event_id: str, routing_key: str, payload: bytes) -> None:

@@ -12,7 +12,7 @@ import asyncpg
 import grpc
 import pytest
 
-from loyalty.promo.v1 import promo_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import LoyaltyTestServer
 from tests.fixtures.replicas import Replicated, start_replicas, stop_replicas

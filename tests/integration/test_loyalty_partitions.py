@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from common.migrations import drop_database, migrate
+from common.storage.migrations import drop_database, migrate
 from loyalty_service.domain.reasons import Reason
 from loyalty_service.store import partitions, redemption, rejections
 from tests.conftest import PG, RUN_ID
