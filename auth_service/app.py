@@ -204,9 +204,7 @@ async def build(settings: AuthSettings) -> AuthApp:
         settings.auth_revocation_check_seconds,
     )
     loops = [keeper.run, watch.run, keys.run, *sync_loops(settings, pool, server)]
-    return AuthApp(
-        settings, pool, client, accounts, service_accounts, server, keeper, keys, loops
-    )
+    return AuthApp(settings, pool, client, accounts, service_accounts, server, keeper, keys, loops)
 
 
 def sync_loops(settings: AuthSettings, pool: Pool, server: GrpcServer) -> list[Loop]:

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from common.user_status import UserStatus
 from loyalty_service.domain import eligibility
 from loyalty_service.domain import referrals as referral_rules
 from loyalty_service.domain.pricing import quote
@@ -208,6 +209,7 @@ def _referral(
     deactivated: bool = False,
     ended: str = "",
     referee: tuple[str, int] = ("AMOUNT_OFF", 5000),
+    referrer_status: str = "",
 ) -> Setup:
     async def setup(pool: asyncpg.Pool) -> Attempted:
         await pool.execute(
@@ -231,9 +233,20 @@ def _referral(
             await pool.execute(
                 "INSERT INTO users (user_id, status, version) VALUES ($1, $2, 1)", user_id, status
             )
+        if referrer_status:
+            await pool.execute(
+                "INSERT INTO users (user_id, status, version) VALUES ($1, $2, 1)",
+                referrer,
+                referrer_status,
+            )
         return Attempted(code, tariff, user_id)
 
     return setup
+
+
+async def _status_of(pool: asyncpg.Pool, user_id: str) -> UserStatus:
+    found = await pool.fetchval("SELECT status FROM users WHERE user_id = $1", user_id)
+    return UserStatus(found or "ACTIVE")
 
 
 async def _referral_code(pool: asyncpg.Pool, owner: str, deactivated: bool) -> str:
@@ -292,6 +305,23 @@ CASES: dict[str, tuple[Setup, Reason | None]] = {
     "referral, not first purchase": (_referral(bought=True), Reason.REFERRAL_NOT_FIRST_PURCHASE),
     "referral, blocked user": (_referral(status="BLOCKED"), Reason.USER_BLOCKED),
     "referral, deactivated": (_referral(deactivated=True), Reason.PROMO_CODE_INACTIVE),
+    "referral, owner blocked": (
+        _referral(referrer_status="BLOCKED"),
+        Reason.REFERRAL_CODE_INACTIVE,
+    ),
+    "referral, owner deleted": (
+        _referral(referrer_status="DELETED"),
+        Reason.REFERRAL_CODE_INACTIVE,
+    ),
+    "referral, owner active": (_referral(referrer_status="ACTIVE"), None),
+    "referral, deactivated and owner blocked": (
+        _referral(deactivated=True, referrer_status="BLOCKED"),
+        Reason.PROMO_CODE_INACTIVE,
+    ),
+    "referral, owner deleted and program off": (
+        _referral(enabled=False, referrer_status="DELETED"),
+        Reason.REFERRAL_CODE_INACTIVE,
+    ),
     "referral, no such tariff": (_referral(tariff="weekly"), Reason.TARIFF_NOT_FOUND),
     "referral, off and own code": (
         _referral(enabled=False, self_use=True),
@@ -406,6 +436,7 @@ async def _python_answer(pool: asyncpg.Pool, attempt: Attempted) -> tuple[Reason
                 tariff,
                 program,
                 history,
+                await _status_of(pool, code.referrer_id),
             )
         )
         discount = program.referee
@@ -451,6 +482,9 @@ def test_every_reason_a_use_can_be_refused_with_has_a_case() -> None:
         Reason.PURCHASE_NOT_FOUND,
         Reason.PURCHASE_NOT_CANCELLABLE,
         Reason.PURCHASE_NOT_CONFIRMABLE,
+        Reason.PURCHASE_NOT_REFUNDABLE,
+        Reason.PURCHASE_SETTLEMENT_FORBIDDEN,
+        Reason.REFERRAL_NOT_FOUND,
         Reason.GROUP_NOT_FOUND,
         Reason.GROUP_EXISTS,
         Reason.PROMO_CODE_EXISTS,

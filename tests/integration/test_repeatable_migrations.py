@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from common.migrations import MigrationError, drop_database, migrate
+from common.storage.migrations import MigrationError, drop_database, migrate
 from tests.conftest import PG
 from tests.fixtures.loyalty import LOYALTY_FUNCTIONS, LOYALTY_MIGRATIONS
 

@@ -30,7 +30,10 @@ BEGIN
         d.reason := 'PROMO_CODE_INACTIVE';
     ELSIF c.referrer_id IS NOT NULL THEN
         SELECT * INTO v_prog FROM referral_program;
-        IF NOT v_prog.enabled THEN
+        IF EXISTS (SELECT 1 FROM users o WHERE o.user_id = c.referrer_id
+                     AND o.status IN ('BLOCKED', 'DELETED')) THEN
+            d.reason := 'REFERRAL_CODE_INACTIVE';
+        ELSIF NOT v_prog.enabled THEN
             d.reason := 'REFERRAL_PROGRAM_OFF';
         ELSIF t.tariff_id IS NULL THEN
             d.reason := 'TARIFF_NOT_FOUND';
