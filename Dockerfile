@@ -7,7 +7,7 @@ COPY common common
 COPY auth_service auth_service
 COPY loyalty_service loyalty_service
 COPY gateway gateway
-COPY loyalty loyalty
+COPY protogen protogen
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install -c constraints.txt .
 

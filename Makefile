@@ -20,7 +20,7 @@ system-deps:
 
 # Generated code is committed (so a plain install needs no protoc); proto-check fails when stale.
 proto: install
-	rm -rf loyalty
+	rm -rf protogen
 	$(PY) scripts/gen_protos.py .
 	$(PY) scripts/gen_api_docs.py
 
@@ -39,7 +39,7 @@ migrate: install
 # `make run REPLICAS=2`: two auth and two loyalty processes (replica k on port + 10·k).
 REPLICAS ?= 1
 run: install migrate
-	$(PY) -m common.launcher --replicas $(REPLICAS)
+	$(PY) -m common.processes.launcher --replicas $(REPLICAS)
 
 test: install system-deps proto-check lint
 	$(PY) -m pytest -q tests

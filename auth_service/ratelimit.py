@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from auth_service.domain.reasons import DOMAIN, AuthReason
+from common.access.throttle import Bucket, Limit, Throttle
 from common.errors import ServiceError, too_many
-from common.throttle import Bucket, Limit, Throttle
 
 
 @dataclass(frozen=True)

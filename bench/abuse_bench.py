@@ -22,8 +22,8 @@ import grpc
 
 from bench.load import percentile
 from bench.system import ROOT, running
-from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
-from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
+from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
+from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
 PASSWORD = "correct horse battery"
 DEFAULTS = {

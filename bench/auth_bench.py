@@ -14,9 +14,9 @@ import redis.asyncio as redis
 
 from bench.load import drive, median_ms, percentile
 from bench.system import running
-from common.revocation import RevocationList
-from common.tokens import TokenVerifier
-from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
+from common.access.access_tokens import TokenVerifier
+from common.access.revocation import RevocationList
+from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 
 PASSWORD = "correct horse battery"
 

@@ -15,7 +15,7 @@ import grpc
 
 from bench.load import Result, drive
 from bench.system import PG, ROOT, free_port
-from common.migrations import drop_database, ensure_database
+from common.storage.migrations import drop_database, ensure_database
 
 # The statements of a use, as loyalty runs them: the purchase, the code's counter, the user's.
 USE_SQL = """

@@ -15,8 +15,8 @@ import grpc
 from bench.load import Result, drive
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
 from bench.system import System, running
-from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
-from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
+from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
+from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
 IN_FLIGHT = 50
 

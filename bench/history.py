@@ -30,8 +30,8 @@ from bench.load import Result
 from bench.load import drive as _drive
 from bench.loyalty_bench import PASSWORD, Meta, bearer, create_codes, make_admin, tokens
 from bench.system import System, running
-from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
-from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
+from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
+from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
 ROWS = 10_000_000
 PGBENCH_CLIENTS = 24

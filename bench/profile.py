@@ -54,7 +54,8 @@ def _spy(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
         "--output",
         str(output),
         "--nonblocking",
-        "--subprocesses",  # the service's workers (common.workers), not only its supervisor
+        # the service's workers (common.processes.supervisor), not only its supervisor
+        "--subprocesses",
     ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

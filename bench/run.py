@@ -24,8 +24,8 @@ from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, toke
 from bench.spread import spread_stub
 from bench.sync_bench import _drain_rate, _refusal_delays
 from bench.system import ROOT, System, running, worker_pids
-from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
-from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
+from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
+from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
 REPORT = ROOT / "docs" / "performance.md"
 AuthStub, PromoStub = auth_pb2_grpc.AuthServiceStub, promo_pb2_grpc.PromoServiceStub
@@ -142,7 +142,8 @@ async def scenarios(clients: Clients, seconds: float) -> dict[str, Result]:
 
 
 def every_process(processes: dict[str, Any]) -> dict[str, int]:
-    """Each service's process, and each of its workers when it has several (common.workers)."""
+    """Each service's process, and each of its workers when it has several
+    (common.processes.supervisor)."""
     found = {}
     for name, process in processes.items():
         found[name] = process.pid

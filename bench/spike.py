@@ -30,8 +30,8 @@ from bench.load import percentile
 from bench.loyalty_bench import PASSWORD, Meta, bearer, make_admin
 from bench.spread import spread_stub
 from bench.system import System, running
-from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
-from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
+from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
+from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
 USERS = 200
 LIMIT_REASON = "PROMO_CODE_USER_LIMIT_REACHED"

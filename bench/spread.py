@@ -1,6 +1,6 @@
 """Stubs whose calls take several connections in turn: a service's workers share one port and
 each connection goes to one of them, so a load generator on a single connection would measure
-one worker (common.channels.CONNECTIONS_PER_TARGET)."""
+one worker (common.rpc.channels.CONNECTIONS_PER_TARGET)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from common.channels import open_channels
+from common.rpc.channels import open_channels
 
 
 class Spread:

@@ -21,10 +21,10 @@ import grpc
 from bench.load import percentile
 from bench.loyalty_bench import PASSWORD, bearer, make_admin, tokens
 from bench.system import ROOT, System, _wait_serving, bench_env, running
-from common.migrations import drop_database
-from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
-from loyalty.events.v1 import events_pb2
-from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
+from common.storage.migrations import drop_database
+from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
+from protogen.loyalty.events.v1 import events_pb2
+from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
 BLOCKED, ACTIVE = auth_pb2.USER_STATUS_BLOCKED, auth_pb2.USER_STATUS_ACTIVE
 

@@ -17,14 +17,15 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from common.migrations import drop_database
+from common.storage.migrations import drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 
 
 def worker_pids(pid: int) -> list[int]:
-    """The workers a service's process started (common.workers); none when it runs alone."""
+    """The workers a service's process started (common.processes.supervisor); none when it runs
+    alone."""
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:

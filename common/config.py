@@ -69,7 +69,7 @@ class BaseServiceSettings(BaseSettings):
     log_level: str = "INFO"
     # Seconds in-flight calls get to finish after SIGTERM.
     shutdown_grace: float = 5.0
-    # Signs page tokens (common.page_tokens); every replica of a service needs the same value.
+    # Signs page tokens (common.rpc.page_tokens); every replica of a service needs the same value.
     page_token_secret: str = "development page-token secret: set PAGE_TOKEN_SECRET"
 
 

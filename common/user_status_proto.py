@@ -4,7 +4,7 @@ the events: kept out of common/user_status.py so that the domains never reach ge
 from __future__ import annotations
 
 from common.user_status import UserStatus
-from loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
 
 _PREFIX = "USER_STATUS_"
 

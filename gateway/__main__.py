@@ -1,5 +1,5 @@
 """`python -m gateway`: the HTTP server (uvicorn), stopped gracefully on SIGTERM or Ctrl-C;
-with `GATEWAY_WORKERS` above 1, that many of them on one port (common.workers)."""
+with `GATEWAY_WORKERS` above 1, that many of them on one port (common.processes.supervisor)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import socket
 
 import uvicorn
 
-from common import config, logs, metrics, sentry, shutdown, tracing, workers
+from common import config
+from common.processes import shutdown
+from common.processes import supervisor as workers
+from common.telemetry import logs, metrics, sentry, tracing
 from gateway.app import MAX_REQUEST_HEAD_BYTES, create_app
 from gateway.config import GatewaySettings
 

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from common.channels import EVERY_METHOD, open_channels
+from common.rpc.channels import EVERY_METHOD, open_channels
 from gateway.config import GatewaySettings
 from gateway.routes import Route
 
@@ -50,7 +50,7 @@ class Backends:
         # call takes the second only when it is idempotent (service config names methods, it
         # cannot look at a request's fields).
         # Each is a set of channels with connections of their own, taken in turn, so that the
-        # calls spread over every worker of a backend (common.channels.CONNECTIONS_PER_TARGET).
+        # calls spread over every worker of a backend (common.rpc.channels.CONNECTIONS_PER_TARGET).
         self.channels = {name: open_channels(t) for name, t in targets.items()}
         self.retrying = {name: open_channels(t, EVERY_METHOD) for name, t in targets.items()}
         self.timeout = settings.gateway_backend_timeout_seconds

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pydantic import PositiveInt
 
+from common.access.trust import TrustedNetworks
 from common.config import BaseServiceSettings, GrpcTarget, HostPort
-from common.trust import TrustedNetworks
 
 
 class GatewaySettings(BaseServiceSettings):
     gateway_http_addr: HostPort = "127.0.0.1:8080"
     # Prometheus /metrics; empty turns it off.
     gateway_metrics_addr: str = "127.0.0.1:9103"
-    # Worker processes behind the one port (common.workers); 2 uses both cores of the
+    # Worker processes behind the one port (common.processes.supervisor); 2 uses both cores of the
     # machine the benchmarks run on (docs/performance.md).
     gateway_workers: PositiveInt = 2
     # gRPC targets: HOST:PORT, or several replicas (`ipv4:A:P,B:P`, `dns:///loyalty:50052`).

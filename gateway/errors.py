@@ -11,7 +11,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from common.errors import InvalidArgument
-from common.grpc_errors import bad_request
+from common.rpc.grpc_errors import bad_request
 
 # As grpc-gateway maps them (runtime/errors.go, HTTPStatusFromCode).
 HTTP_STATUS: dict[grpc.StatusCode, int] = {

@@ -1,7 +1,7 @@
 """The OpenAPI 3 document, built from the same route table and the message descriptors.
 
 Every request field carries the limits its proto declares with `(loyalty.rules.v1.rules)`, the
-very rules both gRPC servers enforce (common.request_rules), so the document is no looser and
+very rules both gRPC servers enforce (common.rpc.request_rules), so the document is no looser and
 no stricter than the servers. Only the routes that check a bearer token are marked secured."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from common.request_rules import DEFAULT_MAX_LENGTH, UUID_PATTERN, rules_of
+from common.rpc.request_rules import DEFAULT_MAX_LENGTH, UUID_PATTERN, rules_of
+from gateway import token_endpoint
 from gateway.routes import Route
 
 # Methods that take no bearer token (the caller signs in with them, or needs none).
@@ -21,6 +22,7 @@ PUBLIC_METHODS = frozenset(
         "AuthService.Refresh",
         "AuthService.Logout",
         "AuthService.GetJwks",
+        "AuthService.IssueServiceToken",
     }
 )
 _INT64_TEXT = {"type": "string", "pattern": "^-?[0-9]+$"}
@@ -229,6 +231,8 @@ def document(routes: list[Route]) -> dict[str, Any]:
     paths: dict[str, Any] = _extra_paths()
     for route in routes:
         paths.setdefault(route.template, {})[route.verb.lower()] = _operation(route, schemas)
+    # The token endpoint speaks OAuth (a form in, RFC 6749 JSON out), not the proto mapping.
+    paths.setdefault(token_endpoint.PATH, {})["post"] = token_endpoint.openapi_operation()
     return {
         "openapi": "3.0.3",
         "info": {"title": "Loyalty platform HTTP API", "version": "1.0.0"},

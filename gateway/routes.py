@@ -13,8 +13,8 @@ from google.api import annotations_pb2
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message_factory import GetMessageClass
 
-from loyalty.auth.v1 import auth_pb2
-from loyalty.promo.v1 import promo_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 
 # Which backend serves each service.
 SERVICES: list[tuple[ServiceDescriptor, str]] = [

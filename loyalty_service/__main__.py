@@ -6,16 +6,21 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import config, eventloop, logs, metrics, sentry, shutdown, tracing, workers
-from common.db import create_pool
-from common.grpc_server import run_until_signal
-from common.migrations import migrate
+from common import config
+from common.processes import eventloop, shutdown
+from common.processes import supervisor as workers
+from common.rpc.grpc_server import run_until_signal
+from common.storage.db import create_pool
+from common.storage.migrations import migrate
+from common.telemetry import logs, metrics, sentry, tracing
 from loyalty_service import app
 from loyalty_service.config import LoyaltySettings
+from loyalty_service.jobs.resync import resync
 from loyalty_service.jwks import load_keys
-from loyalty_service.workers.resync import resync
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations" / "loyalty"
+# The server-side functions: repeatable scripts, applied after the migrations when changed.
+FUNCTIONS = Path(__file__).resolve().parent / "store" / "sql"
 log = logs.get_logger("loyalty")
 
 
@@ -50,7 +55,7 @@ def main(argv: list[str]) -> None:
     sentry.init(settings.sentry_dsn, "loyalty")
     tracing.setup("loyalty")
     if args.command == "migrate":
-        applied = eventloop.run(migrate(settings.loyalty_database_url, MIGRATIONS))
+        applied = eventloop.run(migrate(settings.loyalty_database_url, MIGRATIONS, FUNCTIONS))
         print(f"loyalty: {len(applied)} migration(s) applied")
     elif args.command == "resync":
         eventloop.run(run_resync(settings))

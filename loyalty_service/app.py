@@ -9,23 +9,25 @@ from typing import Any
 import grpc
 import redis.asyncio as redis
 
-from common import redis_client, workers
-from common.broker import BrokerHealth
-from common.channels import EVERY_METHOD, open_channel
-from common.db import Pool, create_pool
-from common.grpc_server import GrpcServer
-from common.outbox_relay import OutboxRelay, prune_sent
-from common.page_tokens import PageTokens
-from common.revocation import RevocationList
-from common.revocation_watch import RevocationWatch
-from common.throttle import Limit, Throttle
-from common.tokens import TokenVerifier
-from common.trust import parse_networks
-from loyalty.promo.v1 import promo_pb2_grpc
+from common.access.access_tokens import TokenVerifier
+from common.access.revocation import RevocationList
+from common.access.revocation_watch import RevocationWatch
+from common.access.throttle import Limit, Throttle
+from common.access.trust import parse_networks
+from common.messaging.broker import BrokerHealth
+from common.messaging.outbox_relay import OutboxRelay, prune_sent
+from common.processes import supervisor as workers
+from common.rpc.channels import EVERY_METHOD, open_channel
+from common.rpc.grpc_server import GrpcServer
+from common.rpc.page_tokens import PageTokens
+from common.storage import redis_client
+from common.storage.db import Pool, create_pool
 from loyalty_service.api.admin import PromoAdminServicer
 from loyalty_service.api.promo import PromoServicer
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.domain.reasons import DOMAIN
+from loyalty_service.jobs.sweeper import run_sweeper
+from loyalty_service.jobs.user_events import UserEventsConsumer
 from loyalty_service.jwks import AuthJwks
 from loyalty_service.store.unit_of_work import PgUnitOfWork
 from loyalty_service.use_cases.administration import PromoAdmin
@@ -33,8 +35,7 @@ from loyalty_service.use_cases.code_transfer import CodeTransfer
 from loyalty_service.use_cases.guessing import GuessLimits, GuessThrottle
 from loyalty_service.use_cases.promotions import Promotions
 from loyalty_service.use_cases.referrals import Referrals
-from loyalty_service.workers.sweeper import run_sweeper
-from loyalty_service.workers.user_events import UserEventsConsumer
+from protogen.loyalty.promo.v1 import promo_pb2_grpc
 
 SERVICE_NAMES = ["loyalty.promo.v1.PromoService", "loyalty.promo.v1.PromoAdminService"]
 Loop = Callable[[], Coroutine[Any, Any, None]]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import PositiveFloat, PositiveInt
 
-from common.broker import BrokerSettings
+from common.access.trust import TrustedNetworks
 from common.config import BaseServiceSettings, GrpcTarget, HostPort, PostgresUrl
-from common.trust import TrustedNetworks
+from common.messaging.broker import BrokerSettings
 
 
 class LoyaltySettings(BaseServiceSettings, BrokerSettings):
@@ -22,7 +22,7 @@ class LoyaltySettings(BaseServiceSettings, BrokerSettings):
     sweeper_interval_seconds: float = 10.0
     # The service's total over its workers.
     loyalty_db_pool_size: int = 20
-    # Worker processes behind the one port (common.workers); 2 uses both cores of the
+    # Worker processes behind the one port (common.processes.supervisor); 2 uses both cores of the
     # machine the benchmarks run on (docs/performance.md).
     loyalty_workers: PositiveInt = 2
     # Seconds before each retry of a user event that failed (JSON list); then the dead letters.

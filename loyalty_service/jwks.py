@@ -7,10 +7,10 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from common.db import retrying
-from common.logs import get_logger
-from common.tokens import TokenVerifier
-from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
+from common.access.access_tokens import TokenVerifier
+from common.storage.db import retrying
+from common.telemetry.logs import get_logger
+from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 
 log = get_logger(__name__)
 

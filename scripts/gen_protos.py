@@ -1,8 +1,14 @@
-"""Generate Python code and .pyi stubs from protos/ (make proto), or check it is current."""
+"""Generate Python code and .pyi stubs from protos/ (make proto), or check it is current.
+
+The code lands in the package `protogen` (protogen/loyalty/auth/v1/auth_pb2.py, ...): its name
+says it is generated, and keeps the proto package `loyalty.*` from reading as a third service
+beside auth_service and loyalty_service. protoc writes imports by proto path (`from
+loyalty.auth.v1 import ...`), so they are rewritten to `from protogen.loyalty...`."""
 
 from __future__ import annotations
 
 import filecmp
+import re
 import subprocess
 import sys
 import tempfile
@@ -16,7 +22,13 @@ PROTOS = ROOT / "protos"
 GOOGLEAPIS = Path(next(iter(google.api.__path__))).parent.parent
 
 
-def generate(out: Path) -> None:
+PACKAGE = "protogen"
+_OWN_IMPORT = re.compile(r"(?m)^(from|import) loyalty\.")
+
+
+def generate(root: Path) -> None:
+    out = root / PACKAGE
+    out.mkdir(parents=True, exist_ok=True)
     files = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     cmd = [
         sys.executable,
@@ -31,9 +43,12 @@ def generate(out: Path) -> None:
         *files,
     ]
     subprocess.run(cmd, check=True, cwd=PROTOS)
-    for directory in [out / "loyalty", *(out / "loyalty").rglob("*")]:
+    for directory in [out, *out.rglob("*")]:
         if directory.is_dir():
             (directory / "__init__.py").touch()
+    for module in [*out.rglob("*.py"), *out.rglob("*.pyi")]:
+        text = module.read_text()
+        module.write_text(_OWN_IMPORT.sub(rf"\1 {PACKAGE}.loyalty.", text))
 
 
 def differences(left: Path, right: Path) -> list[str]:
@@ -50,7 +65,7 @@ def main(argv: list[str]) -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
-        stale = differences(Path(tmp) / "loyalty", ROOT / "loyalty")
+        stale = differences(Path(tmp) / PACKAGE, ROOT / PACKAGE)
     if stale:
         print("generated code is stale; run `make proto`:", *stale, sep="\n  ")
         return 1

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from loyalty.promo.v1 import promo_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import TestUser
 
 RUB = "RUB"

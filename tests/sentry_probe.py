@@ -9,9 +9,9 @@ import sys
 import grpc
 import sentry_sdk
 
-from common import logs, sentry
-from common.grpc_server import GrpcServer
-from loyalty.auth.v1 import auth_pb2
+from common.rpc.grpc_server import GrpcServer
+from common.telemetry import logs, sentry
+from protogen.loyalty.auth.v1 import auth_pb2
 
 SECRETS = {
     "email": "ann.secret@example.com",

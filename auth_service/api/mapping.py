@@ -7,9 +7,9 @@ from typing import Any
 from auth_service.domain import Status, User
 from auth_service.use_cases.sessions import TokenPair
 from common.errors import InvalidArgument
-from common.proto_time import timestamp
+from common.rpc.proto_time import timestamp
 from common.user_status_proto import to_proto
-from loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
 
 
 def user_message(user: User) -> auth_pb2.User:

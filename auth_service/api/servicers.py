@@ -8,16 +8,18 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from auth_service.api.mapping import admin_settable_status, token_pair_message, user_message
+from auth_service.api.service_accounts import ServiceAccountAdmin, service_token_message
 from auth_service.domain import User
-from auth_service.tokens import TokenIssuer
+from auth_service.token_issuer import TokenIssuer
 from auth_service.use_cases.accounts import Accounts
+from auth_service.use_cases.service_accounts import ServiceAccounts
 from auth_service.use_cases.sessions import Sessions
-from common import pagination
-from common.page_tokens import PageTokens, Position
-from common.tokens import Principal, TokenVerifier, bearer_token
-from common.trust import Network, grpc_client_address
-from common.validation import page_size, uuid_field
-from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
+from common.access.access_tokens import Principal, TokenVerifier, bearer_token
+from common.access.trust import Network, grpc_client_address
+from common.rpc import pagination
+from common.rpc.page_tokens import PageTokens, Position
+from common.rpc.validation import page_size, uuid_field
+from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 
 Context = Any
 
@@ -29,9 +31,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         sessions: Sessions,
         verifier: TokenVerifier,
         issuer: TokenIssuer,
+        service_accounts: ServiceAccounts,
         trusted_peers: Sequence[Network] = (),
     ) -> None:
         self._accounts = accounts
+        self._service_accounts = service_accounts
         self._sessions = sessions
         self._verifier = verifier
         self._issuer = issuer
@@ -70,12 +74,25 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         jwks = await self._issuer.jwks()
         return auth_pb2.Jwks(keys=[auth_pb2.Jwk(**key) for key in jwks["keys"]])
 
+    async def IssueServiceToken(
+        self, request: auth_pb2.IssueServiceTokenRequest, context: Context
+    ) -> auth_pb2.ServiceToken:
+        token = await self._service_accounts.issue_token(
+            request.client_id, request.client_secret, self._client(context)
+        )
+        return service_token_message(token)
 
-class UserAdminServicer(auth_pb2_grpc.UserAdminServiceServicer):
+
+class UserAdminServicer(ServiceAccountAdmin, auth_pb2_grpc.UserAdminServiceServicer):
     def __init__(
-        self, accounts: Accounts, verifier: TokenVerifier, page_tokens: PageTokens
+        self,
+        accounts: Accounts,
+        service_accounts: ServiceAccounts,
+        verifier: TokenVerifier,
+        page_tokens: PageTokens,
     ) -> None:
         self._accounts = accounts
+        self._service_accounts = service_accounts
         self._verifier = verifier
         self._tokens = page_tokens
 

@@ -1,11 +1,12 @@
 """The outbox: events written in the same transaction as the change they report (the relay's
-claim, mark-sent and prune are common/outbox.py's, as the table is the same in both services)."""
+claim, mark-sent and prune are common/messaging/outbox.py's, as the table is the same in both
+services)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from common.trace_context import current_traceparent
+from common.telemetry.trace_context import current_traceparent
 
 
 async def backlog(conn: Any) -> tuple[int, float]:

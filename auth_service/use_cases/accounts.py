@@ -8,7 +8,7 @@ from datetime import datetime
 
 from auth_service import domain, passwords
 from auth_service.domain import Role, Status, User
-from auth_service.tokens import TokenIssuer
+from auth_service.token_issuer import TokenIssuer
 from auth_service.use_cases import events
 from auth_service.use_cases.ports import (
     RegistrationGuard,

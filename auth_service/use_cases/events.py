@@ -6,9 +6,9 @@ import uuid
 
 from auth_service.domain import User
 from auth_service.use_cases.ports import Outbox
-from common.proto_time import now_timestamp
+from common.rpc.proto_time import now_timestamp
 from common.user_status_proto import to_proto
-from loyalty.events.v1 import events_pb2
+from protogen.loyalty.events.v1 import events_pb2
 
 REGISTERED = "user.registered"
 STATUS_CHANGED = "user.status_changed"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from auth_service import domain, passwords
 from auth_service.domain import User
-from auth_service.tokens import TokenIssuer, new_refresh_token, refresh_hash
+from auth_service.token_issuer import TokenIssuer, new_refresh_token, refresh_hash
 from auth_service.use_cases.ports import (
     LoginGuard,
     Revocations,

@@ -18,7 +18,7 @@ from pathlib import Path
 import aio_pika
 import redis.asyncio as redis
 
-from common.migrations import drop_database
+from common.storage.migrations import drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 PG = "postgresql://postgres@127.0.0.1:5432"

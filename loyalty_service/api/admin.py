@@ -7,15 +7,15 @@ from typing import Any
 
 from google.api import httpbody_pb2
 
-from common import pagination
-from common.page_tokens import PageTokens
-from common.tokens import TokenVerifier, bearer_token
-from common.validation import page_size, uuid_field
-from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
+from common.access.access_tokens import TokenVerifier, bearer_token
+from common.rpc import pagination
+from common.rpc.page_tokens import PageTokens
+from common.rpc.validation import page_size, uuid_field
 from loyalty_service.api import mapping, referral_mapping, requests
 from loyalty_service.use_cases.administration import PromoAdmin
 from loyalty_service.use_cases.code_transfer import CodeTransfer
 from loyalty_service.use_cases.referrals import Referrals
+from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
 Context = Any
 CSV = "text/csv; charset=utf-8"

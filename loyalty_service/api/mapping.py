@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from common.errors import InvalidArgument
-from common.proto_time import timestamp as stamp
-from common.proto_time import when
-from loyalty.promo.v1 import promo_pb2
+from common.rpc.proto_time import timestamp as stamp
+from common.rpc.proto_time import when
 from loyalty_service.domain.codes import ActiveCode, PromoCode, status_of
 from loyalty_service.domain.eligibility import Tariff
 from loyalty_service.domain.groups import Group
@@ -21,6 +20,7 @@ from loyalty_service.domain.specs import CodeSpec, MoneyInput
 from loyalty_service.use_cases.administration import Report
 from loyalty_service.use_cases.code_transfer import RowResult
 from loyalty_service.use_cases.promotions import Quote
+from protogen.loyalty.promo.v1 import promo_pb2
 
 
 def money(amount: int, currency: str = "RUB") -> promo_pb2.Money:

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from common import pagination
-from common.page_tokens import PageTokens
-from common.tokens import Principal, TokenVerifier, bearer_token
-from common.trust import Network, grpc_client_address
-from common.validation import page_size, uuid_field
-from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
+from common.access.access_tokens import Principal, TokenVerifier, bearer_token
+from common.access.trust import Network, grpc_client_address
+from common.rpc import pagination
+from common.rpc.page_tokens import PageTokens
+from common.rpc.validation import page_size, uuid_field
 from loyalty_service.api import mapping, referral_mapping, requests
 from loyalty_service.use_cases.guessing import Guesser
 from loyalty_service.use_cases.promotions import Promotions
 from loyalty_service.use_cases.referrals import Referrals
+from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
 Context = Any
 

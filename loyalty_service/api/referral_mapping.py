@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from loyalty.promo.v1 import promo_pb2
 from loyalty_service.domain import referrals as rules
 from loyalty_service.domain.pricing import Discount, DiscountKind
 from loyalty_service.domain.referrals import ReferralTotals
 from loyalty_service.use_cases.events import discount_message
+from protogen.loyalty.promo.v1 import promo_pb2
 
 _KINDS = {
     "percent_off": DiscountKind.PERCENT_OFF,

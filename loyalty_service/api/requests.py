@@ -1,5 +1,5 @@
 """Request fields in the forms the use cases take, and page cursors. The fields' limits are
-the proto rules' alone (protos/, checked by common/request_rules.py before any handler runs,
+the proto rules' alone (protos/, checked by common/rpc/request_rules.py before any handler runs,
 INVALID_ARGUMENT naming the field), so nothing here checks a length or a format again."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from common.errors import InvalidArgument
-from common.page_tokens import PageTokens, Position
-from loyalty.promo.v1 import promo_pb2
+from common.rpc.page_tokens import PageTokens, Position
 from loyalty_service.domain.codes import ActiveCode, normalize_code
+from protogen.loyalty.promo.v1 import promo_pb2
 
 
 def code_and_tariff(code: str, tariff_id: str) -> tuple[str, str]:

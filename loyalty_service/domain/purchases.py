@@ -1,4 +1,5 @@
-"""A purchase's life: PENDING, then COMPLETED, CANCELLED or EXPIRED, each final."""
+"""A purchase's life: PENDING, then COMPLETED, CANCELLED or EXPIRED; a COMPLETED one may
+later be REFUNDED. CANCELLED, EXPIRED and REFUNDED are final."""
 
 from __future__ import annotations
 
@@ -15,17 +16,20 @@ class PurchaseStatus(StrEnum):
     COMPLETED = "COMPLETED"
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
+    REFUNDED = "REFUNDED"
 
 
 # The statuses of a purchase that holds its code's use: counted against limits, budgets and
 # "first purchase", and what makes a user "already referred".
 LIVE = frozenset({PurchaseStatus.PENDING, PurchaseStatus.COMPLETED})
 
-# The transitions there are, and which of them give the code's use back.
+# The transitions there are, and which of them give the code's use back. A refund gives it
+# back only where the code says so (refund_returns_use): see gives_use_back.
 TRANSITIONS: dict[tuple[PurchaseStatus, PurchaseStatus], bool] = {
     (PurchaseStatus.PENDING, PurchaseStatus.COMPLETED): False,
     (PurchaseStatus.PENDING, PurchaseStatus.CANCELLED): True,
     (PurchaseStatus.PENDING, PurchaseStatus.EXPIRED): True,
+    (PurchaseStatus.COMPLETED, PurchaseStatus.REFUNDED): True,
 }
 
 
@@ -53,7 +57,11 @@ def can_move(current: PurchaseStatus, target: PurchaseStatus) -> bool:
     return (current, target) in TRANSITIONS
 
 
-def gives_use_back(current: PurchaseStatus, target: PurchaseStatus) -> bool:
+def gives_use_back(
+    current: PurchaseStatus, target: PurchaseStatus, refund_returns_use: bool = True
+) -> bool:
+    if target is PurchaseStatus.REFUNDED and not refund_returns_use:
+        return False
     return TRANSITIONS.get((current, target), False)
 
 
@@ -72,4 +80,13 @@ def check_confirm(current: PurchaseStatus) -> bool:
         return False
     if not can_move(current, PurchaseStatus.COMPLETED):
         raise Rejection(Reason.PURCHASE_NOT_CONFIRMABLE, f"it is {current.value}")
+    return True
+
+
+def check_refund(current: PurchaseStatus) -> bool:
+    """Whether a refund changes anything; refunding twice is a no-op, only COMPLETED moves."""
+    if current is PurchaseStatus.REFUNDED:
+        return False
+    if not can_move(current, PurchaseStatus.REFUNDED):
+        raise Rejection(Reason.PURCHASE_NOT_REFUNDABLE, f"it is {current.value}")
     return True

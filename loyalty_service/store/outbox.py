@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.trace_context import current_traceparent
+from common.telemetry.trace_context import current_traceparent
 
 
 class PgOutbox:

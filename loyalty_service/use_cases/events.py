@@ -6,12 +6,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from common.proto_time import now_timestamp, timestamp
-from loyalty.events.v1 import promo_events_pb2
-from loyalty.promo.v1 import promo_pb2
+from common.rpc.proto_time import now_timestamp, timestamp
 from loyalty_service.domain.pricing import Discount, DiscountKind
 from loyalty_service.domain.purchases import Purchase, PurchaseStatus
 from loyalty_service.use_cases.ports import OutboxRepository
+from protogen.loyalty.events.v1 import promo_events_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 
 PURCHASE_COMPLETED = "purchase.completed"
 PURCHASE_CANCELLED = "purchase.cancelled"

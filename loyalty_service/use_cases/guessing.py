@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.access.throttle import Bucket, Limit, Throttle
 from common.errors import too_many
-from common.throttle import Bucket, Limit, Throttle
 from loyalty_service.domain.reasons import DOMAIN, MESSAGES, Reason
 
 # What a guess that found nothing usable is answered with.

@@ -6,11 +6,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from common import metrics
+from common.access.access_tokens import Principal
 from common.errors import ServiceError
-from common.logs import get_logger
-from common.tokens import Principal
-from common.trace_context import domain_step
+from common.telemetry import metrics
+from common.telemetry.logs import get_logger
+from common.telemetry.trace_context import domain_step
 from common.user_status import UserStatus
 from loyalty_service.domain import purchases as lifecycle
 from loyalty_service.domain.codes import ActiveCode

@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from common.healthcheck import grpc_serving
+from common.processes.healthcheck import grpc_serving
 from tests.conftest import free_port
 from tests.e2e.processes import ROOT, run
 
@@ -64,7 +64,7 @@ def test_ready_means_serving_and_a_signal_stops_everything(stop_signal: int) -> 
     # SIGINT inherited as ignored, as under nohup or `&` in a script (a shell's `trap '' INT`
     # survives exec; a preexec_fn would run Python in a fork of this threaded process).
     launcher = subprocess.Popen(
-        ["bash", "-c", f"trap '' INT; exec {sys.executable} -m common.launcher"],
+        ["bash", "-c", f"trap '' INT; exec {sys.executable} -m common.processes.launcher"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -121,7 +121,7 @@ def test_two_replicas_serve_and_one_dying_leaves_the_others_serving() -> None:
     for service in ("auth_service", "loyalty_service"):
         run([sys.executable, "-m", service, "migrate"], env)
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "common.launcher", "--replicas", "2"],
+        [sys.executable, "-m", "common.processes.launcher", "--replicas", "2"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,

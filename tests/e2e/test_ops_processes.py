@@ -21,8 +21,8 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pamqp.commands import Basic
 
-from common.broker import CONTENT_TYPE, declare_exchange
-from loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
+from common.messaging.broker import CONTENT_TYPE, declare_exchange
+from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from tests.conftest import TEST_ENV, free_port
 from tests.e2e.processes import ROOT, run, start, stop, wait_serving
 from tests.fixtures.auth import PASSWORD, unique_email

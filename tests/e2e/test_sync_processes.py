@@ -11,7 +11,7 @@ import sys
 
 import asyncpg
 
-from loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
 from tests.conftest import TEST_ENV, free_port
 from tests.e2e.processes import ROOT, run
 from tests.fixtures.auth import PASSWORD, AuthTestServer

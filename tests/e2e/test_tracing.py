@@ -23,7 +23,7 @@ import aio_pika
 import httpx
 import pytest
 
-from common.migrations import drop_database
+from common.storage.migrations import drop_database
 from tests.conftest import TEST_ENV, free_port
 from tests.e2e.processes import ROOT, run, stop, wait_serving
 from tests.fixtures.auth import PASSWORD, unique_email

@@ -18,9 +18,9 @@ import grpc
 import httpx
 import pytest
 
-from common.channels import open_channels
-from loyalty.auth.v1 import auth_pb2
-from loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
+from common.rpc.channels import open_channels
+from protogen.loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 from tests.conftest import free_port
 from tests.e2e.processes import ROOT, run, start, stop, wait_serving
 from tests.fixtures.auth import AuthTestServer, TestUser

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
-from loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
 from tests.fixtures.auth import (
     PASSWORD,
     AuthTestServer,

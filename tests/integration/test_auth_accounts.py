@@ -7,7 +7,7 @@ import asyncio
 import grpc
 import jwt
 
-from loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
 from tests.fixtures.auth import PASSWORD, AuthTestServer, unique_email
 from tests.grpc_helpers import bad_request_fields, reason_of, rejected
 

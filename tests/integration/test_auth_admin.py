@@ -9,8 +9,8 @@ import grpc
 import pytest
 from passlib.context import CryptContext
 
-from loyalty.auth.v1 import auth_pb2
-from loyalty.events.v1 import events_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.events.v1 import events_pb2
 from tests.fixtures.auth import (
     PASSWORD,
     AuthTestServer,

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from common.migrations import MigrationError, drop_database, migrate
+from common.storage.migrations import MigrationError, drop_database, migrate
 from tests.conftest import PG
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ import asyncpg
 import grpc
 import pytest
 
-from loyalty.promo.v1 import promo_pb2
 from loyalty_service.store.purchases import LIVE_SQL
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import (
     LoyaltyTestServer,

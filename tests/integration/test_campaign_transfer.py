@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from common.migrations import drop_database
-from loyalty.promo.v1 import promo_pb2
+from common.storage.migrations import drop_database
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.conftest import PG, RUN_ID
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import (

@@ -13,7 +13,7 @@ import grpc
 import httpx
 import pytest
 
-from loyalty.promo.v1 import promo_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.conftest import free_port
 from tests.fixtures.auth import PASSWORD, AuthTestServer, TestUser, unique_email
 from tests.fixtures.gateway import gateway_settings, open_client

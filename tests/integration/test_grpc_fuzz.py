@@ -27,8 +27,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loyalty.auth.v1 import auth_pb2
-from loyalty.promo.v1 import promo_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.fuzz import FuzzServers
 
 SERVICES = [

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from loyalty.auth.v1 import auth_pb2
-from loyalty.promo.v1 import promo_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser, unique_email
 from tests.fixtures.loyalty import LoyaltyTestServer
 from tests.grpc_helpers import bad_request_fields, rejected

@@ -8,9 +8,9 @@ from typing import Any
 import grpc
 import pytest
 
-from common.revocation import RevocationList
-from loyalty.promo.v1 import promo_pb2
-from loyalty_service.workers.sweeper import forget_old_rejections
+from common.access.revocation import RevocationList
+from loyalty_service.jobs.sweeper import forget_old_rejections
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import (
     LoyaltyTestServer,

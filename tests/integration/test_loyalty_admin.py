@@ -9,9 +9,9 @@ from typing import Any
 import grpc
 import pytest
 
-from loyalty.promo.v1 import promo_pb2
 from loyalty_service.domain.codes import CHARSET, DEFAULT_RANDOM_LENGTH
 from loyalty_service.use_cases import administration
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import LoyaltyTestServer
 from tests.grpc_helpers import bad_request_fields, reason_of, rejected

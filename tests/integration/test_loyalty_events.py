@@ -12,9 +12,9 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractQueue
 
-from common.broker import declare_exchange
-from loyalty.events.v1 import promo_events_pb2
-from loyalty.promo.v1 import promo_pb2
+from common.messaging.broker import declare_exchange
+from protogen.loyalty.events.v1 import promo_events_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.conftest import RUN_ID, TEST_ENV
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import LoyaltyTestServer, loyalty_settings, start_loyalty, stop_loyalty

@@ -13,14 +13,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from common.migrations import drop_database, migrate
+from common.storage.migrations import drop_database, migrate
 from loyalty_service.domain.reasons import Reason
 from loyalty_service.store import partitions
 from loyalty_service.store.partitions import PgPartitions
 from loyalty_service.store.redemption import PgRedemption
 from loyalty_service.store.rejections import PgRejections
 from tests.conftest import PG, RUN_ID
-from tests.fixtures.loyalty import LOYALTY_MIGRATIONS
+from tests.fixtures.loyalty import LOYALTY_FUNCTIONS, LOYALTY_MIGRATIONS
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=400)  # a month well before the migration's own window
@@ -95,7 +95,7 @@ async def test_migrating_a_database_with_history_keeps_every_row(
     dsn, conn = before_0004
     ids = await _history(conn)
     rejection_ids = [r["rejection_id"] for r in await conn.fetch("SELECT * FROM rejections")]
-    assert await migrate(dsn, LOYALTY_MIGRATIONS) >= ["0004_one_round_trip"]
+    assert await migrate(dsn, LOYALTY_MIGRATIONS, LOYALTY_FUNCTIONS) >= ["0004_one_round_trip"]
 
     placed = dict(
         await conn.fetch("SELECT purchase_id::text, tableoid::regclass::text FROM purchases")
@@ -151,7 +151,7 @@ async def test_partitions_are_made_ahead_once_and_old_rejection_months_dropped_w
 ) -> None:
     dsn, conn = before_0004
     await _history(conn)
-    await migrate(dsn, LOYALTY_MIGRATIONS)
+    await migrate(dsn, LOYALTY_MIGRATIONS, LOYALTY_FUNCTIONS)
     ahead = NOW + partitions.AHEAD
     await conn.execute(
         "DROP TABLE IF EXISTS " + f"purchases_{ahead:%Y_%m}, rejections_{ahead:%Y_%m}"

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from loyalty.promo.v1 import promo_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import LoyaltyTestServer
 from tests.grpc_helpers import bad_request_fields, error_info, reason_of, rejected
@@ -385,7 +385,7 @@ async def test_callers_need_a_valid_token_and_admins_the_role(
     # Logout in auth reaches loyalty at once through the shared revocation list.
     fresh = await auth_server.new_user()
     await loyalty_server.promo.ListTariffs(request, metadata=fresh.metadata())
-    from loyalty.auth.v1 import auth_pb2
+    from protogen.loyalty.auth.v1 import auth_pb2
 
     await auth_server.auth.Logout(auth_pb2.LogoutRequest(refresh_token=fresh.refresh_token))
     await rejected(

@@ -10,8 +10,8 @@ from typing import Any
 import grpc
 import pytest
 
-from loyalty.promo.v1 import promo_pb2
 from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import LoyaltyTestServer
 from tests.fixtures.sync import eventually

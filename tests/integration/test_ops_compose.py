@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from auth_service.config import AuthSettings
-from common.tracing import VARIABLES as TRACING_VARIABLES
+from common.telemetry.tracing import VARIABLES as TRACING_VARIABLES
 from gateway.config import GatewaySettings
 from loyalty_service.config import LoyaltySettings
 

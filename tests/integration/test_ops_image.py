@@ -66,7 +66,9 @@ def _in_image(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_image_holds_every_package_the_commands_import(image: Path) -> None:
-    code = "import auth_service.app, loyalty_service.app, gateway.app, common.healthcheck; "
+    code = (
+        "import auth_service.app, loyalty_service.app, gateway.app, common.processes.healthcheck; "
+    )
     code += "print(auth_service.app.__file__)"
     done = _in_image(image, "-c", code)
     assert done.returncode == 0, done.stderr
@@ -83,4 +85,4 @@ def test_migrations_run_from_the_image_layout(image: Path, module: str) -> None:
 def test_the_container_health_check_fails_when_nothing_serves(image: Path) -> None:
     closed = free_port()
     for kind, target in (("grpc", f"127.0.0.1:{closed}"), ("http", f"http://127.0.0.1:{closed}/")):
-        assert _in_image(image, "-m", "common.healthcheck", kind, target).returncode == 1
+        assert _in_image(image, "-m", "common.processes.healthcheck", kind, target).returncode == 1

@@ -15,10 +15,10 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import REGISTRY
 
-from common.broker import CONTENT_TYPE
-from loyalty.auth.v1 import auth_pb2
-from loyalty.events.v1 import events_pb2
-from loyalty.promo.v1 import promo_pb2
+from common.messaging.broker import CONTENT_TYPE
+from protogen.loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.events.v1 import events_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.conftest import TEST_ENV
 from tests.fixtures.auth import AuthTestServer, TestUser, auth_settings, start_auth, stop_auth
 from tests.fixtures.loyalty import LoyaltyTestServer, loyalty_settings, start_loyalty, stop_loyalty

@@ -99,7 +99,7 @@ def test_every_request_logs_one_json_line_with_its_request_id() -> None:
 
 
 _LOG_LINES = """
-from common import logs
+from common.telemetry import logs
 logs.configure("worker")
 log = logs.get_logger("test")
 for n in range(3000):

@@ -16,8 +16,8 @@ import pytest
 import redis.asyncio as redis
 
 from auth_service.store.sessions import PgSessions
-from loyalty.auth.v1 import auth_pb2
-from loyalty.promo.v1 import promo_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.conftest import TEST_ENV
 from tests.fixtures.auth import AuthTestServer, TestUser, auth_settings, start_auth, stop_auth
 from tests.fixtures.loyalty import LoyaltyTestServer, loyalty_settings, start_loyalty, stop_loyalty

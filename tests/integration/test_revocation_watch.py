@@ -1,4 +1,4 @@
-"""The local copy of the revoked sessions (common.revocation_watch) against the real Redis: a
+"""The local copy of the revoked sessions (common.access.revocation_watch) against the real Redis: a
 revocation written by auth reaches another verifier without that verifier asking Redis; when
 the copy cannot be trusted (its connection killed, the marker gone) the verifier asks Redis
 again, and no revoked token is accepted at any moment.
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import pytest
 import redis.asyncio as redis
 
+from common.access.access_tokens import TokenVerifier
+from common.access.revocation import RevocationList
+from common.access.revocation_watch import RevocationWatch
 from common.errors import ServiceError
-from common.revocation import RevocationList
-from common.revocation_watch import RevocationWatch
-from common.tokens import TokenVerifier
-from loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
 from tests.conftest import TEST_ENV
 from tests.fixtures.auth import AuthTestServer, TestUser, auth_settings, start_auth, stop_auth
 from tests.fixtures.sync import eventually

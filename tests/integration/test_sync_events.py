@@ -14,12 +14,12 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from common.broker import CONTENT_TYPE
-from loyalty.auth.v1 import auth_pb2
-from loyalty.events.v1 import events_pb2
-from loyalty.promo.v1 import promo_pb2
+from common.messaging.broker import CONTENT_TYPE
+from loyalty_service.jobs import user_events
 from loyalty_service.store.users import apply_user_statuses
-from loyalty_service.workers import user_events
+from protogen.loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.events.v1 import events_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.conftest import TEST_ENV
 from tests.fixtures.auth import TestUser
 from tests.fixtures.sync import SYNCED_QUEUE, Synced, eventually, mirror, truth

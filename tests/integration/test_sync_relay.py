@@ -7,8 +7,8 @@ import uuid
 import aio_pika
 import pytest
 
-from auth_service.workers.outbox_relay import NotDelivered, OutboxRelay
-from common.broker import BrokerHealth, declare_exchange
+from auth_service.jobs.outbox_relay import NotDelivered, OutboxRelay
+from common.messaging.broker import BrokerHealth, declare_exchange
 from tests.conftest import TEST_ENV
 from tests.fixtures.auth import AuthTestServer
 

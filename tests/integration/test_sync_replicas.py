@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import aio_pika
 import pytest
 
-from common.broker import declare_exchange
-from common.migrations import drop_database
-from loyalty.auth.v1 import auth_pb2
-from loyalty.events.v1 import events_pb2
+from common.messaging.broker import declare_exchange
+from common.storage.migrations import drop_database
+from protogen.loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.events.v1 import events_pb2
 from tests.conftest import TEST_ENV
 from tests.fixtures.auth import AuthTestServer, TestUser, auth_settings, start_auth, stop_auth
 from tests.fixtures.loyalty import LoyaltyTestServer, loyalty_settings, start_loyalty, stop_loyalty

@@ -7,10 +7,10 @@ import structlog
 from google.protobuf import empty_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from common.db import never_sent
 from common.errors import ErrorKind, InvalidArgument, ServiceError
-from common.grpc_errors import status_for
-from common.grpc_server import _run
+from common.rpc.grpc_errors import status_for
+from common.rpc.grpc_server import _run
+from common.storage.db import never_sent
 
 
 def _details(status: grpc.Status) -> status_pb2.Status:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
-from common import metrics
+from common.telemetry import metrics
 
 
 def _families(collectors: tuple[object, ...]) -> set[str]:

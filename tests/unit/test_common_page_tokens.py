@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.errors import InvalidArgument
-from common.page_tokens import PageTokens
+from common.rpc.page_tokens import PageTokens
 
 TOKENS = PageTokens("test secret")
 

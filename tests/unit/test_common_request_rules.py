@@ -6,9 +6,9 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.errors import InvalidArgument
-from common.request_rules import check_request, undecodable_field
-from loyalty.auth.v1 import auth_pb2
-from loyalty.promo.v1 import promo_pb2
+from common.rpc.request_rules import check_request, undecodable_field
+from protogen.loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 
 
 def _fields(message: object) -> set[str]:

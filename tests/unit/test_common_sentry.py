@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from common.sentry import REDACTED, before_send
+from common.telemetry.sentry import REDACTED, before_send
 
 
 def test_secrets_and_emails_are_redacted_at_any_depth() -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from auth_service.config import AuthSettings
 from common import config
-from common.trust import client_address, grpc_peer_host, parse_networks
+from common.access.trust import client_address, grpc_peer_host, parse_networks
 from gateway.config import GatewaySettings
 
 PROXIES = parse_networks("10.0.0.0/8, 192.0.2.10, ::1")

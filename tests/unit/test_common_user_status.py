@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from common.proto_time import timestamp, when
+from common.rpc.proto_time import timestamp, when
 from common.user_status import UserStatus
 from common.user_status_proto import from_proto, to_proto
-from loyalty.auth.v1 import auth_pb2
+from protogen.loyalty.auth.v1 import auth_pb2
 
 
 def test_every_status_goes_to_protobuf_and_back() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from common.errors import InvalidArgument
-from common.validation import (
+from common.rpc.validation import (
     DEFAULT_PAGE_SIZE,
     page_size,
     uuid_field,

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from common.access.access_tokens import Principal
 from common.errors import ServiceError, too_many
-from common.tokens import Principal
 from common.user_status import UserStatus
 from loyalty_service.domain.purchases import PurchaseStatus
 from loyalty_service.domain.reasons import DOMAIN, MESSAGES, Reason, Rejection

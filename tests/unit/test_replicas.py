@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from common.channels import EVERY_METHOD, method_names, service_config
 from common.config import ConfigError, load
-from common.launcher import plan, shifted, target
+from common.processes.launcher import plan, shifted, target
+from common.rpc.channels import EVERY_METHOD, method_names, service_config
 from gateway.backends import idempotent_call
 from gateway.config import GatewaySettings
 from gateway.routes import build_routes
-from loyalty.promo.v1 import promo_pb2
+from protogen.loyalty.promo.v1 import promo_pb2
 
 
 @pytest.mark.parametrize(

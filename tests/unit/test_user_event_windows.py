@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.user_status import UserStatus
-from loyalty_service.workers.user_events import Change, newest_per_user
+from loyalty_service.jobs.user_events import Change, newest_per_user
 
 
 def test_each_user_keeps_the_highest_version_whatever_the_order() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from common.worker_metrics import WorkersCollector, worker_address
+from common.processes.supervisor_metrics import WorkersCollector, worker_address
 
 WORKER_0 = """# HELP rpc_requests_total gRPC calls served
 # TYPE rpc_requests_total counter

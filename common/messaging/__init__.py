@@ -1,0 +1,1 @@
+"""RabbitMQ: the broker session and topology, the outbox and its relay."""

@@ -1,0 +1,1 @@
+"""Running processes: the worker supervisor, the launcher, signals, event loop, health checks."""

@@ -1,0 +1,267 @@
+"""`make run`: start every process of the system, say "ready" once each one's health check
+passes, stop them all on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+import grpc
+
+from common.processes.healthcheck import grpc_serving, http_ok
+
+READY_TIMEOUT_S = 120
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    module: str
+    variable: str
+    default: str
+    kind: str  # "gRPC" or "HTTP"
+    metrics_variable: str
+    metrics_default: str
+    replicated: bool = True
+
+
+PROCESSES = [
+    Process(
+        "auth", "auth_service", "AUTH_GRPC_ADDR", "127.0.0.1:50051", "gRPC",
+        "AUTH_METRICS_ADDR", "127.0.0.1:9101",
+    ),
+    Process(
+        "loyalty", "loyalty_service", "LOYALTY_GRPC_ADDR", "127.0.0.1:50052", "gRPC",
+        "LOYALTY_METRICS_ADDR", "127.0.0.1:9102",
+    ),
+    Process(
+        "gateway", "gateway", "GATEWAY_HTTP_ADDR", "127.0.0.1:8080", "HTTP",
+        "GATEWAY_METRICS_ADDR", "127.0.0.1:9103", replicated=False,
+    ),
+]  # fmt: skip
+
+
+def shifted(address: str, by: int) -> str:
+    """HOST:PORT with the port moved by `by` (replica k listens on the default port + 10·k)."""
+    if not address or by == 0:
+        return address
+    host, _, port = address.rpartition(":")
+    return f"{host}:{int(port) + by}"
+
+
+def target(addresses: list[str]) -> str:
+    """One gRPC target naming every replica: HOST:PORT alone, else `ipv4:A:P,B:P`."""
+    if len(addresses) == 1:
+        return addresses[0]
+    scheme = "ipv6" if addresses[0].startswith("[") else "ipv4"
+    return f"{scheme}:{','.join(addresses)}"
+
+
+@dataclass(frozen=True)
+class Replica:
+    process: Process
+    index: int
+    env: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.process.name if self.index == 0 else f"{self.process.name}#{self.index}"
+
+    @property
+    def address(self) -> str:
+        return self.env[self.process.variable]
+
+    def serving(self) -> bool:
+        try:
+            if self.process.kind == "gRPC":
+                return grpc_serving(self.address)
+            return http_ok(f"http://{self.address}/healthz")
+        except (grpc.RpcError, OSError):
+            return False
+
+
+def _base(process: Process) -> tuple[str, str]:
+    return (
+        os.environ.get(process.variable, process.default),
+        os.environ.get(process.metrics_variable, process.metrics_default),
+    )
+
+
+def plan(replicas: int, processes: list[Process] = PROCESSES) -> list[Replica]:
+    """Every process to start with its environment: `replicas` of each replicated service
+    (replica k on its addresses + 10·k), the gateway once, and every client given a target
+    naming all the replicas of the service it calls."""
+    counts = {p.name: replicas if p.replicated else 1 for p in processes}
+    listen = {
+        p.name: [shifted(_base(p)[0], 10 * k) for k in range(counts[p.name])] for p in processes
+    }
+    shared = {**os.environ, **{p.variable: target(listen[p.name]) for p in processes}}
+    return [
+        Replica(
+            p,
+            k,
+            {
+                **shared,
+                p.variable: listen[p.name][k],
+                p.metrics_variable: shifted(_base(p)[1], 10 * k),
+            },
+        )
+        for p in processes
+        for k in range(counts[p.name])
+    ]
+
+
+Children = list[tuple[Replica, subprocess.Popen[bytes]]]
+
+
+class Stop(Exception):
+    """Ctrl-C or SIGTERM reached the launcher."""
+
+
+def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
+    raise Stop
+
+
+def _own_signals() -> None:
+    """Whatever the launcher inherited (SIGINT ignored under nohup, `&` in a script or many
+    CI runners), Ctrl-C and SIGTERM now stop it; the children run in a session of their own,
+    so only the launcher sees a terminal's Ctrl-C and it stops them in order."""
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+
+
+# Looked up here, never in a forked child: dlopen there can deadlock on a loader lock that
+# another thread of the launcher (grpc's) held at the fork, and Popen then waits forever.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _child_setup() -> None:
+    # A child whose launcher died (SIGKILL) must not keep holding its port.
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _start(replicas: int) -> Children:
+    started = []
+    for replica in plan(replicas):
+        if importlib.util.find_spec(f"{replica.process.module}.__main__") is None:
+            continue
+        child = subprocess.Popen(
+            [sys.executable, "-m", replica.process.module],
+            env=replica.env,
+            start_new_session=True,
+            preexec_fn=_child_setup,
+        )
+        started.append((replica, child))
+        where = f"{replica.process.kind} {replica.address}"
+        print(f"{replica.name:10} {where:24} pid {child.pid}", flush=True)
+    return started
+
+
+def _dead(children: Children) -> list[str]:
+    return [replica.name for replica, child in children if child.poll() is not None]
+
+
+def _wait_ready(children: Children, sleep: Callable[[float], None] = time.sleep) -> bool:
+    """True once every process answers its health check; False if one exits first."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    waiting = [replica for replica, _ in children]
+    while waiting and time.monotonic() < deadline:
+        if _dead(children):
+            return False
+        waiting = [replica for replica in waiting if not replica.serving()]
+        if waiting:
+            sleep(0.2)
+    return not waiting
+
+
+def _stop(children: Children) -> int:
+    """Stops the live processes; the exit code is the worst of theirs (a replica that died
+    earlier was reported when it did)."""
+    alive = [child for _, child in children if child.poll() is None]
+    for child in alive:
+        child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in alive:
+        try:
+            child.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return max((abs(child.returncode or 0) for child in alive), default=0)
+
+
+def _orphaned(children: Children) -> list[str]:
+    """Services with no replica left alive."""
+    alive = {replica.process.name for replica, child in children if child.poll() is None}
+    return sorted({replica.process.name for replica, _ in children} - alive)
+
+
+def _watch(children: Children, replicas: int) -> None:
+    """Returns once the system cannot serve: with one replica each, when any process exits;
+    with more, when a service has lost every replica. A replica that dies beside live ones
+    is reported, and the others keep serving."""
+    reported: set[str] = set()
+    while True:
+        dead = _dead(children)
+        for replica, child in children:
+            if replica.name in dead and replica.name not in reported and replicas > 1:
+                print(
+                    f"{replica.name} exited ({child.returncode}); the other replicas keep serving",
+                    flush=True,
+                )
+        reported.update(dead)
+        if (dead and replicas == 1) or _orphaned(children):
+            return
+        time.sleep(0.5)
+
+
+def _supervise(children: Children, replicas: int) -> int:
+    if not _wait_ready(children):
+        print(f"not ready: {', '.join(_dead(children)) or 'timed out'}; stopping", flush=True)
+        _stop(children)
+        return 1
+    print("ready: every health check passes; Ctrl-C stops everything", flush=True)
+    _watch(children, replicas)
+    print(f"stopped unexpectedly: {', '.join(_dead(children))}; stopping the rest", flush=True)
+    _stop(children)
+    return 1
+
+
+def _replicas(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m common.processes.launcher")
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="processes of auth and of loyalty (default 1)"
+    )
+    count: int = parser.parse_args(argv).replicas
+    if count < 1:
+        parser.error("--replicas must be at least 1")
+    return count
+
+
+def main(argv: list[str]) -> int:
+    replicas = _replicas(argv)
+    _own_signals()
+    children: Children = []
+    try:
+        children = _start(replicas)
+        return _supervise(children, replicas)
+    except Stop:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("stopping…", flush=True)
+        return _stop(children)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

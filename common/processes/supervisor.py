@@ -1,0 +1,175 @@
+"""Several worker processes of one service behind one port, so that a service uses every core.
+
+`python -m loyalty_service` with `LOYALTY_WORKERS=2` (likewise `AUTH_WORKERS`,
+`GATEWAY_WORKERS`) becomes a small supervisor: it checks that the port is free, starts that many
+copies of itself, each told its index in `SERVICE_WORKER`, and each listening on the same port
+with SO_REUSEPORT (the kernel spreads connections over them). The supervisor forwards SIGTERM
+and SIGINT, and when one worker exits on its own it stops the others and exits with a failure,
+so whatever runs the service (the launcher, a container runtime) sees one process that lives or
+dies as a whole. With a count of 1 the service runs in the process itself, as before.
+
+Why SO_REUSEPORT is on only for workers: with it on, a second server started on a port that is
+already taken (a leftover process, a test that picked the same "free" port) joins the first one
+silently and takes half its connections. The supervisor keeps that failure loud: it binds the
+port once without SO_REUSEPORT before starting anyone, and a port held by anything fails there.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+from common.processes import supervisor_metrics as worker_metrics
+from common.telemetry.logs import get_logger
+
+WORKER_VARIABLE = "SERVICE_WORKER"  # "INDEX/COUNT", set by the supervisor in each worker
+_PR_SET_PDEATHSIG = 1
+# Looked up here, never in a forked child (a dlopen there can deadlock on a loader lock).
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+
+log = get_logger("workers")
+
+
+@dataclass(frozen=True)
+class Worker:
+    index: int
+    count: int
+
+
+def current() -> Worker | None:
+    """This process's place among its service's workers; None when it runs alone."""
+    index, _, count = os.environ.get(WORKER_VARIABLE, "").partition("/")
+    if not index.isdigit() or not count.isdigit():
+        return None
+    return Worker(int(index), int(count))
+
+
+def shares_port() -> bool:
+    return current() is not None
+
+
+def metrics_address(address: str) -> str:
+    """Where this process serves its own /metrics: the service's address when it runs alone;
+    a worker's own port otherwise, which the supervisor gathers
+    (common.processes.supervisor_metrics)."""
+    worker = current()
+    if not address or worker is None:
+        return address
+    return worker_metrics.worker_address(address, worker.index)
+
+
+def pool_share(size: int) -> int:
+    """A worker's part of the service's database pool: `*_DB_POOL_SIZE` stays the service's
+    total, so more workers do not take more of PostgreSQL's connections."""
+    worker = current()
+    return size if worker is None else max(2, size // worker.count)
+
+
+def _die_with_supervisor() -> None:
+    """In a worker before exec. A supervisor that dies without stopping its workers (SIGKILL)
+    crashed: its workers die at once too, as a single process's threads would, rather than
+    keep the port or drain calls that clients should take elsewhere."""
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def check_free(address: str) -> None:
+    """Fails fast, naming the address, when anything already listens there."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR lets the probe past the last run's connections in TIME_WAIT, never past
+        # a listening socket (Linux refuses that bind unless both sides set SO_REUSEPORT).
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as error:
+            raise SystemExit(f"cannot listen on {address}: {error.strerror}") from None
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def _spawn(module: str, index: int, count: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", module, "serve"],
+        env={**os.environ, WORKER_VARIABLE: f"{index}/{count}"},
+        start_new_session=True,  # a terminal's Ctrl-C reaches the supervisor only
+        preexec_fn=_die_with_supervisor,
+    )
+
+
+def _stop_all(children: list[subprocess.Popen[bytes]], grace: float) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace + 5
+    for child in children:
+        try:
+            child.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _first_exit(children: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    while True:
+        for child in children:
+            if child.poll() is not None:
+                return child
+        time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class Service:
+    module: str  # `python -m MODULE serve` starts one worker
+    count: int
+    address: str  # the port the workers share
+    metrics_address: str  # the supervisor's /metrics, gathered from the workers'; "" is off
+    grace: float
+
+
+def supervise(service: Service) -> int:
+    """Runs the service's workers until a signal (exit 0) or until one of them exits on its
+    own (the others are stopped; exit 1)."""
+    module, count, grace = service.module, service.count, service.grace
+    check_free(service.address)
+    worker_metrics.serve(service.metrics_address, count)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        children = [_spawn(module, index, count) for index in range(count)]
+        log.info("workers_started", count=count, pids=[c.pid for c in children])
+        gone = _first_exit(children)
+        log.error("worker_exited", pid=gone.pid, code=gone.returncode)
+        _stop_all(children, grace)
+        return 1
+    except _Stop:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the stop
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _stop_all(children, grace)
+        return 0
+
+
+def serve(service: Service, run_one: Callable[[], None]) -> None:
+    """Runs the service: in this process (`run_one()`) when it is a worker or alone, else as
+    the supervisor of its workers."""
+    if service.count <= 1 or shares_port():
+        run_one()
+        return
+    sys.exit(supervise(service))

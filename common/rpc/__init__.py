@@ -1,0 +1,1 @@
+"""gRPC plumbing both services share: server wiring, channels, errors, request rules, pages."""

@@ -1,0 +1,246 @@
+"""gRPC server wiring shared by both services: errors, request ids, logs, health, reflection,
+and a graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from typing import Any, NoReturn
+
+import grpc
+import sentry_sdk
+from google.protobuf.message import Message
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from common.errors import InvalidArgument
+from common.processes import supervisor as workers
+from common.rpc.grpc_errors import plain_status, status_for
+from common.rpc.request_rules import check_request, undecodable_field
+from common.storage.db_errors import is_data_exception
+from common.telemetry import metrics
+from common.telemetry.logs import get_logger, request_id_var
+
+log = get_logger("rpc")
+
+REQUEST_ID_HEADER = "x-request-id"
+Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+StreamHandler = Callable[[Any, grpc.aio.ServicerContext], Any]
+
+
+def _request_id(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex
+
+
+class Undecodable:
+    """Request bytes protobuf refused (a string that is not UTF-8): INVALID_ARGUMENT, not the
+    INTERNAL grpcio answers to a deserializer that raises."""
+
+    def __init__(self, raw: bytes, message_type: Any) -> None:
+        descriptor = getattr(message_type, "DESCRIPTOR", None)
+        self.field = (undecodable_field(raw, descriptor) if descriptor else None) or "request"
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception:
+            return Undecodable(raw, getattr(deserializer, "__self__", None))
+
+    return parse
+
+
+def _checked(request: Any) -> None:
+    """The one rule for every request's fields (common.rpc.request_rules), before any handler."""
+    if isinstance(request, Undecodable):
+        raise InvalidArgument.of(request.field, "must be valid UTF-8 protobuf")
+    if isinstance(request, Message):  # a generic handler may take raw bytes
+        check_request(request)
+
+
+async def _abort(error: Exception, context: grpc.aio.ServicerContext) -> NoReturn:
+    status = status_for(error)
+    if status is None:
+        sentry_sdk.capture_exception(error)
+        log.exception("rpc_failed")
+        status = plain_status(grpc.StatusCode.INTERNAL, "internal error")
+    elif status.code == grpc.StatusCode.UNAVAILABLE:
+        log.warning("dependency_unavailable", error=repr(error))
+    elif is_data_exception(error):
+        # The request's rules should have caught it: a gap worth seeing in the logs.
+        log.warning("data_exception", error=repr(error))
+    await context.abort_with_status(status)
+    raise AssertionError("abort_with_status returns only by raising")
+
+
+async def _run(handler: Handler, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    try:
+        _checked(request)
+        return await handler(request, context)
+    except grpc.aio.AbortError:
+        raise
+    except Exception as error:
+        await _abort(error, context)
+
+
+def _begin(context: grpc.aio.ServicerContext) -> float:
+    request_id_var.set(_request_id(context))
+    context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id_var.get()),))
+    return time.perf_counter()
+
+
+def _finish(method: str, context: grpc.aio.ServicerContext, started: float) -> None:
+    code = getattr(context.code() or grpc.StatusCode.OK, "name", "UNKNOWN")
+    elapsed = time.perf_counter() - started
+    metrics.RPCS.labels(method, code).inc()
+    metrics.RPC_LATENCY.labels(method).observe(elapsed)
+    log.info("rpc", method=method, code=code, duration_ms=round(elapsed * 1000, 2))
+
+
+def _wrap(method: str, handler: Handler) -> Handler:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = _begin(context)
+        try:
+            return await _run(handler, request, context)
+        finally:
+            _finish(method, context, started)
+
+    return wrapped
+
+
+def _wrap_stream(method: str, handler: StreamHandler) -> StreamHandler:
+    """The same for a server-streaming call: an error mid-stream ends it with its status. The
+    handler is an async generator, or a coroutine writing with context.write (health Watch)."""
+
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        started = _begin(context)
+        try:
+            _checked(request)
+            result = handler(request, context)
+            if inspect.isawaitable(result):
+                await result
+                return
+            async for item in result:
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await _abort(error, context)
+        finally:
+            _finish(method, context, started)
+
+    return wrapped
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Maps errors to statuses in one place and writes one log line per unary call."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is not None and handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler_call_details.method, handler.unary_stream),
+                request_deserializer=_lenient(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            _wrap(handler_call_details.method, handler.unary_unary),
+            request_deserializer=_lenient(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+
+class GrpcServer:
+    """A grpc.aio server with health and reflection for the given services."""
+
+    def __init__(
+        self,
+        address: str,
+        service_names: Iterable[str],
+        interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
+        self.address = address
+        self.service_names = list(service_names)
+        self.server = grpc.aio.server(
+            interceptors=[ServiceInterceptor(), *interceptors],
+            # Off for a server alone, so a taken port fails loudly; on for the workers of one
+            # service, whose supervisor checked the port first (common.processes.supervisor).
+            options=[("grpc.so_reuseport", 1 if workers.shares_port() else 0)],
+        )
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        self.port = 0
+        self._stopping = False
+
+    async def start(self) -> int:
+        self.port = self.server.add_insecure_port(self.address)
+        if self.port == 0:
+            raise SystemExit(f"cannot listen on {self.address}")
+        await self.server.start()
+        await self.set_serving(True)
+        return self.port
+
+    async def set_serving(self, serving: bool) -> None:
+        # Once stopping, nothing (say, the broker coming back during the drain) may announce
+        # SERVING again and draw new calls to a server that is going away.
+        if serving and self._stopping:
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *self.service_names]:
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float) -> None:
+        self._stopping = True
+        await self.set_serving(False)
+        await self.server.stop(grace)
+
+
+async def run_until_signal(
+    server: GrpcServer,
+    loops: Iterable[Callable[[], Coroutine[Any, Any, None]]],
+    grace: float,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serve and run background loops until SIGTERM/SIGINT, then stop them in order."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    tasks = [asyncio.create_task(make()) for make in loops]
+    waiter = asyncio.create_task(stopping.wait())
+    await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception():
+            log.error("background_loop_died", error=repr(task.exception()))
+    log.info("shutting_down", grace=grace)
+    await server.stop(grace)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if on_stop is not None:
+        await on_stop()
+    waiter.cancel()

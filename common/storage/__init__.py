@@ -1,0 +1,1 @@
+"""PostgreSQL and Redis connections, the driver's errors, migrations."""

@@ -1,0 +1,178 @@
+"""Sampling decided at a process's edge, before OpenTelemetry's own instrumentation runs.
+
+The maintained ASGI middleware and gRPC server interceptor do most of their work (span
+attributes, a wrapped servicer context) whether or not the span is sampled, and the asyncpg
+and Redis instrumentations cost tens of microseconds a call even under an unsampled parent.
+So at 1% sampling nearly all of tracing's cost would be spent on requests that are dropped.
+Here the sampler is asked first, on a trace id drawn here (and then given to the span through
+PresetTraceIds, so the decision holds): a sampled request goes through the instrumentation as
+usual; an unsampled one skips it and runs under a non-recording span of its trace id, which
+its log lines and outgoing gRPC calls carry on (flagged unsampled), with the instrumentation
+suppressed below a gRPC server."""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from typing import Any
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.propagate import extract
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
+
+from common.telemetry import trace_context
+
+
+class SampleFirst(grpc.aio.ServerInterceptor):
+    """Decides a call's sampling before OpenTelemetry's server interceptor (it sits first):
+    a caller's traceparent decides when there is one, else the sampler, on a trace id drawn
+    here and then given to the server span. An unsampled unary call runs with the
+    instrumentation suppressed, under a non-recording span of its trace (log lines keep
+    the trace id): the interceptor and every query and Redis command would otherwise still
+    build their dropped spans (measured: about 100 µs a call for the interceptor, 35 µs a
+    query, 38 µs a Redis command), most of what tracing at 1% would cost. An outgoing gRPC
+    call of such a request (loyalty's rare GetJwks) carries no context, so auth decides its
+    sampling afresh."""
+
+    def __init__(self, provider: Any = None) -> None:
+        self._provider = provider
+        self._ids = RandomIdGenerator()
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        incoming = _incoming(details.invocation_metadata)
+        preset = 0
+        if incoming is not None:
+            sampled = incoming.trace_flags.sampled
+        else:
+            preset = self._ids.generate_trace_id()
+            provider: Any = self._provider or trace.get_tracer_provider()
+            decision = provider.sampler.should_sample(None, preset, "rpc", SpanKind.SERVER)
+            sampled = decision.decision.is_sampled()
+        if sampled:
+            handler = await continuation(details)
+            return _unary_wrapped(handler, lambda b: _with_preset(b, preset)) if preset else handler
+        with suppress_instrumentation():
+            handler = await continuation(details)
+        span_context = incoming or SpanContext(
+            preset, self._ids.generate_span_id(), is_remote=False
+        )
+        return _unary_wrapped(handler, lambda b: _quietly(b, NonRecordingSpan(span_context)))
+
+
+def _incoming(metadata: Any) -> SpanContext | None:
+    carrier = {k: v for k, v in metadata or () if k in ("traceparent", "tracestate")}
+    if "traceparent" not in carrier:
+        return None
+    span_context = trace.get_current_span(extract(carrier)).get_span_context()
+    return span_context if span_context.is_valid else None
+
+
+def _unary_wrapped(handler: Any, wrap: Any) -> Any:
+    if handler is None or handler.request_streaming or handler.response_streaming:
+        return handler
+    return handler._replace(unary_unary=wrap(handler.unary_unary))
+
+
+def _with_preset(behavior: Any, trace_id: int) -> Any:
+    async def sampled(request: Any, context: Any) -> Any:
+        token = _preset_trace_id.set(trace_id)
+        try:
+            return await behavior(request, context)
+        finally:
+            _preset_trace_id.reset(token)
+
+    return sampled
+
+
+def _quietly(behavior: Any, span: NonRecordingSpan) -> Any:
+    async def unsampled(request: Any, context: Any) -> Any:
+        with trace.use_span(span), suppress_instrumentation():
+            return await behavior(request, context)
+
+    return unsampled
+
+
+def sample_first_in_servers() -> None:
+    make_server = grpc.aio.server
+
+    def server(*args: Any, **kwargs: Any) -> Any:
+        kwargs["interceptors"] = [SampleFirst(), *(kwargs.get("interceptors") or ())]
+        return make_server(*args, **kwargs)
+
+    grpc.aio.server = server
+
+
+class PresetTraceIds(RandomIdGenerator):
+    """Random ids, but the trace id the edge already drew (and sampled on) when it has one."""
+
+    def generate_trace_id(self) -> int:
+        return _preset_trace_id.get() or super().generate_trace_id()
+
+
+_preset_trace_id: ContextVar[int] = ContextVar("preset_trace_id", default=0)
+
+
+def asgi(app: Any) -> Any:
+    """The gateway's app inside OpenTelemetry's ASGI middleware when tracing is on: the HTTP
+    span is the parent of everything the request does, the request's log line included."""
+    if not trace_context.enabled():
+        return app
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    # The per-chunk send/receive spans say little and double the span count.
+    excluded = os.environ.get("OTEL_PYTHON_ASGI_EXCLUDED_URLS", "/healthz")
+    traced = OpenTelemetryMiddleware(
+        _named_by_route(app), excluded_urls=excluded, exclude_spans=["receive", "send"]
+    )
+    return _sampled_first(traced, app)
+
+
+def _sampled_first(traced: Any, app: Any, provider: Any = None) -> Any:
+    """Draws a new request's trace id and asks the sampler before the ASGI middleware runs:
+    the middleware gathers its span's attributes whether or not the span is sampled (about
+    100 µs a request), so an unsampled request skips it and runs under a non-recording span
+    of that trace id instead, which the gRPC calls still propagate (flagged unsampled, so
+    every process drops them alike). A request that brings a traceparent goes through the
+    middleware, which follows the caller's decision."""
+    provider = provider or trace.get_tracer_provider()
+    ids = RandomIdGenerator()
+
+    async def gate(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or any(k == b"traceparent" for k, _ in scope["headers"]):
+            await traced(scope, receive, send)
+            return
+        trace_id = ids.generate_trace_id()
+        decision = provider.sampler.should_sample(None, trace_id, "http", SpanKind.SERVER)
+        if decision.decision.is_sampled():
+            token = _preset_trace_id.set(trace_id)
+            try:
+                await traced(scope, receive, send)
+            finally:
+                _preset_trace_id.reset(token)
+            return
+        unsampled = SpanContext(trace_id, ids.generate_span_id(), is_remote=False)
+        with trace.use_span(NonRecordingSpan(unsampled)):
+            await app(scope, receive, send)
+
+    return gate
+
+
+def _named_by_route(app: Any) -> Any:
+    """Names the HTTP span after the route the gateway matched (`POST /v1/promocodes/apply`,
+    left in scope["route_template"]) rather than its catch-all pattern, once it is known."""
+
+    async def named(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        span = trace.get_current_span()
+
+        async def renaming_send(message: dict[str, Any]) -> None:
+            # Before the response starts: the span ends with the response's last chunk.
+            if message["type"] == "http.response.start" and scope.get("route_template"):
+                span.update_name(scope["route_template"])
+            await send(message)
+
+        await app(scope, receive, renaming_send)
+
+    return named
