@@ -25,6 +25,9 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     auth_jwt_private_key: str = ""
     auth_jwt_private_key_file: str = ""
     auth_access_ttl_seconds: int = 900
+    # How often each process reloads the signing keys (and reports which it publishes);
+    # `rotate-key` waits for every process to publish the next key, so this bounds a rotation.
+    auth_key_refresh_seconds: PositiveFloat = 1.0
     auth_refresh_ttl_seconds: int = 30 * 24 * 3600
     # How often auth checks that Redis still holds the revoked sessions (and rebuilds them).
     auth_revocation_check_seconds: float = 1.0
@@ -40,6 +43,9 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     # Registrations allowed per client address per window.
     auth_register_limit_per_address: PositiveInt = 10
     auth_register_window_seconds: PositiveFloat = 3600
+    # How long a service account's previous client secret keeps working after a rotation
+    # (so its callers can be moved to the new one); 0 ends it at once, 30 days at most.
+    auth_secret_rotation_overlap_seconds: float = Field(default=86400, ge=0, le=30 * 86400)
     # "development" generates a signing key when none is configured; anything else refuses to.
     environment: str = "development"
     auth_password_min_length: int = 8

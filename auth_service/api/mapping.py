@@ -8,7 +8,7 @@ from auth_service.domain import Status, User
 from auth_service.use_cases.sessions import TokenPair
 from common.errors import InvalidArgument
 from common.rpc.proto_time import timestamp
-from common.user_status import to_proto
+from common.rpc.user_status_proto import to_proto
 from protogen.loyalty.auth.v1 import auth_pb2
 
 

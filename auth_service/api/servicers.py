@@ -9,11 +9,13 @@ from google.protobuf import empty_pb2
 
 from auth_service.api.mapping import admin_settable_status, token_pair_message, user_message
 from auth_service.api.privacy_mapping import my_data_message
+from auth_service.api.service_accounts import ServiceAccountAdmin, service_token_message
 from auth_service.domain import User
 from auth_service.domain.reasons import DOMAIN
 from auth_service.token_issuer import TokenIssuer
 from auth_service.use_cases.accounts import Accounts
 from auth_service.use_cases.privacy import Privacy
+from auth_service.use_cases.service_accounts import ServiceAccounts
 from auth_service.use_cases.sessions import Sessions
 from common.access.access_tokens import Principal, TokenVerifier, bearer_token
 from common.access.people import person_of
@@ -35,12 +37,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         sessions: Sessions,
         verifier: TokenVerifier,
         issuer: TokenIssuer,
+        service_accounts: ServiceAccounts,
         trusted_peers: Sequence[Network] = (),
         *,
         privacy: Privacy,
     ) -> None:
         self._privacy = privacy
         self._accounts = accounts
+        self._service_accounts = service_accounts
         self._sessions = sessions
         self._verifier = verifier
         self._issuer = issuer
@@ -85,11 +89,20 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         principal = await self._verifier.verify(bearer_token(context.invocation_metadata()))
         return my_data_message(await self._privacy.my_data(person_of(principal, DOMAIN)))
 
+    async def IssueServiceToken(
+        self, request: auth_pb2.IssueServiceTokenRequest, context: Context
+    ) -> auth_pb2.ServiceToken:
+        token = await self._service_accounts.issue_token(
+            request.client_id, request.client_secret, self._client(context)
+        )
+        return service_token_message(token)
 
-class UserAdminServicer(auth_pb2_grpc.UserAdminServiceServicer):
+
+class UserAdminServicer(ServiceAccountAdmin, auth_pb2_grpc.UserAdminServiceServicer):
     def __init__(
         self,
         accounts: Accounts,
+        service_accounts: ServiceAccounts,
         verifier: TokenVerifier,
         page_tokens: PageTokens,
         *,
@@ -97,6 +110,7 @@ class UserAdminServicer(auth_pb2_grpc.UserAdminServiceServicer):
     ) -> None:
         self._audit = audit
         self._accounts = accounts
+        self._service_accounts = service_accounts
         self._verifier = verifier
         self._tokens = page_tokens
 

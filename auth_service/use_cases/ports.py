@@ -11,6 +11,7 @@ from typing import Protocol
 
 from auth_service.domain import RefreshUse, Role, Status, User
 from auth_service.domain.privacy import SessionRecord
+from auth_service.domain.service_accounts import ServiceAccount
 
 
 class UserRepository(Protocol):
@@ -100,3 +101,25 @@ class UnitOfWork(Protocol):
     def single(self) -> Repositories:
         """Repositories outside a transaction: each call is one statement of its own."""
         ...
+
+
+class ServiceAccountRepository(Protocol):
+    """Service accounts and their secret hashes; each call is a transaction of its own."""
+
+    async def create(
+        self, account_id: str, name: str, scopes: tuple[str, ...], secret_hash: str
+    ) -> ServiceAccount: ...
+
+    async def page(
+        self, after: tuple[datetime, str] | None, limit: int
+    ) -> list[ServiceAccount]: ...
+
+    async def rotate(self, account_id: str, secret_hash: str, overlap: float) -> bool:
+        """False when there is no live account."""
+        ...
+
+    async def delete(self, account_id: str) -> bool:
+        """False when there was no live account."""
+        ...
+
+    async def by_secret(self, account_id: str, secret_hash: str) -> ServiceAccount | None: ...

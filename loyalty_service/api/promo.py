@@ -84,9 +84,7 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     ) -> promo_pb2.Purchase:
         caller = await self._caller(context)
         code, tariff_id = requests.code_and_tariff(request.code, request.tariff_id)
-        request_id = requests.text(
-            request.request_id, "request_id", requests.MAX_REQUEST_ID, required=False
-        )
+        request_id = request.request_id.strip()
         row = await self._promotions.redeem(
             caller.user_id, code, tariff_id, request_id or None, self._guesser(caller, context)
         )

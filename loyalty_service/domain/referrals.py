@@ -2,7 +2,8 @@
 referrer receives when the referee's purchase is confirmed.
 
 Checks of a referral code run in a fixed order, so an attempt that fails several ways reports
-the first: the user may buy at all, the code was not deactivated, the program is on, the
+the first: the user may buy at all, the code was not deactivated, its owner may still refer
+(not blocked or deleted), the program is on, the
 tariff exists, the code is not the user's own, the user was not referred already, and it is
 their first purchase. The last two are checked again in the transaction that takes the use
 (a unique index on the referee's live referral, then a re-read of their purchases)."""
@@ -68,6 +69,8 @@ class ReferralAttempt:
     tariff: Tariff | None
     program: ReferralProgram
     history: RefereeHistory
+    # The code's owner: a blocked or deleted one can no longer refer anyone.
+    referrer_status: UserStatus = UserStatus.ACTIVE
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ def rejection_reason(attempt: ReferralAttempt) -> Reason | None:
         return USER_STATUS_REASON[attempt.user_status]
     if attempt.code.deactivated:
         return Reason.PROMO_CODE_INACTIVE
+    if attempt.referrer_status in USER_STATUS_REASON:
+        return Reason.REFERRAL_CODE_INACTIVE
     if not attempt.program.enabled:
         return Reason.REFERRAL_PROGRAM_OFF
     if attempt.tariff is None:

@@ -8,14 +8,14 @@ import uuid
 from typing import Any
 
 import pytest
-from auth_service.domain.service_accounts import ServiceAccount, check_new_account
-from auth_service.tokens import TokenIssuer
-from common.tokens import Principal, ServicePrincipal, TokenVerifier
-from gateway.token_endpoint import OAuthError
 
-from auth_service.keys import new_private_pem, signing_key
+from auth_service.domain.service_accounts import ServiceAccount, check_new_account
+from auth_service.keys import KeyRing, new_private_pem, signing_key
+from auth_service.token_issuer import TokenIssuer
+from common.access.access_tokens import Principal, ServicePrincipal, TokenVerifier
 from common.errors import ErrorKind, InvalidArgument, ServiceError
 from gateway import token_endpoint
+from gateway.token_endpoint import OAuthError
 
 SETTLE = "purchases:settle"
 
@@ -31,7 +31,7 @@ def _verifier(issuer: TokenIssuer) -> TokenVerifier:
 
 @pytest.fixture
 def issuer() -> TokenIssuer:
-    return TokenIssuer(signing_key(new_private_pem()), 900)
+    return TokenIssuer(KeyRing.of_one(signing_key(new_private_pem())), 900)
 
 
 def _fields(error: InvalidArgument) -> set[str]:
