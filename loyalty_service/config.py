@@ -55,3 +55,8 @@ class LoyaltySettings(BaseServiceSettings, BrokerSettings):
     )
     # Individual rejection rows are kept this long (the counts by reason, for good).
     loyalty_rejection_retention_seconds: PositiveFloat = 30 * 24 * 3600
+    # Personal data (docs/privacy.md): how long the audit trail and the keyed client-address
+    # hashes of referrals are kept, and how often the retention worker runs.
+    loyalty_audit_retention_days: PositiveInt = 365
+    loyalty_referral_address_retention_days: PositiveInt = 90
+    loyalty_retention_interval_seconds: PositiveFloat = 3600

@@ -6,12 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from common.access.access_tokens import Principal, TokenVerifier, bearer_token
+from common.access.people import person_of
 from common.access.trust import Network, grpc_client_address
 from common.rpc import pagination
 from common.rpc.page_tokens import PageTokens
 from common.rpc.validation import page_size, uuid_field
 from loyalty_service.api import mapping, referral_mapping, requests
+from loyalty_service.api.privacy_mapping import my_data_message
+from loyalty_service.domain.reasons import DOMAIN
 from loyalty_service.use_cases.guessing import Guesser
+from loyalty_service.use_cases.privacy import Privacy
 from loyalty_service.use_cases.promotions import Promotions
 from loyalty_service.use_cases.referrals import Referrals
 from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
@@ -28,7 +32,9 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         trusted_peers: Sequence[Network] = (),
         *,
         referrals: Referrals,
+        privacy: Privacy,
     ) -> None:
+        self._privacy = privacy
         self._promotions = promotions
         self._verifier = verifier
         self._tokens = page_tokens
@@ -78,9 +84,7 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     ) -> promo_pb2.Purchase:
         caller = await self._caller(context)
         code, tariff_id = requests.code_and_tariff(request.code, request.tariff_id)
-        request_id = requests.text(
-            request.request_id, "request_id", requests.MAX_REQUEST_ID, required=False
-        )
+        request_id = request.request_id.strip()
         row = await self._promotions.redeem(
             caller.user_id, code, tariff_id, request_id or None, self._guesser(caller, context)
         )
@@ -125,3 +129,9 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         address = self._guesser(caller, context).address
         found = await self._referrals.personal_code(caller.user_id, address)
         return referral_mapping.personal_code(found)
+
+    async def ExportMyData(
+        self, request: promo_pb2.ExportMyDataRequest, context: Context
+    ) -> promo_pb2.MyData:
+        caller = await self._caller(context)
+        return my_data_message(await self._privacy.my_data(person_of(caller, DOMAIN)))

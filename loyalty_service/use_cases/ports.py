@@ -11,7 +11,7 @@ from typing import Protocol
 
 from common.user_status import UserStatus
 from loyalty_service.domain.codes import ActiveCode, PromoCode
-from loyalty_service.domain.eligibility import Attempt, Tariff
+from loyalty_service.domain.eligibility import Tariff
 from loyalty_service.domain.groups import Group
 from loyalty_service.domain.pricing import Discount
 from loyalty_service.domain.purchases import Purchase, PurchaseStatus
@@ -19,7 +19,6 @@ from loyalty_service.domain.reasons import RecordedRejection
 from loyalty_service.domain.redemption import Decision, UseOutcome
 from loyalty_service.domain.referrals import (
     PersonalCode,
-    RefereeHistory,
     Referral,
     ReferralProgram,
     ReferralReward,
@@ -53,8 +52,6 @@ class CodesRepository(Protocol):
 
     async def deactivate(self, code: str) -> bool: ...
 
-    async def attempt(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Attempt: ...
-
     async def give_back(self, purchase: Purchase) -> None: ...
 
     async def active_for_user(
@@ -63,7 +60,10 @@ class CodesRepository(Protocol):
 
 
 class PurchasesRepository(Protocol):
-    async def by_request(self, user_id: str, request_id: str) -> Purchase | None: ...
+    async def by_request(self, user_id: str, request_id: str) -> Purchase | None:
+        """The purchase an earlier use with this request id made: for a caller who is not let
+        through to a use (RedemptionRepository.use answers the replay itself)."""
+        ...
 
     async def get(self, purchase_id: str, *, lock: bool = False) -> Purchase | None: ...
 
@@ -129,8 +129,6 @@ class ReferralsRepository(Protocol):
 
     async def claim_personal_code(self, user_id: str, code: str) -> bool: ...
 
-    async def referee_history(self, user_id: str) -> RefereeHistory: ...
-
     async def end(self, purchase_id: str, status: str) -> str | None: ...
 
     async def complete(self, purchase_id: str) -> Referral | None: ...
@@ -193,7 +191,8 @@ class ReferralRewardsRepository(Protocol):
 class RedemptionRepository(Protocol):
     """ApplyPromoCode's and UsePromoCode's whole work, one call (one round trip) each: the
     decision, the code's and the user's use, the referral, the purchase, and the rejection
-    record when refused. The domain rules are the reference it is tested against."""
+    record when refused; a repeated request id is answered with the purchase it made, and
+    takes nothing. The domain rules are the reference it is tested against."""
 
     async def apply(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Decision: ...
 

@@ -98,6 +98,7 @@ async function route() {
     else if (view === "groups") { show("groups"); await loadGroups(); }
     else if (view === "apply") show("apply");
     else if (view === "referrals") { show("referrals"); await loadReferrals(); }
+    else if (view === "audit") { show("audit"); await loadAudit(true); }
     else { show("codes"); await loadCodes(true); }
   } catch (error) { handle(error); }
 }

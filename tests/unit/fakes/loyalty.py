@@ -15,13 +15,12 @@ from common.user_status import UserStatus
 from loyalty_service.domain.codes import ActiveCode, CodeStatus, CodeTaken, PromoCode, status_of
 from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
 from loyalty_service.domain.groups import Group, GroupNameTaken
-from loyalty_service.domain.pricing import Discount, DiscountKind, Price, quote
-from loyalty_service.domain.purchases import Purchase, PurchaseStatus
+from loyalty_service.domain.pricing import Discount, DiscountKind, quote
+from loyalty_service.domain.purchases import LIVE, Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import Reason, RecordedRejection
 from loyalty_service.domain.redemption import Decision, UseOutcome
 from loyalty_service.domain.referrals import (
     PersonalCode,
-    RefereeHistory,
     Referral,
     ReferralProgram,
     ReferralReward,
@@ -31,13 +30,12 @@ from loyalty_service.domain.referrals import (
     Signal,
     SignalFacts,
     Withheld,
+    is_referral,
 )
 from loyalty_service.domain.reports import DayStats
-from loyalty_service.domain.schedule import Duration
 from loyalty_service.domain.specs import CodeSpec
 from loyalty_service.use_cases.ports import Repositories
 
-LIVE = (PurchaseStatus.PENDING, PurchaseStatus.COMPLETED)
 MONTHLY = Tariff("monthly", "Monthly", 29900, "RUB", 30)
 
 
@@ -154,31 +152,6 @@ class FakeCodes:
             bought,
         )
 
-    async def take_use(self, code: str, discount: int) -> bool:
-        c = self._s.codes[code]
-        budget_ok = c.budget is None or c.budget_spent + discount <= c.budget
-        if (c.max_uses and c.uses >= c.max_uses) or not budget_ok:
-            return False
-        self._change(code, uses=c.uses + 1, budget_spent=c.budget_spent + discount)
-        return True
-
-    async def out_of_uses(self, code: str) -> bool:
-        c = self._s.codes[code]
-        return c.max_uses > 0 and c.uses >= c.max_uses
-
-    async def lock_first_purchase(self, user_id: str, purchase_id: str) -> bool:
-        return not any(
-            p.user_id == user_id and p.purchase_id != purchase_id and p.status in LIVE
-            for p in self._s.purchases.values()
-        )
-
-    async def take_user_use(self, code: str, user_id: str, limit: int) -> bool:
-        used = self._s.user_uses.get((code, user_id), 0)
-        if limit and used >= limit:
-            return False
-        self._s.user_uses[(code, user_id)] = used + 1
-        return True
-
     async def give_back(self, purchase: Purchase) -> None:
         c = self._s.codes[purchase.code]
         self._change(
@@ -200,38 +173,6 @@ class FakeCodes:
 class FakePurchases:
     def __init__(self, state: State) -> None:
         self._s = state
-
-    async def insert(
-        self,
-        purchase_id: str,
-        user_id: str,
-        code: str,
-        tariff: Tariff,
-        price: Price,
-        request_id: str | None,
-        duration: tuple[str, int] = ("ONCE", 0),
-    ) -> Purchase | None:
-        if request_id and await self.by_request(user_id, request_id):
-            return None
-        now = datetime.now(UTC)
-        made = Purchase(
-            purchase_id,
-            user_id,
-            code,
-            tariff.tariff_id,
-            price.base,
-            price.discount,
-            price.final,
-            tariff.currency,
-            PurchaseStatus.PENDING,
-            request_id,
-            Duration(duration[0]),
-            duration[1],
-            now,
-            now,
-        )
-        self._s.purchases[purchase_id] = made
-        return made
 
     async def by_request(self, user_id: str, request_id: str) -> Purchase | None:
         return next(
@@ -416,17 +357,16 @@ class NoReferrals:
     async def claim_personal_code(self, user_id: str, code: str) -> bool:
         raise self._unexpected()
 
-    async def referee_history(self, user_id: str) -> RefereeHistory:
-        raise self._unexpected()
-
     async def totals(self, top: int) -> ReferralTotals:
         raise self._unexpected()
 
 
 class FakeRedemption:
-    """ApplyPromoCode's and UsePromoCode's one store call, over the state, by the domain's
-    rules (the reference the SQL functions are tested against): the decision, then the use
-    taken all or nothing, and the rejection recorded when refused."""
+    """ApplyPromoCode's and UsePromoCode's one store call, over the state. The decision is the
+    domain's (eligibility.rejection_reason, pricing.quote: the reference the SQL functions are
+    tested against), and refusals are recorded; taking the use then only counts it, as the
+    decision already checked the counters against this very state (no other caller runs in
+    between, so the SQL's atomic re-checks have nothing to catch here)."""
 
     def __init__(self, state: State) -> None:
         self._s = state
@@ -436,6 +376,7 @@ class FakeRedemption:
 
     async def apply(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Decision:
         attempt = await FakeCodes(self._s).attempt(code, tariff_id, user_id, now)
+        assert not is_referral(attempt.code), "referral codes are tested in tests/integration"
         reason = rejection_reason(attempt)
         if reason is not None:
             await self._refuse(reason, user_id, code, tariff_id)
@@ -454,40 +395,47 @@ class FakeRedemption:
         purchase_id: str,
         now: datetime,
     ) -> UseOutcome:
-        if request_id:
-            earlier = await FakePurchases(self._s).by_request(user_id, request_id)
-            if earlier is not None:
-                return UseOutcome(None, earlier, False)
+        # The request-id replay, as loyalty_use answers it (tested in tests/integration).
+        purchases = FakePurchases(self._s)
+        if request_id and (earlier := await purchases.by_request(user_id, request_id)):
+            return UseOutcome(None, earlier, False)
         decision = await self.apply(code, tariff_id, user_id, now)
         if decision.reason is not None:
             return UseOutcome(decision.reason)
-        working = copy.deepcopy(self._s)
-        made, reason = await _take(working, decision, user_id, request_id, purchase_id)
-        if reason is not None:
-            await self._refuse(reason, user_id, code, tariff_id)
-            return UseOutcome(reason)
-        vars(self._s).update(vars(working))  # the transaction commits
-        return UseOutcome(None, made, True)
+        return UseOutcome(None, _take(self._s, decision, user_id, request_id, purchase_id), True)
 
 
-async def _take(
+def _take(
     state: State, decision: Decision, user_id: str, request_id: str | None, purchase_id: str
-) -> tuple[Purchase | None, Reason | None]:
-    """The taking steps in the store's order; the first that fails is the reason."""
-    codes, code = FakeCodes(state), state.codes[decision.code]
+) -> Purchase:
+    """Counts the use the decision allowed (the code's, its budget, the user's) and makes the
+    PENDING purchase."""
     assert decision.tariff is not None and decision.price is not None
-    duration = (decision.duration.value, decision.duration_periods)
-    made = await FakePurchases(state).insert(
-        purchase_id, user_id, code.code, decision.tariff, decision.price, request_id, duration
+    code, price = state.codes[decision.code], decision.price
+    state.codes[code.code] = dataclasses.replace(
+        code, uses=code.uses + 1, budget_spent=code.budget_spent + price.discount
     )
-    if code.first_purchase_only and not await codes.lock_first_purchase(user_id, purchase_id):
-        return None, Reason.PROMO_CODE_FIRST_PURCHASE_ONLY
-    if not await codes.take_use(code.code, decision.price.discount):
-        exhausted = await codes.out_of_uses(code.code)
-        return None, Reason.PROMO_CODE_EXHAUSTED if exhausted else Reason.PROMO_CODE_BUDGET_SPENT
-    if not await codes.take_user_use(code.code, user_id, code.per_user_limit):
-        return None, Reason.PROMO_CODE_USER_LIMIT_REACHED
-    return made, None
+    held = state.user_uses.get((code.code, user_id), 0)
+    state.user_uses[(code.code, user_id)] = held + 1
+    now = datetime.now(UTC)
+    made = Purchase(
+        purchase_id,
+        user_id,
+        code.code,
+        decision.tariff.tariff_id,
+        price.base,
+        price.discount,
+        price.final,
+        decision.tariff.currency,
+        PurchaseStatus.PENDING,
+        request_id,
+        decision.duration,
+        decision.duration_periods,
+        now,
+        now,
+    )
+    state.purchases[purchase_id] = made
+    return made
 
 
 class FakePartitions:
