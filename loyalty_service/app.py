@@ -32,9 +32,11 @@ from loyalty_service.jobs.retention import RetentionPeriods, run_retention
 from loyalty_service.jobs.sweeper import run_sweeper
 from loyalty_service.jobs.user_events import UserEventsConsumer
 from loyalty_service.jwks import AuthJwks
+from loyalty_service.store.campaigns import PgCampaigns
 from loyalty_service.store.personal_data import PgPersonalData
 from loyalty_service.store.unit_of_work import PgUnitOfWork
 from loyalty_service.use_cases.administration import PromoAdmin
+from loyalty_service.use_cases.campaigns import Campaigns
 from loyalty_service.use_cases.code_transfer import CodeTransfer
 from loyalty_service.use_cases.guessing import GuessLimits, GuessThrottle
 from loyalty_service.use_cases.privacy import Privacy
@@ -113,6 +115,7 @@ async def build(
             CodeTransfer(store, admin),
             referrals=referrals,
             audit=trail,
+            campaigns=Campaigns(PgCampaigns(pool), store),
         ),
         server.server,
     )

@@ -13,8 +13,10 @@ from common.rpc.audit_api import AuditReader, list_audit_events
 from common.rpc.page_tokens import PageTokens, Position
 from common.rpc.validation import page_size, uuid_field
 from loyalty_service.api import mapping, referral_mapping, requests
+from loyalty_service.api.campaigns import CampaignMethods
 from loyalty_service.domain.referrals import ReferralReward
 from loyalty_service.use_cases.administration import PromoAdmin
+from loyalty_service.use_cases.campaigns import Campaigns
 from loyalty_service.use_cases.code_transfer import CodeTransfer
 from loyalty_service.use_cases.referrals import Referrals
 from protogen.loyalty.audit.v1 import audit_pb2
@@ -24,7 +26,7 @@ Context = Any
 CSV = "text/csv; charset=utf-8"
 
 
-class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
+class PromoAdminServicer(CampaignMethods, promo_pb2_grpc.PromoAdminServiceServicer):
     def __init__(
         self,
         admin: PromoAdmin,
@@ -34,7 +36,9 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         *,
         referrals: Referrals,
         audit: AuditReader,
+        campaigns: Campaigns,
     ) -> None:
+        self._campaigns = campaigns
         self._audit = audit
         self._admin = admin
         self._verifier = verifier
@@ -82,12 +86,6 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
                 self._tokens, "promo_codes", rows, size, lambda c: (c.code,)
             ),
         )
-
-    async def DeactivatePromoCode(
-        self, request: promo_pb2.DeactivatePromoCodeRequest, context: Context
-    ) -> promo_pb2.PromoCode:
-        await self._check(context)
-        return mapping.promo_code(await self._admin.deactivate(request.code))
 
     async def AssignPromoCode(
         self, request: promo_pb2.AssignPromoCodeRequest, context: Context

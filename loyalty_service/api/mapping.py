@@ -120,6 +120,7 @@ def promo_code(code: PromoCode) -> promo_pb2.PromoCode:
         deactivated=code.deactivated,
         created_at=stamp(code.created_at),
         budget_spent=money(code.budget_spent, code.currency),
+        campaign_id=code.campaign_id,
     )
 
 

@@ -65,6 +65,12 @@ class PromoCode:
     # The audience beyond all_users (loaded where a code is shown, not where it is applied).
     user_ids: tuple[str, ...] = ()
     group_ids: tuple[str, ...] = ()
+    # The campaign the code belongs to (every code has one), its status (ACTIVE, PAUSED,
+    # ENDED), and the campaign-wide uses and money left (None: the campaign has no such limit).
+    campaign_id: str = ""
+    campaign_status: str = "ACTIVE"
+    campaign_uses_left: int | None = None
+    campaign_budget_left: int | None = None
 
     @property
     def uses_left(self) -> int | None:
@@ -84,7 +90,8 @@ def random_code(prefix: str, length: int) -> str:
 
 
 def status_of(code: PromoCode, now: datetime) -> CodeStatus:
-    if code.deactivated:
+    # An ended campaign's codes are deactivated with it, all at once.
+    if code.deactivated or code.campaign_status == "ENDED":
         return CodeStatus.DEACTIVATED
     if code.starts_at is not None and now < code.starts_at:
         return CodeStatus.NOT_STARTED

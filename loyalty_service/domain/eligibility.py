@@ -1,11 +1,12 @@
 """Whether a user may apply a code to a tariff now, and if not, the one reason why.
 
 The checks run in a fixed order, so an attempt that fails several ways reports the first:
-the code exists, the user may buy at all, the code is live (not deactivated, started, not
-expired), the tariff exists and the code covers it and costs at least the code's minimum, the
-user is in the code's audience, it is their first purchase when the code asks for one, and
-last the counters (uses left, budget left for this discount, then the user's own limit) —
-those are re-checked atomically in the database when a use is taken."""
+the code exists, the user may buy at all, the code is live (not deactivated nor its campaign
+ended, its campaign not paused, started, not expired), the tariff exists and the code covers
+it and costs at least the code's minimum, the user is in the code's audience, it is their
+first purchase when the code asks for one, and last the counters (uses left, of the code then
+of its campaign; budget left for this discount, the code's then the campaign's; then the
+user's own limit) — those are re-checked atomically in the database when a use is taken."""
 
 from __future__ import annotations
 
@@ -64,10 +65,16 @@ def _budget_allows(code: PromoCode, tariff: Tariff) -> bool:
     return left is None or discount_amount(tariff.price, code.discount, code.max_discount) <= left
 
 
+def _campaign_budget_allows(code: PromoCode, tariff: Tariff) -> bool:
+    left = code.campaign_budget_left
+    return left is None or discount_amount(tariff.price, code.discount, code.max_discount) <= left
+
+
 def _counter_reason(code: PromoCode, tariff: Tariff, user_uses: int) -> Reason | None:
-    if code.uses_left == 0:
+    # The code's own counters first, then its campaign's (the order loyalty_decide checks).
+    if code.uses_left == 0 or code.campaign_uses_left == 0:
         return Reason.PROMO_CODE_EXHAUSTED
-    if not _budget_allows(code, tariff):
+    if not _budget_allows(code, tariff) or not _campaign_budget_allows(code, tariff):
         return Reason.PROMO_CODE_BUDGET_SPENT
     if code.per_user_limit and user_uses >= code.per_user_limit:
         return Reason.PROMO_CODE_USER_LIMIT_REACHED
@@ -81,6 +88,8 @@ def rejection_reason(attempt: Attempt) -> Reason | None:
     if attempt.user_status in USER_STATUS_REASON:
         return USER_STATUS_REASON[attempt.user_status]
     status = status_of(code, attempt.now)
+    if status is not CodeStatus.DEACTIVATED and code.campaign_status == "PAUSED":
+        return Reason.PROMO_CODE_CAMPAIGN_PAUSED
     if status is not CodeStatus.ACTIVE and status is not CodeStatus.EXHAUSTED:
         return _STATUS_REASON[status]
     tariff_reason = _tariff_reason(code, attempt.tariff)

@@ -24,6 +24,8 @@ class Reason(StrEnum):
     PROMO_CODE_BUDGET_SPENT = "PROMO_CODE_BUDGET_SPENT"
     PROMO_CODE_FIRST_PURCHASE_ONLY = "PROMO_CODE_FIRST_PURCHASE_ONLY"
     PROMO_CODE_BELOW_MINIMUM = "PROMO_CODE_BELOW_MINIMUM"
+    # The code's campaign is paused (an ended one's codes answer PROMO_CODE_INACTIVE).
+    PROMO_CODE_CAMPAIGN_PAUSED = "PROMO_CODE_CAMPAIGN_PAUSED"
     TARIFF_NOT_FOUND = "TARIFF_NOT_FOUND"
     USER_BLOCKED = "USER_BLOCKED"
     USER_DELETED = "USER_DELETED"
@@ -61,6 +63,7 @@ KIND: dict[Reason, ErrorKind] = {
     Reason.PROMO_CODE_BUDGET_SPENT: ErrorKind.FAILED_PRECONDITION,
     Reason.PROMO_CODE_FIRST_PURCHASE_ONLY: ErrorKind.FAILED_PRECONDITION,
     Reason.PROMO_CODE_BELOW_MINIMUM: ErrorKind.FAILED_PRECONDITION,
+    Reason.PROMO_CODE_CAMPAIGN_PAUSED: ErrorKind.FAILED_PRECONDITION,
     Reason.TARIFF_NOT_FOUND: ErrorKind.NOT_FOUND,
     Reason.USER_BLOCKED: ErrorKind.PERMISSION_DENIED,
     Reason.USER_DELETED: ErrorKind.PERMISSION_DENIED,
@@ -99,6 +102,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.PROMO_CODE_BUDGET_SPENT: "this promo code's budget is spent",
     Reason.PROMO_CODE_FIRST_PURCHASE_ONLY: "this promo code is for a first purchase only",
     Reason.PROMO_CODE_BELOW_MINIMUM: "this tariff costs less than this promo code requires",
+    Reason.PROMO_CODE_CAMPAIGN_PAUSED: "this promo code's campaign is paused",
     Reason.TARIFF_NOT_FOUND: "no such tariff",
     Reason.USER_BLOCKED: "this account is blocked",
     Reason.USER_DELETED: "this account is deleted",

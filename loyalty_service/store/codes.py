@@ -22,7 +22,14 @@ COUNTERS = (
     "(SELECT coalesce(sum(s.taken), 0)::int FROM promo_code_slots s WHERE s.code = c.code)"
     " AS uses,"
     " (SELECT coalesce(sum(s.spent_minor), 0)::bigint FROM promo_code_slots s"
-    " WHERE s.code = c.code) AS spent_minor"
+    " WHERE s.code = c.code) AS spent_minor,"
+    # The code's campaign: its status, and the uses and money left over its slots (NULL: no
+    # such limit).
+    " (SELECT k.status FROM campaigns k WHERE k.campaign_id = c.campaign_id) AS campaign_status,"
+    " (SELECT sum(s.uses_left) FROM campaign_slots s WHERE s.campaign_id = c.campaign_id)::bigint"
+    " AS campaign_uses_left,"
+    " (SELECT sum(s.budget_left_minor) FROM campaign_slots s"
+    " WHERE s.campaign_id = c.campaign_id)::bigint AS campaign_budget_left"
 )
 _HAS_USES = "EXISTS (SELECT 1 FROM promo_code_slots s WHERE s.code = c.code AND s.uses_left > 0)"
 _AUDIENCE = (
@@ -76,6 +83,10 @@ def to_code(row: asyncpg.Record) -> PromoCode:
         created_at=row["created_at"],
         user_ids=tuple(row.get("user_ids") or ()),
         group_ids=tuple(row.get("group_ids") or ()),
+        campaign_id=str(row["campaign_id"]) if row.get("campaign_id") else "",
+        campaign_status=row.get("campaign_status") or "ACTIVE",
+        campaign_uses_left=row.get("campaign_uses_left"),
+        campaign_budget_left=row.get("campaign_budget_left"),
     )
 
 
@@ -257,6 +268,11 @@ class PgCodes:
             f" WHERE {STATUS_SQL['ACTIVE'].format(now='$2')}"
             "   AND (c.per_user_limit = 0 OR coalesce(x.uses, 0) < c.per_user_limit)"
             "   AND (c.budget_minor IS NULL OR c.budget_spent_minor < c.budget_minor)"
+            # Nor a code of a paused or ended campaign, nor of one whose limits are spent.
+            "   AND NOT EXISTS (SELECT 1 FROM campaigns k WHERE k.campaign_id = c.campaign_id"
+            "     AND k.status <> 'ACTIVE')"
+            "   AND NOT EXISTS (SELECT 1 FROM campaign_slots s WHERE s.campaign_id = c.campaign_id"
+            "     HAVING sum(s.uses_left) < 1 OR sum(s.budget_left_minor) < 1)"
             "   AND (NOT c.first_purchase_only OR NOT EXISTS (SELECT 1 FROM purchases p"
             f"     WHERE p.user_id = $1 AND p.status IN {LIVE_SQL}))"
             f"   AND {_IN_AUDIENCE.format(user='$1')}"

@@ -4,12 +4,20 @@ store alone knows SQL."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
 from common.user_status import UserStatus
+from loyalty_service.domain.campaigns import (
+    AuditEntry,
+    Campaign,
+    CampaignInput,
+    CampaignReport,
+    CampaignStatus,
+)
 from loyalty_service.domain.codes import ActiveCode, PromoCode
 from loyalty_service.domain.eligibility import Tariff
 from loyalty_service.domain.groups import Group
@@ -244,3 +252,51 @@ class UnitOfWork(Protocol):
     def single(self) -> Repositories:
         """Repositories outside a transaction: each call is one statement of its own."""
         ...
+
+
+class CampaignsRepository(Protocol):
+    """Campaigns (store/campaigns.py): each writing method is one transaction of its own."""
+
+    async def create(
+        self,
+        campaign_id: str,
+        campaign: CampaignInput,
+        slots: list[tuple[int | None, int | None]],
+        actor: str,
+    ) -> None: ...
+
+    async def get(self, campaign_id: str) -> Campaign | None: ...
+
+    async def page(
+        self,
+        query: str,
+        status: str,
+        created_from: datetime | None,
+        created_to: datetime | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[Campaign]: ...
+
+    async def set_status(
+        self, campaign_id: str, current: CampaignStatus, wanted: CampaignStatus, actor: str
+    ) -> bool: ...
+
+    async def add_codes(
+        self,
+        campaign_id: str,
+        make: Callable[[int], list[str]],
+        count: int,
+        max_uses: int,
+        actor: str,
+        rounds: int,
+    ) -> list[str]: ...
+
+    async def campaign_of(self, code: str) -> Campaign | None: ...
+
+    async def set_code_active(self, code: str, active: bool, actor: str) -> bool: ...
+
+    async def codes(self, campaign_id: str, after: str | None, limit: int) -> list[PromoCode]: ...
+
+    async def report(self, campaign: Campaign, first: date, last: date) -> CampaignReport: ...
+
+    async def audit(self, campaign_id: str, after: int | None, limit: int) -> list[AuditEntry]: ...

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from common.user_status import UserStatus
+from loyalty_service.domain import campaigns as campaign_rules
 from loyalty_service.domain import eligibility
 from loyalty_service.domain import referrals as referral_rules
 from loyalty_service.domain.pricing import quote
@@ -258,6 +259,68 @@ async def _referral_code(pool: asyncpg.Pool, owner: str, deactivated: bool) -> s
     return code
 
 
+async def _campaign(
+    pool: asyncpg.Pool, status: str = "ACTIVE", max_uses: int = 0, budget: int | None = None
+) -> str:
+    """A campaign with its counter slots split as CreateCampaign splits them."""
+    campaign_id = _user()
+    await pool.execute(
+        "INSERT INTO campaigns (campaign_id, name, kind, status, discount_kind, discount_value,"
+        " max_uses, budget_minor) VALUES ($1, $5, 'CAMPAIGN', $2, 'PERCENT_OFF', 10, $3, $4)",
+        campaign_id,
+        status,
+        max_uses,
+        budget,
+        f"campaign {campaign_id}",
+    )
+    for slot, (uses, money) in enumerate(campaign_rules.slot_split(max_uses, budget)):
+        await pool.execute(
+            "INSERT INTO campaign_slots (campaign_id, slot, uses_left, budget_left_minor)"
+            " VALUES ($1, $2, $3, $4)",
+            campaign_id,
+            slot,
+            uses,
+            money,
+        )
+    return campaign_id
+
+
+def _in_campaign(
+    status: str = "ACTIVE",
+    max_uses: int = 0,
+    budget: int | None = None,
+    used_by_others: int = 0,
+    user_status: str = "",
+    **columns: Any,
+) -> Setup:
+    """A code of a campaign, after `used_by_others` uses of other codes of the campaign."""
+
+    async def setup(pool: asyncpg.Pool) -> Attempted:
+        campaign_id = await _campaign(pool, "ACTIVE", max_uses, budget)
+        for _ in range(used_by_others):
+            assert await _used(pool, await _code(pool, campaign_id=campaign_id), _user())
+        await pool.execute(
+            "UPDATE campaigns SET status = $2 WHERE campaign_id = $1", campaign_id, status
+        )
+        user_id = _user()
+        if user_status:
+            await pool.execute(
+                "INSERT INTO users (user_id, status, version) VALUES ($1, $2, 1)",
+                user_id,
+                user_status,
+            )
+        return Attempted(await _code(pool, campaign_id=campaign_id, **columns), "monthly", user_id)
+
+    return setup
+
+
+async def _single_use_code_used_in_a_campaign(pool: asyncpg.Pool) -> Attempted:
+    campaign_id = await _campaign(pool, max_uses=10, budget=10**6)
+    code = await _code(pool, campaign_id=campaign_id, max_uses=1)
+    assert await _used(pool, code, _user())
+    return Attempted(code, "monthly", _user())
+
+
 DAY = timedelta(days=1)
 CASES: dict[str, tuple[Setup, Reason | None]] = {
     "allowed, percent": (_plain(), None),
@@ -399,6 +462,57 @@ CASES: dict[str, tuple[Setup, Reason | None]] = {
     "referral, own code and already referred": (
         _referral(self_use=True, referred=True),
         Reason.REFERRAL_SELF_USE,
+    ),
+    # Campaigns: the status first (after the user's), then the campaign-wide counters, after
+    # the code's own.
+    "campaign, allowed": (_in_campaign(), None),
+    "campaign paused": (_in_campaign("PAUSED"), Reason.PROMO_CODE_CAMPAIGN_PAUSED),
+    "campaign ended": (_in_campaign("ENDED"), Reason.PROMO_CODE_INACTIVE),
+    "campaign paused, code not started": (
+        _in_campaign("PAUSED", starts_at=NOW + DAY),
+        Reason.PROMO_CODE_CAMPAIGN_PAUSED,
+    ),
+    "campaign paused, not in the audience": (
+        _in_campaign("PAUSED", all_users=False),
+        Reason.PROMO_CODE_CAMPAIGN_PAUSED,
+    ),
+    "campaign paused, code deactivated": (
+        _in_campaign("PAUSED", deactivated_at=NOW - DAY),
+        Reason.PROMO_CODE_INACTIVE,
+    ),
+    "campaign paused, user blocked": (
+        _in_campaign("PAUSED", user_status="BLOCKED"),
+        Reason.USER_BLOCKED,
+    ),
+    "campaign, the last use": (_in_campaign(max_uses=3, used_by_others=2), None),
+    "campaign uses all taken": (
+        _in_campaign(max_uses=2, used_by_others=2),
+        Reason.PROMO_CODE_EXHAUSTED,
+    ),
+    "campaign budget of exactly one discount": (_in_campaign(budget=2990), None),
+    "campaign budget spread thin over its slots, enough in all": (
+        _in_campaign(budget=2990 * 2, used_by_others=1),
+        None,
+    ),
+    "campaign budget short of this discount": (
+        _in_campaign(budget=2989),
+        Reason.PROMO_CODE_BUDGET_SPENT,
+    ),
+    "campaign budget spent by another code": (
+        _in_campaign(budget=5000, used_by_others=1),
+        Reason.PROMO_CODE_BUDGET_SPENT,
+    ),
+    "campaign uses taken and budget spent": (
+        _in_campaign(max_uses=1, budget=2990, used_by_others=1),
+        Reason.PROMO_CODE_EXHAUSTED,
+    ),
+    "campaign budget spent and the user's limit": (
+        _in_campaign(budget=2990, used_by_others=1, per_user_limit=1),
+        Reason.PROMO_CODE_BUDGET_SPENT,
+    ),
+    "code exhausted in a campaign with uses left": (
+        _single_use_code_used_in_a_campaign,
+        Reason.PROMO_CODE_EXHAUSTED,
     ),
 }
 

@@ -13,6 +13,9 @@ DECLARE
     v_value  bigint;
     v_prog   referral_program%ROWTYPE;
     v_live   boolean;
+    k        campaigns%ROWTYPE;
+    v_cuses  bigint;
+    v_cmoney numeric;
 BEGIN
     SELECT * INTO c FROM promo_codes x WHERE x.code = p_code;
     IF NOT FOUND THEN
@@ -20,13 +23,14 @@ BEGIN
         RETURN d;
     END IF;
     d.code := c.code;
+    SELECT * INTO k FROM campaigns x WHERE x.campaign_id = c.campaign_id;
     SELECT * INTO t FROM tariffs x WHERE x.tariff_id = p_tariff;
     SELECT coalesce(max(u.status), 'ACTIVE') INTO v_status FROM users u WHERE u.user_id = p_user;
     IF v_status = 'BLOCKED' THEN
         d.reason := 'USER_BLOCKED';
     ELSIF v_status = 'DELETED' THEN
         d.reason := 'USER_DELETED';
-    ELSIF c.deactivated_at IS NOT NULL THEN
+    ELSIF c.deactivated_at IS NOT NULL OR k.status = 'ENDED' THEN
         d.reason := 'PROMO_CODE_INACTIVE';
     ELSIF c.referrer_id IS NOT NULL THEN
         SELECT * INTO v_prog FROM referral_program;
@@ -49,7 +53,12 @@ BEGIN
         v_kind := v_prog.referee_kind;
         v_value := v_prog.referee_value;
     ELSE
-        IF c.starts_at IS NOT NULL AND p_now < c.starts_at THEN
+        -- A limited campaign's uses and money left: sums over its slots (NULL: no limit).
+        SELECT sum(s.uses_left), sum(s.budget_left_minor) INTO v_cuses, v_cmoney
+          FROM campaign_slots s WHERE s.campaign_id = c.campaign_id;
+        IF k.status = 'PAUSED' THEN
+            d.reason := 'PROMO_CODE_CAMPAIGN_PAUSED';
+        ELSIF c.starts_at IS NOT NULL AND p_now < c.starts_at THEN
             d.reason := 'PROMO_CODE_NOT_STARTED';
         ELSIF c.ends_at IS NOT NULL AND p_now >= c.ends_at THEN
             d.reason := 'PROMO_CODE_EXPIRED';
@@ -75,10 +84,16 @@ BEGIN
         ELSIF c.max_uses > 0 AND NOT EXISTS (
                 SELECT 1 FROM promo_code_slots s WHERE s.code = c.code AND s.uses_left > 0) THEN
             d.reason := 'PROMO_CODE_EXHAUSTED';
+        ELSIF v_cuses IS NOT NULL AND v_cuses < 1 THEN
+            d.reason := 'PROMO_CODE_EXHAUSTED';
         ELSIF c.budget_minor IS NOT NULL
               AND loyalty_discount(t.price_minor, c.discount_kind, c.discount_value,
                                    c.max_discount_minor)
                   > greatest(c.budget_minor - c.budget_spent_minor, 0) THEN
+            d.reason := 'PROMO_CODE_BUDGET_SPENT';
+        ELSIF v_cmoney IS NOT NULL
+              AND loyalty_discount(t.price_minor, c.discount_kind, c.discount_value,
+                                   c.max_discount_minor) > v_cmoney THEN
             d.reason := 'PROMO_CODE_BUDGET_SPENT';
         ELSIF c.per_user_limit > 0 AND coalesce(
                 (SELECT x.uses FROM user_code_uses x
@@ -106,6 +121,8 @@ BEGIN
     d.final_minor := t.price_minor - d.discount_minor;
     d.duration := c.duration;
     d.duration_periods := c.duration_periods;
+    d.campaign_id := c.campaign_id;
+    d.campaign_limited := EXISTS (SELECT 1 FROM campaign_slots s WHERE s.campaign_id = c.campaign_id);
     RETURN d;
 END
 $$;

@@ -17,6 +17,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     d        loyalty_decision;
     v_slot   smallint;
+    v_cslot  smallint;
     v_reason text;
 BEGIN
     IF p_request IS NOT NULL THEN
@@ -73,6 +74,15 @@ BEGIN
                  WHERE c.code = d.code
                    AND c.budget_spent_minor + d.discount_minor <= c.budget_minor;
                 IF NOT FOUND THEN
+                    RAISE SQLSTATE 'LY001' USING MESSAGE = 'PROMO_CODE_BUDGET_SPENT';
+                END IF;
+            END IF;
+            -- The campaign's use and money, after the code's (the lock order of give-backs).
+            IF d.campaign_limited THEN
+                v_cslot := loyalty_take_campaign_slot(d.campaign_id, d.discount_minor);
+                IF v_cslot = -1 THEN
+                    RAISE SQLSTATE 'LY001' USING MESSAGE = 'PROMO_CODE_EXHAUSTED';
+                ELSIF v_cslot = -2 THEN
                     RAISE SQLSTATE 'LY001' USING MESSAGE = 'PROMO_CODE_BUDGET_SPENT';
                 END IF;
             END IF;

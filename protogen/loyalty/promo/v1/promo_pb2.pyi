@@ -165,6 +165,32 @@ REFERRAL_SIGNAL_MUTUAL_REFERRAL: ReferralSignal.ValueType  # 2
 """The referee had referred the referrer (each refers the other)."""
 Global___ReferralSignal: _TypeAlias = ReferralSignal  # noqa: Y015
 
+class _CampaignStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CampaignStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CampaignStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CAMPAIGN_STATUS_UNSPECIFIED: _CampaignStatus.ValueType  # 0
+    CAMPAIGN_STATUS_ACTIVE: _CampaignStatus.ValueType  # 1
+    CAMPAIGN_STATUS_PAUSED: _CampaignStatus.ValueType  # 2
+    """Its codes answer PROMO_CODE_CAMPAIGN_PAUSED until it is resumed."""
+    CAMPAIGN_STATUS_ENDED: _CampaignStatus.ValueType  # 3
+    """For good: its codes answer PROMO_CODE_INACTIVE."""
+
+class CampaignStatus(_CampaignStatus, metaclass=_CampaignStatusEnumTypeWrapper):
+    """Role `admin` only.
+    ---- Campaigns: many codes under one set of rules, one status, campaign-wide limits ----
+    """
+
+CAMPAIGN_STATUS_UNSPECIFIED: CampaignStatus.ValueType  # 0
+CAMPAIGN_STATUS_ACTIVE: CampaignStatus.ValueType  # 1
+CAMPAIGN_STATUS_PAUSED: CampaignStatus.ValueType  # 2
+"""Its codes answer PROMO_CODE_CAMPAIGN_PAUSED until it is resumed."""
+CAMPAIGN_STATUS_ENDED: CampaignStatus.ValueType  # 3
+"""For good: its codes answer PROMO_CODE_INACTIVE."""
+Global___CampaignStatus: _TypeAlias = CampaignStatus  # noqa: Y015
+
 @_typing.final
 class Money(_message.Message):
     """An amount in minor units (kopecks) of an ISO 4217 currency; "RUB" when empty."""
@@ -380,12 +406,15 @@ class PromoCode(_message.Message):
     DEACTIVATED_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     BUDGET_SPENT_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     status: Global___PromoCodeStatus.ValueType
     uses_taken: _builtins.int
     uses_left: _builtins.int
     """Unset when the code has no cap."""
     deactivated: _builtins.bool
+    campaign_id: _builtins.str
+    """The campaign the code belongs to (every code has one; see Campaign)."""
     @_builtins.property
     def spec(self) -> Global___PromoCodeSpec: ...
     @_builtins.property
@@ -405,10 +434,11 @@ class PromoCode(_message.Message):
         deactivated: _builtins.bool = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         budget_spent: Global___Money | None = ...,
+        campaign_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left", "budget_spent", b"budget_spent", "created_at", b"created_at", "spec", b"spec", "uses_left", b"uses_left"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left", "budget_spent", b"budget_spent", "code", b"code", "created_at", b"created_at", "deactivated", b"deactivated", "spec", b"spec", "status", b"status", "uses_left", b"uses_left", "uses_taken", b"uses_taken"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left", "budget_spent", b"budget_spent", "campaign_id", b"campaign_id", "code", b"code", "created_at", b"created_at", "deactivated", b"deactivated", "spec", b"spec", "status", b"status", "uses_left", b"uses_left", "uses_taken", b"uses_taken"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__uses_left: _TypeAlias = _typing.Literal["uses_left"]  # noqa: Y015
     _WhichOneofArgType__uses_left: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left"]  # noqa: Y015
@@ -1840,6 +1870,7 @@ class DailyStats(_message.Message):
     CANCELS_FIELD_NUMBER: _builtins.int
     REJECTIONS_FIELD_NUMBER: _builtins.int
     DISCOUNT_GRANTED_FIELD_NUMBER: _builtins.int
+    REFUNDS_FIELD_NUMBER: _builtins.int
     date: _builtins.str
     """YYYY-MM-DD, UTC."""
     uses: _builtins.int
@@ -1850,6 +1881,8 @@ class DailyStats(_message.Message):
     """Purchases cancelled or expired that day."""
     rejections: _builtins.int
     """Rejected attempts that day."""
+    refunds: _builtins.int
+    """Purchases refunded that day (campaign reports)."""
     @_builtins.property
     def discount_granted(self) -> Global___Money:
         """The discounts of that day's purchases that are still live."""
@@ -1863,10 +1896,11 @@ class DailyStats(_message.Message):
         cancels: _builtins.int = ...,
         rejections: _builtins.int = ...,
         discount_granted: Global___Money | None = ...,
+        refunds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["discount_granted", b"discount_granted"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancels", b"cancels", "confirms", b"confirms", "date", b"date", "discount_granted", b"discount_granted", "rejections", b"rejections", "uses", b"uses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancels", b"cancels", "confirms", b"confirms", "date", b"date", "discount_granted", b"discount_granted", "refunds", b"refunds", "rejections", b"rejections", "uses", b"uses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2069,6 +2103,603 @@ class ImportPromoCodesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ImportPromoCodesResponse: _TypeAlias = ImportPromoCodesResponse  # noqa: Y015
+
+@_typing.final
+class CampaignSpec(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
+    MAX_USES_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """1..200 characters."""
+    max_uses: _builtins.int
+    """Uses over all the campaign's codes together; 0: no limit."""
+    description: _builtins.str
+    @_builtins.property
+    def rules(self) -> Global___PromoCodeSpec:
+        """The rules every code of the campaign gets (a copy, made when the code is added; they never
+        change after the campaign is created). rules.code, rules.max_uses and rules.budget must be
+        empty: codes are added with AddCampaignCodes, limits are the campaign's below.
+        """
+
+    @_builtins.property
+    def budget(self) -> Global___Money:
+        """The most the discounts of all its codes' live purchases may add up to; unset: none."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        rules: Global___PromoCodeSpec | None = ...,
+        max_uses: _builtins.int = ...,
+        budget: Global___Money | None = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "rules", b"rules"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "description", b"description", "max_uses", b"max_uses", "name", b"name", "rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CampaignSpec: _TypeAlias = CampaignSpec  # noqa: Y015
+
+@_typing.final
+class Campaign(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
+    MAX_USES_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
+    USES_TAKEN_FIELD_NUMBER: _builtins.int
+    USES_LEFT_FIELD_NUMBER: _builtins.int
+    BUDGET_SPENT_FIELD_NUMBER: _builtins.int
+    CODE_COUNT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    name: _builtins.str
+    status: Global___CampaignStatus.ValueType
+    description: _builtins.str
+    max_uses: _builtins.int
+    uses_taken: _builtins.int
+    uses_left: _builtins.int
+    """Unset when the campaign has no use limit."""
+    code_count: _builtins.int
+    kind: _builtins.str
+    """CAMPAIGN (CreateCampaign) or CODE (the one-code campaign of a code made by
+    CreatePromoCode, GeneratePromoCodes, an import, or the migration to campaigns).
+    """
+    created_by: _builtins.str
+    """The admin's user id."""
+    @_builtins.property
+    def rules(self) -> Global___PromoCodeSpec: ...
+    @_builtins.property
+    def budget(self) -> Global___Money:
+        """Unset when the campaign has no budget."""
+
+    @_builtins.property
+    def budget_spent(self) -> Global___Money:
+        """The discounts of its codes' live purchases (counted against budget)."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        status: Global___CampaignStatus.ValueType = ...,
+        description: _builtins.str = ...,
+        rules: Global___PromoCodeSpec | None = ...,
+        max_uses: _builtins.int = ...,
+        budget: Global___Money | None = ...,
+        uses_taken: _builtins.int = ...,
+        uses_left: _builtins.int | None = ...,
+        budget_spent: Global___Money | None = ...,
+        code_count: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        created_by: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left", "budget", b"budget", "budget_spent", b"budget_spent", "created_at", b"created_at", "rules", b"rules", "updated_at", b"updated_at", "uses_left", b"uses_left"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left", "budget", b"budget", "budget_spent", b"budget_spent", "campaign_id", b"campaign_id", "code_count", b"code_count", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "kind", b"kind", "max_uses", b"max_uses", "name", b"name", "rules", b"rules", "status", b"status", "updated_at", b"updated_at", "uses_left", b"uses_left", "uses_taken", b"uses_taken"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__uses_left: _TypeAlias = _typing.Literal["uses_left"]  # noqa: Y015
+    _WhichOneofArgType__uses_left: _TypeAlias = _typing.Literal["_uses_left", b"_uses_left"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__uses_left) -> _WhichOneofReturnType__uses_left | None: ...
+
+Global___Campaign: _TypeAlias = Campaign  # noqa: Y015
+
+@_typing.final
+class GetCampaignRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCampaignRequest: _TypeAlias = GetCampaignRequest  # noqa: Y015
+
+@_typing.final
+class ListCampaignsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CREATED_FROM_FIELD_NUMBER: _builtins.int
+    CREATED_TO_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """Part of the name (case-insensitive), or one of its codes exactly."""
+    status: Global___CampaignStatus.ValueType
+    """UNSPECIFIED: any status."""
+    page_size: _builtins.int
+    """0 means the default (50); at most 1000."""
+    page_token: _builtins.str
+    @_builtins.property
+    def created_from(self) -> _timestamp_pb2.Timestamp:
+        """Created at or after / before these instants (either may be unset)."""
+
+    @_builtins.property
+    def created_to(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+        status: Global___CampaignStatus.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        created_from: _timestamp_pb2.Timestamp | None = ...,
+        created_to: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to", "page_size", b"page_size", "page_token", b"page_token", "query", b"query", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCampaignsRequest: _TypeAlias = ListCampaignsRequest  # noqa: Y015
+
+@_typing.final
+class ListCampaignsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGNS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def campaigns(self) -> _containers.RepeatedCompositeFieldContainer[Global___Campaign]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        campaigns: _abc.Iterable[Global___Campaign] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaigns", b"campaigns", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCampaignsResponse: _TypeAlias = ListCampaignsResponse  # noqa: Y015
+
+@_typing.final
+class CampaignRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CampaignRequest: _TypeAlias = CampaignRequest  # noqa: Y015
+
+@_typing.final
+class GenerateCodes(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    PREFIX_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """1..100000."""
+    prefix: _builtins.str
+    length: _builtins.int
+    """Length of the random part, 10..32; 0 means 12."""
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        prefix: _builtins.str = ...,
+        length: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "length", b"length", "prefix", b"prefix"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerateCodes: _TypeAlias = GenerateCodes  # noqa: Y015
+
+@_typing.final
+class AddCampaignCodesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    CODES_FIELD_NUMBER: _builtins.int
+    GENERATE_FIELD_NUMBER: _builtins.int
+    MAX_USES_PER_CODE_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    max_uses_per_code: _builtins.int
+    """Each code's own use limit (1: single-use codes); 0: only the campaign's limits."""
+    @_builtins.property
+    def codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Named codes (all added or none), or `generate`: exactly one of them."""
+
+    @_builtins.property
+    def generate(self) -> Global___GenerateCodes: ...
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+        codes: _abc.Iterable[_builtins.str] | None = ...,
+        generate: Global___GenerateCodes | None = ...,
+        max_uses_per_code: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generate", b"generate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "codes", b"codes", "generate", b"generate", "max_uses_per_code", b"max_uses_per_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddCampaignCodesRequest: _TypeAlias = AddCampaignCodesRequest  # noqa: Y015
+
+@_typing.final
+class AddCampaignCodesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        codes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["codes", b"codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddCampaignCodesResponse: _TypeAlias = AddCampaignCodesResponse  # noqa: Y015
+
+@_typing.final
+class GetCampaignReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    FROM_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    to: _builtins.str
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+        to: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "from", b"from", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCampaignReportRequest: _TypeAlias = GetCampaignReportRequest  # noqa: Y015
+
+@_typing.final
+class CampaignReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class PurchasesByStatusEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class RejectionsByReasonEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CAMPAIGN_FIELD_NUMBER: _builtins.int
+    FROM_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    USES_FIELD_NUMBER: _builtins.int
+    CONFIRMS_FIELD_NUMBER: _builtins.int
+    CANCELS_FIELD_NUMBER: _builtins.int
+    REFUNDS_FIELD_NUMBER: _builtins.int
+    DISCOUNT_GRANTED_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
+    BUDGET_SPENT_FIELD_NUMBER: _builtins.int
+    BUDGET_LEFT_FIELD_NUMBER: _builtins.int
+    PURCHASES_BY_STATUS_FIELD_NUMBER: _builtins.int
+    REJECTIONS_BY_REASON_FIELD_NUMBER: _builtins.int
+    DAILY_FIELD_NUMBER: _builtins.int
+    to: _builtins.str
+    uses: _builtins.int
+    """Within the range: purchases made, confirmed, cancelled or expired, refunded."""
+    confirms: _builtins.int
+    cancels: _builtins.int
+    refunds: _builtins.int
+    @_builtins.property
+    def campaign(self) -> Global___Campaign: ...
+    @_builtins.property
+    def discount_granted(self) -> Global___Money:
+        """The discounts still live of the purchases made in the range."""
+
+    @_builtins.property
+    def budget(self) -> Global___Money:
+        """All time, against the budget (unset when none): what is spent and what is left."""
+
+    @_builtins.property
+    def budget_spent(self) -> Global___Money: ...
+    @_builtins.property
+    def budget_left(self) -> Global___Money: ...
+    @_builtins.property
+    def purchases_by_status(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Of the purchases made in the range, by status name."""
+
+    @_builtins.property
+    def rejections_by_reason(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Rejected attempts in the range, by reason."""
+
+    @_builtins.property
+    def daily(self) -> _containers.RepeatedCompositeFieldContainer[Global___DailyStats]:
+        """Each UTC day of the range with any activity, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        campaign: Global___Campaign | None = ...,
+        to: _builtins.str = ...,
+        uses: _builtins.int = ...,
+        confirms: _builtins.int = ...,
+        cancels: _builtins.int = ...,
+        refunds: _builtins.int = ...,
+        discount_granted: Global___Money | None = ...,
+        budget: Global___Money | None = ...,
+        budget_spent: Global___Money | None = ...,
+        budget_left: Global___Money | None = ...,
+        purchases_by_status: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        rejections_by_reason: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        daily: _abc.Iterable[Global___DailyStats] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "budget_left", b"budget_left", "budget_spent", b"budget_spent", "campaign", b"campaign", "discount_granted", b"discount_granted"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "budget_left", b"budget_left", "budget_spent", b"budget_spent", "campaign", b"campaign", "cancels", b"cancels", "confirms", b"confirms", "daily", b"daily", "discount_granted", b"discount_granted", "from", b"from", "purchases_by_status", b"purchases_by_status", "refunds", b"refunds", "rejections_by_reason", b"rejections_by_reason", "to", b"to", "uses", b"uses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CampaignReport: _TypeAlias = CampaignReport  # noqa: Y015
+
+@_typing.final
+class ExportCampaignReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    FROM_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    to: _builtins.str
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+        to: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "from", b"from", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportCampaignReportRequest: _TypeAlias = ExportCampaignReportRequest  # noqa: Y015
+
+@_typing.final
+class ListCampaignCodesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    page_size: _builtins.int
+    """0 means the default (50); at most 1000."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCampaignCodesRequest: _TypeAlias = ListCampaignCodesRequest  # noqa: Y015
+
+@_typing.final
+class ListCampaignAuditRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    page_size: _builtins.int
+    """0 means the default (50); at most 1000."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCampaignAuditRequest: _TypeAlias = ListCampaignAuditRequest  # noqa: Y015
+
+@_typing.final
+class CampaignAuditEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    action: _builtins.str
+    """CREATED, PAUSED, ACTIVE (resumed), ENDED, CODES_ADDED, CODE_DEACTIVATED,
+    CODE_REACTIVATED, MIGRATED.
+    """
+    code: _builtins.str
+    """The code it was about, when one."""
+    detail: _builtins.str
+    actor_id: _builtins.str
+    """Who: the admin's user id ("migration" for the move to campaigns)."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        action: _builtins.str = ...,
+        code: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        actor_id: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor_id", b"actor_id", "at", b"at", "code", b"code", "detail", b"detail"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CampaignAuditEntry: _TypeAlias = CampaignAuditEntry  # noqa: Y015
+
+@_typing.final
+class ListCampaignAuditResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___CampaignAuditEntry]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___CampaignAuditEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCampaignAuditResponse: _TypeAlias = ListCampaignAuditResponse  # noqa: Y015
+
+@_typing.final
+class ReactivatePromoCodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactivatePromoCodeRequest: _TypeAlias = ReactivatePromoCodeRequest  # noqa: Y015
 
 @_typing.final
 class ExportMyDataRequest(_message.Message):

@@ -502,7 +502,8 @@ class PromoService:
 
 
 class PromoAdminServiceStub:
-    """Role `admin` only.
+    """---- PromoAdminService ----
+
     """
 
     def __init__(self, channel):
@@ -616,6 +617,71 @@ class PromoAdminServiceStub:
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesRequest.SerializeToString,
                 response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesResponse.FromString,
                 _registered_method=True)
+        self.CreateCampaign = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/CreateCampaign',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignSpec.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.FromString,
+                _registered_method=True)
+        self.GetCampaign = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/GetCampaign',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetCampaignRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.FromString,
+                _registered_method=True)
+        self.ListCampaigns = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/ListCampaigns',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignsRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignsResponse.FromString,
+                _registered_method=True)
+        self.PauseCampaign = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/PauseCampaign',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.FromString,
+                _registered_method=True)
+        self.ResumeCampaign = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/ResumeCampaign',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.FromString,
+                _registered_method=True)
+        self.EndCampaign = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/EndCampaign',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.FromString,
+                _registered_method=True)
+        self.AddCampaignCodes = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/AddCampaignCodes',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.AddCampaignCodesRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.AddCampaignCodesResponse.FromString,
+                _registered_method=True)
+        self.ListCampaignCodes = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/ListCampaignCodes',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignCodesRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListPromoCodesResponse.FromString,
+                _registered_method=True)
+        self.ExportCampaignCodes = channel.unary_stream(
+                '/loyalty.promo.v1.PromoAdminService/ExportCampaignCodes',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.GetCampaignReport = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/GetCampaignReport',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetCampaignReportRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignReport.FromString,
+                _registered_method=True)
+        self.ExportCampaignReport = channel.unary_stream(
+                '/loyalty.promo.v1.PromoAdminService/ExportCampaignReport',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportCampaignReportRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.ListCampaignAudit = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/ListCampaignAudit',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignAuditRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignAuditResponse.FromString,
+                _registered_method=True)
+        self.ReactivatePromoCode = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/ReactivatePromoCode',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReactivatePromoCodeRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.PromoCode.FromString,
+                _registered_method=True)
         self.ListAuditEvents = channel.unary_unary(
                 '/loyalty.promo.v1.PromoAdminService/ListAuditEvents',
                 request_serializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
@@ -624,7 +690,8 @@ class PromoAdminServiceStub:
 
 
 class PromoAdminServiceServicer:
-    """Role `admin` only.
+    """---- PromoAdminService ----
+
     """
 
     def CreatePromoCode(self, request, context):
@@ -759,6 +826,93 @@ class PromoAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateCampaign(self, request, context):
+        """Campaigns (docs/loyalty.md, "Campaigns").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCampaign(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCampaigns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseCampaign(self, request, context):
+        """Its codes answer PROMO_CODE_CAMPAIGN_PAUSED until resumed; recorded in its audit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeCampaign(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndCampaign(self, request, context):
+        """For good: all its codes answer PROMO_CODE_INACTIVE at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddCampaignCodes(self, request, context):
+        """One named code (or a few), or a generated batch of up to 100,000.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCampaignCodes(self, request, context):
+        """The campaign's codes, in code order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportCampaignCodes(self, request, context):
+        """The campaign's codes as CSV (text/csv), in the ImportPromoCodes format.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCampaignReport(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportCampaignReport(self, request, context):
+        """The report's days as CSV (text/csv).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCampaignAudit(self, request, context):
+        """Every change of the campaign's or its codes' state: who and when.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReactivatePromoCode(self, request, context):
+        """Undoes a deactivation (not an ended campaign's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAuditEvents(self, request, context):
         """Who called PromoAdminService, newest first.
         """
@@ -874,6 +1028,71 @@ def add_PromoAdminServiceServicer_to_server(servicer, server):
                     request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesRequest.FromString,
                     response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesResponse.SerializeToString,
             ),
+            'CreateCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCampaign,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignSpec.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.SerializeToString,
+            ),
+            'GetCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCampaign,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetCampaignRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.SerializeToString,
+            ),
+            'ListCampaigns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCampaigns,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignsRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignsResponse.SerializeToString,
+            ),
+            'PauseCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseCampaign,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.SerializeToString,
+            ),
+            'ResumeCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeCampaign,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.SerializeToString,
+            ),
+            'EndCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndCampaign,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.SerializeToString,
+            ),
+            'AddCampaignCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddCampaignCodes,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.AddCampaignCodesRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.AddCampaignCodesResponse.SerializeToString,
+            ),
+            'ListCampaignCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCampaignCodes,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignCodesRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListPromoCodesResponse.SerializeToString,
+            ),
+            'ExportCampaignCodes': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportCampaignCodes,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetCampaignReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCampaignReport,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetCampaignReportRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignReport.SerializeToString,
+            ),
+            'ExportCampaignReport': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportCampaignReport,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportCampaignReportRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'ListCampaignAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCampaignAudit,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignAuditRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignAuditResponse.SerializeToString,
+            ),
+            'ReactivatePromoCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReactivatePromoCode,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReactivatePromoCodeRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.PromoCode.SerializeToString,
+            ),
             'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAuditEvents,
                     request_deserializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsRequest.FromString,
@@ -888,7 +1107,8 @@ def add_PromoAdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class PromoAdminService:
-    """Role `admin` only.
+    """---- PromoAdminService ----
+
     """
 
     @staticmethod
@@ -1448,6 +1668,357 @@ class PromoAdminService:
             '/loyalty.promo.v1.PromoAdminService/ImportPromoCodes',
             loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesRequest.SerializeToString,
             loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/CreateCampaign',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignSpec.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/GetCampaign',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.GetCampaignRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCampaigns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ListCampaigns',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignsRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/PauseCampaign',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ResumeCampaign',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/EndCampaign',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.Campaign.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddCampaignCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/AddCampaignCodes',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.AddCampaignCodesRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.AddCampaignCodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCampaignCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ListCampaignCodes',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignCodesRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ListPromoCodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCampaignCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ExportCampaignCodes',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCampaignReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/GetCampaignReport',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.GetCampaignReportRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.CampaignReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCampaignReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ExportCampaignReport',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportCampaignReportRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCampaignAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ListCampaignAudit',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignAuditRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ListCampaignAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReactivatePromoCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ReactivatePromoCode',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ReactivatePromoCodeRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.PromoCode.FromString,
             options,
             channel_credentials,
             insecure,

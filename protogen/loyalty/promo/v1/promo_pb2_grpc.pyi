@@ -186,7 +186,7 @@ class PromoServiceServicer(metaclass=_abc_1.ABCMeta):
 def add_PromoServiceServicer_to_server(servicer: PromoServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class PromoAdminServiceStub:
-    """Role `admin` only."""
+    """---- PromoAdminService ----"""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -220,12 +220,34 @@ class PromoAdminServiceStub:
     """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message."""
     ImportPromoCodes: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ImportPromoCodesRequest, _promo_pb2.ImportPromoCodesResponse]
     """Creates a code per CSV row, each all-or-nothing; a bad row fails alone."""
+    CreateCampaign: _grpc.UnaryUnaryMultiCallable[_promo_pb2.CampaignSpec, _promo_pb2.Campaign]
+    """Campaigns (docs/loyalty.md, "Campaigns")."""
+    GetCampaign: _grpc.UnaryUnaryMultiCallable[_promo_pb2.GetCampaignRequest, _promo_pb2.Campaign]
+    ListCampaigns: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ListCampaignsRequest, _promo_pb2.ListCampaignsResponse]
+    PauseCampaign: _grpc.UnaryUnaryMultiCallable[_promo_pb2.CampaignRequest, _promo_pb2.Campaign]
+    """Its codes answer PROMO_CODE_CAMPAIGN_PAUSED until resumed; recorded in its audit."""
+    ResumeCampaign: _grpc.UnaryUnaryMultiCallable[_promo_pb2.CampaignRequest, _promo_pb2.Campaign]
+    EndCampaign: _grpc.UnaryUnaryMultiCallable[_promo_pb2.CampaignRequest, _promo_pb2.Campaign]
+    """For good: all its codes answer PROMO_CODE_INACTIVE at once."""
+    AddCampaignCodes: _grpc.UnaryUnaryMultiCallable[_promo_pb2.AddCampaignCodesRequest, _promo_pb2.AddCampaignCodesResponse]
+    """One named code (or a few), or a generated batch of up to 100,000."""
+    ListCampaignCodes: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ListCampaignCodesRequest, _promo_pb2.ListPromoCodesResponse]
+    """The campaign's codes, in code order."""
+    ExportCampaignCodes: _grpc.UnaryStreamMultiCallable[_promo_pb2.CampaignRequest, _httpbody_pb2.HttpBody]
+    """The campaign's codes as CSV (text/csv), in the ImportPromoCodes format."""
+    GetCampaignReport: _grpc.UnaryUnaryMultiCallable[_promo_pb2.GetCampaignReportRequest, _promo_pb2.CampaignReport]
+    ExportCampaignReport: _grpc.UnaryStreamMultiCallable[_promo_pb2.ExportCampaignReportRequest, _httpbody_pb2.HttpBody]
+    """The report's days as CSV (text/csv)."""
+    ListCampaignAudit: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ListCampaignAuditRequest, _promo_pb2.ListCampaignAuditResponse]
+    """Every change of the campaign's or its codes' state: who and when."""
+    ReactivatePromoCode: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ReactivatePromoCodeRequest, _promo_pb2.PromoCode]
+    """Undoes a deactivation (not an ended campaign's)."""
     ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_audit_pb2.ListAuditEventsRequest, _audit_pb2.ListAuditEventsResponse]
     """Who called PromoAdminService, newest first."""
 
 @_typing.type_check_only
 class PromoAdminServiceAsyncStub(PromoAdminServiceStub):
-    """Role `admin` only."""
+    """---- PromoAdminService ----"""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreatePromoCode: _aio.UnaryUnaryMultiCallable[_promo_pb2.PromoCodeSpec, _promo_pb2.PromoCode]  # type: ignore[assignment]
@@ -256,11 +278,33 @@ class PromoAdminServiceAsyncStub(PromoAdminServiceStub):
     """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message."""
     ImportPromoCodes: _aio.UnaryUnaryMultiCallable[_promo_pb2.ImportPromoCodesRequest, _promo_pb2.ImportPromoCodesResponse]  # type: ignore[assignment]
     """Creates a code per CSV row, each all-or-nothing; a bad row fails alone."""
+    CreateCampaign: _aio.UnaryUnaryMultiCallable[_promo_pb2.CampaignSpec, _promo_pb2.Campaign]  # type: ignore[assignment]
+    """Campaigns (docs/loyalty.md, "Campaigns")."""
+    GetCampaign: _aio.UnaryUnaryMultiCallable[_promo_pb2.GetCampaignRequest, _promo_pb2.Campaign]  # type: ignore[assignment]
+    ListCampaigns: _aio.UnaryUnaryMultiCallable[_promo_pb2.ListCampaignsRequest, _promo_pb2.ListCampaignsResponse]  # type: ignore[assignment]
+    PauseCampaign: _aio.UnaryUnaryMultiCallable[_promo_pb2.CampaignRequest, _promo_pb2.Campaign]  # type: ignore[assignment]
+    """Its codes answer PROMO_CODE_CAMPAIGN_PAUSED until resumed; recorded in its audit."""
+    ResumeCampaign: _aio.UnaryUnaryMultiCallable[_promo_pb2.CampaignRequest, _promo_pb2.Campaign]  # type: ignore[assignment]
+    EndCampaign: _aio.UnaryUnaryMultiCallable[_promo_pb2.CampaignRequest, _promo_pb2.Campaign]  # type: ignore[assignment]
+    """For good: all its codes answer PROMO_CODE_INACTIVE at once."""
+    AddCampaignCodes: _aio.UnaryUnaryMultiCallable[_promo_pb2.AddCampaignCodesRequest, _promo_pb2.AddCampaignCodesResponse]  # type: ignore[assignment]
+    """One named code (or a few), or a generated batch of up to 100,000."""
+    ListCampaignCodes: _aio.UnaryUnaryMultiCallable[_promo_pb2.ListCampaignCodesRequest, _promo_pb2.ListPromoCodesResponse]  # type: ignore[assignment]
+    """The campaign's codes, in code order."""
+    ExportCampaignCodes: _aio.UnaryStreamMultiCallable[_promo_pb2.CampaignRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """The campaign's codes as CSV (text/csv), in the ImportPromoCodes format."""
+    GetCampaignReport: _aio.UnaryUnaryMultiCallable[_promo_pb2.GetCampaignReportRequest, _promo_pb2.CampaignReport]  # type: ignore[assignment]
+    ExportCampaignReport: _aio.UnaryStreamMultiCallable[_promo_pb2.ExportCampaignReportRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """The report's days as CSV (text/csv)."""
+    ListCampaignAudit: _aio.UnaryUnaryMultiCallable[_promo_pb2.ListCampaignAuditRequest, _promo_pb2.ListCampaignAuditResponse]  # type: ignore[assignment]
+    """Every change of the campaign's or its codes' state: who and when."""
+    ReactivatePromoCode: _aio.UnaryUnaryMultiCallable[_promo_pb2.ReactivatePromoCodeRequest, _promo_pb2.PromoCode]  # type: ignore[assignment]
+    """Undoes a deactivation (not an ended campaign's)."""
     ListAuditEvents: _aio.UnaryUnaryMultiCallable[_audit_pb2.ListAuditEventsRequest, _audit_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
     """Who called PromoAdminService, newest first."""
 
 class PromoAdminServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Role `admin` only."""
+    """---- PromoAdminService ----"""
 
     @_abc_1.abstractmethod
     def CreatePromoCode(
@@ -415,6 +459,106 @@ class PromoAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_promo_pb2.ImportPromoCodesResponse, _abc.Awaitable[_promo_pb2.ImportPromoCodesResponse]]:
         """Creates a code per CSV row, each all-or-nothing; a bad row fails alone."""
+
+    @_abc_1.abstractmethod
+    def CreateCampaign(
+        self,
+        request: _promo_pb2.CampaignSpec,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.Campaign, _abc.Awaitable[_promo_pb2.Campaign]]:
+        """Campaigns (docs/loyalty.md, "Campaigns")."""
+
+    @_abc_1.abstractmethod
+    def GetCampaign(
+        self,
+        request: _promo_pb2.GetCampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.Campaign, _abc.Awaitable[_promo_pb2.Campaign]]: ...
+
+    @_abc_1.abstractmethod
+    def ListCampaigns(
+        self,
+        request: _promo_pb2.ListCampaignsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.ListCampaignsResponse, _abc.Awaitable[_promo_pb2.ListCampaignsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def PauseCampaign(
+        self,
+        request: _promo_pb2.CampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.Campaign, _abc.Awaitable[_promo_pb2.Campaign]]:
+        """Its codes answer PROMO_CODE_CAMPAIGN_PAUSED until resumed; recorded in its audit."""
+
+    @_abc_1.abstractmethod
+    def ResumeCampaign(
+        self,
+        request: _promo_pb2.CampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.Campaign, _abc.Awaitable[_promo_pb2.Campaign]]: ...
+
+    @_abc_1.abstractmethod
+    def EndCampaign(
+        self,
+        request: _promo_pb2.CampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.Campaign, _abc.Awaitable[_promo_pb2.Campaign]]:
+        """For good: all its codes answer PROMO_CODE_INACTIVE at once."""
+
+    @_abc_1.abstractmethod
+    def AddCampaignCodes(
+        self,
+        request: _promo_pb2.AddCampaignCodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.AddCampaignCodesResponse, _abc.Awaitable[_promo_pb2.AddCampaignCodesResponse]]:
+        """One named code (or a few), or a generated batch of up to 100,000."""
+
+    @_abc_1.abstractmethod
+    def ListCampaignCodes(
+        self,
+        request: _promo_pb2.ListCampaignCodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.ListPromoCodesResponse, _abc.Awaitable[_promo_pb2.ListPromoCodesResponse]]:
+        """The campaign's codes, in code order."""
+
+    @_abc_1.abstractmethod
+    def ExportCampaignCodes(
+        self,
+        request: _promo_pb2.CampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
+        """The campaign's codes as CSV (text/csv), in the ImportPromoCodes format."""
+
+    @_abc_1.abstractmethod
+    def GetCampaignReport(
+        self,
+        request: _promo_pb2.GetCampaignReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.CampaignReport, _abc.Awaitable[_promo_pb2.CampaignReport]]: ...
+
+    @_abc_1.abstractmethod
+    def ExportCampaignReport(
+        self,
+        request: _promo_pb2.ExportCampaignReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
+        """The report's days as CSV (text/csv)."""
+
+    @_abc_1.abstractmethod
+    def ListCampaignAudit(
+        self,
+        request: _promo_pb2.ListCampaignAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.ListCampaignAuditResponse, _abc.Awaitable[_promo_pb2.ListCampaignAuditResponse]]:
+        """Every change of the campaign's or its codes' state: who and when."""
+
+    @_abc_1.abstractmethod
+    def ReactivatePromoCode(
+        self,
+        request: _promo_pb2.ReactivatePromoCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.PromoCode, _abc.Awaitable[_promo_pb2.PromoCode]]:
+        """Undoes a deactivation (not an ended campaign's)."""
 
     @_abc_1.abstractmethod
     def ListAuditEvents(
