@@ -70,7 +70,8 @@ async def _history(conn: asyncpg.Connection) -> list[str]:
         made = [await _use(conn, code, "monthly") for _ in range(6)]
         made += [await _use(conn, code, "weekly-none")]  # TARIFF_NOT_FOUND
         ids = [row["purchase_id"] for row in made if row["reason"] is None]
-        for purchase_id, status in zip(ids, ["COMPLETED", "CANCELLED", "EXPIRED", "REFUNDED"]):
+        endings = ["COMPLETED", "CANCELLED", "EXPIRED", "REFUNDED"]
+        for purchase_id, status in zip(ids[:4], endings, strict=True):
             row = await conn.fetchrow(
                 "UPDATE purchases SET status = $2, updated_at = now() WHERE purchase_id = $1"
                 " RETURNING code, slot, discount_minor",
