@@ -55,15 +55,16 @@ async def _use(conn: asyncpg.Connection, code: str, tariff: str) -> Any:
 async def _history(conn: asyncpg.Connection) -> list[str]:
     """Codes with and without budgets and caps; purchases ending in every status; rejections."""
     codes = []
-    for n, extra in enumerate(["", ", max_uses = 5", ", budget_minor = 20000", ""]):
+    for n, (max_uses, budget) in enumerate([(0, None), (5, None), (0, 20000), (0, None)]):
         code = f"OLD{n}{uuid.uuid4().hex[:6].upper()}"
         await conn.execute(
             "INSERT INTO promo_codes (code, discount_kind, discount_value, all_users,"
-            " per_user_limit) VALUES ($1, 'PERCENT_OFF', 10, true, 0)",
+            " per_user_limit, max_uses, budget_minor)"
+            " VALUES ($1, 'PERCENT_OFF', 10, true, 0, $2, $3)",
             code,
+            max_uses,
+            budget,
         )
-        if extra:
-            await conn.execute(f"UPDATE promo_codes SET {extra.lstrip(', ')} WHERE code = $1", code)
         codes.append(code)
     await conn.execute("UPDATE promo_codes SET deactivated_at = now() WHERE code = $1", codes[3])
     for code in codes[:3]:
