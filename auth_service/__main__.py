@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from auth_service import app
+from auth_service import app, metrics
 from auth_service.config import AuthSettings
 from auth_service.domain import check_credentials_input
 from common import config
@@ -16,7 +16,8 @@ from common.processes import eventloop, shutdown
 from common.processes import supervisor as workers
 from common.rpc.grpc_server import run_until_signal
 from common.storage.migrations import migrate
-from common.telemetry import logs, metrics, sentry, tracing
+from common.telemetry import logs, sentry, tracing
+from common.telemetry.metrics import serve as serve_metrics
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations" / "auth"
 log = logs.get_logger("auth")
@@ -25,7 +26,7 @@ log = logs.get_logger("auth")
 async def serve(settings: AuthSettings) -> None:
     auth = await app.build(settings)
     await app.wait_for_redis(auth)
-    metrics.serve(workers.metrics_address(settings.auth_metrics_addr), metrics.AUTH)
+    serve_metrics(workers.metrics_address(settings.auth_metrics_addr), metrics.COLLECTORS)
     port = await auth.server.start()
     log.info("serving", address=settings.auth_grpc_addr, port=port)
     await run_until_signal(auth.server, auth.loops, settings.shutdown_grace, auth.close)

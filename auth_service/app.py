@@ -8,6 +8,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
+from auth_service import metrics
 from auth_service.api.servicers import AuthServicer, UserAdminServicer
 from auth_service.config import AuthSettings
 from auth_service.jobs.outbox_relay import OutboxRelay, measure_backlog, prune_sent
@@ -125,7 +126,7 @@ async def build(settings: AuthSettings) -> AuthApp:
     revocations.on_revoke(watch.remember)
     accounts, sessions = build_use_cases(settings, pool, client, issuer, revocations)
     verifier = TokenVerifier(issuer.jwks, revocations, "auth.loyalty", watch)
-    server = GrpcServer(settings.auth_grpc_addr, SERVICE_NAMES)
+    server = GrpcServer(settings.auth_grpc_addr, SERVICE_NAMES, metrics.RPC)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
         AuthServicer(
             accounts, sessions, verifier, issuer, parse_networks(settings.auth_trusted_peers)

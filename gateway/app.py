@@ -163,8 +163,16 @@ class Gateway:
 
         return StreamingResponse(chunks(), media_type=first.content_type)
 
-    async def healthz(self, request: Request) -> Response:
-        request.scope["route_template"] = "GET /healthz"
+    async def livez(self, request: Request) -> Response:
+        """Liveness: this process serves HTTP. Never asks a backend, so a backend's outage
+        cannot make an orchestrator restart every gateway."""
+        request.scope["route_template"] = "GET /livez"
+        return JSONResponse({"gateway": "SERVING"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Readiness: the backends answer their health checks (503 otherwise), so a balancer
+        sends traffic only to a gateway that can serve it. `/healthz` is its alias."""
+        request.scope["route_template"] = f"GET {request.url.path}"
         report: dict[str, Any] = {"gateway": "SERVING", **await self.backends.health()}
         healthy = all(value == "SERVING" for value in report.values())
         return JSONResponse(report, status_code=200 if healthy else 503)
@@ -196,7 +204,9 @@ def create_app(settings: GatewaySettings) -> Any:
 
     app = Starlette(
         routes=[
-            HttpRoute("/healthz", gateway.healthz, methods=["GET"]),
+            HttpRoute("/livez", gateway.livez, methods=["GET"]),
+            HttpRoute("/readyz", gateway.readyz, methods=["GET"]),
+            HttpRoute("/healthz", gateway.readyz, methods=["GET"]),
             HttpRoute("/openapi.json", gateway.openapi_json, methods=["GET"]),
             HttpRoute("/docs", gateway.docs, methods=["GET"]),
             Mount("/docs", StaticFiles(directory=STATIC / "docs")),

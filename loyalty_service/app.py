@@ -15,13 +15,14 @@ from common.access.revocation_watch import RevocationWatch
 from common.access.throttle import Limit, Throttle
 from common.access.trust import parse_networks
 from common.messaging.broker import BrokerHealth
-from common.messaging.outbox_relay import OutboxRelay, prune_sent
+from common.messaging.outbox_relay import OutboxRelay, measure_backlog, prune_sent
 from common.processes import supervisor as workers
 from common.rpc.channels import EVERY_METHOD, open_channel
 from common.rpc.grpc_server import GrpcServer
 from common.rpc.page_tokens import PageTokens
 from common.storage import redis_client
 from common.storage.db import Pool, create_pool
+from loyalty_service import metrics
 from loyalty_service.api.admin import PromoAdminServicer
 from loyalty_service.api.promo import PromoServicer
 from loyalty_service.config import LoyaltySettings
@@ -76,7 +77,7 @@ async def build(
     referrals = Referrals(store)
     promotions = Promotions(store, referrals, guess_throttle(settings, client))
     admin = PromoAdmin(store, Promotions(store, referrals))
-    server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES, interceptors)
+    server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES, metrics.RPC, interceptors)
     page_tokens = PageTokens(settings.page_token_secret)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(
         PromoServicer(
@@ -141,11 +142,13 @@ def event_loops(settings: LoyaltySettings, pool: Pool) -> list[Loop]:
         settings.rabbitmq_url,
         settings.promo_events_exchange,
         BrokerHealth(settings.broker_unhealthy_after_seconds),
+        metrics.OUTBOX,
         mandatory=False,
         batch=settings.outbox_batch_size,
     )
     return [
         relay.run,
+        lambda: measure_backlog(pool, metrics.OUTBOX),
         lambda: prune_sent(
             pool, settings.outbox_retention_seconds, settings.outbox_prune_interval_seconds
         ),

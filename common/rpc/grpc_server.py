@@ -9,6 +9,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from contextvars import ContextVar
 from typing import Any, NoReturn
 
 import grpc
@@ -17,19 +18,21 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from common.errors import InvalidArgument
+from common.errors import InvalidArgument, ServiceError
 from common.processes import supervisor as workers
 from common.rpc.grpc_errors import plain_status, status_for
 from common.rpc.request_rules import check_request, undecodable_field
 from common.storage.db_errors import is_data_exception
-from common.telemetry import metrics
 from common.telemetry.logs import get_logger, request_id_var
+from common.telemetry.metrics import RpcMetrics
 
 log = get_logger("rpc")
 
 REQUEST_ID_HEADER = "x-request-id"
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 StreamHandler = Callable[[Any, grpc.aio.ServicerContext], Any]
+# Why the call was refused (its ErrorInfo reason), for the call's log line.
+refusal_reason: ContextVar[str] = ContextVar("refusal_reason", default="")
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
@@ -70,6 +73,8 @@ def _checked(request: Any) -> None:
 
 
 async def _abort(error: Exception, context: grpc.aio.ServicerContext) -> NoReturn:
+    if isinstance(error, ServiceError):
+        refusal_reason.set(error.reason)
     status = status_for(error)
     if status is None:
         sentry_sdk.capture_exception(error)
@@ -96,30 +101,34 @@ async def _run(handler: Handler, request: Any, context: grpc.aio.ServicerContext
 
 def _begin(context: grpc.aio.ServicerContext) -> float:
     request_id_var.set(_request_id(context))
+    refusal_reason.set("")
     context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id_var.get()),))
     return time.perf_counter()
 
 
-def _finish(method: str, context: grpc.aio.ServicerContext, started: float) -> None:
+def _finish(
+    method: str, context: grpc.aio.ServicerContext, started: float, metrics: RpcMetrics
+) -> None:
     code = getattr(context.code() or grpc.StatusCode.OK, "name", "UNKNOWN")
     elapsed = time.perf_counter() - started
-    metrics.RPCS.labels(method, code).inc()
-    metrics.RPC_LATENCY.labels(method).observe(elapsed)
-    log.info("rpc", method=method, code=code, duration_ms=round(elapsed * 1000, 2))
+    metrics.requests.labels(method, code).inc()
+    metrics.latency.labels(method).observe(elapsed)
+    reason = {"reason": refusal_reason.get()} if refusal_reason.get() else {}
+    log.info("rpc", method=method, code=code, duration_ms=round(elapsed * 1000, 2), **reason)
 
 
-def _wrap(method: str, handler: Handler) -> Handler:
+def _wrap(method: str, handler: Handler, metrics: RpcMetrics) -> Handler:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = _begin(context)
         try:
             return await _run(handler, request, context)
         finally:
-            _finish(method, context, started)
+            _finish(method, context, started, metrics)
 
     return wrapped
 
 
-def _wrap_stream(method: str, handler: StreamHandler) -> StreamHandler:
+def _wrap_stream(method: str, handler: StreamHandler, metrics: RpcMetrics) -> StreamHandler:
     """The same for a server-streaming call: an error mid-stream ends it with its status. The
     handler is an async generator, or a coroutine writing with context.write (health Watch)."""
 
@@ -138,13 +147,16 @@ def _wrap_stream(method: str, handler: StreamHandler) -> StreamHandler:
         except Exception as error:
             await _abort(error, context)
         finally:
-            _finish(method, context, started)
+            _finish(method, context, started, metrics)
 
     return wrapped
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Maps errors to statuses in one place and writes one log line per unary call."""
+
+    def __init__(self, metrics: RpcMetrics) -> None:
+        self._metrics = metrics
 
     async def intercept_service(
         self,
@@ -154,14 +166,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is not None and handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler_call_details.method, handler.unary_stream),
+                _wrap_stream(handler_call_details.method, handler.unary_stream, self._metrics),
                 request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler is None or handler.unary_unary is None:
             return handler
         return grpc.unary_unary_rpc_method_handler(
-            _wrap(handler_call_details.method, handler.unary_unary),
+            _wrap(handler_call_details.method, handler.unary_unary, self._metrics),
             request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
@@ -174,12 +186,13 @@ class GrpcServer:
         self,
         address: str,
         service_names: Iterable[str],
+        metrics: RpcMetrics,
         interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
     ) -> None:
         self.address = address
         self.service_names = list(service_names)
         self.server = grpc.aio.server(
-            interceptors=[ServiceInterceptor(), *interceptors],
+            interceptors=[ServiceInterceptor(metrics), *interceptors],
             # Off for a server alone, so a taken port fails loudly; on for the workers of one
             # service, whose supervisor checked the port first (common.processes.supervisor).
             options=[("grpc.so_reuseport", 1 if workers.shares_port() else 0)],

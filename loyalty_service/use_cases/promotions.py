@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 from common.access.access_tokens import Principal
 from common.errors import ServiceError
-from common.telemetry import metrics
 from common.telemetry.logs import get_logger
 from common.telemetry.trace_context import domain_step
 from common.user_status import UserStatus
+from loyalty_service import metrics
 from loyalty_service.domain import purchases as lifecycle
 from loyalty_service.domain.codes import ActiveCode
 from loyalty_service.domain.eligibility import Tariff

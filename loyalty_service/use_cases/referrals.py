@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from common.telemetry import metrics
 from common.telemetry.trace_context import domain_step
+from loyalty_service import metrics
 from loyalty_service.domain import referrals as rules
 from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, random_code
 from loyalty_service.domain.reasons import USER_STATUS_REASON, Rejection

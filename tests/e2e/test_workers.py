@@ -112,7 +112,7 @@ def _served_by_worker(metrics: str) -> dict[str, float]:
         counts[str(index)] = sum(
             float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()
-            if line.startswith("rpc_requests_total{")
+            if line.startswith("loyalty_rpc_requests_total{")
             and "ListTariffs" in line
             and 'code="OK"' in line
         )
@@ -133,7 +133,9 @@ async def test_two_workers_share_the_port_and_both_serve(
     total = sum(
         float(line.rsplit(" ", 1)[1])
         for line in gathered.splitlines()
-        if line.startswith("rpc_requests_total{") and "ListTariffs" in line and 'code="OK"' in line
+        if line.startswith("loyalty_rpc_requests_total{")
+        and "ListTariffs" in line
+        and 'code="OK"' in line
     )
     assert total == sum(served.values()), (total, served)
     assert 'process_resident_memory_bytes{worker="1"}' in gathered

@@ -205,9 +205,12 @@ async def test_request_ids_are_echoed_and_forwarded(http: httpx.AsyncClient) -> 
 
 
 async def test_health_openapi_and_docs(http: httpx.AsyncClient) -> None:
-    health = await http.get("/healthz")
-    assert health.status_code == 200
-    assert health.json() == {"gateway": "SERVING", "auth": "SERVING", "loyalty": "SERVING"}
+    for probe in ("/readyz", "/healthz"):
+        health = await http.get(probe)
+        assert health.status_code == 200
+        assert health.json() == {"gateway": "SERVING", "auth": "SERVING", "loyalty": "SERVING"}
+    live = await http.get("/livez")
+    assert live.status_code == 200 and live.json() == {"gateway": "SERVING"}
     spec = (await http.get("/openapi.json")).json()
     assert "/v1/promocodes/use" in spec["paths"]
     docs = await http.get("/docs")
@@ -223,6 +226,10 @@ async def test_a_backend_that_is_down_answers_503_quickly(auth_server: AuthTestS
         assert response.status_code == 503
         assert time.perf_counter() - started < gateway.settings.gateway_backend_timeout_seconds
         assert (await client.get("/healthz")).status_code == 503
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["loyalty"].startswith("UNREACHABLE")
+        # Liveness is the process alone: a backend's outage must not get gateways restarted.
+        assert (await client.get("/livez")).status_code == 200
     finally:
         await client.aclose()
         await gateway.backends.close()

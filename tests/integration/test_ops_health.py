@@ -8,6 +8,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.rpc.grpc_server import GrpcServer
+from common.telemetry.metrics import rpc_metrics
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -21,7 +22,7 @@ async def test_nothing_turns_a_draining_server_back_to_serving() -> None:
         await release.wait()
         return request
 
-    server = GrpcServer("127.0.0.1:0", ["probe.Probe"])
+    server = GrpcServer("127.0.0.1:0", ["probe.Probe"], rpc_metrics("probe", registry=None))
     handler = grpc.method_handlers_generic_handler(
         "probe.Probe", {"Slow": grpc.unary_unary_rpc_method_handler(slow)}
     )

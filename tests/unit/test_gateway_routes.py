@@ -61,7 +61,7 @@ def test_openapi_describes_every_route_and_the_error_shape() -> None:
     doc = document(build_routes())
     for verb, path, operation in CONTRACT:
         assert doc["paths"][path][verb.lower()]["operationId"] == operation
-    assert {"/healthz", "/openapi.json"} <= doc["paths"].keys()
+    assert {"/healthz", "/livez", "/readyz", "/openapi.json"} <= doc["paths"].keys()
     schemas = doc["components"]["schemas"]
     assert "google.rpc.Status" in schemas
     quote = schemas["loyalty.promo.v1.Quote"]["properties"]
@@ -83,6 +83,8 @@ def test_openapi_secures_only_the_routes_that_check_a_token() -> None:
         "/v1/auth/logout",
         "/v1/auth/jwks",
         "/healthz",
+        "/livez",
+        "/readyz",
         "/openapi.json",
     }
     for path, operations in doc["paths"].items():
