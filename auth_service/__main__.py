@@ -65,7 +65,7 @@ def main(argv: list[str]) -> None:
     sentry.init(settings.sentry_dsn, "auth")
     tracing.setup("auth")
     if args.command == "migrate":
-        applied = eventloop.run(migrate(settings.auth_database_url, MIGRATIONS))
+        applied = eventloop.run(migrate(settings.auth_direct_url, MIGRATIONS))
         print(f"auth: {len(applied)} migration(s) applied")
     elif args.command == "create-admin":
         eventloop.run(create_admin(settings, args.email))

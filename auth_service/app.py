@@ -115,7 +115,9 @@ def build_use_cases(
 
 async def build(settings: AuthSettings) -> AuthApp:
     pool = await create_pool(
-        settings.auth_database_url, max_size=workers.pool_share(settings.auth_db_pool_size)
+        settings.auth_database_url,
+        max_size=workers.pool_share(settings.auth_db_pool_size),
+        pooler=settings.auth_database_pooler,
     )
     client = redis_client.connect(settings.redis_url)
     issuer = TokenIssuer(await load_signing_key(settings, pool), settings.auth_access_ttl_seconds)
@@ -151,7 +153,7 @@ def sync_loops(settings: AuthSettings, pool: Pool, server: GrpcServer) -> list[L
     health = BrokerHealth(settings.broker_unhealthy_after_seconds, server.set_serving)
     relay = OutboxRelay(
         pool,
-        settings.auth_database_url,
+        settings.auth_direct_url,
         settings.rabbitmq_url,
         settings.user_events_exchange,
         health,

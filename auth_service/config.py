@@ -5,12 +5,22 @@ from __future__ import annotations
 from pydantic import PositiveFloat, PositiveInt
 
 from common.access.trust import TrustedNetworks
-from common.config import BaseServiceSettings, HostPort, PostgresUrl
+from common.config import BaseServiceSettings, DirectPostgresUrl, HostPort, Pooler, PostgresUrl
 from common.messaging.broker import BrokerSettings
 
 
 class AuthSettings(BaseServiceSettings, BrokerSettings):
     auth_database_url: PostgresUrl = "postgresql://postgres@127.0.0.1:5432/auth"
+    # `pgbouncer` when AUTH_DATABASE_URL is PgBouncer in transaction mode (docs/operations.md).
+    auth_database_pooler: Pooler = ""
+    # PostgreSQL itself, for what a transaction-mode pooler cannot carry: `migrate` (a session
+    # advisory lock) and the outbox relay's LISTEN. Empty: AUTH_DATABASE_URL.
+    auth_database_direct_url: DirectPostgresUrl = ""
+
+    @property
+    def auth_direct_url(self) -> str:
+        return self.auth_database_direct_url or self.auth_database_url
+
     auth_grpc_addr: HostPort = "127.0.0.1:50051"
     # Prometheus /metrics; empty turns it off.
     auth_metrics_addr: str = "127.0.0.1:9101"

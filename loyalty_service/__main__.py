@@ -33,7 +33,9 @@ async def serve(settings: LoyaltySettings) -> None:
 
 
 async def run_resync(settings: LoyaltySettings) -> None:
-    pool = await create_pool(settings.loyalty_database_url, max_size=4)
+    pool = await create_pool(
+        settings.loyalty_database_url, max_size=4, pooler=settings.loyalty_database_pooler
+    )
     try:
         report = await resync(settings, pool)
     finally:
@@ -54,7 +56,7 @@ def main(argv: list[str]) -> None:
     sentry.init(settings.sentry_dsn, "loyalty")
     tracing.setup("loyalty")
     if args.command == "migrate":
-        applied = eventloop.run(migrate(settings.loyalty_database_url, MIGRATIONS))
+        applied = eventloop.run(migrate(settings.loyalty_direct_url, MIGRATIONS))
         print(f"loyalty: {len(applied)} migration(s) applied")
     elif args.command == "resync":
         eventloop.run(run_resync(settings))

@@ -65,7 +65,9 @@ async def build(
     settings: LoyaltySettings, interceptors: Iterable[grpc.aio.ServerInterceptor] = ()
 ) -> LoyaltyApp:
     pool = await create_pool(
-        settings.loyalty_database_url, max_size=workers.pool_share(settings.loyalty_db_pool_size)
+        settings.loyalty_database_url,
+        max_size=workers.pool_share(settings.loyalty_db_pool_size),
+        pooler=settings.loyalty_database_pooler,
     )
     client = redis_client.connect(settings.redis_url)
     # The channel carries GetJwks only, a read: every call on it may be retried.
@@ -138,7 +140,7 @@ def event_loops(settings: LoyaltySettings, pool: Pool) -> list[Loop]:
     (subscribers bind their durable queues before the events they want)."""
     relay = OutboxRelay(
         pool,
-        settings.loyalty_database_url,
+        settings.loyalty_direct_url,
         settings.rabbitmq_url,
         settings.promo_events_exchange,
         BrokerHealth(settings.broker_unhealthy_after_seconds),

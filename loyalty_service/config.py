@@ -5,12 +5,29 @@ from __future__ import annotations
 from pydantic import PositiveFloat, PositiveInt
 
 from common.access.trust import TrustedNetworks
-from common.config import BaseServiceSettings, GrpcTarget, HostPort, PostgresUrl
+from common.config import (
+    BaseServiceSettings,
+    DirectPostgresUrl,
+    GrpcTarget,
+    HostPort,
+    Pooler,
+    PostgresUrl,
+)
 from common.messaging.broker import BrokerSettings
 
 
 class LoyaltySettings(BaseServiceSettings, BrokerSettings):
     loyalty_database_url: PostgresUrl = "postgresql://postgres@127.0.0.1:5432/loyalty"
+    # `pgbouncer` when LOYALTY_DATABASE_URL is PgBouncer in transaction mode (docs/operations.md).
+    loyalty_database_pooler: Pooler = ""
+    # PostgreSQL itself, for `migrate` (a session advisory lock) and the outbox relay's LISTEN.
+    # Empty: LOYALTY_DATABASE_URL.
+    loyalty_database_direct_url: DirectPostgresUrl = ""
+
+    @property
+    def loyalty_direct_url(self) -> str:
+        return self.loyalty_database_direct_url or self.loyalty_database_url
+
     loyalty_grpc_addr: HostPort = "127.0.0.1:50052"
     # Prometheus /metrics; empty turns it off.
     loyalty_metrics_addr: str = "127.0.0.1:9102"
