@@ -154,7 +154,7 @@ def supervise(service: Service, policy: RestartPolicy | None = None) -> int:
         log.info("workers_started", count=service.count, pids=[s.child.pid for s in slots])
         _keep_alive(service, slots)
     except CrashLoop as loop:
-        log.error("worker_crash_loop", worker=loop.name, error=str(loop))
+        log.error("worker_crash_loop", dying=loop.name, error=str(loop))
         _stop_all([s.child for s in slots], service.grace)
         return 1
     except _Stop:
