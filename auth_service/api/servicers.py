@@ -62,7 +62,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def DeleteAccount(
         self, request: auth_pb2.DeleteAccountRequest, context: Context
     ) -> empty_pb2.Empty:
-        principal = await self._verifier.verify(bearer_token(context.invocation_metadata()))
+        principal = await self._verifier.verify_user(bearer_token(context.invocation_metadata()))
         await self._accounts.delete_account(principal.user_id)
         return empty_pb2.Empty()
 

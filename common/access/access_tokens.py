@@ -18,6 +18,8 @@ ALGORITHM = "EdDSA"
 ISSUER = "loyalty-auth"
 ROLES = ("user", "admin")
 MIN_REFRESH_INTERVAL = 5.0
+# A service account's token names it as `service:<id>` and carries scopes instead of a role.
+SERVICE_PREFIX = "service:"
 
 # Returns the current JWKS ({"keys": [...]}) — fetched again when a token names an unknown kid.
 JwksSource = Callable[[], Awaitable[dict[str, Any]]]
@@ -25,15 +27,26 @@ JwksSource = Callable[[], Awaitable[dict[str, Any]]]
 
 @dataclass(frozen=True)
 class Principal:
+    # A user's id, or `service:<id>` for a service account (which is never a user).
     user_id: str
     role: str
     session_id: str
     token_id: str
     expires_at: int
+    # The token's `scope` claim. Being an admin implies none of them: each method that
+    # accepts a scope says so, and accepts admins explicitly where it should.
+    scopes: frozenset[str] = frozenset()
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def is_service(self) -> bool:
+        return self.user_id.startswith(SERVICE_PREFIX)
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
 
 
 def bearer_token(metadata: Any) -> str | None:
@@ -45,7 +58,26 @@ def bearer_token(metadata: Any) -> str | None:
     return None
 
 
+def _scopes(claims: dict[str, Any]) -> frozenset[str]:
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str):
+        raise ValueError("bad scope")
+    return frozenset(scope.split())
+
+
+def _service_principal(claims: dict[str, Any]) -> Principal:
+    """A service account's token: no role; its session (for revocation) is its `sid`, or the
+    account itself when the token has none, so deleting the account can revoke it."""
+    sub = str(claims["sub"])
+    if "role" in claims or len(sub) <= len(SERVICE_PREFIX):
+        raise ValueError("bad service token")
+    session = str(claims.get("sid") or sub)
+    return Principal(sub, "", session, str(claims["jti"]), int(claims["exp"]), _scopes(claims))
+
+
 def _principal(claims: dict[str, Any]) -> Principal:
+    if str(claims.get("sub", "")).startswith(SERVICE_PREFIX):
+        return _service_principal(claims)
     try:
         user_id = str(uuid.UUID(str(claims["sub"])))
     except (KeyError, ValueError) as error:
@@ -53,7 +85,12 @@ def _principal(claims: dict[str, Any]) -> Principal:
     if claims.get("role") not in ROLES or not claims.get("sid"):
         raise ValueError("bad role or sid")
     return Principal(
-        user_id, claims["role"], str(claims["sid"]), str(claims["jti"]), int(claims["exp"])
+        user_id,
+        claims["role"],
+        str(claims["sid"]),
+        str(claims["jti"]),
+        int(claims["exp"]),
+        _scopes(claims),
     )
 
 
@@ -91,7 +128,8 @@ class TokenVerifier:
             key,
             algorithms=[ALGORITHM],
             issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "jti", "sid", "role"]},
+            # role and sid: checked in _principal (a service token has no role).
+            options={"require": ["exp", "iat", "sub", "jti"]},
         )
 
     async def verify(self, token: str | None) -> Principal:
@@ -123,6 +161,13 @@ class TokenVerifier:
                 "revoked sessions are being restored after a cache loss; retry shortly",
                 self._domain,
             ) from None
+
+    async def verify_user(self, token: str | None) -> Principal:
+        """A person's token: methods that act as "me" refuse service accounts."""
+        principal = await self.verify(token)
+        if principal.is_service:
+            raise permission_denied("this method needs a user's token", self._domain)
+        return principal
 
     async def verify_admin(self, token: str | None) -> Principal:
         principal = await self.verify(token)

@@ -29,6 +29,7 @@ PROMO_USES = Counter("promo_uses_total", "Uses taken (PENDING purchases created)
 PROMO_CONFIRMS = Counter("promo_confirms_total", "Purchases confirmed")
 PROMO_CANCELS = Counter("promo_cancels_total", "Purchases cancelled, uses given back")
 PROMO_EXPIRIES = Counter("promo_expiries_total", "PENDING purchases expired, uses given back")
+PROMO_REFUNDS = Counter("promo_refunds_total", "Completed purchases refunded")
 PROMO_REJECTIONS = Counter("promo_rejections_total", "Rejected attempts", ["reason"])
 REFERRAL_OUTCOMES = Counter(
     "referral_outcomes_total", "Confirmed referrals", ["outcome"]
@@ -72,6 +73,7 @@ LOYALTY: tuple[Collector, ...] = (
     PROMO_CONFIRMS,
     PROMO_CANCELS,
     PROMO_EXPIRIES,
+    PROMO_REFUNDS,
     PROMO_REJECTIONS,
     REFERRAL_OUTCOMES,
     OUTBOX_PUBLISHED,

@@ -42,7 +42,12 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         return Guesser(caller.user_id, address)
 
     async def _caller(self, context: Context) -> Principal:
+        """Any signed-in caller, a person or a service account (settlement, tariffs)."""
         return await self._verifier.verify(bearer_token(context.invocation_metadata()))
+
+    async def _user(self, context: Context) -> Principal:
+        """A person: the methods about "my" codes and purchases refuse service accounts."""
+        return await self._verifier.verify_user(bearer_token(context.invocation_metadata()))
 
     async def ListTariffs(
         self, request: promo_pb2.ListTariffsRequest, context: Context
@@ -54,7 +59,7 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     async def ListActivePromoCodes(
         self, request: promo_pb2.ListActivePromoCodesRequest, context: Context
     ) -> promo_pb2.ListActivePromoCodesResponse:
-        caller = await self._caller(context)
+        caller = await self._user(context)
         size = page_size(request.page_size)
         after = requests.ends_cursor(self._tokens, "active_codes", request.page_token)
         rows = await self._promotions.active_codes(caller.user_id, after, size + 1)
@@ -68,7 +73,7 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     async def ApplyPromoCode(
         self, request: promo_pb2.ApplyPromoCodeRequest, context: Context
     ) -> promo_pb2.Quote:
-        caller = await self._caller(context)
+        caller = await self._user(context)
         code, tariff_id = requests.code_and_tariff(request.code, request.tariff_id)
         guesser = self._guesser(caller, context)
         return mapping.quote(await self._promotions.quote(caller.user_id, code, tariff_id, guesser))
@@ -76,7 +81,7 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     async def UsePromoCode(
         self, request: promo_pb2.UsePromoCodeRequest, context: Context
     ) -> promo_pb2.Purchase:
-        caller = await self._caller(context)
+        caller = await self._user(context)
         code, tariff_id = requests.code_and_tariff(request.code, request.tariff_id)
         request_id = requests.text(
             request.request_id, "request_id", requests.MAX_REQUEST_ID, required=False
@@ -93,6 +98,14 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         purchase_id = uuid_field(request.purchase_id, "purchase_id")
         return mapping.purchase(await self._promotions.confirm(caller, purchase_id))
 
+    async def RefundPurchase(
+        self, request: promo_pb2.RefundPurchaseRequest, context: Context
+    ) -> promo_pb2.Purchase:
+        caller = await self._caller(context)
+        purchase_id = uuid_field(request.purchase_id, "purchase_id")
+        reason = requests.text(request.reason, "reason", requests.MAX_REFUND_REASON, required=False)
+        return mapping.purchase(await self._promotions.refund(caller, purchase_id, reason))
+
     async def CancelPromoCodeUse(
         self, request: promo_pb2.CancelPromoCodeUseRequest, context: Context
     ) -> promo_pb2.Purchase:
@@ -103,7 +116,7 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     async def ListMyPurchases(
         self, request: promo_pb2.ListMyPurchasesRequest, context: Context
     ) -> promo_pb2.ListPurchasesResponse:
-        caller = await self._caller(context)
+        caller = await self._user(context)
         size = page_size(request.page_size)
         after = pagination.time_cursor(self._tokens, "purchases", request.page_token)
         rows = await self._promotions.purchases_of(caller.user_id, after, size + 1)
@@ -121,5 +134,5 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     async def GetMyReferralCode(
         self, request: promo_pb2.GetMyReferralCodeRequest, context: Context
     ) -> promo_pb2.ReferralCode:
-        caller = await self._caller(context)
+        caller = await self._user(context)
         return referral_mapping.personal_code(await self._referrals.personal_code(caller.user_id))

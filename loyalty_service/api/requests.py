@@ -15,6 +15,7 @@ MAX_CODE = 64
 MAX_TARIFF_ID = 64
 MAX_REQUEST_ID = 128
 MAX_NAME = 100
+MAX_REFUND_REASON = 500  # as promo.proto declares it
 
 
 def text(value: str, field: str, max_length: int, *, required: bool = True) -> str:

@@ -96,10 +96,12 @@ async def referee_history(conn: Any, user_id: str) -> RefereeHistory:
 
 
 async def end(conn: Any, purchase_id: str, status: str) -> str | None:
-    """A cancelled purchase gives its referral back: the user may be referred again. Returns
-    the referrer, None when the purchase was no referral."""
+    """A cancelled (or refunded) purchase gives its referral back: the user may be referred
+    again. Returns the referrer, None when the purchase was no referral. A live referral's
+    status follows its purchase's, so a refund finds it COMPLETED and a cancel PENDING."""
     referrer: Any = await conn.fetchval(
-        "UPDATE referrals SET status = $2 WHERE purchase_id = $1 AND status = 'PENDING'"
+        "UPDATE referrals SET status = $2 WHERE purchase_id = $1"
+        " AND status IN ('PENDING', 'COMPLETED')"
         " RETURNING referrer_id::text",
         purchase_id,
         status,

@@ -13,7 +13,7 @@ from loyalty_service.domain.codes import ActiveCode, PromoCode
 from loyalty_service.domain.eligibility import Attempt, Tariff
 from loyalty_service.domain.groups import Group
 from loyalty_service.domain.pricing import Discount
-from loyalty_service.domain.purchases import Purchase, PurchaseStatus
+from loyalty_service.domain.purchases import Ended, Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import RecordedRejection
 from loyalty_service.domain.redemption import Decision, UseOutcome
 from loyalty_service.domain.referrals import (
@@ -38,6 +38,7 @@ from loyalty_service.store import (
     tariffs,
     users,
 )
+from loyalty_service.store.settlement import PgSettlement
 from loyalty_service.use_cases.ports import Repositories
 
 
@@ -92,7 +93,9 @@ class PgPurchases:
     async def set_status(self, purchase_id: str, status: PurchaseStatus) -> Purchase:
         return await purchases.set_status(self._conn, purchase_id, status)
 
-    async def expire_stale(self, older_than: datetime, limit: int, *, give_back: bool) -> int:
+    async def expire_stale(
+        self, older_than: datetime, limit: int, *, give_back: bool
+    ) -> list[Ended]:
         return await purchases.expire_stale(self._conn, older_than, limit, give_back=give_back)
 
     async def page_for_user(
@@ -269,6 +272,7 @@ def repositories(conn: Any) -> Repositories:
         PgOutbox(conn),
         PgRedemption(conn),
         PgPartitions(conn),
+        PgSettlement(conn),
     )
 
 

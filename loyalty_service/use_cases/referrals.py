@@ -114,6 +114,14 @@ class Referrals:
         """A cancelled purchase's referral, given back; returns the referrer (None: none)."""
         return await tx.referrals.end(purchase_id, status)
 
+    async def on_refund(self, tx: Repositories, purchase_id: str) -> str | None:
+        """In the transaction that refunds a purchase: its referral ends REFUNDED. Returns the
+        referrer (None: not a referral).
+
+        A placeholder for the settlement branch: the referral branch (issue 23) replaces the
+        body with the reward's reversal or clawback."""
+        return await tx.referrals.end(purchase_id, "REFUNDED")
+
 
 class _AlreadyHasCode(Exception):
     pass
