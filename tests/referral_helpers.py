@@ -46,9 +46,10 @@ async def use(promo_stub: Any, user: TestUser, code: str, request_id: str = "") 
     )
 
 
-async def confirm(promo_stub: Any, user: TestUser, purchase_id: str) -> Any:
+async def confirm(promo_stub: Any, settler: TestUser, purchase_id: str) -> Any:
+    """The payment side confirms (a user's own token cannot)."""
     return await promo_stub.ConfirmPurchase(
-        promo_pb2.ConfirmPurchaseRequest(purchase_id=purchase_id), metadata=user.metadata()
+        promo_pb2.ConfirmPurchaseRequest(purchase_id=purchase_id), metadata=settler.metadata()
     )
 
 

@@ -28,7 +28,7 @@ async def _rewards(http: httpx.AsyncClient, auth: dict[str, str]) -> list[dict[s
 
 
 async def test_the_referral_story_over_http(
-    http: httpx.AsyncClient, loyalty_server: LoyaltyTestServer, admin: TestUser
+    http: httpx.AsyncClient, loyalty_server: LoyaltyTestServer, admin: TestUser, settler: TestUser
 ) -> None:
     admin_auth = bearer(admin.access_token)
     put = await http.put("/v1/admin/referral-program", json=PROGRAM, headers=admin_auth)
@@ -63,7 +63,8 @@ async def test_the_referral_story_over_http(
     )
     assert used.json()["status"] == "PURCHASE_STATUS_PENDING"
     purchase_id = used.json()["purchaseId"]
-    done = await http.post(f"/v1/purchases/{purchase_id}/confirm", json={}, headers=bob)
+    billing = bearer(settler.access_token)  # the payment side confirms, not bob
+    done = await http.post(f"/v1/purchases/{purchase_id}/confirm", json={}, headers=billing)
     assert done.json()["status"] == "PURCHASE_STATUS_COMPLETED"
 
     deadline = asyncio.get_running_loop().time() + 1.0

@@ -17,6 +17,7 @@ CONTRACT = [
     ("POST", "/v1/promocodes/use", "PromoService.UsePromoCode"),
     ("POST", "/v1/purchases/{purchase_id}/confirm", "PromoService.ConfirmPurchase"),
     ("POST", "/v1/purchases/{purchase_id}/cancel", "PromoService.CancelPromoCodeUse"),
+    ("POST", "/v1/purchases/{purchase_id}/refund", "PromoService.RefundPurchase"),
 ]
 
 
