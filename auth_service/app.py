@@ -20,6 +20,7 @@ from auth_service.token_issuer import TokenIssuer
 from auth_service.use_cases.accounts import Accounts
 from auth_service.use_cases.sessions import Sessions
 from common.access.access_tokens import TokenVerifier
+from common.access.client_address import AddressRule, key_bytes
 from common.access.revocation import RevocationList
 from common.access.revocation_watch import RevocationWatch
 from common.access.throttle import Limit, Throttle
@@ -128,7 +129,14 @@ async def build(settings: AuthSettings) -> AuthApp:
     server = GrpcServer(settings.auth_grpc_addr, SERVICE_NAMES)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
         AuthServicer(
-            accounts, sessions, verifier, issuer, parse_networks(settings.auth_trusted_peers)
+            accounts,
+            sessions,
+            verifier,
+            issuer,
+            AddressRule(
+                key_bytes(settings.client_address_key),
+                parse_networks(settings.auth_trusted_peers),
+            ),
         ),
         server.server,
     )

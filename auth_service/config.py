@@ -25,6 +25,10 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     # Which peers' x-forwarded-for metadata is believed (the gateways' addresses or CIDR
     # ranges, comma-separated); empty: nobody's, every caller is its own gRPC peer.
     auth_trusted_peers: TrustedNetworks = ""
+    # The key the gateway signs the client's address with and the servers check it by
+    # (common/access/client_address.py); the same on the gateway and every auth and loyalty
+    # replica. Empty: off (`make run` makes a random one per run when it is unset).
+    client_address_key: str = ""
     # Failed logins allowed per window (refilled smoothly over it): per (email, client
     # address), per email whatever the address, and per client address whatever the email.
     auth_login_limit_per_email_address: PositiveInt = 10

@@ -10,6 +10,7 @@ import grpc
 import redis.asyncio as redis
 
 from common.access.access_tokens import TokenVerifier
+from common.access.client_address import AddressRule, key_bytes
 from common.access.revocation import RevocationList
 from common.access.revocation_watch import RevocationWatch
 from common.access.throttle import Limit, Throttle
@@ -83,7 +84,10 @@ async def build(
             promotions,
             verifier,
             page_tokens,
-            parse_networks(settings.loyalty_trusted_peers),
+            AddressRule(
+                key_bytes(settings.client_address_key),
+                parse_networks(settings.loyalty_trusted_peers),
+            ),
             referrals=referrals,
         ),
         server.server,

@@ -39,6 +39,10 @@ class LoyaltySettings(BaseServiceSettings, BrokerSettings):
     # Which peers' x-forwarded-for metadata is believed (the gateways' addresses or CIDR
     # ranges, comma-separated); empty: nobody's, every caller is its own gRPC peer.
     loyalty_trusted_peers: TrustedNetworks = ""
+    # The key the gateway signs the client's address with and the servers check it by
+    # (common/access/client_address.py); the same on the gateway and every auth and loyalty
+    # replica. Empty: off (`make run` makes a random one per run when it is unset).
+    client_address_key: str = ""
     # Promo codes that did not work (no such code, not open to the caller) allowed per
     # window, refilled smoothly over it: per user, and per client address.
     loyalty_promo_failures_per_user: PositiveInt = 10

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -13,7 +12,7 @@ from auth_service.token_issuer import TokenIssuer
 from auth_service.use_cases.accounts import Accounts
 from auth_service.use_cases.sessions import Sessions
 from common.access.access_tokens import Principal, TokenVerifier, bearer_token
-from common.access.trust import Network, grpc_client_address
+from common.access.client_address import PEER_ONLY, AddressRule
 from common.rpc import pagination
 from common.rpc.page_tokens import PageTokens, Position
 from common.rpc.validation import page_size, uuid_field
@@ -29,18 +28,19 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         sessions: Sessions,
         verifier: TokenVerifier,
         issuer: TokenIssuer,
-        trusted_peers: Sequence[Network] = (),
+        addresses: AddressRule = PEER_ONLY,
     ) -> None:
         self._accounts = accounts
         self._sessions = sessions
         self._verifier = verifier
         self._issuer = issuer
-        self._trusted_peers = trusted_peers
+        self._addresses = addresses
 
     def _client(self, context: Context) -> str:
-        """The caller: the gateway's x-forwarded-for when the peer is trusted, else the peer."""
+        """The caller's address, as common/access/client_address.py believes it (these calls
+        carry no token, so only the gateway's signature or a trusted peer can move it)."""
         metadata = context.invocation_metadata() or ()
-        return grpc_client_address(metadata, context.peer(), self._trusted_peers)
+        return self._addresses.client_address(metadata, context.peer())
 
     async def Register(self, request: auth_pb2.RegisterRequest, context: Context) -> auth_pb2.User:
         user = await self._accounts.register(request.email, request.password, self._client(context))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from common.access.access_tokens import Principal, TokenVerifier, bearer_token
-from common.access.trust import Network, grpc_client_address
+from common.access.client_address import PEER_ONLY, AddressRule
 from common.rpc import pagination
 from common.rpc.page_tokens import PageTokens
 from common.rpc.validation import page_size, uuid_field
@@ -25,20 +24,20 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         promotions: Promotions,
         verifier: TokenVerifier,
         page_tokens: PageTokens,
-        trusted_peers: Sequence[Network] = (),
+        addresses: AddressRule = PEER_ONLY,
         *,
         referrals: Referrals,
     ) -> None:
         self._promotions = promotions
         self._verifier = verifier
         self._tokens = page_tokens
-        self._trusted_peers = trusted_peers
+        self._addresses = addresses
         self._referrals = referrals
 
     def _guesser(self, caller: Principal, context: Context) -> Guesser:
-        """The caller and its address: the gateway's x-forwarded-for only from a trusted peer."""
+        """The caller and its address, as common/access/client_address.py believes it."""
         metadata = context.invocation_metadata() or ()
-        address = grpc_client_address(metadata, context.peer(), self._trusted_peers)
+        address = self._addresses.client_address(metadata, context.peer(), caller)
         return Guesser(caller.user_id, address)
 
     async def _caller(self, context: Context) -> Principal:
