@@ -12,7 +12,7 @@ from auth_service.token_issuer import TokenIssuer
 from auth_service.use_cases.accounts import Accounts
 from auth_service.use_cases.sessions import Sessions
 from common.access.access_tokens import Principal, TokenVerifier, bearer_token
-from common.access.client_address import PEER_ONLY, AddressRule
+from common.access.client_address import PEER_ONLY, AddressRule, voucher
 from common.rpc import pagination
 from common.rpc.page_tokens import PageTokens, Position
 from common.rpc.validation import page_size, uuid_field
@@ -36,18 +36,22 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self._issuer = issuer
         self._addresses = addresses
 
-    def _client(self, context: Context) -> str:
-        """The caller's address, as common/access/client_address.py believes it (these calls
-        carry no token, so only the gateway's signature or a trusted peer can move it)."""
+    async def _client(self, context: Context) -> str:
+        """The caller's address, as common/access/client_address.py believes it: the
+        gateway's signed word, a scoped service's (x-client-address-authorization), or the
+        peer (its x-forwarded-for only from a trusted peer)."""
         metadata = context.invocation_metadata() or ()
-        return self._addresses.client_address(metadata, context.peer())
+        vouching = await voucher(metadata, self._verifier.verify)
+        return self._addresses.client_address(metadata, context.peer(), vouching)
 
     async def Register(self, request: auth_pb2.RegisterRequest, context: Context) -> auth_pb2.User:
-        user = await self._accounts.register(request.email, request.password, self._client(context))
+        address = await self._client(context)
+        user = await self._accounts.register(request.email, request.password, address)
         return user_message(user)
 
     async def Login(self, request: auth_pb2.LoginRequest, context: Context) -> auth_pb2.TokenPair:
-        pair = await self._sessions.login(request.email, request.password, self._client(context))
+        address = await self._client(context)
+        pair = await self._sessions.login(request.email, request.password, address)
         return token_pair_message(pair)
 
     async def Refresh(

@@ -7,8 +7,11 @@ identity that vouches for it, never with a guess a caller can make up:
    HMAC-SHA256(CLIENT_ADDRESS_KEY, address NUL x-request-id), hex. The gateway and the
    servers share the key (`make run` makes one per run); a caller without it cannot sign,
    and binding the request id means a signature is good for the request it was made for.
-2. `x-client-address` unsigned, from a service account whose token has the scope
-   `client-address:forward` (a backend such as billing acting for its end user).
+2. `x-client-address` unsigned, vouched for by a service account whose token has the scope
+   `client-address:forward` (a backend such as billing acting for its end user): the call's
+   own token, or, when `authorization` carries the end user's token, the service's token in
+   `x-client-address-authorization: Bearer …`. A token there that does not verify fails the
+   call (UNAUTHENTICATED), so a misconfigured backend learns it at once.
 3. Otherwise the gRPC peer, or `x-forwarded-for` when the peer is one of the trusted peers
    (AUTH_TRUSTED_PEERS / LOYALTY_TRUSTED_PEERS; common/access/trust.py).
 
@@ -19,18 +22,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from common.access.access_tokens import Principal
+from common.access.access_tokens import Principal, bearer_token
 from common.access.scopes import CLIENT_ADDRESS_FORWARD
 from common.access.trust import Network, grpc_client_address
 
 ADDRESS = "x-client-address"
 SIGNATURE = "x-client-address-signature"
+VOUCHER = "x-client-address-authorization"
 REQUEST_ID = "x-request-id"
 
 Metadata = Iterable[tuple[str, object]]
+Verify = Callable[[str | None], Awaitable[Principal]]
 
 
 def signature(key: bytes, address: str, request_id: str) -> str:
@@ -75,18 +80,31 @@ class AddressRule:
         return hmac.compare_digest(expected, given)
 
     def client_address(
-        self, metadata: Metadata, peer: str | None, caller: Principal | None = None
+        self, metadata: Metadata, peer: str | None, voucher: Principal | None = None
     ) -> str:
-        """The address to judge this call by (see the module's rules, in their order)."""
+        """The address to judge this call by (see the module's rules, in their order);
+        `voucher` is whoever vouches for an unsigned address (see `voucher`)."""
         entries = list(metadata or ())
         claimed = _first(entries, ADDRESS)
         address = _ip_text(claimed) if claimed else None
         if address is not None:
             if self._signed(entries, claimed):
                 return address
-            if caller is not None and caller.has_scope(CLIENT_ADDRESS_FORWARD):
+            if voucher is not None and voucher.has_scope(CLIENT_ADDRESS_FORWARD):
                 return address
         return grpc_client_address(entries, peer, self.trusted_peers)
+
+
+async def voucher(
+    metadata: Metadata, verify: Verify, caller: Principal | None = None
+) -> Principal | None:
+    """Who vouches for an unsigned x-client-address: the service token in
+    x-client-address-authorization when there is one (verified: a bad one fails the call),
+    else the call's own principal."""
+    entries = [(k, v) for k, v in metadata or () if k == VOUCHER]
+    if not entries:
+        return caller
+    return await verify(bearer_token([("authorization", v) for _, v in entries]))
 
 
 def key_bytes(text: str) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.access.access_tokens import Principal, TokenVerifier, bearer_token
-from common.access.client_address import PEER_ONLY, AddressRule
+from common.access.client_address import PEER_ONLY, AddressRule, voucher
 from common.rpc import pagination
 from common.rpc.page_tokens import PageTokens
 from common.rpc.validation import page_size, uuid_field
@@ -34,10 +34,11 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         self._addresses = addresses
         self._referrals = referrals
 
-    def _guesser(self, caller: Principal, context: Context) -> Guesser:
+    async def _guesser(self, caller: Principal, context: Context) -> Guesser:
         """The caller and its address, as common/access/client_address.py believes it."""
         metadata = context.invocation_metadata() or ()
-        address = self._addresses.client_address(metadata, context.peer(), caller)
+        vouching = await voucher(metadata, self._verifier.verify, caller)
+        address = self._addresses.client_address(metadata, context.peer(), vouching)
         return Guesser(caller.user_id, address)
 
     async def _caller(self, context: Context) -> Principal:
@@ -74,7 +75,7 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     ) -> promo_pb2.Quote:
         caller = await self._user(context)
         code, tariff_id = requests.code_and_tariff(request.code, request.tariff_id)
-        guesser = self._guesser(caller, context)
+        guesser = await self._guesser(caller, context)
         return mapping.quote(await self._promotions.quote(caller.user_id, code, tariff_id, guesser))
 
     async def UsePromoCode(
@@ -85,8 +86,9 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         request_id = requests.text(
             request.request_id, "request_id", requests.MAX_REQUEST_ID, required=False
         )
+        guesser = await self._guesser(caller, context)
         row = await self._promotions.redeem(
-            caller.user_id, code, tariff_id, request_id or None, self._guesser(caller, context)
+            caller.user_id, code, tariff_id, request_id or None, guesser
         )
         return mapping.purchase(row)
 

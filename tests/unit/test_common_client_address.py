@@ -46,7 +46,7 @@ def test_an_unsigned_or_badly_signed_address_leaves_the_caller_its_own() -> None
     assert AddressRule(b"").client_address(_signed("203.0.113.7"), PEER) == "10.0.0.9"
 
 
-def test_a_service_with_the_scope_passes_its_users_address_without_a_signature() -> None:
+def test_a_service_with_the_scope_vouches_for_its_users_address_without_a_signature() -> None:
     rule = AddressRule()
     claim = [("x-client-address", "198.51.100.4")]
     assert rule.client_address(claim, PEER, _service("client-address:forward")) == "198.51.100.4"
