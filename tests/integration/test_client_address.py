@@ -75,7 +75,8 @@ async def signed() -> AsyncIterator[Signed]:
 
 def _guess(loyalty: LoyaltyTestServer, user: TestUser, *extra: tuple[str, str]) -> Awaitable[Any]:
     ask = promo_pb2.ApplyPromoCodeRequest(code=f"NOPE{uuid.uuid4().hex[:8]}", tariff_id="monthly")
-    return loyalty.promo.ApplyPromoCode(ask, metadata=(*user.metadata(), *extra))
+    call: Awaitable[Any] = loyalty.promo.ApplyPromoCode(ask, metadata=(*user.metadata(), *extra))
+    return call
 
 
 def _code_of(n: int, total: int) -> grpc.StatusCode:
