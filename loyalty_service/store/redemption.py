@@ -1,6 +1,6 @@
-"""ApplyPromoCode and UsePromoCode as one round trip each: the server-side functions of
-migrations/loyalty/0004_one_round_trip.sql (the decision, the counters, the purchase and the
-rejection record, in one statement)."""
+"""ApplyPromoCode and UsePromoCode as one round trip each: the server-side functions in
+loyalty_service/store/sql/ (loyalty_apply.sql, loyalty_use.sql: the decision, the counters, the
+purchase and the rejection record, in one statement)."""
 
 from __future__ import annotations
 
