@@ -22,7 +22,7 @@ from common.access.client_address import key_bytes, vouched
 from common.access.trust import Network, client_address, parse_networks
 from common.errors import InvalidArgument
 from common.telemetry.logs import get_logger
-from gateway import errors, openapi
+from gateway import errors, openapi, token_endpoint
 from gateway.backends import Backends
 from gateway.config import GatewaySettings
 from gateway.middleware import RequestIdAndLog
@@ -175,6 +175,33 @@ class Gateway:
 
         return StreamingResponse(chunks(), media_type=first.content_type)
 
+    async def token(self, request: Request) -> Response:
+        """The client-credentials grant, in OAuth's own shapes (gateway.token_endpoint)."""
+        request.scope["route_template"] = f"POST {token_endpoint.PATH}"
+        try:
+            body = await read_body(request, self.settings.gateway_max_body_bytes)
+            given = token_endpoint.parse(
+                body, request.headers.get("content-type", ""), request.headers.get("authorization")
+            )
+        except BodyTooLarge:
+            too_large = token_endpoint.OAuthError("invalid_request", "the body is too large", 413)
+            return token_endpoint.error_response(too_large)
+        except token_endpoint.OAuthError as error:
+            return token_endpoint.error_response(error)
+        return await self._issue_token(request, given)
+
+    async def _issue_token(
+        self, request: Request, given: token_endpoint.ClientCredentials
+    ) -> Response:
+        route = match(self.routes, "POST", token_endpoint.PATH).route
+        assert route is not None  # AuthService.IssueServiceToken's annotation
+        metadata = token_endpoint.forwarded(forwarded_metadata(request, self.proxies))
+        try:
+            reply = await self.backends.call(route, token_endpoint.request_message(given), metadata)
+        except grpc.aio.AioRpcError as error:
+            return token_endpoint.error_response(token_endpoint.from_rpc_error(error, given.basic))
+        return token_endpoint.token_response(reply)
+
     async def healthz(self, request: Request) -> Response:
         request.scope["route_template"] = "GET /healthz"
         report: dict[str, Any] = {"gateway": "SERVING", **await self.backends.health()}
@@ -213,6 +240,7 @@ def create_app(settings: GatewaySettings) -> Any:
             HttpRoute("/docs", gateway.docs, methods=["GET"]),
             Mount("/docs", StaticFiles(directory=STATIC / "docs")),
             HttpRoute("/admin", gateway.console, methods=["GET"]),
+            HttpRoute(token_endpoint.PATH, gateway.token, methods=["POST"]),
             Mount("/admin", StaticFiles(directory=STATIC / "admin", html=True)),
             HttpRoute("/{path:path}", gateway.forward, methods=METHODS),
         ],

@@ -19,6 +19,8 @@ from loyalty_service.jobs.resync import resync
 from loyalty_service.jwks import load_keys
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations" / "loyalty"
+# The server-side functions: repeatable scripts, applied after the migrations when changed.
+FUNCTIONS = Path(__file__).resolve().parent / "store" / "sql"
 log = logs.get_logger("loyalty")
 
 
@@ -53,7 +55,7 @@ def main(argv: list[str]) -> None:
     sentry.init(settings.sentry_dsn, "loyalty")
     tracing.setup("loyalty")
     if args.command == "migrate":
-        applied = eventloop.run(migrate(settings.loyalty_database_url, MIGRATIONS))
+        applied = eventloop.run(migrate(settings.loyalty_database_url, MIGRATIONS, FUNCTIONS))
         print(f"loyalty: {len(applied)} migration(s) applied")
     elif args.command == "resync":
         eventloop.run(run_resync(settings))

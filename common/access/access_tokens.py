@@ -1,4 +1,9 @@
-"""Offline verification of auth's access tokens (EdDSA JWTs with a `kid`)."""
+"""Offline verification of auth's access tokens (EdDSA JWTs with a `kid`).
+
+A token names either a user (`sub` a UUID, `role`) or a service account (`sub`
+`service:<id>`, `scope`, no role). `verify` and `verify_admin` accept users only, so every
+method written for users refuses a service token with PERMISSION_DENIED without a line of its
+own; a method meant for services too calls `verify_identity` and asks `has_scope`."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 
 import jwt
 
+from common.access.caller import caller_id
 from common.access.revocation import RevocationList, RevocationsUnknown
 from common.access.revocation_watch import RevocationWatch
 from common.errors import ErrorKind, ServiceError, permission_denied, unauthenticated
@@ -17,6 +23,7 @@ from common.errors import ErrorKind, ServiceError, permission_denied, unauthenti
 ALGORITHM = "EdDSA"
 ISSUER = "loyalty-auth"
 ROLES = ("user", "admin")
+SERVICE_PREFIX = "service:"
 MIN_REFRESH_INTERVAL = 5.0
 # A service account's token names it as `service:<id>` and carries scopes instead of a role.
 SERVICE_PREFIX = "service:"
@@ -27,15 +34,14 @@ JwksSource = Callable[[], Awaitable[dict[str, Any]]]
 
 @dataclass(frozen=True)
 class Principal:
-    # A user's id, or `service:<id>` for a service account (which is never a user).
+    """A user's token. Being an admin implies no scope: each method that accepts a scope
+    says so, and accepts admins explicitly where it should."""
+
     user_id: str
     role: str
     session_id: str
     token_id: str
     expires_at: int
-    # The token's `scope` claim. Being an admin implies none of them: each method that
-    # accepts a scope says so, and accepts admins explicitly where it should.
-    scopes: frozenset[str] = frozenset()
 
     @property
     def is_admin(self) -> bool:
@@ -43,10 +49,45 @@ class Principal:
 
     @property
     def is_service(self) -> bool:
-        return self.user_id.startswith(SERVICE_PREFIX)
+        return False
+
+    @property
+    def subject(self) -> str:
+        return self.user_id
+
+    def has_scope(self, scope: str) -> bool:
+        """Users hold no scopes; what a user may do follows from the role."""
+        return False
+
+
+@dataclass(frozen=True)
+class ServicePrincipal:
+    """A service account's token: scopes instead of a role, never a user."""
+
+    service_id: str
+    scopes: frozenset[str]
+    session_id: str  # the subject, revoked when the account is deleted
+    token_id: str
+    expires_at: int
+
+    @property
+    def is_admin(self) -> bool:
+        return False
+
+    @property
+    def is_service(self) -> bool:
+        return True
+
+    @property
+    def subject(self) -> str:
+        return f"{SERVICE_PREFIX}{self.service_id}"
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+# Whoever a valid token names.
+Identity = Principal | ServicePrincipal
 
 
 def bearer_token(metadata: Any) -> str | None:
@@ -58,26 +99,28 @@ def bearer_token(metadata: Any) -> str | None:
     return None
 
 
-def _scopes(claims: dict[str, Any]) -> frozenset[str]:
-    scope = claims.get("scope", "")
-    if not isinstance(scope, str):
-        raise ValueError("bad scope")
-    return frozenset(scope.split())
+def _identity(claims: dict[str, Any]) -> Identity:
+    subject = str(claims["sub"])
+    if subject.startswith(SERVICE_PREFIX):
+        return _service(claims, subject.removeprefix(SERVICE_PREFIX))
+    return _principal(claims)
 
 
-def _service_principal(claims: dict[str, Any]) -> Principal:
-    """A service account's token: no role; its session (for revocation) is its `sid`, or the
-    account itself when the token has none, so deleting the account can revoke it."""
-    sub = str(claims["sub"])
-    if "role" in claims or len(sub) <= len(SERVICE_PREFIX):
-        raise ValueError("bad service token")
-    session = str(claims.get("sid") or sub)
-    return Principal(sub, "", session, str(claims["jti"]), int(claims["exp"]), _scopes(claims))
+def _service(claims: dict[str, Any], service_id: str) -> ServicePrincipal:
+    scope = claims.get("scope")
+    if "role" in claims or not isinstance(scope, str) or not claims.get("sid"):
+        raise ValueError("a service token has a scope and a sid, and no role")
+    service_id = str(uuid.UUID(service_id))
+    return ServicePrincipal(
+        service_id,
+        frozenset(scope.split()),
+        str(claims["sid"]),
+        str(claims["jti"]),
+        int(claims["exp"]),
+    )
 
 
 def _principal(claims: dict[str, Any]) -> Principal:
-    if str(claims.get("sub", "")).startswith(SERVICE_PREFIX):
-        return _service_principal(claims)
     try:
         user_id = str(uuid.UUID(str(claims["sub"])))
     except (KeyError, ValueError) as error:
@@ -90,7 +133,6 @@ def _principal(claims: dict[str, Any]) -> Principal:
         str(claims["sid"]),
         str(claims["jti"]),
         int(claims["exp"]),
-        _scopes(claims),
     )
 
 
@@ -128,12 +170,22 @@ class TokenVerifier:
             key,
             algorithms=[ALGORITHM],
             issuer=ISSUER,
-            # role and sid: checked in _principal (a service token has no role).
-            options={"require": ["exp", "iat", "sub", "jti"]},
+            options={"require": ["exp", "iat", "sub", "jti", "sid"]},
         )
 
     async def verify(self, token: str | None) -> Principal:
-        """The token's principal; UNAUTHENTICATED when it is missing, bad, expired or revoked."""
+        """The token's user; UNAUTHENTICATED when it is missing, bad, expired or revoked,
+        PERMISSION_DENIED when it is a service account's."""
+        identity = await self.verify_identity(token)
+        if isinstance(identity, ServicePrincipal):
+            raise permission_denied(
+                "this method needs a user's token, not a service's", self._domain
+            )
+        return identity
+
+    async def verify_identity(self, token: str | None) -> Identity:
+        """The user or service the token names; UNAUTHENTICATED when it is missing, bad,
+        expired or revoked."""
         if not token:
             raise unauthenticated("missing bearer token", self._domain)
         try:
@@ -141,11 +193,12 @@ class TokenVerifier:
             key = await self._key_for(str(kid)) if kid else None
             if key is None:
                 raise unauthenticated("token signed with an unknown key", self._domain)
-            principal = _principal(self._decode(token, key))
+            principal = _identity(self._decode(token, key))
         except (jwt.PyJWTError, ValueError, TypeError) as error:
             raise unauthenticated(f"invalid token: {error}", self._domain) from None
         if await self._is_revoked(principal.session_id):
             raise unauthenticated("token revoked", self._domain)
+        caller_id.set(principal.subject)  # the audit trail's actor (common.rpc.audit)
         return principal
 
     async def _is_revoked(self, session_id: str) -> bool:
@@ -161,13 +214,6 @@ class TokenVerifier:
                 "revoked sessions are being restored after a cache loss; retry shortly",
                 self._domain,
             ) from None
-
-    async def verify_user(self, token: str | None) -> Principal:
-        """A person's token: methods that act as "me" refuse service accounts."""
-        principal = await self.verify(token)
-        if principal.is_service:
-            raise permission_denied("this method needs a user's token", self._domain)
-        return principal
 
     async def verify_admin(self, token: str | None) -> Principal:
         principal = await self.verify(token)

@@ -25,7 +25,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from common.access.access_tokens import Principal, bearer_token
+from common.access.access_tokens import Identity, bearer_token
 from common.access.scopes import CLIENT_ADDRESS_FORWARD
 from common.access.trust import Network, grpc_client_address
 
@@ -35,7 +35,7 @@ VOUCHER = "x-client-address-authorization"
 REQUEST_ID = "x-request-id"
 
 Metadata = Iterable[tuple[str, object]]
-Verify = Callable[[str | None], Awaitable[Principal]]
+Verify = Callable[[str | None], Awaitable[Identity]]
 
 
 def signature(key: bytes, address: str, request_id: str) -> str:
@@ -80,7 +80,7 @@ class AddressRule:
         return hmac.compare_digest(expected, given)
 
     def client_address(
-        self, metadata: Metadata, peer: str | None, voucher: Principal | None = None
+        self, metadata: Metadata, peer: str | None, voucher: Identity | None = None
     ) -> str:
         """The address to judge this call by (see the module's rules, in their order);
         `voucher` is whoever vouches for an unsigned address (see `voucher`)."""
@@ -96,8 +96,8 @@ class AddressRule:
 
 
 async def voucher(
-    metadata: Metadata, verify: Verify, caller: Principal | None = None
-) -> Principal | None:
+    metadata: Metadata, verify: Verify, caller: Identity | None = None
+) -> Identity | None:
     """Who vouches for an unsigned x-client-address: the service token in
     x-client-address-authorization when there is one (verified: a bad one fails the call),
     else the call's own principal."""

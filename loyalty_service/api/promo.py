@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.access.access_tokens import Principal, TokenVerifier, bearer_token
+from common.access.access_tokens import Identity, Principal, TokenVerifier, bearer_token
 from common.access.client_address import PEER_ONLY, AddressRule, voucher
+from common.access.people import person_of
 from common.rpc import pagination
 from common.rpc.page_tokens import PageTokens
 from common.rpc.validation import page_size, uuid_field
 from loyalty_service.api import mapping, referral_mapping, requests
+from loyalty_service.api.privacy_mapping import my_data_message
+from loyalty_service.domain.reasons import DOMAIN
 from loyalty_service.use_cases.guessing import Guesser
+from loyalty_service.use_cases.privacy import Privacy
 from loyalty_service.use_cases.promotions import Promotions
 from loyalty_service.use_cases.referrals import Referrals
 from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
@@ -27,27 +31,29 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         addresses: AddressRule = PEER_ONLY,
         *,
         referrals: Referrals,
+        privacy: Privacy,
     ) -> None:
+        self._privacy = privacy
         self._promotions = promotions
         self._verifier = verifier
         self._tokens = page_tokens
         self._addresses = addresses
         self._referrals = referrals
 
-    async def _guesser(self, caller: Principal, context: Context) -> Guesser:
+    async def _guesser(self, caller: Identity, context: Context) -> Guesser:
         """The caller and its address, as common/access/client_address.py believes it."""
         metadata = context.invocation_metadata() or ()
-        vouching = await voucher(metadata, self._verifier.verify, caller)
+        vouching = await voucher(metadata, self._verifier.verify_identity, caller)
         address = self._addresses.client_address(metadata, context.peer(), vouching)
-        return Guesser(caller.user_id, address)
+        return Guesser(caller.subject, address)
 
-    async def _caller(self, context: Context) -> Principal:
+    async def _caller(self, context: Context) -> Identity:
         """Any signed-in caller, a person or a service account (settlement, tariffs)."""
-        return await self._verifier.verify(bearer_token(context.invocation_metadata()))
+        return await self._verifier.verify_identity(bearer_token(context.invocation_metadata()))
 
     async def _user(self, context: Context) -> Principal:
         """A person: the methods about "my" codes and purchases refuse service accounts."""
-        return await self._verifier.verify_user(bearer_token(context.invocation_metadata()))
+        return await self._verifier.verify(bearer_token(context.invocation_metadata()))
 
     async def ListTariffs(
         self, request: promo_pb2.ListTariffsRequest, context: Context
@@ -83,10 +89,8 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     ) -> promo_pb2.Purchase:
         caller = await self._user(context)
         code, tariff_id = requests.code_and_tariff(request.code, request.tariff_id)
-        request_id = requests.text(
-            request.request_id, "request_id", requests.MAX_REQUEST_ID, required=False
-        )
         guesser = await self._guesser(caller, context)
+        request_id = request.request_id.strip()
         row = await self._promotions.redeem(
             caller.user_id, code, tariff_id, request_id or None, guesser
         )
@@ -104,7 +108,7 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     ) -> promo_pb2.Purchase:
         caller = await self._caller(context)
         purchase_id = uuid_field(request.purchase_id, "purchase_id")
-        reason = requests.text(request.reason, "reason", requests.MAX_REFUND_REASON, required=False)
+        reason = request.reason.strip()  # its length is the proto rule's
         return mapping.purchase(await self._promotions.refund(caller, purchase_id, reason))
 
     async def CancelPromoCodeUse(
@@ -136,4 +140,12 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         self, request: promo_pb2.GetMyReferralCodeRequest, context: Context
     ) -> promo_pb2.ReferralCode:
         caller = await self._user(context)
-        return referral_mapping.personal_code(await self._referrals.personal_code(caller.user_id))
+        address = (await self._guesser(caller, context)).address
+        found = await self._referrals.personal_code(caller.user_id, address)
+        return referral_mapping.personal_code(found)
+
+    async def ExportMyData(
+        self, request: promo_pb2.ExportMyDataRequest, context: Context
+    ) -> promo_pb2.MyData:
+        caller = await self._user(context)
+        return my_data_message(await self._privacy.my_data(person_of(caller, DOMAIN)))

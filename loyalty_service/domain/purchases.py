@@ -19,6 +19,10 @@ class PurchaseStatus(StrEnum):
     REFUNDED = "REFUNDED"
 
 
+# The statuses of a purchase that holds its code's use: counted against limits, budgets and
+# "first purchase", and what makes a user "already referred".
+LIVE = frozenset({PurchaseStatus.PENDING, PurchaseStatus.COMPLETED})
+
 # The transitions there are, and which of them give the code's use back. A refund gives it
 # back only where the code says so (refund_returns_use): see gives_use_back.
 TRANSITIONS: dict[tuple[PurchaseStatus, PurchaseStatus], bool] = {
@@ -27,9 +31,6 @@ TRANSITIONS: dict[tuple[PurchaseStatus, PurchaseStatus], bool] = {
     (PurchaseStatus.PENDING, PurchaseStatus.EXPIRED): True,
     (PurchaseStatus.COMPLETED, PurchaseStatus.REFUNDED): True,
 }
-
-# The statuses whose purchase holds its code's use, budget and referral: the "live" set.
-LIVE_STATUSES = (PurchaseStatus.PENDING, PurchaseStatus.COMPLETED)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from datetime import datetime
 from common.rpc.proto_time import now_timestamp, timestamp
 from loyalty_service.domain.pricing import Discount, DiscountKind
 from loyalty_service.domain.purchases import Purchase, PurchaseStatus
+from loyalty_service.domain.referrals import Referral, RewardState, Signal
 from loyalty_service.domain.schedule import schedule
 from loyalty_service.use_cases.ports import OutboxRepository
 from protogen.loyalty.events.v1 import promo_events_pb2
@@ -19,6 +20,9 @@ PURCHASE_CANCELLED = "purchase.cancelled"
 PURCHASE_REFUNDED = "purchase.refunded"
 PURCHASE_EXPIRED = "purchase.expired"
 REFERRAL_REWARDED = "referral.rewarded"
+REFERRAL_REWARD_PENDING = "referral.reward_pending"
+REFERRAL_HELD = "referral.held"
+REFERRAL_REVERSED = "referral.reversed"
 
 # The routing key of the event for a purchase that has just reached each status.
 PURCHASE_KEYS = {
@@ -104,3 +108,32 @@ async def referral_rewarded(
         occurred_at=now_timestamp(),
     )
     await outbox.add(event.event_id, REFERRAL_REWARDED, event.SerializeToString())
+
+
+def signal_value(signal: Signal | None) -> promo_pb2.ReferralSignal.ValueType:
+    if signal is None:
+        return promo_pb2.REFERRAL_SIGNAL_UNSPECIFIED
+    return promo_pb2.ReferralSignal.Value(f"REFERRAL_SIGNAL_{signal.value}")
+
+
+async def referral_changed(
+    outbox: OutboxRepository,
+    routing_key: str,
+    referral: Referral,
+    state: RewardState,
+    signal: Signal | None = None,
+    release_at: datetime | None = None,
+) -> None:
+    """referral.reward_pending, referral.held or referral.reversed (the state says which
+    way it went: REVERSED, REJECTED, CLAWED_BACK or CLAWBACK_FAILED)."""
+    event = promo_events_pb2.ReferralChanged(
+        event_id=str(uuid.uuid4()),
+        referrer_id=referral.referrer_id,
+        referee_id=referral.referee_id,
+        purchase_id=referral.purchase_id,
+        state=promo_pb2.ReferralRewardState.Value(f"REFERRAL_REWARD_STATE_{state.value}"),
+        signal=signal_value(signal),
+        release_at=timestamp(release_at),
+        occurred_at=now_timestamp(),
+    )
+    await outbox.add(event.event_id, routing_key, event.SerializeToString())

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from common.access.access_tokens import Principal
+from common.access.access_tokens import Identity
 from common.access.scopes import PURCHASES_SETTLE
 from common.errors import ServiceError
 from common.telemetry import metrics
@@ -126,22 +126,24 @@ class Promotions:
         assert outcome.purchase is not None
         if outcome.is_new:
             metrics.PROMO_USES.inc()
+            if guesser is not None:
+                await self._referrals.note_use(outcome.purchase.purchase_id, guesser.address)
         return outcome.purchase
 
     @staticmethod
-    def _is_settler(principal: Principal) -> bool:
+    def _is_settler(principal: Identity) -> bool:
         return principal.is_admin or principal.has_scope(PURCHASES_SETTLE)
 
-    async def _owned(self, tx: Repositories, principal: Principal, purchase_id: str) -> Purchase:
+    async def _owned(self, tx: Repositories, principal: Identity, purchase_id: str) -> Purchase:
         """The purchase, locked; someone else's is answered as missing unless the caller
         settles purchases. A service account owns none (its id is no user's)."""
         found = await tx.purchases.get(purchase_id, lock=True)
-        owner = found is not None and found.user_id == principal.user_id
+        owner = found is not None and found.user_id == principal.subject
         if found is None or not lifecycle.may_see(owner, self._is_settler(principal)):
             raise Rejection(Reason.PURCHASE_NOT_FOUND)
         return found
 
-    async def _settled(self, tx: Repositories, principal: Principal, purchase_id: str) -> Purchase:
+    async def _settled(self, tx: Repositories, principal: Identity, purchase_id: str) -> Purchase:
         """The purchase, locked, for a confirm or refund: the permission first, so a caller
         who may not settle learns nothing about the purchase."""
         lifecycle.check_settler(principal.is_admin, principal.has_scope(PURCHASES_SETTLE))
@@ -150,7 +152,7 @@ class Promotions:
             raise Rejection(Reason.PURCHASE_NOT_FOUND)
         return found
 
-    async def confirm(self, principal: Principal, purchase_id: str) -> Purchase:
+    async def confirm(self, principal: Identity, purchase_id: str) -> Purchase:
         async with self._store.transaction() as tx:
             found = await self._settled(tx, principal, purchase_id)
             if not lifecycle.check_confirm(found.status):
@@ -162,7 +164,7 @@ class Promotions:
         metrics.PROMO_CONFIRMS.inc()
         return done
 
-    async def refund(self, principal: Principal, purchase_id: str, reason: str) -> Purchase:
+    async def refund(self, principal: Identity, purchase_id: str, reason: str) -> Purchase:
         """COMPLETED → REFUNDED, once: the row lock orders racing refunds, and the ones after
         the first find it refunded and change nothing (no second give-back)."""
         async with self._store.transaction() as tx:
@@ -179,7 +181,7 @@ class Promotions:
         metrics.PROMO_REFUNDS.inc()
         return done
 
-    async def cancel(self, principal: Principal, purchase_id: str) -> Purchase:
+    async def cancel(self, principal: Identity, purchase_id: str) -> Purchase:
         target = PurchaseStatus.CANCELLED
         async with self._store.transaction() as tx:
             found = await self._owned(tx, principal, purchase_id)

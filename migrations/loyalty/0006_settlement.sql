@@ -67,3 +67,10 @@ UPDATE referral_rewards w SET referee_id = r.referee_id
 CREATE INDEX referral_rewards_due ON referral_rewards (release_at) WHERE outcome = 'PENDING';
 CREATE INDEX referral_rewards_held ON referral_rewards (created_at)
     WHERE outcome = 'HELD_FOR_REVIEW';
+
+-- referral_codes.rewards_issued now counts the rewards that hold one of the referrer's cap
+-- slots (PENDING, HELD_FOR_REVIEW, ISSUED, CLAWBACK_FAILED): a reversal, a rejection, a
+-- withholding at release or a clawback gives its slot back (loyalty_service/domain/referrals.py,
+-- HOLDS_SLOT). What the user sees as issued is counted from referral_rewards.
+COMMENT ON COLUMN referral_codes.rewards_issued IS
+    'rewards holding a cap slot: PENDING, HELD_FOR_REVIEW, ISSUED, CLAWBACK_FAILED';

@@ -20,12 +20,12 @@ import httpx
 import pytest
 
 from auth_service.domain import Role, Status, User
-from auth_service.keys import new_private_pem, signing_key
+from auth_service.keys import KeyRing, new_private_pem, signing_key
 from auth_service.token_issuer import TokenIssuer
 from tests.conftest import free_port
 from tests.e2e.processes import ROOT, run
 from tests.e2e.test_launcher import _free_base
-from tests.fixtures.auth import mint_service_token, unique_email
+from tests.fixtures.auth import unique_email
 
 PER_ADDRESS = 3
 
@@ -91,7 +91,7 @@ def system() -> Iterator[System]:
     )
     try:
         _wait_ready(launcher)
-        issuer = TokenIssuer(signing_key(pem), 3600)
+        issuer = TokenIssuer(KeyRing.of_one(signing_key(pem)), 3600)
         yield System(env, f"http://{env['GATEWAY_HTTP_ADDR']}", issuer)
     finally:
         launcher.send_signal(signal.SIGTERM)
@@ -139,6 +139,14 @@ def test_http_clients_are_judged_each_by_its_own_address(system: System) -> None
         assert _guess(quiet, quiet_auth) == "PROMO_CODE_NOT_FOUND"
 
 
+def _service_account(env: dict[str, str]) -> tuple[str, str]:
+    command = [sys.executable, "-m", "auth_service", "create-service-account"]
+    command += ["--name", "billing", "--scope", "purchases:settle"]
+    printed = run(command, env)
+    found = dict(line.split("=", 1) for line in printed.splitlines() if line.startswith("client_"))
+    return found["client_id"], found["client_secret"]
+
+
 def test_the_example_billing_client_confirms_and_refunds(system: System) -> None:
     code = f"BILL{uuid.uuid4().hex[:8].upper()}"
     admin = {"authorization": f"Bearer {system.admin_token()}"}
@@ -154,15 +162,16 @@ def test_the_example_billing_client_confirms_and_refunds(system: System) -> None
             "/v1/promocodes/use", json={"code": code, "tariffId": "monthly"}, headers=buyer
         )
         purchase_id = used.json()["purchaseId"]
-    # The auth side's service accounts issue this token (IssueServiceToken); minted here
-    # with auth's key, the example takes it as BILLING_ACCESS_TOKEN.
-    token = mint_service_token(system.issuer, ["purchases:settle"], "billing-e2e")
+    # Billing as an operator sets it up: a service account from auth's command line, whose
+    # client credentials the example exchanges at POST /v1/auth/token.
+    client_id, client_secret = _service_account(system.env)
     env = {
         **system.env,
         "LOYALTY_GRPC_ADDR": f"ipv4:{system.env['LOYALTY_GRPC_ADDR']},"
         f"127.0.0.1:{int(system.env['LOYALTY_GRPC_ADDR'].rpartition(':')[2]) + 10}",
         "GATEWAY_URL": system.gateway,
-        "BILLING_ACCESS_TOKEN": token,
+        "BILLING_CLIENT_ID": client_id,
+        "BILLING_CLIENT_SECRET": client_secret,
     }
     example = [sys.executable, str(ROOT / "examples" / "billing_client.py")]
     confirmed = run([*example, "confirm", purchase_id], env)

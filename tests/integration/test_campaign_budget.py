@@ -10,6 +10,7 @@ import asyncpg
 import grpc
 import pytest
 
+from loyalty_service.store.purchases import LIVE_SQL
 from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import (
@@ -51,7 +52,7 @@ async def _ledger(loyalty: LoyaltyTestServer, code: str) -> tuple[int, int, int]
     row = await loyalty.app.pool.fetchrow(
         "SELECT c.budget_spent_minor, promo_code_uses(c.code) AS uses,"
         " (SELECT coalesce(sum(discount_minor), 0)"
-        "   FROM purchases p WHERE p.code = c.code AND p.status IN ('PENDING', 'COMPLETED'))"
+        f"   FROM purchases p WHERE p.code = c.code AND p.status IN {LIVE_SQL})"
         "   AS live FROM promo_codes c WHERE c.code = $1",
         code,
     )

@@ -12,6 +12,7 @@ import asyncpg
 import grpc
 import pytest
 
+from loyalty_service.store.purchases import LIVE_SQL
 from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import LoyaltyTestServer
@@ -70,7 +71,7 @@ async def _counters(loyalty: LoyaltyTestServer, code: str) -> tuple[int, int, in
     row = await pool.fetchrow(
         "SELECT promo_code_uses(c.code) AS uses,"
         " (SELECT count(*) FROM purchases p WHERE p.code = c.code"
-        "   AND p.status IN ('PENDING', 'COMPLETED')) AS held,"
+        f"   AND p.status IN {LIVE_SQL}) AS held,"
         " (SELECT coalesce(sum(uses), 0) FROM user_code_uses x WHERE x.code = c.code) AS per_user"
         " FROM promo_codes c WHERE c.code = $1",
         code,

@@ -40,6 +40,7 @@ async def relaying(
             loyalty_events_queue=f"{TEST_ENV['LOYALTY_EVENTS_QUEUE']}.promo-events",
             broker_unhealthy_after_seconds=2.0,
             loyalty_db_pool_size=5,  # the machine's Postgres is shared by every test run
+            loyalty_trusted_peers="127.0.0.1",  # referral tests name their callers' addresses
         ),
         loops=True,
     )
@@ -99,7 +100,7 @@ def _purchases(received: Received, key: str) -> dict[str, promo_events_pb2.Purch
 
 async def _referred(loyalty: LoyaltyTestServer, auth: AuthTestServer, alice: TestUser) -> str:
     """A new referee buys with Alice's code and is confirmed; returns the purchase id."""
-    referee, settler = auth.token_for(), auth.service_token("purchases:settle")
+    referee, settler = auth.token_for(), auth.token_for(role="admin")
     purchase = await use(loyalty.promo, referee, await code_of(loyalty.promo, alice))
     await confirm(loyalty.promo, settler, purchase.purchase_id)
     purchase_id: str = purchase.purchase_id

@@ -74,7 +74,7 @@ async def test_the_whole_story(
     purchase = await use(on.promo, bob, code)
     assert purchase.final_price == money(23920)
     assert purchase.status == promo_pb2.PURCHASE_STATUS_PENDING
-    done = await confirm(on.promo, settler, purchase.purchase_id)
+    done = await confirm(on.promo, admin, purchase.purchase_id)
     assert done.status == promo_pb2.PURCHASE_STATUS_COMPLETED
 
     async def rewarded() -> bool:
@@ -108,12 +108,12 @@ async def test_the_whole_story(
 
 
 async def test_50_concurrent_confirms_give_one_reward(
-    settler: TestUser, on: LoyaltyTestServer, auth_server: AuthTestServer
+    on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     alice, bob = auth_server.token_for(), auth_server.token_for()
     purchase = await use(on.promo, bob, await code_of(on.promo, alice))
     confirms = await asyncio.gather(
-        *(confirm(on.promo, settler, purchase.purchase_id) for _ in range(50))
+        *(confirm(on.promo, admin, purchase.purchase_id) for _ in range(50))
     )
     assert {c.status for c in confirms} == {promo_pb2.PURCHASE_STATUS_COMPLETED}
     assert await outcomes(on.app.pool, alice.user_id) == {"ISSUED": 1}
@@ -132,7 +132,7 @@ async def test_30_referees_racing_with_a_cap_of_5_give_5_rewards(
     code = await code_of(promo, alice)
     referees = [auth_server.token_for() for _ in range(30)]
     purchases = await asyncio.gather(*(use(promo, r, code) for r in referees))
-    await asyncio.gather(*(confirm(promo, settler, p.purchase_id) for p in purchases))
+    await asyncio.gather(*(confirm(promo, admin, p.purchase_id) for p in purchases))
     found = await outcomes(loyalty_server.app.pool, alice.user_id)
     assert found == {"ISSUED": 5, "REFERRAL_REWARD_CAP_REACHED": 25}
     assert await issued_codes(loyalty_server.app.pool, alice.user_id) == 5
@@ -185,7 +185,7 @@ async def test_already_referred_then_cancel_gives_the_referral_back(
         metadata=bob.metadata(),
     )
     again = await use(on.promo, bob, carols)
-    await confirm(on.promo, settler, again.purchase_id)
+    await confirm(on.promo, admin, again.purchase_id)
     assert await outcomes(on.app.pool, carol.user_id) == {"ISSUED": 1}
     assert await outcomes(on.app.pool, alice.user_id) == {}
     report = await _report(on, admin)
@@ -234,8 +234,8 @@ async def test_blocked_referrer_gets_no_reward(
     later = await use(on.promo, carol, await code_of(on.promo, deleted))
     await on.set_user_status(alice.user_id, "BLOCKED", 2)
     await on.set_user_status(deleted.user_id, "DELETED", 2)
-    await confirm(on.promo, settler, purchase.purchase_id)
-    await confirm(on.promo, settler, later.purchase_id)
+    await confirm(on.promo, admin, purchase.purchase_id)
+    await confirm(on.promo, admin, later.purchase_id)
     assert await outcomes(on.app.pool, alice.user_id) == {"REFERRER_BLOCKED": 1}
     assert await outcomes(on.app.pool, deleted.user_id) == {"REFERRER_DELETED": 1}
     assert await issued_codes(on.app.pool, alice.user_id) == 0
@@ -255,7 +255,7 @@ async def test_cap_reached(
     code = await code_of(promo, alice)
     for _ in range(2):
         referee = auth_server.token_for()
-        await confirm(promo, settler, (await use(promo, referee, code)).purchase_id)
+        await confirm(promo, admin, (await use(promo, referee, code)).purchase_id)
     found = await outcomes(loyalty_server.app.pool, alice.user_id)
     assert found == {"ISSUED": 1, "REFERRAL_REWARD_CAP_REACHED": 1}
     report = await _report(loyalty_server, admin)
@@ -271,7 +271,7 @@ async def test_a_program_change_affects_later_uses_and_rewards_only(
         on.admin, admin, referee=promo_pb2.Discount(amount_off=money(1000)), reward_valid_days=7
     )
     try:
-        await confirm(on.promo, settler, purchase.purchase_id)
+        await confirm(on.promo, admin, purchase.purchase_id)
         stored = await on.app.pool.fetchval(
             "SELECT final_minor FROM purchases WHERE purchase_id = $1", purchase.purchase_id
         )

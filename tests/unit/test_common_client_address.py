@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from common.access.access_tokens import Principal
+from common.access.access_tokens import Principal, ServicePrincipal
 from common.access.client_address import AddressRule, signature, vouched
 from common.access.trust import parse_networks
 
@@ -13,8 +13,8 @@ KEY = b"shared by the gateway and the servers"
 PEER = "ipv4:10.0.0.9:40000"
 
 
-def _service(*scopes: str) -> Principal:
-    return Principal("service:billing", "", "service:billing", "t", 0, frozenset(scopes))
+def _service(*scopes: str) -> ServicePrincipal:
+    return ServicePrincipal("billing", frozenset(scopes), "service:billing", "t", 0)
 
 
 def _user() -> Principal:

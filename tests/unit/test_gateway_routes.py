@@ -83,6 +83,7 @@ def test_openapi_secures_only_the_routes_that_check_a_token() -> None:
         "/v1/auth/refresh",
         "/v1/auth/logout",
         "/v1/auth/jwks",
+        "/v1/auth/token",  # the client authenticates with its own credentials
         "/healthz",
         "/openapi.json",
     }

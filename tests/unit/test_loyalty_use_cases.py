@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.access.access_tokens import Principal
+from common.access.access_tokens import Identity, Principal, ServicePrincipal
 from common.errors import ServiceError, too_many
 from common.user_status import UserStatus
 from loyalty_service.domain.purchases import Purchase, PurchaseStatus
@@ -47,9 +47,9 @@ def caller(user_id: str) -> Principal:
     return Principal(user_id, "user", "session", "token", 0)
 
 
-def settler(scopes: frozenset[str] = frozenset({"purchases:settle"})) -> Principal:
+def settler(scopes: frozenset[str] = frozenset({"purchases:settle"})) -> ServicePrincipal:
     """A service account's principal: no role, its scopes only."""
-    return Principal("service:billing", "", "service:billing", "token", 0, scopes)
+    return ServicePrincipal("billing", scopes, "service:billing", "token", 0)
 
 
 def admin() -> Principal:
@@ -150,8 +150,8 @@ async def test_only_settlers_and_admins_confirm_or_refund_and_the_check_comes_fi
     )
 
 
-def _refund(world: World) -> Callable[[Principal, str], Awaitable[Purchase]]:
-    async def refund(who: Principal, purchase_id: str) -> Purchase:
+def _refund(world: World) -> Callable[[Identity, str], Awaitable[Purchase]]:
+    async def refund(who: Identity, purchase_id: str) -> Purchase:
         return await world.promotions.refund(who, purchase_id, "chargeback")
 
     return refund

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from protogen.loyalty.audit.v1 import audit_pb2 as loyalty_dot_audit_dot_v1_dot_audit__pb2
 from protogen.loyalty.promo.v1 import promo_pb2 as loyalty_dot_promo_dot_v1_dot_promo__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -81,6 +82,11 @@ class PromoServiceStub:
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetMyReferralCodeRequest.SerializeToString,
                 response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralCode.FromString,
                 _registered_method=True)
+        self.ExportMyData = channel.unary_unary(
+                '/loyalty.promo.v1.PromoService/ExportMyData',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportMyDataRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.MyData.FromString,
+                _registered_method=True)
 
 
 class PromoServiceServicer:
@@ -152,6 +158,13 @@ class PromoServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportMyData(self, request, context):
+        """The caller's own data: purchases, referral code, referrals and rewards, rejections.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PromoServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -199,6 +212,11 @@ def add_PromoServiceServicer_to_server(servicer, server):
                     servicer.GetMyReferralCode,
                     request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetMyReferralCodeRequest.FromString,
                     response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralCode.SerializeToString,
+            ),
+            'ExportMyData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportMyData,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportMyDataRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.MyData.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -455,6 +473,33 @@ class PromoService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ExportMyData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoService/ExportMyData',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportMyDataRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.MyData.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class PromoAdminServiceStub:
     """Role `admin` only.
@@ -570,6 +615,11 @@ class PromoAdminServiceStub:
                 '/loyalty.promo.v1.PromoAdminService/ImportPromoCodes',
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesRequest.SerializeToString,
                 response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/ListAuditEvents',
+                request_serializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
 
 
@@ -709,6 +759,13 @@ class PromoAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """Who called PromoAdminService, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PromoAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -816,6 +873,11 @@ def add_PromoAdminServiceServicer_to_server(servicer, server):
                     servicer.ImportPromoCodes,
                     request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesRequest.FromString,
                     response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1386,6 +1448,33 @@ class PromoAdminService:
             '/loyalty.promo.v1.PromoAdminService/ImportPromoCodes',
             loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesRequest.SerializeToString,
             loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ListAuditEvents',
+            loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
+            loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.api import httpbody_pb2 as _httpbody_pb2
 from grpc import aio as _aio
+from protogen.loyalty.audit.v1 import audit_pb2 as _audit_pb2
 from protogen.loyalty.promo.v1 import promo_pb2 as _promo_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -58,6 +59,8 @@ class PromoServiceStub:
     """The caller's personal referral code (created on the first request). Blocked and deleted
     users get none (USER_BLOCKED, USER_DELETED).
     """
+    ExportMyData: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ExportMyDataRequest, _promo_pb2.MyData]
+    """The caller's own data: purchases, referral code, referrals and rewards, rejections."""
 
 @_typing.type_check_only
 class PromoServiceAsyncStub(PromoServiceStub):
@@ -88,6 +91,8 @@ class PromoServiceAsyncStub(PromoServiceStub):
     """The caller's personal referral code (created on the first request). Blocked and deleted
     users get none (USER_BLOCKED, USER_DELETED).
     """
+    ExportMyData: _aio.UnaryUnaryMultiCallable[_promo_pb2.ExportMyDataRequest, _promo_pb2.MyData]  # type: ignore[assignment]
+    """The caller's own data: purchases, referral code, referrals and rewards, rejections."""
 
 class PromoServiceServicer(metaclass=_abc_1.ABCMeta):
     """Any signed-in user."""
@@ -170,6 +175,14 @@ class PromoServiceServicer(metaclass=_abc_1.ABCMeta):
         users get none (USER_BLOCKED, USER_DELETED).
         """
 
+    @_abc_1.abstractmethod
+    def ExportMyData(
+        self,
+        request: _promo_pb2.ExportMyDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.MyData, _abc.Awaitable[_promo_pb2.MyData]]:
+        """The caller's own data: purchases, referral code, referrals and rewards, rejections."""
+
 def add_PromoServiceServicer_to_server(servicer: PromoServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class PromoAdminServiceStub:
@@ -207,6 +220,8 @@ class PromoAdminServiceStub:
     """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message."""
     ImportPromoCodes: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ImportPromoCodesRequest, _promo_pb2.ImportPromoCodesResponse]
     """Creates a code per CSV row, each all-or-nothing; a bad row fails alone."""
+    ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_audit_pb2.ListAuditEventsRequest, _audit_pb2.ListAuditEventsResponse]
+    """Who called PromoAdminService, newest first."""
 
 @_typing.type_check_only
 class PromoAdminServiceAsyncStub(PromoAdminServiceStub):
@@ -241,6 +256,8 @@ class PromoAdminServiceAsyncStub(PromoAdminServiceStub):
     """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message."""
     ImportPromoCodes: _aio.UnaryUnaryMultiCallable[_promo_pb2.ImportPromoCodesRequest, _promo_pb2.ImportPromoCodesResponse]  # type: ignore[assignment]
     """Creates a code per CSV row, each all-or-nothing; a bad row fails alone."""
+    ListAuditEvents: _aio.UnaryUnaryMultiCallable[_audit_pb2.ListAuditEventsRequest, _audit_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
+    """Who called PromoAdminService, newest first."""
 
 class PromoAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Role `admin` only."""
@@ -398,5 +415,13 @@ class PromoAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_promo_pb2.ImportPromoCodesResponse, _abc.Awaitable[_promo_pb2.ImportPromoCodesResponse]]:
         """Creates a code per CSV row, each all-or-nothing; a bad row fails alone."""
+
+    @_abc_1.abstractmethod
+    def ListAuditEvents(
+        self,
+        request: _audit_pb2.ListAuditEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.ListAuditEventsResponse, _abc.Awaitable[_audit_pb2.ListAuditEventsResponse]]:
+        """Who called PromoAdminService, newest first."""
 
 def add_PromoAdminServiceServicer_to_server(servicer: PromoAdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
