@@ -1,4 +1,9 @@
-"""The Ed25519 signing key: from configuration, or a development key kept in the database."""
+"""Ed25519 signing keys and the ring of them a process signs and publishes with.
+
+Keys live in auth's database with a state (next, current, previous, retired; see
+migrations/auth/0006_signing_keys.sql): the JWKS lists every key that is not retired, and the
+one current key signs. A configured key (AUTH_JWT_PRIVATE_KEY) or, in development, a generated
+one seeds the table on the first start; `python -m auth_service rotate-key` rotates."""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -54,3 +60,58 @@ def configured_pem(inline: str, file: str) -> str | None:
     if file:
         return Path(file).read_text()
     return None
+
+
+class KeyState(StrEnum):
+    NEXT = "next"
+    CURRENT = "current"
+    PREVIOUS = "previous"
+    RETIRED = "retired"
+
+
+# Published in the JWKS: the next key before anyone signs with it, the previous one until the
+# last token it signed has expired.
+PUBLISHED = (KeyState.NEXT, KeyState.CURRENT, KeyState.PREVIOUS)
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    kid: str
+    private_pem: str
+    state: KeyState
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The key that signs and every key a verifier may meet."""
+
+    current: SigningKey
+    published: tuple[SigningKey, ...]
+
+    @classmethod
+    def of_one(cls, key: SigningKey) -> KeyRing:
+        return cls(key, (key,))
+
+    @property
+    def kids(self) -> list[str]:
+        return sorted(key.kid for key in self.published)
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        return {"keys": [key.public_jwk for key in self.published]}
+
+
+class NoCurrentKey(RuntimeError):
+    """The table holds no current key (it is seeded at start, so this is a broken table)."""
+
+
+def ring_of(stored: list[StoredKey]) -> KeyRing:
+    published = [(s.state, signing_key(s.private_pem)) for s in stored if s.state in PUBLISHED]
+    current = [key for state, key in published if state is KeyState.CURRENT]
+    if len(current) != 1:
+        raise NoCurrentKey(f"{len(current)} current signing keys")
+    return KeyRing(current[0], tuple(key for _, key in published))
+
+
+def every_replica_publishes(kid: str, sightings: list[list[str]]) -> bool:
+    """Whether each replica seen lately lists `kid` (none seen: nobody signs with old keys)."""
+    return all(kid in kids for kids in sightings)

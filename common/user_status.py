@@ -1,27 +1,13 @@
-"""A user's status as auth owns it and loyalty mirrors it, and its protobuf form, once."""
+"""A user's status as auth owns it and loyalty mirrors it: a plain enum, so both services'
+domains may use it (the import-linter contracts allow exactly this module and common.errors
+to a domain); its protobuf form is common/rpc/user_status_proto.py's."""
 
 from __future__ import annotations
 
 from enum import StrEnum
-
-from protogen.loyalty.auth.v1 import auth_pb2
-
-_PREFIX = "USER_STATUS_"
 
 
 class UserStatus(StrEnum):
     ACTIVE = "ACTIVE"
     BLOCKED = "BLOCKED"
     DELETED = "DELETED"
-
-
-def from_proto(value: int) -> UserStatus | None:
-    """The status a protobuf UserStatus names; None for UNSPECIFIED or a number unknown here."""
-    if value not in auth_pb2.UserStatus.values():
-        return None
-    name = auth_pb2.UserStatus.Name(auth_pb2.UserStatus.ValueType(value)).removeprefix(_PREFIX)
-    return UserStatus(name) if name in UserStatus.__members__ else None
-
-
-def to_proto(status: UserStatus) -> auth_pb2.UserStatus.ValueType:
-    return auth_pb2.UserStatus.Value(f"{_PREFIX}{status.value}")

@@ -18,10 +18,11 @@ from starlette.routing import Mount
 from starlette.routing import Route as HttpRoute
 from starlette.staticfiles import StaticFiles
 
+from common.access.client_address import key_bytes, vouched
 from common.access.trust import Network, client_address, parse_networks
 from common.errors import InvalidArgument
 from common.telemetry.logs import get_logger
-from gateway import errors, openapi
+from gateway import errors, openapi, token_endpoint
 from gateway.backends import Backends
 from gateway.config import GatewaySettings
 from gateway.middleware import RequestIdAndLog
@@ -69,16 +70,23 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def forwarded_metadata(request: Request, proxies: Sequence[Network]) -> list[tuple[str, str]]:
-    metadata = [("x-request-id", request.scope["state"]["request_id"])]
+def forwarded_metadata(
+    request: Request, proxies: Sequence[Network], address_key: bytes = b""
+) -> list[tuple[str, str]]:
+    """What the backends learn of the HTTP request: its id, its token, and the client's
+    address, signed with the shared key so the servers believe it without trusting this
+    gateway's own peer address (common/access/client_address.py). x-forwarded-for stays for
+    servers that list the gateway among their trusted peers instead."""
+    request_id = request.scope["state"]["request_id"]
+    metadata = [("x-request-id", request_id)]
     authorization = request.headers.get("authorization")
     if authorization:
         metadata.append(("authorization", authorization))
     if request.client is not None:
         forwarded = request.headers.getlist("x-forwarded-for")
-        metadata.append(
-            ("x-forwarded-for", client_address(request.client.host, forwarded, proxies))
-        )
+        address = client_address(request.client.host, forwarded, proxies)
+        metadata.append(("x-forwarded-for", address))
+        metadata.extend(vouched(address_key, address, request_id))
     return metadata
 
 
@@ -86,6 +94,7 @@ class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.proxies = parse_networks(settings.gateway_trusted_proxies)
+        self.address_key = key_bytes(settings.client_address_key)
         self.routes = build_routes()
         self.openapi = openapi.document(self.routes)
         self._backends: Backends | None = None
@@ -133,19 +142,22 @@ class Gateway:
             return self.settings.gateway_max_import_bytes
         return self.settings.gateway_max_body_bytes
 
+    def _metadata(self, request: Request) -> list[tuple[str, str]]:
+        return forwarded_metadata(request, self.proxies, self.address_key)
+
     async def _call(self, route: Route, params: dict[str, str], request: Request) -> Response:
         # Like grpc-gateway, any content type is read as JSON (curl -d sends a form type).
         body = await read_body(request, self._body_limit(route))
         message = build_request(route, params, body, list(request.query_params.multi_items()))
         if route.streams:
             return await self._stream(route, message, request)
-        reply = await self.backends.call(route, message, forwarded_metadata(request, self.proxies))
+        reply = await self.backends.call(route, message, self._metadata(request))
         return JSONResponse(to_json(reply))
 
     async def _stream(self, route: Route, message: Any, request: Request) -> Response:
         """google.api.HttpBody chunks as one streamed body, as grpc-gateway does. The first
         chunk is awaited before answering, so a refusal still gets its own status."""
-        call = self.backends.stream(route, message, forwarded_metadata(request, self.proxies))
+        call = self.backends.stream(route, message, self._metadata(request))
         first = await call.read()
         if first is grpc.aio.EOF:
             return Response(b"", media_type="application/octet-stream")
@@ -162,6 +174,33 @@ class Gateway:
                 call.cancel()
 
         return StreamingResponse(chunks(), media_type=first.content_type)
+
+    async def token(self, request: Request) -> Response:
+        """The client-credentials grant, in OAuth's own shapes (gateway.token_endpoint)."""
+        request.scope["route_template"] = f"POST {token_endpoint.PATH}"
+        try:
+            body = await read_body(request, self.settings.gateway_max_body_bytes)
+            given = token_endpoint.parse(
+                body, request.headers.get("content-type", ""), request.headers.get("authorization")
+            )
+        except BodyTooLarge:
+            too_large = token_endpoint.OAuthError("invalid_request", "the body is too large", 413)
+            return token_endpoint.error_response(too_large)
+        except token_endpoint.OAuthError as error:
+            return token_endpoint.error_response(error)
+        return await self._issue_token(request, given)
+
+    async def _issue_token(
+        self, request: Request, given: token_endpoint.ClientCredentials
+    ) -> Response:
+        route = match(self.routes, "POST", token_endpoint.PATH).route
+        assert route is not None  # AuthService.IssueServiceToken's annotation
+        metadata = token_endpoint.forwarded(forwarded_metadata(request, self.proxies))
+        try:
+            reply = await self.backends.call(route, token_endpoint.request_message(given), metadata)
+        except grpc.aio.AioRpcError as error:
+            return token_endpoint.error_response(token_endpoint.from_rpc_error(error, given.basic))
+        return token_endpoint.token_response(reply)
 
     async def livez(self, request: Request) -> Response:
         """Liveness: this process serves HTTP. Never asks a backend, so a backend's outage
@@ -211,6 +250,7 @@ def create_app(settings: GatewaySettings) -> Any:
             HttpRoute("/docs", gateway.docs, methods=["GET"]),
             Mount("/docs", StaticFiles(directory=STATIC / "docs")),
             HttpRoute("/admin", gateway.console, methods=["GET"]),
+            HttpRoute(token_endpoint.PATH, gateway.token, methods=["POST"]),
             Mount("/admin", StaticFiles(directory=STATIC / "admin", html=True)),
             HttpRoute("/{path:path}", gateway.forward, methods=METHODS),
         ],

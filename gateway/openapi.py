@@ -11,6 +11,7 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from common.rpc.request_rules import DEFAULT_MAX_LENGTH, UUID_PATTERN, rules_of
+from gateway import token_endpoint
 from gateway.routes import Route
 
 # Methods that take no bearer token (the caller signs in with them, or needs none).
@@ -21,6 +22,7 @@ PUBLIC_METHODS = frozenset(
         "AuthService.Refresh",
         "AuthService.Logout",
         "AuthService.GetJwks",
+        "AuthService.IssueServiceToken",
     }
 )
 _INT64_TEXT = {"type": "string", "pattern": "^-?[0-9]+$"}
@@ -237,6 +239,8 @@ def document(routes: list[Route]) -> dict[str, Any]:
     paths: dict[str, Any] = _extra_paths()
     for route in routes:
         paths.setdefault(route.template, {})[route.verb.lower()] = _operation(route, schemas)
+    # The token endpoint speaks OAuth (a form in, RFC 6749 JSON out), not the proto mapping.
+    paths.setdefault(token_endpoint.PATH, {})["post"] = token_endpoint.openapi_operation()
     return {
         "openapi": "3.0.3",
         "info": {"title": "Loyalty platform HTTP API", "version": "1.0.0"},

@@ -20,6 +20,8 @@ from loyalty_service.jobs.resync import resync
 from loyalty_service.jwks import load_keys
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations" / "loyalty"
+# The server-side functions: repeatable scripts, applied after the migrations when changed.
+FUNCTIONS = Path(__file__).resolve().parent / "store" / "sql"
 log = logs.get_logger("loyalty")
 
 
@@ -56,7 +58,7 @@ def main(argv: list[str]) -> None:
     sentry.init(settings.sentry_dsn, "loyalty")
     tracing.setup("loyalty")
     if args.command == "migrate":
-        applied = eventloop.run(migrate(settings.loyalty_direct_url, MIGRATIONS))
+        applied = eventloop.run(migrate(settings.loyalty_direct_url, MIGRATIONS, FUNCTIONS))
         print(f"loyalty: {len(applied)} migration(s) applied")
     elif args.command == "resync":
         eventloop.run(run_resync(settings))

@@ -10,6 +10,7 @@ import grpc
 import redis.asyncio as redis
 
 from common.access.access_tokens import TokenVerifier
+from common.access.client_address import AddressRule, key_bytes
 from common.access.revocation import RevocationList
 from common.access.revocation_watch import RevocationWatch
 from common.access.throttle import Limit, Throttle
@@ -17,28 +18,36 @@ from common.access.trust import parse_networks
 from common.messaging.broker import BrokerHealth
 from common.messaging.outbox_relay import OutboxRelay, measure_backlog, prune_sent
 from common.processes import supervisor as workers
+from common.rpc.audit import AuditPolicy, CallAudit
 from common.rpc.channels import EVERY_METHOD, open_channel
 from common.rpc.grpc_server import GrpcServer
 from common.rpc.page_tokens import PageTokens
 from common.storage import redis_client
+from common.storage.audit_events import PgAuditEvents
 from common.storage.db import Pool, create_pool
 from loyalty_service import metrics
 from loyalty_service.api.admin import PromoAdminServicer
 from loyalty_service.api.promo import PromoServicer
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.domain.reasons import DOMAIN
+from loyalty_service.jobs.retention import RetentionPeriods, run_retention
 from loyalty_service.jobs.sweeper import run_sweeper
 from loyalty_service.jobs.user_events import UserEventsConsumer
 from loyalty_service.jwks import AuthJwks
+from loyalty_service.store.personal_data import PgPersonalData
 from loyalty_service.store.unit_of_work import PgUnitOfWork
 from loyalty_service.use_cases.administration import PromoAdmin
 from loyalty_service.use_cases.code_transfer import CodeTransfer
 from loyalty_service.use_cases.guessing import GuessLimits, GuessThrottle
+from loyalty_service.use_cases.privacy import Privacy
 from loyalty_service.use_cases.promotions import Promotions
 from loyalty_service.use_cases.referrals import Referrals
 from protogen.loyalty.promo.v1 import promo_pb2_grpc
 
 SERVICE_NAMES = ["loyalty.promo.v1.PromoService", "loyalty.promo.v1.PromoAdminService"]
+# The audit trail records every admin method (AdminApplyPromoCode and the reads of users'
+# purchases and rejections among them); users' own calls are not recorded.
+AUDIT_POLICY = AuditPolicy(frozenset({"loyalty.promo.v1.PromoAdminService"}))
 Loop = Callable[[], Coroutine[Any, Any, None]]
 
 
@@ -54,6 +63,7 @@ class LoyaltyApp:
     server: GrpcServer
     # Background loops run beside the server and stop with it.
     loops: list[Loop] = field(default_factory=list)
+    referrals: Referrals | None = None
 
     async def close(self) -> None:
         await self.auth_channel.close()
@@ -76,24 +86,40 @@ async def build(
     watch = RevocationWatch(settings.redis_url, revocations)
     verifier = TokenVerifier(AuthJwks(channel), revocations, DOMAIN, watch)
     store = PgUnitOfWork(pool)
-    referrals = Referrals(store)
+    referrals = Referrals(store, settings.loyalty_address_hash_key.encode())
     promotions = Promotions(store, referrals, guess_throttle(settings, client))
     admin = PromoAdmin(store, Promotions(store, referrals))
-    server = GrpcServer(settings.loyalty_grpc_addr, SERVICE_NAMES, metrics.RPC, interceptors)
+    addresses = AddressRule(
+        key_bytes(settings.client_address_key), parse_networks(settings.loyalty_trusted_peers)
+    )
+    trail = PgAuditEvents(pool)
+    server = GrpcServer(
+        settings.loyalty_grpc_addr,
+        SERVICE_NAMES,
+        metrics.RPC,
+        interceptors,
+        audit=CallAudit(AUDIT_POLICY, trail, addresses),
+    )
     page_tokens = PageTokens(settings.page_token_secret)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(
         PromoServicer(
             promotions,
             verifier,
             page_tokens,
-            parse_networks(settings.loyalty_trusted_peers),
+            addresses,
             referrals=referrals,
+            privacy=Privacy(PgPersonalData(pool), promotions),
         ),
         server.server,
     )
     promo_pb2_grpc.add_PromoAdminServiceServicer_to_server(
         PromoAdminServicer(
-            admin, verifier, page_tokens, CodeTransfer(store, admin), referrals=referrals
+            admin,
+            verifier,
+            page_tokens,
+            CodeTransfer(store, admin),
+            referrals=referrals,
+            audit=trail,
         ),
         server.server,
     )
@@ -103,12 +129,23 @@ async def build(
             settings.purchase_pending_ttl_seconds,
             settings.sweeper_interval_seconds,
             settings.loyalty_rejection_retention_seconds,
+            referrals,
         ),
         watch.run,
+        retention_loop(settings, pool),
         *sync_loops(settings, pool, server),
         *event_loops(settings, pool),
     ]
-    return LoyaltyApp(settings, pool, client, channel, verifier, promotions, admin, server, loops)
+    return LoyaltyApp(
+        settings, pool, client, channel, verifier, promotions, admin, server, loops, referrals
+    )
+
+
+def retention_loop(settings: LoyaltySettings, pool: Pool) -> Loop:
+    periods = RetentionPeriods(
+        settings.loyalty_audit_retention_days, settings.loyalty_referral_address_retention_days
+    )
+    return lambda: run_retention(pool, periods, settings.loyalty_retention_interval_seconds)
 
 
 def guess_throttle(settings: LoyaltySettings, client: redis.Redis) -> GuessThrottle:

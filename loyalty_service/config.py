@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import PositiveFloat, PositiveInt
+from typing import Annotated
+
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from common.access.trust import TrustedNetworks
 from common.config import (
@@ -56,10 +58,26 @@ class LoyaltySettings(BaseServiceSettings, BrokerSettings):
     # Which peers' x-forwarded-for metadata is believed (the gateways' addresses or CIDR
     # ranges, comma-separated); empty: nobody's, every caller is its own gRPC peer.
     loyalty_trusted_peers: TrustedNetworks = ""
+    # The key the gateway signs the client's address with and the servers check it by
+    # (common/access/client_address.py); the same on the gateway and every auth and loyalty
+    # replica. Empty: off (`make run` makes a random one per run when it is unset).
+    client_address_key: str = ""
     # Promo codes that did not work (no such code, not open to the caller) allowed per
     # window, refilled smoothly over it: per user, and per client address.
     loyalty_promo_failures_per_user: PositiveInt = 10
     loyalty_promo_failures_per_address: PositiveInt = 30
     loyalty_promo_failure_window_seconds: PositiveFloat = 600
+    # Keys the HMAC-SHA256 of client addresses kept for the referral same-address signal
+    # (docs/loyalty.md): the tables hold only these hashes. The default is for development;
+    # set a secret of at least 16 characters, the same on every replica (a new key makes
+    # earlier hashes match nothing, so it only loses signals for codes made before).
+    loyalty_address_hash_key: Annotated[str, Field(min_length=16)] = (
+        "development address-hash key: set LOYALTY_ADDRESS_HASH_KEY"
+    )
     # Individual rejection rows are kept this long (the counts by reason, for good).
     loyalty_rejection_retention_seconds: PositiveFloat = 30 * 24 * 3600
+    # Personal data (docs/privacy.md): how long the audit trail and the keyed client-address
+    # hashes of referrals are kept, and how often the retention worker runs.
+    loyalty_audit_retention_days: PositiveInt = 365
+    loyalty_referral_address_retention_days: PositiveInt = 90
+    loyalty_retention_interval_seconds: PositiveFloat = 3600

@@ -13,6 +13,7 @@ RPC = rpc_metrics("loyalty")
 PROMO_USES = Counter("loyalty_promo_uses_total", "Uses taken (PENDING purchases created)")
 PROMO_CONFIRMS = Counter("loyalty_promo_confirms_total", "Purchases confirmed")
 PROMO_CANCELS = Counter("loyalty_promo_cancels_total", "Purchases cancelled, uses given back")
+PROMO_REFUNDS = Counter("loyalty_promo_refunds_total", "Completed purchases refunded")
 PROMO_EXPIRIES = Counter(
     "loyalty_promo_expiries_total", "PENDING purchases expired, uses given back"
 )
@@ -38,6 +39,7 @@ COLLECTORS: tuple[Collector, ...] = (
     PROMO_USES,
     PROMO_CONFIRMS,
     PROMO_CANCELS,
+    PROMO_REFUNDS,
     PROMO_EXPIRIES,
     PROMO_REJECTIONS,
     REFERRAL_OUTCOMES,

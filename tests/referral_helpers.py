@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import uuid
 from typing import Any
 
 import asyncpg
@@ -23,6 +25,8 @@ def program(**overrides: Any) -> promo_pb2.ReferralProgram:
         "reward": promo_pb2.Discount(percent_off=50),
         "reward_valid_days": 30,
         "max_rewards_per_referrer": 0,
+        # Released at the confirm, as before holds existed; the hold's tests set their own.
+        "reward_hold_seconds": 0,
     }
     return promo_pb2.ReferralProgram(**(values | overrides))
 
@@ -31,24 +35,40 @@ async def set_program(admin_stub: Any, admin: TestUser, **overrides: Any) -> Non
     await admin_stub.SetReferralProgram(program(**overrides), metadata=admin.metadata())
 
 
-async def code_of(promo_stub: Any, user: TestUser) -> str:
+def address_of(user: TestUser) -> str:
+    """A client address of the user's own (from their id), so that referrals between test
+    users are not same-address ones: every test call comes from 127.0.0.1."""
+    return str(ipaddress.IPv6Address((0x20010DB8 << 96) | (uuid.UUID(user.user_id).int >> 64)))
+
+
+def from_address(user: TestUser, address: str | None = None) -> tuple[tuple[str, str], ...]:
+    """The user's metadata with their client address, as a trusted gateway would pass it
+    (the loyalty test servers trust 127.0.0.1: tests/fixtures/loyalty.py)."""
+    return (*user.metadata(), ("x-forwarded-for", address or address_of(user)))
+
+
+async def code_of(promo_stub: Any, user: TestUser, address: str | None = None) -> str:
     answer = await promo_stub.GetMyReferralCode(
-        promo_pb2.GetMyReferralCodeRequest(), metadata=user.metadata()
+        promo_pb2.GetMyReferralCodeRequest(), metadata=from_address(user, address)
     )
     code: str = answer.code
     return code
 
 
-async def use(promo_stub: Any, user: TestUser, code: str, request_id: str = "") -> Any:
+async def use(
+    promo_stub: Any, user: TestUser, code: str, request_id: str = "", address: str | None = None
+) -> Any:
     return await promo_stub.UsePromoCode(
         promo_pb2.UsePromoCodeRequest(code=code, tariff_id="monthly", request_id=request_id),
-        metadata=user.metadata(),
+        metadata=from_address(user, address),
     )
 
 
-async def confirm(promo_stub: Any, user: TestUser, purchase_id: str) -> Any:
+async def confirm(promo_stub: Any, settler: TestUser, purchase_id: str) -> Any:
+    """Confirms as `settler`: an admin (or a service with purchases:settle) — the payment
+    side settles, not the buyer."""
     return await promo_stub.ConfirmPurchase(
-        promo_pb2.ConfirmPurchaseRequest(purchase_id=purchase_id), metadata=user.metadata()
+        promo_pb2.ConfirmPurchaseRequest(purchase_id=purchase_id), metadata=settler.metadata()
     )
 
 

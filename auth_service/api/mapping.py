@@ -8,11 +8,13 @@ from auth_service.domain import Status, User
 from auth_service.use_cases.sessions import TokenPair
 from common.errors import InvalidArgument
 from common.rpc.proto_time import timestamp
-from common.user_status import to_proto
+from common.rpc.user_status_proto import to_proto
 from protogen.loyalty.auth.v1 import auth_pb2
 
 
 def user_message(user: User) -> auth_pb2.User:
+    if user.status is Status.DELETED:  # erased: what stays is the id and the status
+        return auth_pb2.User(user_id=user.user_id, status=to_proto(user.status))
     return auth_pb2.User(
         user_id=user.user_id,
         email=user.email,

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import empty_pb2
 
 from auth_service.api.mapping import admin_settable_status, token_pair_message, user_message
+from auth_service.api.privacy_mapping import my_data_message
+from auth_service.api.service_accounts import ServiceAccountAdmin, service_token_message
 from auth_service.domain import User
+from auth_service.domain.reasons import DOMAIN
 from auth_service.token_issuer import TokenIssuer
 from auth_service.use_cases.accounts import Accounts
+from auth_service.use_cases.privacy import Privacy
+from auth_service.use_cases.service_accounts import ServiceAccounts
 from auth_service.use_cases.sessions import Sessions
 from common.access.access_tokens import Principal, TokenVerifier, bearer_token
-from common.access.trust import Network, grpc_client_address
+from common.access.client_address import PEER_ONLY, AddressRule, voucher
+from common.access.people import person_of
 from common.rpc import pagination
+from common.rpc.audit_api import AuditReader, list_audit_events
 from common.rpc.page_tokens import PageTokens, Position
 from common.rpc.validation import page_size, uuid_field
+from protogen.loyalty.audit.v1 import audit_pb2
 from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 
 Context = Any
@@ -29,25 +36,35 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         sessions: Sessions,
         verifier: TokenVerifier,
         issuer: TokenIssuer,
-        trusted_peers: Sequence[Network] = (),
+        service_accounts: ServiceAccounts,
+        addresses: AddressRule = PEER_ONLY,
+        *,
+        privacy: Privacy,
     ) -> None:
+        self._privacy = privacy
         self._accounts = accounts
+        self._service_accounts = service_accounts
         self._sessions = sessions
         self._verifier = verifier
         self._issuer = issuer
-        self._trusted_peers = trusted_peers
+        self._addresses = addresses
 
-    def _client(self, context: Context) -> str:
-        """The caller: the gateway's x-forwarded-for when the peer is trusted, else the peer."""
+    async def _client(self, context: Context) -> str:
+        """The caller's address, as common/access/client_address.py believes it: the
+        gateway's signed word, a scoped service's (x-client-address-authorization), or the
+        peer (its x-forwarded-for only from a trusted peer)."""
         metadata = context.invocation_metadata() or ()
-        return grpc_client_address(metadata, context.peer(), self._trusted_peers)
+        vouching = await voucher(metadata, self._verifier.verify_identity)
+        return self._addresses.client_address(metadata, context.peer(), vouching)
 
     async def Register(self, request: auth_pb2.RegisterRequest, context: Context) -> auth_pb2.User:
-        user = await self._accounts.register(request.email, request.password, self._client(context))
+        address = await self._client(context)
+        user = await self._accounts.register(request.email, request.password, address)
         return user_message(user)
 
     async def Login(self, request: auth_pb2.LoginRequest, context: Context) -> auth_pb2.TokenPair:
-        pair = await self._sessions.login(request.email, request.password, self._client(context))
+        address = await self._client(context)
+        pair = await self._sessions.login(request.email, request.password, address)
         return token_pair_message(pair)
 
     async def Refresh(
@@ -70,12 +87,34 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         jwks = await self._issuer.jwks()
         return auth_pb2.Jwks(keys=[auth_pb2.Jwk(**key) for key in jwks["keys"]])
 
+    async def ExportMyData(
+        self, request: auth_pb2.ExportMyDataRequest, context: Context
+    ) -> auth_pb2.MyData:
+        principal = await self._verifier.verify(bearer_token(context.invocation_metadata()))
+        return my_data_message(await self._privacy.my_data(person_of(principal, DOMAIN)))
 
-class UserAdminServicer(auth_pb2_grpc.UserAdminServiceServicer):
+    async def IssueServiceToken(
+        self, request: auth_pb2.IssueServiceTokenRequest, context: Context
+    ) -> auth_pb2.ServiceToken:
+        token = await self._service_accounts.issue_token(
+            request.client_id, request.client_secret, await self._client(context)
+        )
+        return service_token_message(token)
+
+
+class UserAdminServicer(ServiceAccountAdmin, auth_pb2_grpc.UserAdminServiceServicer):
     def __init__(
-        self, accounts: Accounts, verifier: TokenVerifier, page_tokens: PageTokens
+        self,
+        accounts: Accounts,
+        service_accounts: ServiceAccounts,
+        verifier: TokenVerifier,
+        page_tokens: PageTokens,
+        *,
+        audit: AuditReader,
     ) -> None:
+        self._audit = audit
         self._accounts = accounts
+        self._service_accounts = service_accounts
         self._verifier = verifier
         self._tokens = page_tokens
 
@@ -105,6 +144,19 @@ class UserAdminServicer(auth_pb2_grpc.UserAdminServiceServicer):
         return auth_pb2.ListUsersResponse(
             users=[user_message(u) for u in found[:size]], next_page_token=token
         )
+
+    async def DeleteUser(
+        self, request: auth_pb2.DeleteUserRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await self._admin(context)
+        await self._accounts.delete_user(uuid_field(request.user_id, "user_id"))
+        return empty_pb2.Empty()
+
+    async def ListAuditEvents(
+        self, request: audit_pb2.ListAuditEventsRequest, context: Context
+    ) -> audit_pb2.ListAuditEventsResponse:
+        await self._admin(context)
+        return await list_audit_events(request, self._audit, self._tokens)
 
 
 def _position(user: User) -> Position:

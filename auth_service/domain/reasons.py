@@ -19,6 +19,8 @@ class AuthReason(StrEnum):
     USER_NOT_FOUND = "USER_NOT_FOUND"
     TOO_MANY_LOGIN_ATTEMPTS = "TOO_MANY_LOGIN_ATTEMPTS"
     TOO_MANY_REGISTRATIONS = "TOO_MANY_REGISTRATIONS"
+    INVALID_CLIENT = "INVALID_CLIENT"
+    SERVICE_ACCOUNT_NOT_FOUND = "SERVICE_ACCOUNT_NOT_FOUND"
 
 
 def refusal(kind: ErrorKind, reason: AuthReason, message: str) -> ServiceError:
@@ -55,3 +57,19 @@ def refresh_token_reused() -> ServiceError:
 
 def user_not_found(user_id: str) -> ServiceError:
     return refusal(ErrorKind.NOT_FOUND, AuthReason.USER_NOT_FOUND, f"no user {user_id}")
+
+
+def invalid_client() -> ServiceError:
+    return refusal(
+        ErrorKind.UNAUTHENTICATED,
+        AuthReason.INVALID_CLIENT,
+        "unknown client, wrong or expired secret, or a deleted service account",
+    )
+
+
+def service_account_not_found(account_id: str) -> ServiceError:
+    return refusal(
+        ErrorKind.NOT_FOUND,
+        AuthReason.SERVICE_ACCOUNT_NOT_FOUND,
+        f"no service account {account_id}",
+    )

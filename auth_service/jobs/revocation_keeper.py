@@ -1,12 +1,13 @@
-"""Keeps Redis's copy of the revoked sessions whole: rebuilds it from PostgreSQL when Redis
-lost it (no marker), and otherwise re-applies the last few seconds of revocations, which covers
-a revocation whose write to Redis failed after its transaction committed."""
+"""Keeps Redis's copy of the revoked sessions (and of deleted service accounts, revoked by
+their subject) whole: rebuilds it from PostgreSQL when Redis lost it (no marker), and otherwise
+re-applies the last few seconds of revocations, which covers a revocation whose write to Redis
+failed after its transaction committed."""
 
 from __future__ import annotations
 
 import asyncio
 
-from auth_service.store import sessions
+from auth_service.store import service_accounts, sessions
 from common.access.revocation import RevocationList
 from common.rpc.grpc_errors import DEPENDENCY_ERRORS
 from common.storage.db import Pool
@@ -37,7 +38,7 @@ class RevocationKeeper:
         if await self._revocations.is_complete():
             self._seen_complete = True
             return False
-        revoked = await sessions.revoked_within(self._pool, self._lifetime, self._lifetime)
+        revoked = await self._revoked_within(self._lifetime)
         await self._revocations.restore(revoked)
         # A first start on an empty Redis has nothing to restore: that is not news. A list
         # lost while this process watched it, or one that had revocations to put back, is.
@@ -47,8 +48,13 @@ class RevocationKeeper:
         return True
 
     async def catch_up(self) -> None:
-        recent = await sessions.revoked_within(self._pool, self._interval * 5, self._lifetime)
+        recent = await self._revoked_within(self._interval * 5)
         await self._revocations.revoke_each(recent)
+
+    async def _revoked_within(self, window: float) -> list[tuple[str, int]]:
+        """Revoked sessions and deleted service accounts (revoked by their subject alike)."""
+        found = await sessions.revoked_within(self._pool, window, self._lifetime)
+        return found + await service_accounts.deleted_within(self._pool, window, self._lifetime)
 
     async def tick(self) -> None:
         if not await self.restore_if_lost():

@@ -9,24 +9,6 @@ from typing import Any
 from common.telemetry.trace_context import current_traceparent
 
 
-async def add(conn: Any, event_id: str, user_id: str, routing_key: str, payload: bytes) -> None:
-    """The row carries the current request's traceparent, for the relay's span to link to."""
-    await conn.execute(
-        "INSERT INTO outbox (event_id, user_id, routing_key, payload, traceparent)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        event_id,
-        user_id,
-        routing_key,
-        payload,
-        current_traceparent(),
-    )
-
-
-async def notify(conn: Any) -> None:
-    """Wakes the relays (delivered when the transaction commits)."""
-    await conn.execute("SELECT pg_notify('outbox', '')")
-
-
 async def backlog(conn: Any) -> tuple[int, float]:
     """Unsent rows, and the age in seconds of the oldest one."""
     row = await conn.fetchrow(
@@ -34,3 +16,26 @@ async def backlog(conn: Any) -> tuple[int, float]:
         " FROM outbox WHERE sent_at IS NULL"
     )
     return int(row["n"]), float(row["age"])
+
+
+class PgOutbox:
+    """Auth's outbox over a connection (Outbox)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def add(self, event_id: str, user_id: str, routing_key: str, payload: bytes) -> None:
+        """The row carries the current request's traceparent, for the relay's span to link to."""
+        await self._conn.execute(
+            "INSERT INTO outbox (event_id, user_id, routing_key, payload, traceparent)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            event_id,
+            user_id,
+            routing_key,
+            payload,
+            current_traceparent(),
+        )
+
+    async def notify(self) -> None:
+        """Wakes the relays (delivered when the transaction commits)."""
+        await self._conn.execute("SELECT pg_notify('outbox', '')")

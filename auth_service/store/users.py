@@ -15,11 +15,11 @@ _COLUMNS = "user_id, email, status, role, version, password_hash, created_at, up
 def to_user(row: asyncpg.Record) -> User:
     return User(
         user_id=str(row["user_id"]),
-        email=row["email"],
+        email=row["email"] or "",  # NULL once a deleted account was erased
         status=Status(row["status"]),
         role=Role(row["role"]),
         version=row["version"],
-        password_hash=row["password_hash"],
+        password_hash=row["password_hash"] or "",
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -29,67 +29,71 @@ def _maybe(row: asyncpg.Record | None) -> User | None:
     return None if row is None else to_user(row)
 
 
-async def insert(conn: Any, user_id: str, email: str, password_hash: str) -> User:
-    try:
-        return to_user(
-            await conn.fetchrow(
-                f"INSERT INTO users (user_id, email, password_hash) VALUES ($1, $2, $3)"
-                f" RETURNING {_COLUMNS}",
-                user_id,
-                email,
-                password_hash,
+class PgUsers:
+    """Users over a connection or the pool (UserRepository)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def insert(self, user_id: str, email: str, password_hash: str) -> User:
+        try:
+            return to_user(
+                await self._conn.fetchrow(
+                    f"INSERT INTO users (user_id, email, password_hash) VALUES ($1, $2, $3)"
+                    f" RETURNING {_COLUMNS}",
+                    user_id,
+                    email,
+                    password_hash,
+                )
+            )
+        except asyncpg.UniqueViolationError:
+            raise EmailTaken(email) from None
+
+    async def by_email(self, email: str) -> User | None:
+        return _maybe(
+            await self._conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower($1)", email
             )
         )
-    except asyncpg.UniqueViolationError:
-        raise EmailTaken(email) from None
 
-
-async def by_email(conn: Any, email: str) -> User | None:
-    return _maybe(
-        await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower($1)", email)
-    )
-
-
-async def by_id(conn: Any, user_id: str, *, lock: bool = False) -> User | None:
-    suffix = " FOR UPDATE" if lock else ""
-    return _maybe(
-        await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE user_id = $1{suffix}", user_id)
-    )
-
-
-async def set_status(conn: Any, user_id: str, status: Status) -> User:
-    row = await conn.fetchrow(
-        "UPDATE users SET status = $2, version = version + 1, updated_at = now()"
-        f" WHERE user_id = $1 RETURNING {_COLUMNS}",
-        user_id,
-        status.value,
-    )
-    return to_user(row)
-
-
-async def set_role(conn: Any, user_id: str, role: Role) -> None:
-    await conn.execute(
-        "UPDATE users SET role = $2, updated_at = now() WHERE user_id = $1", user_id, role.value
-    )
-
-
-async def set_password_hash(conn: Any, user_id: str, password_hash: str) -> None:
-    await conn.execute(
-        "UPDATE users SET password_hash = $2 WHERE user_id = $1", user_id, password_hash
-    )
-
-
-async def page(conn: Any, after: tuple[datetime, str] | None, limit: int) -> list[User]:
-    if after is None:
-        first = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM users ORDER BY created_at, user_id LIMIT $1", limit
+    async def by_id(self, user_id: str, *, lock: bool = False) -> User | None:
+        suffix = " FOR UPDATE" if lock else ""
+        return _maybe(
+            await self._conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM users WHERE user_id = $1{suffix}", user_id
+            )
         )
-        return [to_user(r) for r in first]
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM users WHERE (created_at, user_id) > ($1, $2)"
-        " ORDER BY created_at, user_id LIMIT $3",
-        after[0],
-        after[1],
-        limit,
-    )
-    return [to_user(r) for r in rows]
+
+    async def set_status(self, user_id: str, status: Status) -> User:
+        row = await self._conn.fetchrow(
+            "UPDATE users SET status = $2, version = version + 1, updated_at = now()"
+            f" WHERE user_id = $1 RETURNING {_COLUMNS}",
+            user_id,
+            status.value,
+        )
+        return to_user(row)
+
+    async def set_role(self, user_id: str, role: Role) -> None:
+        await self._conn.execute(
+            "UPDATE users SET role = $2, updated_at = now() WHERE user_id = $1", user_id, role.value
+        )
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        await self._conn.execute(
+            "UPDATE users SET password_hash = $2 WHERE user_id = $1", user_id, password_hash
+        )
+
+    async def page(self, after: tuple[datetime, str] | None, limit: int) -> list[User]:
+        if after is None:
+            first = await self._conn.fetch(
+                f"SELECT {_COLUMNS} FROM users ORDER BY created_at, user_id LIMIT $1", limit
+            )
+            return [to_user(r) for r in first]
+        rows = await self._conn.fetch(
+            f"SELECT {_COLUMNS} FROM users WHERE (created_at, user_id) > ($1, $2)"
+            " ORDER BY created_at, user_id LIMIT $3",
+            after[0],
+            after[1],
+            limit,
+        )
+        return [to_user(r) for r in rows]

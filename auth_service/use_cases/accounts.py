@@ -3,15 +3,18 @@ that writes is one transaction, with its outbox event inside it."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime
 
 from auth_service import domain, passwords
 from auth_service.domain import Role, Status, User
+from auth_service.domain.privacy import email_hash
 from auth_service.token_issuer import TokenIssuer
 from auth_service.use_cases import events
 from auth_service.use_cases.ports import (
     RegistrationGuard,
+    Repositories,
     Revocations,
     UnitOfWork,
 )
@@ -26,12 +29,14 @@ class Accounts:
         revocations: Revocations,
         registrations: RegistrationGuard,
         password_min_length: int,
+        email_hash_key: bytes = b"",
     ) -> None:
         self._store = store
         self.issuer = issuer
         self._revocations = revocations
         self._registrations = registrations
         self._min_length = password_min_length
+        self._email_key = email_hash_key
 
     async def register(self, email: str, password: str, address: str | None = None) -> User:
         """A new account; `address` is the client's, counted against its registration limit
@@ -49,6 +54,12 @@ class Accounts:
         return user
 
     async def delete_account(self, user_id: str) -> None:
+        """The user's own deletion, or an admin's (DeleteUser): erases the email and password
+        hash and revokes every session; deleting a deleted account changes nothing."""
+        await self._change_status(user_id, Status.DELETED, check=False)
+
+    async def delete_user(self, user_id: str) -> None:
+        """An admin's deletion of any account: the same erasure; NOT_FOUND for no such user."""
         await self._change_status(user_id, Status.DELETED, check=False)
 
     async def set_status(self, user_id: str, status: Status) -> User:
@@ -64,12 +75,18 @@ class Accounts:
             if not domain.status_changed(user.status, status):
                 return user
             user = await tx.users.set_status(user_id, status)
+            if status is Status.DELETED:
+                user = await self._erase(tx, user)
             await events.record(tx.outbox, user, events.STATUS_CHANGED)
             revoked = (
                 await tx.sessions.revoke_all_of_user(user_id) if status is not Status.ACTIVE else []
             )
         await self._revocations.revoke(revoked, self.issuer.access_ttl)
         return user
+
+    async def _erase(self, tx: Repositories, user: User) -> User:
+        await tx.personal_data.erase(user.user_id, email_hash(self._email_key, user.email))
+        return dataclasses.replace(user, email="", password_hash="")
 
     async def get_user(self, user_id: str) -> User:
         user = await self._store.single.users.by_id(user_id)

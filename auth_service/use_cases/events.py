@@ -7,7 +7,7 @@ import uuid
 from auth_service.domain import User
 from auth_service.use_cases.ports import Outbox
 from common.rpc.proto_time import now_timestamp
-from common.user_status import to_proto
+from common.rpc.user_status_proto import to_proto
 from protogen.loyalty.events.v1 import events_pb2
 
 REGISTERED = "user.registered"

@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Protocol
 
 from auth_service.domain import RefreshUse, Role, Status, User
+from auth_service.domain.privacy import SessionRecord
+from auth_service.domain.service_accounts import ServiceAccount
 
 
 class UserRepository(Protocol):
@@ -54,6 +56,14 @@ class Outbox(Protocol):
     async def notify(self) -> None: ...
 
 
+class PersonalDataRepository(Protocol):
+    async def erase(self, user_id: str, email_hash: bytes) -> None:
+        """Drops a DELETED account's email and password hash, keeping the keyed hash."""
+        ...
+
+    async def sessions_of(self, user_id: str, limit: int) -> list[SessionRecord]: ...
+
+
 class Revocations(Protocol):
     """Where revoked sessions are published to every service that checks tokens."""
 
@@ -79,6 +89,7 @@ class Repositories:
     users: UserRepository
     sessions: SessionRepository
     outbox: Outbox
+    personal_data: PersonalDataRepository
 
 
 class UnitOfWork(Protocol):
@@ -90,3 +101,25 @@ class UnitOfWork(Protocol):
     def single(self) -> Repositories:
         """Repositories outside a transaction: each call is one statement of its own."""
         ...
+
+
+class ServiceAccountRepository(Protocol):
+    """Service accounts and their secret hashes; each call is a transaction of its own."""
+
+    async def create(
+        self, account_id: str, name: str, scopes: tuple[str, ...], secret_hash: str
+    ) -> ServiceAccount: ...
+
+    async def page(
+        self, after: tuple[datetime, str] | None, limit: int
+    ) -> list[ServiceAccount]: ...
+
+    async def rotate(self, account_id: str, secret_hash: str, overlap: float) -> bool:
+        """False when there is no live account."""
+        ...
+
+    async def delete(self, account_id: str) -> bool:
+        """False when there was no live account."""
+        ...
+
+    async def by_secret(self, account_id: str, secret_hash: str) -> ServiceAccount | None: ...

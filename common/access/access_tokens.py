@@ -1,4 +1,9 @@
-"""Offline verification of auth's access tokens (EdDSA JWTs with a `kid`)."""
+"""Offline verification of auth's access tokens (EdDSA JWTs with a `kid`).
+
+A token names either a user (`sub` a UUID, `role`) or a service account (`sub`
+`service:<id>`, `scope`, no role). `verify` and `verify_admin` accept users only, so every
+method written for users refuses a service token with PERMISSION_DENIED without a line of its
+own; a method meant for services too calls `verify_identity` and asks `has_scope`."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 
 import jwt
 
+from common.access.caller import caller_id
 from common.access.revocation import RevocationList, RevocationsUnknown
 from common.access.revocation_watch import RevocationWatch
 from common.errors import ErrorKind, ServiceError, permission_denied, unauthenticated
@@ -17,7 +23,10 @@ from common.errors import ErrorKind, ServiceError, permission_denied, unauthenti
 ALGORITHM = "EdDSA"
 ISSUER = "loyalty-auth"
 ROLES = ("user", "admin")
+SERVICE_PREFIX = "service:"
 MIN_REFRESH_INTERVAL = 5.0
+# A service account's token names it as `service:<id>` and carries scopes instead of a role.
+SERVICE_PREFIX = "service:"
 
 # Returns the current JWKS ({"keys": [...]}) — fetched again when a token names an unknown kid.
 JwksSource = Callable[[], Awaitable[dict[str, Any]]]
@@ -25,6 +34,9 @@ JwksSource = Callable[[], Awaitable[dict[str, Any]]]
 
 @dataclass(frozen=True)
 class Principal:
+    """A user's token. Being an admin implies no scope: each method that accepts a scope
+    says so, and accepts admins explicitly where it should."""
+
     user_id: str
     role: str
     session_id: str
@@ -34,6 +46,48 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def is_service(self) -> bool:
+        return False
+
+    @property
+    def subject(self) -> str:
+        return self.user_id
+
+    def has_scope(self, scope: str) -> bool:
+        """Users hold no scopes; what a user may do follows from the role."""
+        return False
+
+
+@dataclass(frozen=True)
+class ServicePrincipal:
+    """A service account's token: scopes instead of a role, never a user."""
+
+    service_id: str
+    scopes: frozenset[str]
+    session_id: str  # the subject, revoked when the account is deleted
+    token_id: str
+    expires_at: int
+
+    @property
+    def is_admin(self) -> bool:
+        return False
+
+    @property
+    def is_service(self) -> bool:
+        return True
+
+    @property
+    def subject(self) -> str:
+        return f"{SERVICE_PREFIX}{self.service_id}"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+# Whoever a valid token names.
+Identity = Principal | ServicePrincipal
 
 
 def bearer_token(metadata: Any) -> str | None:
@@ -45,6 +99,27 @@ def bearer_token(metadata: Any) -> str | None:
     return None
 
 
+def _identity(claims: dict[str, Any]) -> Identity:
+    subject = str(claims["sub"])
+    if subject.startswith(SERVICE_PREFIX):
+        return _service(claims, subject.removeprefix(SERVICE_PREFIX))
+    return _principal(claims)
+
+
+def _service(claims: dict[str, Any], service_id: str) -> ServicePrincipal:
+    scope = claims.get("scope")
+    if "role" in claims or not isinstance(scope, str) or not claims.get("sid"):
+        raise ValueError("a service token has a scope and a sid, and no role")
+    service_id = str(uuid.UUID(service_id))
+    return ServicePrincipal(
+        service_id,
+        frozenset(scope.split()),
+        str(claims["sid"]),
+        str(claims["jti"]),
+        int(claims["exp"]),
+    )
+
+
 def _principal(claims: dict[str, Any]) -> Principal:
     try:
         user_id = str(uuid.UUID(str(claims["sub"])))
@@ -53,7 +128,11 @@ def _principal(claims: dict[str, Any]) -> Principal:
     if claims.get("role") not in ROLES or not claims.get("sid"):
         raise ValueError("bad role or sid")
     return Principal(
-        user_id, claims["role"], str(claims["sid"]), str(claims["jti"]), int(claims["exp"])
+        user_id,
+        claims["role"],
+        str(claims["sid"]),
+        str(claims["jti"]),
+        int(claims["exp"]),
     )
 
 
@@ -91,11 +170,22 @@ class TokenVerifier:
             key,
             algorithms=[ALGORITHM],
             issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "jti", "sid", "role"]},
+            options={"require": ["exp", "iat", "sub", "jti", "sid"]},
         )
 
     async def verify(self, token: str | None) -> Principal:
-        """The token's principal; UNAUTHENTICATED when it is missing, bad, expired or revoked."""
+        """The token's user; UNAUTHENTICATED when it is missing, bad, expired or revoked,
+        PERMISSION_DENIED when it is a service account's."""
+        identity = await self.verify_identity(token)
+        if isinstance(identity, ServicePrincipal):
+            raise permission_denied(
+                "this method needs a user's token, not a service's", self._domain
+            )
+        return identity
+
+    async def verify_identity(self, token: str | None) -> Identity:
+        """The user or service the token names; UNAUTHENTICATED when it is missing, bad,
+        expired or revoked."""
         if not token:
             raise unauthenticated("missing bearer token", self._domain)
         try:
@@ -103,11 +193,12 @@ class TokenVerifier:
             key = await self._key_for(str(kid)) if kid else None
             if key is None:
                 raise unauthenticated("token signed with an unknown key", self._domain)
-            principal = _principal(self._decode(token, key))
+            principal = _identity(self._decode(token, key))
         except (jwt.PyJWTError, ValueError, TypeError) as error:
             raise unauthenticated(f"invalid token: {error}", self._domain) from None
         if await self._is_revoked(principal.session_id):
             raise unauthenticated("token revoked", self._domain)
+        caller_id.set(principal.subject)  # the audit trail's actor (common.rpc.audit)
         return principal
 
     async def _is_revoked(self, session_id: str) -> bool:

@@ -8,6 +8,7 @@ import argparse
 import ctypes
 import importlib.util
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -100,6 +101,16 @@ def _base(process: Process) -> tuple[str, str]:
     )
 
 
+CLIENT_ADDRESS_KEY = "CLIENT_ADDRESS_KEY"
+
+
+def client_address_key() -> str:
+    """The key the gateway signs client addresses with, shared by every process of this run:
+    the environment's when set (empty turns signing off), else a fresh random one, so under
+    a plain `make run` every HTTP client is judged by its own address."""
+    return os.environ.get(CLIENT_ADDRESS_KEY, secrets.token_hex(32))
+
+
 def plan(replicas: int, processes: list[Process] = PROCESSES) -> list[Replica]:
     """Every process to start with its environment: `replicas` of each replicated service
     (replica k on its addresses + 10·k), the gateway once, and every client given a target
@@ -108,7 +119,11 @@ def plan(replicas: int, processes: list[Process] = PROCESSES) -> list[Replica]:
     listen = {
         p.name: [shifted(_base(p)[0], 10 * k) for k in range(counts[p.name])] for p in processes
     }
-    shared = {**os.environ, **{p.variable: target(listen[p.name]) for p in processes}}
+    shared = {
+        **os.environ,
+        **{p.variable: target(listen[p.name]) for p in processes},
+        CLIENT_ADDRESS_KEY: client_address_key(),
+    }
     return [
         Replica(
             p,

@@ -18,8 +18,10 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from common.access.caller import caller_id
 from common.errors import InvalidArgument, ServiceError
 from common.processes import supervisor as workers
+from common.rpc.audit import CallAudit, outcome_of
 from common.rpc.grpc_errors import plain_status, status_for
 from common.rpc.request_rules import check_request, undecodable_field
 from common.storage.db_errors import is_data_exception
@@ -117,7 +119,34 @@ def _finish(
     log.info("rpc", method=method, code=code, duration_ms=round(elapsed * 1000, 2), **reason)
 
 
-def _wrap(method: str, handler: Handler, metrics: RpcMetrics) -> Handler:
+def _audited(method: str, handler: Handler, audit: CallAudit) -> Handler:
+    """The handler, with its call recorded in the audit trail whatever its outcome (the
+    request check runs here first so that refused input is recorded too)."""
+
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        caller_id.set("")
+        try:
+            _checked(request)
+            result = await handler(request, context)
+        except grpc.aio.AbortError:
+            code = getattr(context.code(), "name", "UNKNOWN")
+            await audit.record_failure(method, request, context, code)
+            raise
+        except Exception as error:
+            await audit.record_failure(method, request, context, outcome_of(error))
+            raise
+        await audit.record(method, request, context, grpc.StatusCode.OK.name)
+        return result
+
+    return call
+
+
+def _wrap(
+    method: str, handler: Handler, metrics: RpcMetrics, audit: CallAudit | None = None
+) -> Handler:
+    if audit is not None and audit.covers(method):
+        handler = _audited(method, handler, audit)
+
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = _begin(context)
         try:
@@ -128,9 +157,38 @@ def _wrap(method: str, handler: Handler, metrics: RpcMetrics) -> Handler:
     return wrapped
 
 
-def _wrap_stream(method: str, handler: StreamHandler, metrics: RpcMetrics) -> StreamHandler:
+def _audited_stream(method: str, handler: StreamHandler, audit: CallAudit) -> StreamHandler:
+    """A streaming handler (an async generator: the audited ones are) recorded like a unary
+    one; its items are already sent when it ends, so even a success is recorded quietly."""
+
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        caller_id.set("")
+        outcome = grpc.StatusCode.OK.name
+        try:
+            async for item in handler(request, context):
+                yield item
+        except grpc.aio.AbortError:
+            outcome = getattr(context.code(), "name", "UNKNOWN")
+            raise
+        except Exception as error:
+            outcome = outcome_of(error)
+            raise
+        finally:
+            await audit.record_failure(method, request, context, outcome)
+
+    return call
+
+
+def _wrap_stream(
+    method: str,
+    handler: StreamHandler,
+    metrics: RpcMetrics,
+    audit: CallAudit | None = None,
+) -> StreamHandler:
     """The same for a server-streaming call: an error mid-stream ends it with its status. The
     handler is an async generator, or a coroutine writing with context.write (health Watch)."""
+    if audit is not None and audit.covers(method):
+        handler = _audited_stream(method, handler, audit)
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         started = _begin(context)
@@ -153,10 +211,12 @@ def _wrap_stream(method: str, handler: StreamHandler, metrics: RpcMetrics) -> St
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    """Maps errors to statuses in one place and writes one log line per unary call."""
+    """Maps errors to statuses in one place and writes one log line per unary call; records
+    the calls `audit` covers in the audit trail."""
 
-    def __init__(self, metrics: RpcMetrics) -> None:
+    def __init__(self, metrics: RpcMetrics, audit: CallAudit | None = None) -> None:
         self._metrics = metrics
+        self._audit = audit
 
     async def intercept_service(
         self,
@@ -166,14 +226,16 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is not None and handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler_call_details.method, handler.unary_stream, self._metrics),
+                _wrap_stream(
+                    handler_call_details.method, handler.unary_stream, self._metrics, self._audit
+                ),
                 request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler is None or handler.unary_unary is None:
             return handler
         return grpc.unary_unary_rpc_method_handler(
-            _wrap(handler_call_details.method, handler.unary_unary, self._metrics),
+            _wrap(handler_call_details.method, handler.unary_unary, self._metrics, self._audit),
             request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
@@ -188,11 +250,12 @@ class GrpcServer:
         service_names: Iterable[str],
         metrics: RpcMetrics,
         interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+        audit: CallAudit | None = None,
     ) -> None:
         self.address = address
         self.service_names = list(service_names)
         self.server = grpc.aio.server(
-            interceptors=[ServiceInterceptor(metrics), *interceptors],
+            interceptors=[ServiceInterceptor(metrics, audit), *interceptors],
             # Off for a server alone, so a taken port fails loudly; on for the workers of one
             # service, whose supervisor checked the port first (common.processes.supervisor).
             options=[("grpc.so_reuseport", 1 if workers.shares_port() else 0)],

@@ -7,14 +7,17 @@ from typing import Any
 
 from google.api import httpbody_pb2
 
-from common.access.access_tokens import TokenVerifier, bearer_token
+from common.access.access_tokens import Principal, TokenVerifier, bearer_token
 from common.rpc import pagination
-from common.rpc.page_tokens import PageTokens
+from common.rpc.audit_api import AuditReader, list_audit_events
+from common.rpc.page_tokens import PageTokens, Position
 from common.rpc.validation import page_size, uuid_field
 from loyalty_service.api import mapping, referral_mapping, requests
+from loyalty_service.domain.referrals import ReferralReward
 from loyalty_service.use_cases.administration import PromoAdmin
 from loyalty_service.use_cases.code_transfer import CodeTransfer
 from loyalty_service.use_cases.referrals import Referrals
+from protogen.loyalty.audit.v1 import audit_pb2
 from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
 Context = Any
@@ -30,7 +33,9 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         transfer: CodeTransfer,
         *,
         referrals: Referrals,
+        audit: AuditReader,
     ) -> None:
+        self._audit = audit
         self._admin = admin
         self._verifier = verifier
         self._tokens = page_tokens
@@ -38,7 +43,10 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         self._referrals = referrals
 
     async def _check(self, context: Context) -> None:
-        await self._verifier.verify_admin(bearer_token(context.invocation_metadata()))
+        await self._admin_caller(context)
+
+    async def _admin_caller(self, context: Context) -> Principal:
+        return await self._verifier.verify_admin(bearer_token(context.invocation_metadata()))
 
     async def CreatePromoCode(
         self, request: promo_pb2.PromoCodeSpec, context: Context
@@ -58,18 +66,16 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         self, request: promo_pb2.GetPromoCodeRequest, context: Context
     ) -> promo_pb2.PromoCode:
         await self._check(context)
-        code = requests.text(request.code, "code", requests.MAX_CODE)
-        return mapping.promo_code(await self._admin.get(code))
+        return mapping.promo_code(await self._admin.get(request.code))
 
     async def ListPromoCodes(
         self, request: promo_pb2.ListPromoCodesRequest, context: Context
     ) -> promo_pb2.ListPromoCodesResponse:
         await self._check(context)
         size = page_size(request.page_size)
-        query = requests.text(request.query, "query", requests.MAX_CODE, required=False)
         status = requests.code_status(request.status)
         after = pagination.text_cursor(self._tokens, "promo_codes", request.page_token)
-        rows = await self._admin.list_codes(after, size + 1, query, status)
+        rows = await self._admin.list_codes(after, size + 1, request.query, status)
         return promo_pb2.ListPromoCodesResponse(
             promo_codes=[mapping.promo_code(r) for r in rows[:size]],
             next_page_token=pagination.next_token(
@@ -81,23 +87,21 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         self, request: promo_pb2.DeactivatePromoCodeRequest, context: Context
     ) -> promo_pb2.PromoCode:
         await self._check(context)
-        code = requests.text(request.code, "code", requests.MAX_CODE)
-        return mapping.promo_code(await self._admin.deactivate(code))
+        return mapping.promo_code(await self._admin.deactivate(request.code))
 
     async def AssignPromoCode(
         self, request: promo_pb2.AssignPromoCodeRequest, context: Context
     ) -> promo_pb2.PromoCode:
         await self._check(context)
-        code = requests.text(request.code, "code", requests.MAX_CODE)
         user_ids = requests.uuids(request.user_ids, "user_ids")
         group_ids = requests.uuids(request.group_ids, "group_ids")
-        return mapping.promo_code(await self._admin.assign(code, user_ids, group_ids))
+        return mapping.promo_code(await self._admin.assign(request.code, user_ids, group_ids))
 
     async def CreateGroup(
         self, request: promo_pb2.CreateGroupRequest, context: Context
     ) -> promo_pb2.Group:
         await self._check(context)
-        name = requests.text(request.name, "name", requests.MAX_NAME)
+        name = request.name.strip()
         return mapping.group(await self._admin.create_group(name))
 
     async def ListGroups(
@@ -169,16 +173,15 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
         self, request: promo_pb2.GetPromoCodeReportRequest, context: Context
     ) -> promo_pb2.PromoCodeReport:
         await self._check(context)
-        report = await self._admin.report(requests.text(request.code, "code", requests.MAX_CODE))
+        report = await self._admin.report(request.code)
         return mapping.report(report)
 
     async def ExportPromoCodes(
         self, request: promo_pb2.ExportPromoCodesRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         await self._check(context)
-        query = requests.text(request.query, "query", requests.MAX_CODE, required=False)
         status = requests.code_status(request.status)
-        async for chunk in self._transfer.export(query, status):
+        async for chunk in self._transfer.export(request.query, status):
             yield httpbody_pb2.HttpBody(content_type=CSV, data=chunk.encode())
 
     async def ImportPromoCodes(
@@ -193,10 +196,9 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
     ) -> promo_pb2.ListRejectionsResponse:
         await self._check(context)
         size = page_size(request.page_size)
-        code = requests.text(request.code, "code", requests.MAX_CODE, required=False)
-        reason = requests.text(request.reason, "reason", requests.MAX_CODE, required=False)
+        reason = request.reason.strip()
         before = pagination.int_cursor(self._tokens, "rejections", request.page_token)
-        rows = await self._admin.rejections(code, reason, before, size + 1)
+        rows = await self._admin.rejections(request.code, reason, before, size + 1)
         return promo_pb2.ListRejectionsResponse(
             rejections=[mapping.rejection(r) for r in rows[:size]],
             next_page_token=pagination.next_token(
@@ -222,3 +224,36 @@ class PromoAdminServicer(promo_pb2_grpc.PromoAdminServiceServicer):
     ) -> promo_pb2.ReferralReport:
         await self._check(context)
         return referral_mapping.report(await self._referrals.report())
+
+    async def ListHeldReferrals(
+        self, request: promo_pb2.ListHeldReferralsRequest, context: Context
+    ) -> promo_pb2.ListHeldReferralsResponse:
+        await self._check(context)
+        size = page_size(request.page_size)
+        after = pagination.time_cursor(self._tokens, "held_referrals", request.page_token)
+        rows = await self._referrals.held(after, size + 1)
+        return promo_pb2.ListHeldReferralsResponse(
+            referrals=[referral_mapping.referral(r) for r in rows[:size]],
+            next_page_token=pagination.next_token(
+                self._tokens, "held_referrals", rows, size, _held_position
+            ),
+        )
+
+    async def ReviewReferral(
+        self, request: promo_pb2.ReviewReferralRequest, context: Context
+    ) -> promo_pb2.Referral:
+        admin = await self._admin_caller(context)
+        referral_id = uuid_field(request.referral_id, "referral_id")
+        found = await self._referrals.review(admin.user_id, referral_id, request.approve)
+        return referral_mapping.referral(found)
+
+    async def ListAuditEvents(
+        self, request: audit_pb2.ListAuditEventsRequest, context: Context
+    ) -> audit_pb2.ListAuditEventsResponse:
+        await self._check(context)
+        return await list_audit_events(request, self._audit, self._tokens)
+
+
+def _held_position(reward: ReferralReward) -> Position:
+    assert reward.created_at is not None
+    return pagination.time_position(reward.created_at, reward.purchase_id)

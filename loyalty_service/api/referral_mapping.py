@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from common.rpc.proto_time import timestamp
 from loyalty_service.domain import referrals as rules
 from loyalty_service.domain.pricing import Discount, DiscountKind
 from loyalty_service.domain.referrals import ReferralTotals
-from loyalty_service.use_cases.events import discount_message
+from loyalty_service.use_cases.events import discount_message, signal_value
 from protogen.loyalty.promo.v1 import promo_pb2
 
 _KINDS = {
@@ -33,6 +34,8 @@ def program_input(message: promo_pb2.ReferralProgram) -> rules.ReferralProgram:
         discount_input(message.reward),
         message.reward_valid_days,
         message.max_rewards_per_referrer,
+        message.reward_hold_seconds if message.HasField("reward_hold_seconds") else None,
+        message.max_rewards_per_referrer_per_day,
     )
 
 
@@ -43,12 +46,17 @@ def program(value: rules.ReferralProgram) -> promo_pb2.ReferralProgram:
         reward=discount_message(value.reward),
         reward_valid_days=value.reward_valid_days,
         max_rewards_per_referrer=value.max_rewards_per_referrer,
+        reward_hold_seconds=value.reward_hold_seconds,
+        max_rewards_per_referrer_per_day=value.max_rewards_per_referrer_per_day,
     )
 
 
 def personal_code(value: rules.PersonalCode) -> promo_pb2.ReferralCode:
     return promo_pb2.ReferralCode(
-        code=value.code, referred_count=value.referred_count, rewards_issued=value.rewards_issued
+        code=value.code,
+        referred_count=value.referred_count,
+        rewards_issued=value.rewards_issued,
+        rewards_pending=value.rewards_pending,
     )
 
 
@@ -69,4 +77,24 @@ def report(value: ReferralTotals) -> promo_pb2.ReferralReport:
             )
             for t in value.top_referrers
         ],
+        rewards_by_state=value.rewards_by_state,
+        held_by_signal=value.held_by_signal,
     )
+
+
+def referral(value: rules.ReferralReward) -> promo_pb2.Referral:
+    message = promo_pb2.Referral(
+        referral_id=value.purchase_id,
+        referrer_id=value.referrer_id,
+        referee_id=value.referee_id,
+        code=value.code,
+        state=promo_pb2.ReferralRewardState.Value(f"REFERRAL_REWARD_STATE_{value.state.value}"),
+        signal=signal_value(value.signal),
+        withheld_reason=value.withheld_reason or "",
+        reward_code=value.reward_code or "",
+        reviewed_by=value.reviewed_by or "",
+        created_at=timestamp(value.created_at),
+        release_at=timestamp(value.release_at),
+        reviewed_at=timestamp(value.reviewed_at),
+    )
+    return message

@@ -1,59 +1,31 @@
-"""Checks of request fields and page cursors; each failure names its field."""
+"""Request fields in the forms the use cases take, and page cursors. The fields' limits are
+the proto rules' alone (protos/, checked by common/rpc/request_rules.py before any handler runs,
+INVALID_ARGUMENT naming the field), so nothing here checks a length or a format again."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
-from common.errors import FieldViolation, InvalidArgument
+from common.errors import InvalidArgument
 from common.rpc.page_tokens import PageTokens, Position
 from common.rpc.validation import uuid_field
-from loyalty_service.domain.codes import ActiveCode
+from loyalty_service.domain.codes import ActiveCode, normalize_code
 from protogen.loyalty.promo.v1 import promo_pb2
-
-MAX_CODE = 64
-MAX_TARIFF_ID = 64
-MAX_REQUEST_ID = 128
-MAX_NAME = 100
-
-
-def text(value: str, field: str, max_length: int, *, required: bool = True) -> str:
-    value = value.strip()
-    if required and not value:
-        raise InvalidArgument.of(field, "must not be empty")
-    if len(value) > max_length:
-        raise InvalidArgument.of(field, f"must be at most {max_length} characters")
-    return value
 
 
 def code_and_tariff(code: str, tariff_id: str) -> tuple[str, str]:
-    problems = []
-    for value, field, limit in ((code, "code", MAX_CODE), (tariff_id, "tariff_id", MAX_TARIFF_ID)):
-        try:
-            text(value, field, limit)
-        except InvalidArgument as error:
-            problems += error.violations
-    if problems:
-        raise InvalidArgument(problems)
-    return code.strip().upper(), tariff_id.strip()
+    return normalize_code(code), tariff_id.strip()
 
 
-def uuids(values: Any, field: str) -> list[str]:
-    problems: list[FieldViolation] = []
-    result = []
-    for index, value in enumerate(values):
-        try:
-            result.append(uuid_field(value, f"{field}[{index}]"))
-        except InvalidArgument as error:
-            problems += error.violations
-    if problems:
-        raise InvalidArgument(problems)
-    return result
+def uuids(values: Iterable[str], field: str) -> list[str]:
+    """The canonical (lower-case) form of the UUIDs; the proto rules let an empty item through
+    (for a single field it means "unset"), which in a list is no UUID: INVALID_ARGUMENT."""
+    return [uuid_field(value, field) for value in values]
 
 
-def code_status(value: Any) -> str:
-    if value not in promo_pb2.PromoCodeStatus.values():
-        raise InvalidArgument.of("status", "unknown promo code status")
+def code_status(value: promo_pb2.PromoCodeStatus.ValueType) -> str:
+    """The status filter's name ("" for UNSPECIFIED: any); the rules refused unknown values."""
     name = promo_pb2.PromoCodeStatus.Name(value)
     return "" if value == 0 else name.removeprefix("PROMO_CODE_STATUS_")
 

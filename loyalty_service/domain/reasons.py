@@ -38,6 +38,13 @@ class Reason(StrEnum):
     REFERRAL_NOT_FIRST_PURCHASE = "REFERRAL_NOT_FIRST_PURCHASE"
     REFERRAL_ALREADY_REFERRED = "REFERRAL_ALREADY_REFERRED"
     REFERRAL_PROGRAM_OFF = "REFERRAL_PROGRAM_OFF"
+    # The referral code's owner is blocked or deleted.
+    REFERRAL_CODE_INACTIVE = "REFERRAL_CODE_INACTIVE"
+    # Confirm and refund are the payment side's (scope purchases:settle) or an admin's.
+    PURCHASE_SETTLEMENT_FORBIDDEN = "PURCHASE_SETTLEMENT_FORBIDDEN"
+    PURCHASE_NOT_REFUNDABLE = "PURCHASE_NOT_REFUNDABLE"
+    # Not in the contract's table: reviewing a referral that does not exist.
+    REFERRAL_NOT_FOUND = "REFERRAL_NOT_FOUND"
     # The guessing throttle (sent with google.rpc.RetryInfo; see guessing.py).
     TOO_MANY_PROMO_ATTEMPTS = "TOO_MANY_PROMO_ATTEMPTS"
 
@@ -67,6 +74,10 @@ KIND: dict[Reason, ErrorKind] = {
     Reason.REFERRAL_NOT_FIRST_PURCHASE: ErrorKind.FAILED_PRECONDITION,
     Reason.REFERRAL_ALREADY_REFERRED: ErrorKind.FAILED_PRECONDITION,
     Reason.REFERRAL_PROGRAM_OFF: ErrorKind.FAILED_PRECONDITION,
+    Reason.REFERRAL_CODE_INACTIVE: ErrorKind.FAILED_PRECONDITION,
+    Reason.PURCHASE_SETTLEMENT_FORBIDDEN: ErrorKind.PERMISSION_DENIED,
+    Reason.PURCHASE_NOT_REFUNDABLE: ErrorKind.FAILED_PRECONDITION,
+    Reason.REFERRAL_NOT_FOUND: ErrorKind.NOT_FOUND,
     Reason.TOO_MANY_PROMO_ATTEMPTS: ErrorKind.RESOURCE_EXHAUSTED,
 }
 
@@ -101,6 +112,12 @@ MESSAGES: dict[Reason, str] = {
     Reason.REFERRAL_NOT_FIRST_PURCHASE: "referral codes are for a first purchase only",
     Reason.REFERRAL_ALREADY_REFERRED: "you were already referred by someone",
     Reason.REFERRAL_PROGRAM_OFF: "the referral program is off",
+    Reason.REFERRAL_CODE_INACTIVE: "this referral code's owner can no longer refer anyone",
+    Reason.PURCHASE_SETTLEMENT_FORBIDDEN: (
+        "only the payment side (scope purchases:settle) or an admin may settle a purchase"
+    ),
+    Reason.PURCHASE_NOT_REFUNDABLE: "only a completed purchase can be refunded",
+    Reason.REFERRAL_NOT_FOUND: "no such referral",
     Reason.TOO_MANY_PROMO_ATTEMPTS: "too many promo codes that did not work",
 }
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from common.config import ConfigError
 from common.rpc.channels import method_names, open_channel
+from common.rpc.user_status_proto import from_proto
 from common.storage.db import Pool
-from common.user_status import from_proto
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.store.users import apply_user_status
 from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc

@@ -1,6 +1,7 @@
 """The background loop that makes the monthly partitions of purchases and rejections ahead of
-need, expires stale PENDING purchases and gives their uses back, and forgets rejection rows
-past their retention (their counts by reason stay)."""
+need, expires stale PENDING purchases and gives their uses back, releases referral rewards
+whose hold has ended, and forgets rejection rows past their retention (their counts by
+reason stay)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from common.rpc.grpc_errors import is_unavailable
 from common.telemetry.logs import get_logger
 from loyalty_service.use_cases.promotions import Promotions
+from loyalty_service.use_cases.referrals import Referrals
 
 log = get_logger(__name__)
 # Retention never set: rejection rows are kept (as before retention existed).
@@ -22,6 +24,15 @@ async def sweep_once(promotions: Promotions, ttl_seconds: float) -> int:
     total = 0
     while expired := await promotions.expire_stale(cutoff):
         total += expired
+    return total
+
+
+async def release_rewards(referrals: Referrals) -> int:
+    """Releases every referral reward whose hold has ended, batch by batch (each batch one
+    transaction); returns how many it released or withheld."""
+    total = 0
+    while released := await referrals.release_due():
+        total += released
     return total
 
 
@@ -42,6 +53,7 @@ async def run_sweeper(
     ttl_seconds: float,
     interval: float,
     rejection_retention_seconds: float = KEEP_FOREVER,
+    referrals: Referrals | None = None,
 ) -> None:
     while True:
         try:
@@ -51,6 +63,9 @@ async def run_sweeper(
             expired = await sweep_once(promotions, ttl_seconds)
             if expired:
                 log.info("purchases_expired", count=expired)
+            released = await release_rewards(referrals) if referrals else 0
+            if released:
+                log.info("referral_rewards_released", count=released)
             forgotten = await forget_old_rejections(promotions, rejection_retention_seconds)
             if forgotten:
                 log.info("rejections_forgotten", count=forgotten)

@@ -14,6 +14,7 @@ from loyalty_service.domain.pricing import Discount, DiscountKind
 from loyalty_service.domain.purchases import Purchase
 from loyalty_service.domain.schedule import Duration
 from loyalty_service.domain.specs import CodeSpec, MoneyInput
+from loyalty_service.store.purchases import LIVE_SQL
 from loyalty_service.store.tariffs import to_tariff
 
 # A code's counters live in its slots (uses taken, discount granted): a handful of rows.
@@ -70,6 +71,7 @@ def to_code(row: asyncpg.Record) -> PromoCode:
         budget_spent=row["spent_minor"],
         first_purchase_only=row["first_purchase_only"],
         min_price=row["min_price_minor"],
+        refund_returns_use=row.get("refund_returns_use", True),
         referrer_id=str(row["referrer_id"]) if row.get("referrer_id") else None,
         description=row["description"],
         created_at=row["created_at"],
@@ -99,97 +101,20 @@ def _values(spec: CodeSpec, discount: Discount) -> tuple[Any, ...]:
         _minor(spec.budget),
         spec.first_purchase_only,
         _minor(spec.min_price),
+        spec.refund_returns_use,
     )
 
 
 _INSERT_COLUMNS = (
     "code, discount_kind, discount_value, starts_at, ends_at, max_uses, per_user_limit,"
     " tariff_ids, all_users, description, duration, duration_periods, max_discount_minor,"
-    " budget_minor, first_purchase_only, min_price_minor"
+    " budget_minor, first_purchase_only, min_price_minor, refund_returns_use"
 )
-_VALUES = ", ".join(f"${n}" for n in range(2, 17))
-
-
-async def insert(conn: Any, code: str, spec: CodeSpec, discount: Discount) -> None:
-    try:
-        await conn.execute(
-            f"INSERT INTO promo_codes ({_INSERT_COLUMNS}) VALUES ($1, {_VALUES})",
-            code,
-            *_values(spec, discount),
-        )
-    except asyncpg.UniqueViolationError:
-        raise CodeTaken(code) from None
-
-
-async def insert_batch(
-    conn: Any, codes: list[str], spec: CodeSpec, discount: Discount
-) -> list[str]:
-    """Inserts the codes not taken yet; returns those it inserted."""
-    rows = await conn.fetch(
-        f"INSERT INTO promo_codes ({_INSERT_COLUMNS})"
-        f" SELECT c, {_VALUES} FROM unnest($1::text[]) c"
-        " ON CONFLICT (code) DO NOTHING RETURNING code",
-        codes,
-        *_values(spec, discount),
-    )
-    return [r["code"] for r in rows]
-
-
-async def add_audience(
-    conn: Any, codes: list[str], user_ids: list[str], group_ids: list[str]
-) -> None:
-    if user_ids:
-        await conn.execute(
-            "INSERT INTO promo_code_users (code, user_id)"
-            " SELECT c, u FROM unnest($1::text[]) c, unnest($2::uuid[]) u ON CONFLICT DO NOTHING",
-            codes,
-            user_ids,
-        )
-    if group_ids:
-        await conn.execute(
-            "INSERT INTO promo_code_groups (code, group_id)"
-            " SELECT c, g FROM unnest($1::text[]) c, unnest($2::uuid[]) g ON CONFLICT DO NOTHING",
-            codes,
-            group_ids,
-        )
-
-
-async def get(conn: Any, code: str) -> PromoCode | None:
-    row = await conn.fetchrow(
-        f"SELECT c.*, {COUNTERS}, {_AUDIENCE} FROM promo_codes c WHERE c.code = $1", code
-    )
-    return None if row is None else to_code(row)
-
-
-async def page(
-    conn: Any, after: str | None, limit: int, query: str, status: str, now: datetime
-) -> list[PromoCode]:
-    condition = STATUS_SQL[status] if status else "true"
-    params: list[Any] = [after, _like_escaped(query), limit]
-    if "{now}" in condition:
-        params.append(now)
-    rows = await conn.fetch(
-        f"SELECT c.*, {COUNTERS}, {_AUDIENCE} FROM promo_codes c"
-        # Personal referral codes (priced by the program, not the row) are not listed.
-        " WHERE c.referrer_id IS NULL"
-        "   AND ($1::text IS NULL OR c.code > $1) AND c.code LIKE '%' || $2 || '%' ESCAPE '\\'"
-        f" AND {condition.format(now='$4')} ORDER BY c.code LIMIT $3",
-        *params,
-    )
-    return [to_code(r) for r in rows]
+_VALUES = ", ".join(f"${n}" for n in range(2, 18))
 
 
 def _like_escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-async def deactivate(conn: Any, code: str) -> bool:
-    found = await conn.fetchval(
-        "UPDATE promo_codes SET deactivated_at = coalesce(deactivated_at, now())"
-        " WHERE code = $1 RETURNING true",
-        code,
-    )
-    return bool(found)
 
 
 def _attempt(row: asyncpg.Record, now: datetime) -> Attempt:
@@ -206,8 +131,9 @@ def _attempt(row: asyncpg.Record, now: datetime) -> Attempt:
 
 async def attempt(conn: Any, code: str, tariff_id: str, user_id: str, now: datetime) -> Attempt:
     """One read with all an eligibility decision needs (None where nothing matches). The
-    use cases ask loyalty_decide (store/redemption.py) instead; this read feeds the Python
-    rules, the reference the SQL is tested against."""
+    use cases ask loyalty_decide (store/redemption.py) instead, so it is on no port; this
+    read feeds the Python rules, the reference tests/integration/test_loyalty_sql_rules.py
+    holds the SQL to."""
     row = await conn.fetchrow(
         f"SELECT c.*, {COUNTERS}, t.tariff_id AS t_tariff_id, t.name AS t_name,"
         "  t.price_minor AS t_price_minor, t.currency AS t_currency,"
@@ -216,7 +142,7 @@ async def attempt(conn: Any, code: str, tariff_id: str, user_id: str, now: datet
         "  coalesce((SELECT uses FROM user_code_uses x WHERE x.code = c.code AND x.user_id = $3),"
         "    0) AS user_uses,"
         "  EXISTS (SELECT 1 FROM purchases p WHERE p.user_id = $3"
-        "    AND p.status IN ('PENDING', 'COMPLETED')) AS has_purchase,"
+        f"    AND p.status IN {LIVE_SQL}) AS has_purchase,"
         f"  {_IN_AUDIENCE.format(user='$3')} AS in_audience"
         " FROM (SELECT 1) one"
         " LEFT JOIN promo_codes c ON c.code = $1"
@@ -229,40 +155,120 @@ async def attempt(conn: Any, code: str, tariff_id: str, user_id: str, now: datet
     return _attempt(row, now)
 
 
-async def give_back(conn: Any, purchase: Purchase) -> None:
-    """A cancelled or expired purchase's use and discount, back into the slot it came from,
-    and the user's use back."""
-    await conn.execute(
-        "SELECT loyalty_give_back($1, $2, 1, $3)", purchase.code, purchase.slot, purchase.discount
-    )
-    await conn.execute(
-        "UPDATE user_code_uses SET uses = uses - 1 WHERE code = $1 AND user_id = $2",
-        purchase.code,
-        purchase.user_id,
-    )
+class PgCodes:
+    """Promo codes over a connection or the pool (CodesRepository)."""
 
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
 
-async def active_for_user(
-    conn: Any, user_id: str, now: datetime, after: tuple[str, str] | None, limit: int
-) -> list[ActiveCode]:
-    """A page of the codes `user_id` could apply now, ending soonest first; `after` is the
-    (ends_at as text, 'infinity' for none; code) of the last code of the page before."""
-    rows = await conn.fetch(
-        f"SELECT c.*, {COUNTERS}, coalesce(x.uses, 0) AS user_uses FROM promo_codes c"
-        " LEFT JOIN user_code_uses x ON x.code = c.code AND x.user_id = $1"
-        f" WHERE {STATUS_SQL['ACTIVE'].format(now='$2')}"
-        "   AND (c.per_user_limit = 0 OR coalesce(x.uses, 0) < c.per_user_limit)"
-        "   AND (c.budget_minor IS NULL OR c.budget_spent_minor < c.budget_minor)"
-        "   AND (NOT c.first_purchase_only OR NOT EXISTS (SELECT 1 FROM purchases p"
-        "     WHERE p.user_id = $1 AND p.status IN ('PENDING', 'COMPLETED')))"
-        f"   AND {_IN_AUDIENCE.format(user='$1')}"
-        "   AND ($3::text IS NULL"
-        "     OR (coalesce(c.ends_at, 'infinity'), c.code) > ($3::text::timestamptz, $4))"
-        " ORDER BY coalesce(c.ends_at, 'infinity'), c.code LIMIT $5",
-        user_id,
-        now,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit,
-    )
-    return [ActiveCode(to_code(r), r["user_uses"]) for r in rows]
+    async def insert(self, code: str, spec: CodeSpec, discount: Discount) -> None:
+        try:
+            await self._conn.execute(
+                f"INSERT INTO promo_codes ({_INSERT_COLUMNS}) VALUES ($1, {_VALUES})",
+                code,
+                *_values(spec, discount),
+            )
+        except asyncpg.UniqueViolationError:
+            raise CodeTaken(code) from None
+
+    async def insert_batch(self, codes: list[str], spec: CodeSpec, discount: Discount) -> list[str]:
+        """Inserts the codes not taken yet; returns those it inserted."""
+        rows = await self._conn.fetch(
+            f"INSERT INTO promo_codes ({_INSERT_COLUMNS})"
+            f" SELECT c, {_VALUES} FROM unnest($1::text[]) c"
+            " ON CONFLICT (code) DO NOTHING RETURNING code",
+            codes,
+            *_values(spec, discount),
+        )
+        return [r["code"] for r in rows]
+
+    async def add_audience(
+        self, codes: list[str], user_ids: list[str], group_ids: list[str]
+    ) -> None:
+        if user_ids:
+            await self._conn.execute(
+                "INSERT INTO promo_code_users (code, user_id)"
+                " SELECT c, u FROM unnest($1::text[]) c, unnest($2::uuid[]) u"
+                " ON CONFLICT DO NOTHING",
+                codes,
+                user_ids,
+            )
+        if group_ids:
+            await self._conn.execute(
+                "INSERT INTO promo_code_groups (code, group_id)"
+                " SELECT c, g FROM unnest($1::text[]) c, unnest($2::uuid[]) g"
+                " ON CONFLICT DO NOTHING",
+                codes,
+                group_ids,
+            )
+
+    async def get(self, code: str) -> PromoCode | None:
+        row = await self._conn.fetchrow(
+            f"SELECT c.*, {COUNTERS}, {_AUDIENCE} FROM promo_codes c WHERE c.code = $1", code
+        )
+        return None if row is None else to_code(row)
+
+    async def page(
+        self, after: str | None, limit: int, query: str, status: str, now: datetime
+    ) -> list[PromoCode]:
+        condition = STATUS_SQL[status] if status else "true"
+        params: list[Any] = [after, _like_escaped(query), limit]
+        if "{now}" in condition:
+            params.append(now)
+        rows = await self._conn.fetch(
+            f"SELECT c.*, {COUNTERS}, {_AUDIENCE} FROM promo_codes c"
+            # Personal referral codes (priced by the program, not the row) are not listed.
+            " WHERE c.referrer_id IS NULL"
+            "   AND ($1::text IS NULL OR c.code > $1) AND c.code LIKE '%' || $2 || '%' ESCAPE '\\'"
+            f" AND {condition.format(now='$4')} ORDER BY c.code LIMIT $3",
+            *params,
+        )
+        return [to_code(r) for r in rows]
+
+    async def deactivate(self, code: str) -> bool:
+        found = await self._conn.fetchval(
+            "UPDATE promo_codes SET deactivated_at = coalesce(deactivated_at, now())"
+            " WHERE code = $1 RETURNING true",
+            code,
+        )
+        return bool(found)
+
+    async def give_back(self, purchase: Purchase) -> None:
+        """A cancelled or expired purchase's use and discount, back into the slot it came from,
+        and the user's use back."""
+        await self._conn.execute(
+            "SELECT loyalty_give_back($1, $2, 1, $3)",
+            purchase.code,
+            purchase.slot,
+            purchase.discount,
+        )
+        await self._conn.execute(
+            "UPDATE user_code_uses SET uses = uses - 1 WHERE code = $1 AND user_id = $2",
+            purchase.code,
+            purchase.user_id,
+        )
+
+    async def active_for_user(
+        self, user_id: str, now: datetime, after: tuple[str, str] | None, limit: int
+    ) -> list[ActiveCode]:
+        """A page of the codes `user_id` could apply now, ending soonest first; `after` is the
+        (ends_at as text, 'infinity' for none; code) of the last code of the page before."""
+        rows = await self._conn.fetch(
+            f"SELECT c.*, {COUNTERS}, coalesce(x.uses, 0) AS user_uses FROM promo_codes c"
+            " LEFT JOIN user_code_uses x ON x.code = c.code AND x.user_id = $1"
+            f" WHERE {STATUS_SQL['ACTIVE'].format(now='$2')}"
+            "   AND (c.per_user_limit = 0 OR coalesce(x.uses, 0) < c.per_user_limit)"
+            "   AND (c.budget_minor IS NULL OR c.budget_spent_minor < c.budget_minor)"
+            "   AND (NOT c.first_purchase_only OR NOT EXISTS (SELECT 1 FROM purchases p"
+            f"     WHERE p.user_id = $1 AND p.status IN {LIVE_SQL}))"
+            f"   AND {_IN_AUDIENCE.format(user='$1')}"
+            "   AND ($3::text IS NULL"
+            "     OR (coalesce(c.ends_at, 'infinity'), c.code) > ($3::text::timestamptz, $4))"
+            " ORDER BY coalesce(c.ends_at, 'infinity'), c.code LIMIT $5",
+            user_id,
+            now,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit,
+        )
+        return [ActiveCode(to_code(r), r["user_uses"]) for r in rows]

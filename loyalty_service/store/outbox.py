@@ -7,13 +7,20 @@ from typing import Any
 from common.telemetry.trace_context import current_traceparent
 
 
-async def add(conn: Any, event_id: str, routing_key: str, payload: bytes) -> None:
-    await conn.execute(
-        "INSERT INTO outbox (event_id, routing_key, payload, traceparent) VALUES ($1, $2, $3, $4)",
-        event_id,
-        routing_key,
-        payload,
-        current_traceparent(),  # for the relay's span to link to
-    )
-    # Wakes the relays (delivered when the transaction commits).
-    await conn.execute("SELECT pg_notify('outbox', '')")
+class PgOutbox:
+    """Loyalty's outbox over a connection (OutboxRepository)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def add(self, event_id: str, routing_key: str, payload: bytes) -> None:
+        await self._conn.execute(
+            "INSERT INTO outbox (event_id, routing_key, payload, traceparent)"
+            " VALUES ($1, $2, $3, $4)",
+            event_id,
+            routing_key,
+            payload,
+            current_traceparent(),  # for the relay's span to link to
+        )
+        # Wakes the relays (delivered when the transaction commits).
+        await self._conn.execute("SELECT pg_notify('outbox', '')")

@@ -10,7 +10,15 @@ from typing import Any
 AHEAD = timedelta(days=62)
 
 
-async def ensure(conn: Any, now: datetime) -> int:
-    """Creates the missing partitions from this month to AHEAD; how many it created."""
-    made: int = await conn.fetchval("SELECT loyalty_ensure_partitions($1, $2)", now, now + AHEAD)
-    return made
+class PgPartitions:
+    """The partitions over a connection or the pool (PartitionsRepository)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def ensure(self, now: datetime) -> int:
+        """Creates the missing partitions from this month to AHEAD; how many it created."""
+        made: int = await self._conn.fetchval(
+            "SELECT loyalty_ensure_partitions($1, $2)", now, now + AHEAD
+        )
+        return made

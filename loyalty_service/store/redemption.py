@@ -1,6 +1,6 @@
-"""ApplyPromoCode and UsePromoCode as one round trip each: the server-side functions of
-migrations/loyalty/0004_one_round_trip.sql (the decision, the counters, the purchase and the
-rejection record, in one statement)."""
+"""ApplyPromoCode and UsePromoCode as one round trip each: the server-side functions in
+loyalty_service/store/sql/ (loyalty_apply.sql, loyalty_use.sql: the decision, the counters, the
+purchase and the rejection record, in one statement)."""
 
 from __future__ import annotations
 
@@ -18,35 +18,42 @@ _APPLY = "SELECT * FROM loyalty_apply($1, $2, $3, $4)"
 _USE = "SELECT * FROM loyalty_use($1, $2, $3, $4, $5, $6)"
 
 
-async def apply(conn: Any, code: str, tariff_id: str, user_id: str, now: datetime) -> Decision:
-    """The decision at `now`; a refusal is recorded in the same statement."""
-    row = await conn.fetchrow(_APPLY, code, tariff_id, user_id, now)
-    if row["reason"] is not None:
-        return Decision(Reason(row["reason"]))
-    tariff = Tariff(
-        row["tariff_id"],
-        row["tariff_name"],
-        row["tariff_price"],
-        row["tariff_currency"],
-        row["tariff_period"],
-    )
-    price = Price(row["base_minor"], row["discount_minor"], row["final_minor"])
-    return Decision(
-        None, row["code"], tariff, price, Duration(row["duration"]), row["duration_periods"]
-    )
+class PgRedemption:
+    """Apply and Use, one round trip each (RedemptionRepository)."""
 
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
 
-async def use(
-    conn: Any,
-    code: str,
-    tariff_id: str,
-    user_id: str,
-    request_id: str | None,
-    purchase_id: str,
-    now: datetime,
-) -> UseOutcome:
-    """The purchase (made now, or earlier with this request id), or the recorded refusal."""
-    row = await conn.fetchrow(_USE, code, tariff_id, user_id, request_id, purchase_id, now)
-    if row["reason"] is not None:
-        return UseOutcome(Reason(row["reason"]))
-    return UseOutcome(None, to_purchase(row), bool(row["is_new"]))
+    async def apply(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Decision:
+        """The decision at `now`; a refusal is recorded in the same statement."""
+        row = await self._conn.fetchrow(_APPLY, code, tariff_id, user_id, now)
+        if row["reason"] is not None:
+            return Decision(Reason(row["reason"]))
+        tariff = Tariff(
+            row["tariff_id"],
+            row["tariff_name"],
+            row["tariff_price"],
+            row["tariff_currency"],
+            row["tariff_period"],
+        )
+        price = Price(row["base_minor"], row["discount_minor"], row["final_minor"])
+        return Decision(
+            None, row["code"], tariff, price, Duration(row["duration"]), row["duration_periods"]
+        )
+
+    async def use(
+        self,
+        code: str,
+        tariff_id: str,
+        user_id: str,
+        request_id: str | None,
+        purchase_id: str,
+        now: datetime,
+    ) -> UseOutcome:
+        """The purchase (made now, or earlier with this request id), or the recorded refusal."""
+        row = await self._conn.fetchrow(
+            _USE, code, tariff_id, user_id, request_id, purchase_id, now
+        )
+        if row["reason"] is not None:
+            return UseOutcome(Reason(row["reason"]))
+        return UseOutcome(None, to_purchase(row), bool(row["is_new"]))

@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from loyalty_service.domain.reports import DayStats
+from loyalty_service.store.purchases import LIVE_SQL
 
-_DAILY = """
+_DAILY = f"""
 WITH activity AS (
     SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS uses, 0 AS confirms,
            0 AS cancels, 0 AS rejections,
-           coalesce(sum(discount_minor) FILTER (WHERE status IN ('PENDING', 'COMPLETED')), 0)
+           coalesce(sum(discount_minor) FILTER (WHERE status IN {LIVE_SQL}), 0)
              AS granted
       FROM purchases WHERE code = $1 GROUP BY 1
     UNION ALL
@@ -31,10 +32,18 @@ SELECT to_char(day, 'YYYY-MM-DD') AS day, sum(uses)::bigint AS uses,
 """
 
 
-async def daily(conn: Any, code: str, days: int) -> list[DayStats]:
-    """The last `days` days with any activity, oldest first."""
-    rows = await conn.fetch(_DAILY, code, days)
-    return [
-        DayStats(r["day"], r["uses"], r["confirms"], r["cancels"], r["rejections"], r["granted"])
-        for r in reversed(rows)
-    ]
+class PgReports:
+    """Reports over a connection or the pool (ReportsRepository)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def daily(self, code: str, days: int) -> list[DayStats]:
+        """The last `days` days with any activity, oldest first."""
+        rows = await self._conn.fetch(_DAILY, code, days)
+        return [
+            DayStats(
+                r["day"], r["uses"], r["confirms"], r["cancels"], r["rejections"], r["granted"]
+            )
+            for r in reversed(rows)
+        ]

@@ -20,14 +20,19 @@ def to_tariff(row: asyncpg.Record, prefix: str = "") -> Tariff:
     )
 
 
-async def all_tariffs(conn: Any) -> list[Tariff]:
-    rows = await conn.fetch("SELECT * FROM tariffs ORDER BY price_minor, tariff_id")
-    return [to_tariff(r) for r in rows]
+class PgTariffs:
+    """Tariffs over a connection or the pool (TariffsRepository)."""
 
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
 
-async def missing_ids(conn: Any, tariff_ids: list[str]) -> list[str]:
-    rows = await conn.fetch(
-        "SELECT t FROM unnest($1::text[]) t WHERE t NOT IN (SELECT tariff_id FROM tariffs)",
-        tariff_ids,
-    )
-    return [r["t"] for r in rows]
+    async def all_tariffs(self) -> list[Tariff]:
+        rows = await self._conn.fetch("SELECT * FROM tariffs ORDER BY price_minor, tariff_id")
+        return [to_tariff(r) for r in rows]
+
+    async def missing_ids(self, tariff_ids: list[str]) -> list[str]:
+        rows = await self._conn.fetch(
+            "SELECT t FROM unnest($1::text[]) t WHERE t NOT IN (SELECT tariff_id FROM tariffs)",
+            tariff_ids,
+        )
+        return [r["t"] for r in rows]

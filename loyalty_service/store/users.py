@@ -22,12 +22,6 @@ async def apply_user_status(conn: Any, user_id: str, status: UserStatus, version
     return bool(applied)
 
 
-async def status_of(conn: Any, user_id: str) -> UserStatus:
-    """ACTIVE for a user loyalty has not heard of yet (their token is valid)."""
-    status: str | None = await conn.fetchval("SELECT status FROM users WHERE user_id = $1", user_id)
-    return UserStatus(status) if status else UserStatus.ACTIVE
-
-
 async def apply_user_statuses(
     conn: Any, changes: list[tuple[str, str, int]]
 ) -> list[tuple[str, int]]:
@@ -46,3 +40,17 @@ async def apply_user_statuses(
         [version for _, _, version in changes],
     )
     return [(row["user_id"], row["version"]) for row in rows]
+
+
+class PgUsers:
+    """The users mirror as UsersRepository sees it."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def status_of(self, user_id: str) -> UserStatus:
+        """ACTIVE for a user loyalty has not heard of yet (their token is valid)."""
+        status: str | None = await self._conn.fetchval(
+            "SELECT status FROM users WHERE user_id = $1", user_id
+        )
+        return UserStatus(status) if status else UserStatus.ACTIVE

@@ -6,23 +6,28 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from common.user_status import UserStatus
 from loyalty_service.domain.codes import ActiveCode, PromoCode
-from loyalty_service.domain.eligibility import Attempt, Tariff
+from loyalty_service.domain.eligibility import Tariff
 from loyalty_service.domain.groups import Group
 from loyalty_service.domain.pricing import Discount
-from loyalty_service.domain.purchases import Purchase, PurchaseStatus
+from loyalty_service.domain.purchases import Ended, Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import RecordedRejection
 from loyalty_service.domain.redemption import Decision, UseOutcome
 from loyalty_service.domain.referrals import (
     PersonalCode,
-    RefereeHistory,
     Referral,
     ReferralProgram,
+    ReferralReward,
     ReferralTotals,
+    RewardState,
+    RewardTotals,
+    Signal,
+    SignalFacts,
+    Withheld,
 )
 from loyalty_service.domain.reports import DayStats
 from loyalty_service.domain.specs import CodeSpec
@@ -47,8 +52,6 @@ class CodesRepository(Protocol):
 
     async def deactivate(self, code: str) -> bool: ...
 
-    async def attempt(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Attempt: ...
-
     async def give_back(self, purchase: Purchase) -> None: ...
 
     async def active_for_user(
@@ -57,13 +60,18 @@ class CodesRepository(Protocol):
 
 
 class PurchasesRepository(Protocol):
-    async def by_request(self, user_id: str, request_id: str) -> Purchase | None: ...
+    async def by_request(self, user_id: str, request_id: str) -> Purchase | None:
+        """The purchase an earlier use with this request id made: for a caller who is not let
+        through to a use (RedemptionRepository.use answers the replay itself)."""
+        ...
 
     async def get(self, purchase_id: str, *, lock: bool = False) -> Purchase | None: ...
 
     async def set_status(self, purchase_id: str, status: PurchaseStatus) -> Purchase: ...
 
-    async def expire_stale(self, older_than: datetime, limit: int, *, give_back: bool) -> int: ...
+    async def expire_stale(
+        self, older_than: datetime, limit: int, *, give_back: bool
+    ) -> list[Ended]: ...
 
     async def page_for_user(
         self, user_id: str, after: tuple[datetime, str] | None, limit: int
@@ -123,25 +131,70 @@ class ReferralsRepository(Protocol):
 
     async def claim_personal_code(self, user_id: str, code: str) -> bool: ...
 
-    async def referee_history(self, user_id: str) -> RefereeHistory: ...
-
     async def end(self, purchase_id: str, status: str) -> str | None: ...
 
     async def complete(self, purchase_id: str) -> Referral | None: ...
 
-    async def take_reward(self, referrer_id: str, cap: int) -> bool: ...
+    async def totals(self, top: int) -> ReferralTotals: ...
 
-    async def record_outcome(
-        self, referral: Referral, code: str | None, withheld: str | None
+
+class ReferralRewardsRepository(Protocol):
+    """A referral's reward from the confirm on: held, released, reversed, clawed back,
+    reviewed. Every move is conditional on the state it leaves."""
+
+    async def take_slot(
+        self, referrer_id: str, cap: int, day_cap: int, day: date
+    ) -> Withheld | None: ...
+
+    async def give_slot_back(self, referrer_id: str, taken_on: date) -> None: ...
+
+    async def record(
+        self,
+        referral: Referral,
+        state: RewardState,
+        *,
+        withheld: Withheld | None = None,
+        signal: Signal | None = None,
+        release_at: datetime | None = None,
     ) -> None: ...
 
-    async def totals(self, top: int) -> ReferralTotals: ...
+    async def get(self, purchase_id: str, *, lock: bool = False) -> ReferralReward | None: ...
+
+    async def claim_due(self, now: datetime, limit: int) -> list[ReferralReward]: ...
+
+    async def move(
+        self,
+        purchase_id: str,
+        before: RewardState,
+        after: RewardState,
+        *,
+        code: str | None = None,
+        withheld: Withheld | None = None,
+        reviewed_by: str | None = None,
+    ) -> bool: ...
+
+    async def refund_referral(self, purchase_id: str) -> Referral | None: ...
+
+    async def take_back_code(self, code: str) -> bool: ...
+
+    async def signal_facts(self, purchase_id: str) -> SignalFacts: ...
+
+    async def note_owner_address(self, user_id: str, address_hash: bytes) -> None: ...
+
+    async def note_referee_address(self, purchase_id: str, address_hash: bytes) -> None: ...
+
+    async def held_page(
+        self, after: tuple[datetime, str] | None, limit: int
+    ) -> list[ReferralReward]: ...
+
+    async def totals(self) -> RewardTotals: ...
 
 
 class RedemptionRepository(Protocol):
     """ApplyPromoCode's and UsePromoCode's whole work, one call (one round trip) each: the
     decision, the code's and the user's use, the referral, the purchase, and the rejection
-    record when refused. The domain rules are the reference it is tested against."""
+    record when refused; a repeated request id is answered with the purchase it made, and
+    takes nothing. The domain rules are the reference it is tested against."""
 
     async def apply(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Decision: ...
 
@@ -164,6 +217,14 @@ class ReportsRepository(Protocol):
     async def daily(self, code: str, days: int) -> list[DayStats]: ...
 
 
+class SettlementRepository(Protocol):
+    """Refunds: the payment side taking a completed purchase's money back."""
+
+    async def refund(self, purchase_id: str, reason: str) -> Purchase: ...
+
+    async def refund_returns_use(self, code: str) -> bool: ...
+
+
 class OutboxRepository(Protocol):
     async def add(self, event_id: str, routing_key: str, payload: bytes) -> None: ...
 
@@ -181,6 +242,8 @@ class Repositories:
     outbox: OutboxRepository
     redemption: RedemptionRepository
     partitions: PartitionsRepository
+    settlement: SettlementRepository
+    rewards: ReferralRewardsRepository
 
 
 class UnitOfWork(Protocol):

@@ -257,3 +257,34 @@ async def test_console_and_api_page_work_under_their_content_security_policy(
     assert "script-src 'self'" in answer.headers["content-security-policy"]
     assert refused == []
     await page.close()
+
+
+async def test_the_audit_page_shows_both_trails(browser: Browser, system: dict[str, str]) -> None:
+    user = await _user(system["BASE"])
+    page = await _signed_in(browser, system)
+    await page.click("text=Users")
+    await page.fill("#user-find [name=userId]", user["id"])
+    await page.click("#user-find button[type=submit]")
+    await expect(page.locator(f'#users-table tr[data-user-id="{user["id"]}"]')).to_have_count(1)
+
+    await page.click("text=Audit")
+    form = page.locator("#audit-filter")
+    await form.locator("[name=target]").fill(user["id"])
+    await form.locator("button[type=submit]").click()
+    rows = page.locator("#audit-table tbody tr")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("GetUser")
+    await expect(rows.first.locator(".status")).to_have_text("OK")
+
+    # Loyalty's trail holds the console's own listing of codes, under the same admin.
+    await page.click("text=Promo codes")
+    await expect(page.locator("#codes-view")).to_be_visible()
+    await page.click("text=Audit")
+    await form.locator("[name=target]").fill("")
+    await form.locator("[name=trail]").select_option("/v1/admin/promo-audit")
+    await form.locator("button[type=submit]").click()
+    await expect(
+        page.locator("#audit-table tbody tr", has_text="ListPromoCodes").first
+    ).to_be_visible()
+    await _shot(page, "audit")
+    await page.close()

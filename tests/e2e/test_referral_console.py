@@ -1,6 +1,9 @@
 """The console's referral page in headless Chromium (Debian's), driven by Playwright, against
-auth, loyalty and the gateway started as processes: the program set from the page, and the
-report it shows after a referral story played over HTTP."""
+auth, loyalty and the gateway started as processes: the program set from the page, the
+report it shows after a referral story played over HTTP, and a held referral approved.
+
+Every HTTP client here is 127.0.0.1, so every referral is a same-address one: held for
+review (taking the one cap slot), the second withheld by the cap."""
 
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ from tests.e2e.test_admin_console import _shot, _signed_in, _user, browser, syst
 __all__ = ["browser", "system"]  # the console's fixtures, shared with this module
 
 
-async def _story(base: str, admin_token: str) -> dict[str, Any]:
-    """Alice refers Bob and Carol (both confirmed) with a cap of 1, and tries her own code."""
+async def _story(base: str, admin_token: str) -> tuple[dict[str, Any], list[str]]:
+    """Alice refers Bob and Carol (both confirmed by the admin, as the payment side would)
+    with a cap of 1, and tries her own code; the report and the two purchases."""
     alice, bob, carol = [await _user(base) for _ in range(3)]
     async with httpx.AsyncClient(base_url=base) as http:
 
@@ -27,6 +31,7 @@ async def _story(base: str, admin_token: str) -> dict[str, Any]:
             "/v1/promocodes/apply", json={"code": code, "tariffId": "monthly"}, headers=auth(alice)
         )
         assert own.status_code == 400
+        purchases = []
         for referee in (bob, carol):
             used = await http.post(
                 "/v1/promocodes/use",
@@ -35,15 +40,18 @@ async def _story(base: str, admin_token: str) -> dict[str, Any]:
             )
             assert used.status_code == 200, used.text
             purchase_id = used.json()["purchaseId"]
+            purchases.append(purchase_id)
             done = await http.post(
-                f"/v1/purchases/{purchase_id}/confirm", json={}, headers=auth(referee)
+                f"/v1/purchases/{purchase_id}/confirm",
+                json={},
+                headers={"Authorization": f"Bearer {admin_token}"},
             )
-            assert done.status_code == 200
+            assert done.status_code == 200, done.text
         report = await http.get(
             "/v1/admin/referral-report", headers={"Authorization": f"Bearer {admin_token}"}
         )
     result: dict[str, Any] = report.json()
-    return result
+    return result, purchases
 
 
 async def test_set_the_program_and_read_the_report(
@@ -60,15 +68,18 @@ async def test_set_the_program_and_read_the_report(
     await form.locator("[name=rewardValue]").fill("5000")
     await form.locator("[name=rewardValidDays]").fill("10")
     await form.locator("[name=maxRewardsPerReferrer]").fill("1")
+    await form.locator("[name=rewardHoldSeconds]").fill("0")
+    await form.locator("[name=maxRewardsPerReferrerPerDay]").fill("0")
     await form.locator("button[type=submit]").click()
     await expect(page.locator("#message")).to_have_text("Referral program saved.")
 
     token = await page.evaluate("sessionStorage.getItem('token')")
-    report = await _story(system["BASE"], token)
+    report, (bob, _) = await _story(system["BASE"], token)
     await page.reload()
     await expect(form.locator("[name=rewardKind]")).to_have_value("amountOff")
     await expect(form.locator("[name=rewardValue]")).to_have_value("5000")
     await expect(form.locator("[name=maxRewardsPerReferrer]")).to_have_value("1")
+    await expect(form.locator("[name=rewardHoldSeconds]")).to_have_value("0")
     await expect(form.locator("[name=enabled]")).to_be_checked()
     totals = page.locator("#referral-totals .card")
     await expect(totals.filter(has_text="rewards issued").locator("b")).to_have_text(
@@ -89,7 +100,18 @@ async def test_set_the_program_and_read_the_report(
     await expect(rows).to_have_count(len(report["topReferrers"]))
     first = report["topReferrers"][0]
     await expect(rows.first).to_contain_text(first["code"])
+
+    held = page.locator(f'#held-referrals tr[data-referral-id="{bob}"]')
+    await expect(held).to_contain_text("same address")
     await _shot(page, "referrals")
+    issued = int(report.get("rewardsIssued", "0"))
+    page.once("dialog", lambda dialog: dialog.accept())
+    await held.locator("button", has_text="Approve").click()
+    await expect(page.locator("#message")).to_have_text("Referral approved: ISSUED.")
+    await expect(held).to_have_count(0)
+    await expect(totals.filter(has_text="rewards issued").locator("b")).to_have_text(
+        str(issued + 1)
+    )
     await page.close()
 
 

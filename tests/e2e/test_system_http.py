@@ -122,7 +122,9 @@ def test_an_admin_code_and_a_user_session_over_http(system: dict[str, str]) -> N
             ).json()
             for r in ("a", "b")
         ]
-        done = http.post(f"/v1/purchases/{bought[0]['purchaseId']}/confirm", headers=auth)
+        # Payment went through: the payment side (here an admin) confirms, not the buyer.
+        settler = {"Authorization": f"Bearer {admin_token}"}
+        done = http.post(f"/v1/purchases/{bought[0]['purchaseId']}/confirm", headers=settler)
         assert done.json()["status"] == "PURCHASE_STATUS_COMPLETED"
         back = http.post(f"/v1/purchases/{bought[1]['purchaseId']}/cancel", headers=auth)
         assert back.json()["status"] == "PURCHASE_STATUS_CANCELLED"

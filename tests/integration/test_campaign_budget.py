@@ -10,6 +10,7 @@ import asyncpg
 import grpc
 import pytest
 
+from loyalty_service.store.purchases import LIVE_SQL
 from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import (
@@ -51,7 +52,7 @@ async def _ledger(loyalty: LoyaltyTestServer, code: str) -> tuple[int, int, int]
     row = await loyalty.app.pool.fetchrow(
         "SELECT c.budget_spent_minor, promo_code_uses(c.code) AS uses,"
         " (SELECT coalesce(sum(discount_minor), 0)"
-        "   FROM purchases p WHERE p.code = c.code AND p.status IN ('PENDING', 'COMPLETED'))"
+        f"   FROM purchases p WHERE p.code = c.code AND p.status IN {LIVE_SQL})"
         "   AS live FROM promo_codes c WHERE c.code = $1",
         code,
     )
@@ -188,7 +189,7 @@ async def test_cancel_racing_confirm_100_times_keeps_counters_equal_to_live_purc
     await loyalty_server.create_code(
         admin, code=code, percent_off=50, per_user_limit=0, budget=money(10**9)
     )
-    user = auth_server.token_for()
+    user, settler = auth_server.token_for(), auth_server.service_token("purchases:settle")
     outcomes = []
     for n in range(100):
         purchase = await loyalty_server.promo.UsePromoCode(
@@ -198,7 +199,7 @@ async def test_cancel_racing_confirm_100_times_keeps_counters_equal_to_live_purc
         ask = promo_pb2.ConfirmPurchaseRequest(purchase_id=purchase.purchase_id)
         cancel = promo_pb2.CancelPromoCodeUseRequest(purchase_id=purchase.purchase_id)
         results = await asyncio.gather(
-            loyalty_server.promo.ConfirmPurchase(ask, metadata=user.metadata()),
+            loyalty_server.promo.ConfirmPurchase(ask, metadata=settler.metadata()),
             loyalty_server.promo.CancelPromoCodeUse(cancel, metadata=user.metadata()),
             return_exceptions=True,
         )

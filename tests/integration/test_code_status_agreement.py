@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from loyalty_service.domain.codes import CodeStatus, status_of
 from loyalty_service.domain.pricing import Discount, DiscountKind
 from loyalty_service.domain.specs import CodeSpec
-from loyalty_service.store import codes
+from loyalty_service.store.codes import PgCodes
 from tests.fixtures.loyalty import LoyaltyTestServer
 
 NOW = datetime(2031, 5, 17, 12, 0, tzinfo=UTC)
@@ -38,7 +38,7 @@ async def _insert(pool: object, prefix: str, index: int, case: tuple) -> str:  #
         code=code, percent_off=10, starts_at=starts_at, ends_at=ends_at, max_uses=max_uses
     )
     async with pool.acquire() as conn:  # type: ignore[attr-defined]
-        await codes.insert(conn, code, spec, Discount(DiscountKind.PERCENT_OFF, 10))
+        await PgCodes(conn).insert(code, spec, Discount(DiscountKind.PERCENT_OFF, 10))
         await conn.execute(
             "UPDATE promo_codes SET deactivated_at = CASE WHEN $2 THEN now() END WHERE code = $1",
             code,
@@ -62,12 +62,12 @@ async def test_sql_and_python_give_every_code_the_same_status(
     pool = loyalty_server.app.pool
     prefix = f"AGREE{uuid.uuid4().hex[:8].upper()}X"
     made = [await _insert(pool, prefix, i, case) for i, case in enumerate(CASES)]
-    everything = await codes.page(pool, None, 100, prefix, "", NOW)
+    everything = await PgCodes(pool).page(None, 100, prefix, "", NOW)
     assert sorted(c.code for c in everything) == made
     python = {c.code: status_of(c, NOW) for c in everything}
     # Every status occurs, so no SQL branch goes untested.
     assert set(python.values()) == set(CodeStatus)
     for status in CodeStatus:
-        listed = await codes.page(pool, None, 100, prefix, status.value, NOW)
+        listed = await PgCodes(pool).page(None, 100, prefix, status.value, NOW)
         expected = sorted(code for code, found in python.items() if found is status)
         assert sorted(c.code for c in listed) == expected, status

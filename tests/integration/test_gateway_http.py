@@ -50,7 +50,7 @@ async def login(http: httpx.AsyncClient) -> tuple[str, dict[str, Any]]:
 
 
 async def test_the_whole_story_over_http(
-    http: httpx.AsyncClient, loyalty_server: LoyaltyTestServer, admin: TestUser
+    http: httpx.AsyncClient, loyalty_server: LoyaltyTestServer, admin: TestUser, settler: TestUser
 ) -> None:
     code = new_code()
     await loyalty_server.create_code(
@@ -79,7 +79,11 @@ async def test_the_whole_story_over_http(
         json={"code": code, "tariffId": "yearly", "requestId": "2"},
         headers=auth,
     )
-    confirmed = await http.post(f"/v1/purchases/{first.json()['purchaseId']}/confirm", headers=auth)
+    # The buyer cannot confirm (no payment behind it); the payment side can.
+    confirm = f"/v1/purchases/{first.json()['purchaseId']}/confirm"
+    own = await http.post(confirm, headers=auth)
+    assert (own.status_code, reason(own)) == (403, "PURCHASE_SETTLEMENT_FORBIDDEN")
+    confirmed = await http.post(confirm, headers=bearer(settler.access_token))
     assert confirmed.json()["status"] == "PURCHASE_STATUS_COMPLETED"
     cancelled = await http.post(f"/v1/purchases/{second.json()['purchaseId']}/cancel", headers=auth)
     assert cancelled.json()["status"] == "PURCHASE_STATUS_CANCELLED"
@@ -98,6 +102,7 @@ async def test_every_rejection_reason_maps_to_its_http_status(
     loyalty_server: LoyaltyTestServer,
     admin: TestUser,
     auth_server: AuthTestServer,
+    settler: TestUser,
 ) -> None:
     user_id, tokens = await login(http)
     auth = bearer(tokens["accessToken"])
@@ -147,7 +152,7 @@ async def test_every_rejection_reason_maps_to_its_http_status(
         "/v1/promocodes/use", json={"code": codes["open"], "tariffId": "monthly"}, headers=auth
     )
     purchase = done.json()["purchaseId"]
-    await http.post(f"/v1/purchases/{purchase}/confirm", headers=auth)
+    await http.post(f"/v1/purchases/{purchase}/confirm", headers=bearer(settler.access_token))
     not_cancellable = await http.post(f"/v1/purchases/{purchase}/cancel", headers=auth)
     assert (not_cancellable.status_code, reason(not_cancellable)) == (
         400,

@@ -17,6 +17,8 @@ PROGRAM: dict[str, Any] = {
     "reward": {"amountOff": {"amountMinor": 5000, "currency": "RUB"}},
     "rewardValidDays": 14,
     "maxRewardsPerReferrer": 0,
+    "rewardHoldSeconds": "0",
+    "maxRewardsPerReferrerPerDay": 0,
 }
 
 
@@ -28,7 +30,7 @@ async def _rewards(http: httpx.AsyncClient, auth: dict[str, str]) -> list[dict[s
 
 
 async def test_the_referral_story_over_http(
-    http: httpx.AsyncClient, loyalty_server: LoyaltyTestServer, admin: TestUser
+    http: httpx.AsyncClient, loyalty_server: LoyaltyTestServer, admin: TestUser, settler: TestUser
 ) -> None:
     admin_auth = bearer(admin.access_token)
     put = await http.put("/v1/admin/referral-program", json=PROGRAM, headers=admin_auth)
@@ -63,8 +65,31 @@ async def test_the_referral_story_over_http(
     )
     assert used.json()["status"] == "PURCHASE_STATUS_PENDING"
     purchase_id = used.json()["purchaseId"]
-    done = await http.post(f"/v1/purchases/{purchase_id}/confirm", json={}, headers=bob)
+    done = await http.post(f"/v1/purchases/{purchase_id}/confirm", json={}, headers=admin_auth)
     assert done.json()["status"] == "PURCHASE_STATUS_COMPLETED"
+    # Alice and Bob both come from 127.0.0.1: a same-address referral, held for review.
+    held = await http.get("/v1/admin/referrals:held?pageSize=1000", headers=admin_auth)
+    assert held.status_code == 200, held.text
+    (mine,) = [r for r in held.json()["referrals"] if r["referralId"] == purchase_id]
+    assert (mine["state"], mine["signal"]) == (
+        "REFERRAL_REWARD_STATE_HELD_FOR_REVIEW",
+        "REFERRAL_SIGNAL_SAME_ADDRESS",
+    )
+    assert (await http.get("/v1/referral", headers=alice)).json()["rewardsPending"] == "1"
+    review = f"/v1/admin/referrals/{purchase_id}:review"
+    approved = await http.post(review, json={"approve": True}, headers=admin_auth)
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["state"] == "REFERRAL_REWARD_STATE_ISSUED"
+    missing = await http.post(
+        "/v1/admin/referrals/00000000-0000-4000-8000-000000000000:review",
+        json={"approve": True},
+        headers=admin_auth,
+    )
+    assert (missing.status_code, reason(missing)) == (404, "REFERRAL_NOT_FOUND")
+    bad = await http.post("/v1/admin/referrals/nope:review", json={}, headers=admin_auth)
+    assert bad.status_code == 400
+    denied = await http.get("/v1/admin/referrals:held", headers=bob)
+    assert denied.status_code == 403
 
     deadline = asyncio.get_running_loop().time() + 1.0
     while not (rewards := await _rewards(http, alice)):

@@ -12,6 +12,7 @@ import asyncpg
 import grpc
 import pytest
 
+from loyalty_service.store.purchases import LIVE_SQL
 from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import LoyaltyTestServer
@@ -70,7 +71,7 @@ async def _counters(loyalty: LoyaltyTestServer, code: str) -> tuple[int, int, in
     row = await pool.fetchrow(
         "SELECT promo_code_uses(c.code) AS uses,"
         " (SELECT count(*) FROM purchases p WHERE p.code = c.code"
-        "   AND p.status IN ('PENDING', 'COMPLETED')) AS held,"
+        f"   AND p.status IN {LIVE_SQL}) AS held,"
         " (SELECT coalesce(sum(uses), 0) FROM user_code_uses x WHERE x.code = c.code) AS per_user"
         " FROM promo_codes c WHERE c.code = $1",
         code,
@@ -142,10 +143,11 @@ async def test_counters_match_purchases_after_a_burst_of_uses_and_cancels(
         for p in first[::2]
         for _ in range(2)  # each cancelled twice at once: the use comes back once
     ]
+    settler = auth_server.service_token("purchases:settle")
     confirms = [
         loyalty.promo.ConfirmPurchase(
             promo_pb2.ConfirmPurchaseRequest(purchase_id=p.purchase_id),
-            metadata=by_owner[p.user_id].metadata(),
+            metadata=settler.metadata(),
         )
         for p in first[1::4]
     ]

@@ -15,9 +15,12 @@ import pytest
 
 from common.storage.migrations import drop_database, migrate
 from loyalty_service.domain.reasons import Reason
-from loyalty_service.store import partitions, redemption, rejections
+from loyalty_service.store import partitions
+from loyalty_service.store.partitions import PgPartitions
+from loyalty_service.store.redemption import PgRedemption
+from loyalty_service.store.rejections import PgRejections
 from tests.conftest import PG, RUN_ID
-from tests.fixtures.loyalty import LOYALTY_MIGRATIONS
+from tests.fixtures.loyalty import LOYALTY_FUNCTIONS, LOYALTY_MIGRATIONS
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=400)  # a month well before the migration's own window
@@ -92,7 +95,7 @@ async def test_migrating_a_database_with_history_keeps_every_row(
     dsn, conn = before_0004
     ids = await _history(conn)
     rejection_ids = [r["rejection_id"] for r in await conn.fetch("SELECT * FROM rejections")]
-    assert await migrate(dsn, LOYALTY_MIGRATIONS) >= ["0004_one_round_trip"]
+    assert await migrate(dsn, LOYALTY_MIGRATIONS, LOYALTY_FUNCTIONS) >= ["0004_one_round_trip"]
 
     placed = dict(
         await conn.fetch("SELECT purchase_id::text, tableoid::regclass::text FROM purchases")
@@ -127,9 +130,9 @@ async def test_migrating_a_database_with_history_keeps_every_row(
     user = str(uuid.uuid4())
     for _ in range(3):
         buyer, purchase = str(uuid.uuid4()), str(uuid.uuid4())
-        outcome = await redemption.use(conn, "CAPPED", "monthly", buyer, None, purchase, NOW)
+        outcome = await PgRedemption(conn).use("CAPPED", "monthly", buyer, None, purchase, NOW)
         assert outcome.reason is None
-    outcome = await redemption.use(conn, "CAPPED", "monthly", user, None, str(uuid.uuid4()), NOW)
+    outcome = await PgRedemption(conn).use("CAPPED", "monthly", user, None, str(uuid.uuid4()), NOW)
     assert outcome.reason is Reason.PROMO_CODE_EXHAUSTED
     newest = await conn.fetchval("SELECT max(rejection_id) FROM rejections")
     assert newest > max(rejection_ids)
@@ -148,13 +151,13 @@ async def test_partitions_are_made_ahead_once_and_old_rejection_months_dropped_w
 ) -> None:
     dsn, conn = before_0004
     await _history(conn)
-    await migrate(dsn, LOYALTY_MIGRATIONS)
+    await migrate(dsn, LOYALTY_MIGRATIONS, LOYALTY_FUNCTIONS)
     ahead = NOW + partitions.AHEAD
     await conn.execute(
         "DROP TABLE IF EXISTS " + f"purchases_{ahead:%Y_%m}, rejections_{ahead:%Y_%m}"
     )
-    assert await partitions.ensure(conn, NOW) == 2
-    assert await partitions.ensure(conn, NOW) == 0
+    assert await PgPartitions(conn).ensure(NOW) == 2
+    assert await PgPartitions(conn).ensure(NOW) == 0
     assert await conn.fetchval("SELECT to_regclass($1)::text", f"purchases_{ahead:%Y_%m}")
 
     # A row in a month that has no partition lands in the default one, and nothing fails.
@@ -172,9 +175,9 @@ async def test_partitions_are_made_ahead_once_and_old_rejection_months_dropped_w
     )
 
     cutoff = NOW - timedelta(days=200)
-    assert await rejections.drop_months_before(conn, cutoff) == 1
+    assert await PgRejections(conn).drop_months_before(cutoff) == 1
     assert await conn.fetchval("SELECT to_regclass($1)", f"rejections_{OLD:%Y_%m}") is None
     # The default partition's old row goes row by row; this month's rows stay.
-    assert await rejections.forget_before(conn, cutoff, 100) == 1
+    assert await PgRejections(conn).forget_before(cutoff, 100) == 1
     assert await conn.fetchval("SELECT count(*) FROM rejections") == 1
     assert await conn.fetchval("SELECT count(*) FROM purchases") == 3

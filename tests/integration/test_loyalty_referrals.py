@@ -53,7 +53,7 @@ async def _rejections(loyalty: LoyaltyTestServer, admin: TestUser, code: str) ->
 
 
 async def test_the_whole_story(
-    on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    settler: TestUser, on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     alice, bob = await auth_server.new_user(), await auth_server.new_user()
     before = await _report(on, admin)
@@ -74,7 +74,7 @@ async def test_the_whole_story(
     purchase = await use(on.promo, bob, code)
     assert purchase.final_price == money(23920)
     assert purchase.status == promo_pb2.PURCHASE_STATUS_PENDING
-    done = await confirm(on.promo, bob, purchase.purchase_id)
+    done = await confirm(on.promo, admin, purchase.purchase_id)
     assert done.status == promo_pb2.PURCHASE_STATUS_COMPLETED
 
     async def rewarded() -> bool:
@@ -108,12 +108,12 @@ async def test_the_whole_story(
 
 
 async def test_50_concurrent_confirms_give_one_reward(
-    on: LoyaltyTestServer, auth_server: AuthTestServer
+    on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     alice, bob = auth_server.token_for(), auth_server.token_for()
     purchase = await use(on.promo, bob, await code_of(on.promo, alice))
     confirms = await asyncio.gather(
-        *(confirm(on.promo, bob, purchase.purchase_id) for _ in range(50))
+        *(confirm(on.promo, admin, purchase.purchase_id) for _ in range(50))
     )
     assert {c.status for c in confirms} == {promo_pb2.PURCHASE_STATUS_COMPLETED}
     assert await outcomes(on.app.pool, alice.user_id) == {"ISSUED": 1}
@@ -122,16 +122,17 @@ async def test_50_concurrent_confirms_give_one_reward(
 
 
 async def test_30_referees_racing_with_a_cap_of_5_give_5_rewards(
-    loyalty_server: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    settler: TestUser,
+    loyalty_server: LoyaltyTestServer,
+    admin: TestUser,
+    auth_server: AuthTestServer,
 ) -> None:
     await set_program(loyalty_server.admin, admin, max_rewards_per_referrer=5)
     promo, alice = loyalty_server.promo, auth_server.token_for()
     code = await code_of(promo, alice)
     referees = [auth_server.token_for() for _ in range(30)]
     purchases = await asyncio.gather(*(use(promo, r, code) for r in referees))
-    await asyncio.gather(
-        *(confirm(promo, r, p.purchase_id) for r, p in zip(referees, purchases, strict=True))
-    )
+    await asyncio.gather(*(confirm(promo, admin, p.purchase_id) for p in purchases))
     found = await outcomes(loyalty_server.app.pool, alice.user_id)
     assert found == {"ISSUED": 5, "REFERRAL_REWARD_CAP_REACHED": 25}
     assert await issued_codes(loyalty_server.app.pool, alice.user_id) == 5
@@ -171,7 +172,7 @@ async def test_not_first_purchase(
 
 
 async def test_already_referred_then_cancel_gives_the_referral_back(
-    on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    settler: TestUser, on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     alice, carol, bob = (auth_server.token_for() for _ in range(3))
     alices, carols = await code_of(on.promo, alice), await code_of(on.promo, carol)
@@ -184,7 +185,7 @@ async def test_already_referred_then_cancel_gives_the_referral_back(
         metadata=bob.metadata(),
     )
     again = await use(on.promo, bob, carols)
-    await confirm(on.promo, bob, again.purchase_id)
+    await confirm(on.promo, admin, again.purchase_id)
     assert await outcomes(on.app.pool, carol.user_id) == {"ISSUED": 1}
     assert await outcomes(on.app.pool, alice.user_id) == {}
     report = await _report(on, admin)
@@ -226,15 +227,15 @@ async def test_program_off(
 
 
 async def test_blocked_referrer_gets_no_reward(
-    on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    settler: TestUser, on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     alice, bob, deleted, carol = (auth_server.token_for() for _ in range(4))
     purchase = await use(on.promo, bob, await code_of(on.promo, alice))
     later = await use(on.promo, carol, await code_of(on.promo, deleted))
     await on.set_user_status(alice.user_id, "BLOCKED", 2)
     await on.set_user_status(deleted.user_id, "DELETED", 2)
-    await confirm(on.promo, bob, purchase.purchase_id)
-    await confirm(on.promo, carol, later.purchase_id)
+    await confirm(on.promo, admin, purchase.purchase_id)
+    await confirm(on.promo, admin, later.purchase_id)
     assert await outcomes(on.app.pool, alice.user_id) == {"REFERRER_BLOCKED": 1}
     assert await outcomes(on.app.pool, deleted.user_id) == {"REFERRER_DELETED": 1}
     assert await issued_codes(on.app.pool, alice.user_id) == 0
@@ -244,14 +245,17 @@ async def test_blocked_referrer_gets_no_reward(
 
 
 async def test_cap_reached(
-    loyalty_server: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    settler: TestUser,
+    loyalty_server: LoyaltyTestServer,
+    admin: TestUser,
+    auth_server: AuthTestServer,
 ) -> None:
     await set_program(loyalty_server.admin, admin, max_rewards_per_referrer=1)
     promo, alice = loyalty_server.promo, auth_server.token_for()
     code = await code_of(promo, alice)
     for _ in range(2):
         referee = auth_server.token_for()
-        await confirm(promo, referee, (await use(promo, referee, code)).purchase_id)
+        await confirm(promo, admin, (await use(promo, referee, code)).purchase_id)
     found = await outcomes(loyalty_server.app.pool, alice.user_id)
     assert found == {"ISSUED": 1, "REFERRAL_REWARD_CAP_REACHED": 1}
     report = await _report(loyalty_server, admin)
@@ -259,7 +263,7 @@ async def test_cap_reached(
 
 
 async def test_a_program_change_affects_later_uses_and_rewards_only(
-    on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    settler: TestUser, on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     alice, bob = auth_server.token_for(), auth_server.token_for()
     purchase = await use(on.promo, bob, await code_of(on.promo, alice))
@@ -267,7 +271,7 @@ async def test_a_program_change_affects_later_uses_and_rewards_only(
         on.admin, admin, referee=promo_pb2.Discount(amount_off=money(1000)), reward_valid_days=7
     )
     try:
-        await confirm(on.promo, bob, purchase.purchase_id)
+        await confirm(on.promo, admin, purchase.purchase_id)
         stored = await on.app.pool.fetchval(
             "SELECT final_minor FROM purchases WHERE purchase_id = $1", purchase.purchase_id
         )

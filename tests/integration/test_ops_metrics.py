@@ -92,7 +92,8 @@ async def test_promo_counters_follow_uses_confirms_cancels_expiries_and_rejectio
     not_found = value("loyalty_promo_rejections_total", reason="PROMO_CODE_NOT_FOUND")
     first, second, third = [await _use(system, user, code) for _ in range(3)]
     await system.loyalty.promo.ConfirmPurchase(
-        promo_pb2.ConfirmPurchaseRequest(purchase_id=first.purchase_id), metadata=user.metadata()
+        promo_pb2.ConfirmPurchaseRequest(purchase_id=first.purchase_id),
+        metadata=system.auth.service_token("purchases:settle").metadata(),
     )
     await system.loyalty.promo.CancelPromoCodeUse(
         promo_pb2.CancelPromoCodeUseRequest(purchase_id=second.purchase_id),

@@ -15,7 +15,7 @@ import grpc
 import pytest
 import redis.asyncio as redis
 
-from auth_service.store import sessions
+from auth_service.store.sessions import PgSessions
 from protogen.loyalty.auth.v1 import auth_pb2
 from protogen.loyalty.promo.v1 import promo_pb2
 from tests.conftest import TEST_ENV
@@ -135,6 +135,6 @@ async def test_a_revocation_that_never_reached_redis_is_caught_up(pair: Pair) ->
     session_id = await pair.auth.app.pool.fetchval(
         "SELECT session_id::text FROM sessions WHERE user_id = $1", user.user_id
     )
-    await sessions.revoke(pair.auth.app.pool, session_id)
+    await PgSessions(pair.auth.app.pool).revoke(session_id)
     await pair.auth.app.keeper.tick()
     assert await answer(pair, user) == "UNAUTHENTICATED UNAUTHENTICATED"

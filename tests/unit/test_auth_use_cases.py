@@ -8,7 +8,7 @@ from passlib.context import CryptContext
 
 from auth_service import passwords
 from auth_service.domain import AuthReason, Role, Status
-from auth_service.keys import new_private_pem, signing_key
+from auth_service.keys import KeyRing, new_private_pem, signing_key
 from auth_service.token_issuer import TokenIssuer
 from auth_service.use_cases.accounts import Accounts
 from auth_service.use_cases.sessions import Sessions
@@ -24,7 +24,7 @@ class World:
         self.store = FakeAuthStore()
         self.revocations = FakeRevocations()
         self.guard = Unlimited()
-        issuer = TokenIssuer(signing_key(new_private_pem()), 900)
+        issuer = TokenIssuer(KeyRing.of_one(signing_key(new_private_pem())), 900)
         self.accounts = Accounts(self.store, issuer, self.revocations, self.guard, 8)
         self.sessions = Sessions(self.store, issuer, self.revocations, self.guard, 3600)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from common.rpc.proto_time import timestamp, when
-from common.user_status import UserStatus, from_proto, to_proto
+from common.rpc.user_status_proto import from_proto, to_proto
+from common.user_status import UserStatus
 from protogen.loyalty.auth.v1 import auth_pb2
 
 

@@ -17,6 +17,7 @@ CONTRACT = [
     ("POST", "/v1/promocodes/use", "PromoService.UsePromoCode"),
     ("POST", "/v1/purchases/{purchase_id}/confirm", "PromoService.ConfirmPurchase"),
     ("POST", "/v1/purchases/{purchase_id}/cancel", "PromoService.CancelPromoCodeUse"),
+    ("POST", "/v1/purchases/{purchase_id}/refund", "PromoService.RefundPurchase"),
 ]
 
 
@@ -82,6 +83,7 @@ def test_openapi_secures_only_the_routes_that_check_a_token() -> None:
         "/v1/auth/refresh",
         "/v1/auth/logout",
         "/v1/auth/jwks",
+        "/v1/auth/token",  # the client authenticates with its own credentials
         "/healthz",
         "/livez",
         "/readyz",

@@ -20,6 +20,7 @@ from loyalty_service.domain.purchases import (
     can_move,
     check_cancel,
     check_confirm,
+    check_refund,
     gives_use_back,
 )
 from loyalty_service.domain.reasons import Rejection
@@ -31,9 +32,21 @@ P = PurchaseStatus
 def test_transitions() -> None:
     assert can_move(P.PENDING, P.COMPLETED) and not gives_use_back(P.PENDING, P.COMPLETED)
     assert gives_use_back(P.PENDING, P.CANCELLED) and gives_use_back(P.PENDING, P.EXPIRED)
-    for final in (P.COMPLETED, P.CANCELLED, P.EXPIRED):
+    assert can_move(P.COMPLETED, P.REFUNDED) and gives_use_back(P.COMPLETED, P.REFUNDED)
+    assert not gives_use_back(P.COMPLETED, P.REFUNDED, refund_returns_use=False)
+    for target in P:
+        assert can_move(P.COMPLETED, target) == (target is P.REFUNDED)
+    for final in (P.CANCELLED, P.EXPIRED, P.REFUNDED):
         for target in P:
             assert not can_move(final, target)
+
+
+def test_refund_check() -> None:
+    assert check_refund(P.COMPLETED) and not check_refund(P.REFUNDED)
+    for status in (P.PENDING, P.CANCELLED, P.EXPIRED):
+        with pytest.raises(Rejection) as raised:
+            check_refund(status)
+        assert raised.value.reason == "PURCHASE_NOT_REFUNDABLE"
 
 
 def test_cancel_and_confirm_checks() -> None:

@@ -98,6 +98,7 @@ async function route() {
     else if (view === "groups") { show("groups"); await loadGroups(); }
     else if (view === "apply") show("apply");
     else if (view === "referrals") { show("referrals"); await loadReferrals(); }
+    else if (view === "audit") { show("audit"); await loadAudit(true); }
     else { show("codes"); await loadCodes(true); }
   } catch (error) { handle(error); }
 }
@@ -544,10 +545,13 @@ async function loadReferrals() {
   showDiscount(form, "reward", program.reward);
   form.rewardValidDays.value = program.rewardValidDays;
   form.maxRewardsPerReferrer.value = program.maxRewardsPerReferrer || 0;
+  form.maxRewardsPerReferrerPerDay.value = program.maxRewardsPerReferrerPerDay || 0;
+  form.rewardHoldSeconds.value = program.rewardHoldSeconds || 0;
   cards($("#referral-totals"), [
     ["started", report.referralsStarted || 0], ["completed", report.referralsCompleted || 0],
     ["given back", report.referralsGivenBack || 0], ["rewards issued", report.rewardsIssued || 0],
   ]);
+  bars($("#reward-states-chart"), report.rewardsByState, "No confirmed referrals yet.");
   bars($("#withheld-chart"), report.rewardsWithheldByReason, "No reward withheld.");
   bars($("#referral-rejections-chart"), report.rejectionsByReason, "No refused referral uses.");
   const body = $("#top-referrers tbody");
@@ -558,6 +562,40 @@ async function loadReferrals() {
     cell(row, t.userId); cell(row, t.code); cell(row, t.referredCount || 0); cell(row, t.rewardsIssued || 0);
   }
   if (!(report.topReferrers || []).length) cell(body.insertRow(), "No referrals yet.");
+  await loadHeldReferrals();
+}
+
+const SIGNALS = { REFERRAL_SIGNAL_SAME_ADDRESS: "same address", REFERRAL_SIGNAL_MUTUAL_REFERRAL: "mutual referral" };
+
+async function loadHeldReferrals() {
+  const page = await api("GET", "/v1/admin/referrals:held?pageSize=100");
+  const body = $("#held-referrals tbody");
+  body.textContent = "";
+  for (const r of page.referrals || []) {
+    const row = body.insertRow();
+    row.dataset.referralId = r.referralId;
+    cell(row, r.createdAt || ""); cell(row, SIGNALS[r.signal] || r.signal || "");
+    cell(row, r.referrerId); cell(row, r.refereeId); cell(row, r.code);
+    const actions = row.insertCell();
+    for (const [label, approve] of [["Approve", true], ["Reject", false]]) {
+      const button = document.createElement("button");
+      button.type = "button"; button.textContent = label;
+      button.addEventListener("click", () => reviewReferral(r.referralId, approve));
+      actions.append(button);
+    }
+  }
+  if (!(page.referrals || []).length) cell(body.insertRow(), "No referral is held for review.");
+}
+
+async function reviewReferral(referralId, approve) {
+  const what = approve ? "Approve this referral and release its reward now?" : "Reject this referral? Its referrer gets no reward.";
+  if (!window.confirm(what)) return;
+  try {
+    const done = await api("POST", `/v1/admin/referrals/${encodeURIComponent(referralId)}:review`, { approve });
+    const state = String(done.state || "").replace("REFERRAL_REWARD_STATE_", "");
+    say(approve ? `Referral approved: ${state}.` : `Referral rejected: ${state}.`);
+    await loadReferrals();
+  } catch (error) { handle(error); }
 }
 
 async function saveReferralProgram(event) {
@@ -570,6 +608,8 @@ async function saveReferralProgram(event) {
       reward: discountInput(form.rewardKind.value, form.rewardValue.value),
       rewardValidDays: Number(form.rewardValidDays.value),
       maxRewardsPerReferrer: Number(form.maxRewardsPerReferrer.value),
+      maxRewardsPerReferrerPerDay: Number(form.maxRewardsPerReferrerPerDay.value),
+      rewardHoldSeconds: String(Number(form.rewardHoldSeconds.value)),
     });
     say("Referral program saved.");
     await loadReferrals();

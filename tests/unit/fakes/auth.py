@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from auth_service.domain import EmailTaken, RefreshUse, Role, Status, User
+from auth_service.domain.privacy import SessionRecord
 from auth_service.use_cases.ports import Repositories
 
 
@@ -28,6 +29,7 @@ class Tables:
     # token hash -> (session id, used)
     tokens: dict[str, tuple[str, bool]] = field(default_factory=dict)
     outbox: list[tuple[str, str]] = field(default_factory=list)  # (user id, routing key)
+    email_hashes: dict[str, bytes] = field(default_factory=dict)  # of erased accounts
 
 
 class FakeUsers:
@@ -119,8 +121,26 @@ class FakeOutbox:
         return None
 
 
+class FakePersonalData:
+    """Erasure as PostgreSQL does it: a DELETED user loses the email and password hash."""
+
+    def __init__(self, tables: Tables) -> None:
+        self._t = tables
+
+    async def erase(self, user_id: str, email_hash: bytes) -> None:
+        user = self._t.users[user_id]
+        if user.status is Status.DELETED:
+            self._t.users[user_id] = dataclasses.replace(user, email="", password_hash="")
+            self._t.email_hashes[user_id] = email_hash
+
+    async def sessions_of(self, user_id: str, limit: int) -> list[SessionRecord]:
+        return []
+
+
 def _repositories(tables: Tables) -> Repositories:
-    return Repositories(FakeUsers(tables), FakeSessions(tables), FakeOutbox(tables))
+    return Repositories(
+        FakeUsers(tables), FakeSessions(tables), FakeOutbox(tables), FakePersonalData(tables)
+    )
 
 
 class FakeAuthStore:

@@ -9,29 +9,33 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from common.user_status import UserStatus
 from loyalty_service.domain.codes import ActiveCode, CodeStatus, CodeTaken, PromoCode, status_of
 from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
 from loyalty_service.domain.groups import Group, GroupNameTaken
-from loyalty_service.domain.pricing import Discount, Price, quote
-from loyalty_service.domain.purchases import Purchase, PurchaseStatus
+from loyalty_service.domain.pricing import Discount, DiscountKind, quote
+from loyalty_service.domain.purchases import LIVE, Ended, Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import Reason, RecordedRejection
 from loyalty_service.domain.redemption import Decision, UseOutcome
 from loyalty_service.domain.referrals import (
     PersonalCode,
-    RefereeHistory,
     Referral,
     ReferralProgram,
+    ReferralReward,
     ReferralTotals,
+    RewardState,
+    RewardTotals,
+    Signal,
+    SignalFacts,
+    Withheld,
+    is_referral,
 )
 from loyalty_service.domain.reports import DayStats
-from loyalty_service.domain.schedule import Duration
 from loyalty_service.domain.specs import CodeSpec
 from loyalty_service.use_cases.ports import Repositories
 
-LIVE = (PurchaseStatus.PENDING, PurchaseStatus.COMPLETED)
 MONTHLY = Tariff("monthly", "Monthly", 29900, "RUB", 30)
 
 
@@ -46,6 +50,20 @@ class State:
     groups: dict[str, Group] = field(default_factory=dict)
     members: dict[str, set[str]] = field(default_factory=dict)
     outbox: list[str] = field(default_factory=list)  # routing keys
+    program: ReferralProgram = field(
+        default_factory=lambda: ReferralProgram(
+            True,
+            Discount(DiscountKind.PERCENT_OFF, 10),
+            Discount(DiscountKind.PERCENT_OFF, 50),
+            30,
+            10,
+        )
+    )
+    rewards: dict[str, ReferralReward] = field(default_factory=dict)
+    slots: dict[str, list[date]] = field(default_factory=dict)  # referrer → days slots taken
+    refunded_referrals: set[str] = field(default_factory=set)
+    signals: dict[str, SignalFacts] = field(default_factory=dict)  # purchase → facts
+    owner_hashes: dict[str, bytes] = field(default_factory=dict)
 
 
 def _code_of(text: str, spec: CodeSpec, discount: Discount) -> PromoCode:
@@ -64,6 +82,7 @@ def _code_of(text: str, spec: CodeSpec, discount: Discount) -> PromoCode:
         duration=spec.duration,
         duration_periods=spec.duration_periods,
         first_purchase_only=spec.first_purchase_only,
+        refund_returns_use=spec.refund_returns_use,
         description=spec.description,
         created_at=datetime.now(UTC),
     )
@@ -134,31 +153,6 @@ class FakeCodes:
             bought,
         )
 
-    async def take_use(self, code: str, discount: int) -> bool:
-        c = self._s.codes[code]
-        budget_ok = c.budget is None or c.budget_spent + discount <= c.budget
-        if (c.max_uses and c.uses >= c.max_uses) or not budget_ok:
-            return False
-        self._change(code, uses=c.uses + 1, budget_spent=c.budget_spent + discount)
-        return True
-
-    async def out_of_uses(self, code: str) -> bool:
-        c = self._s.codes[code]
-        return c.max_uses > 0 and c.uses >= c.max_uses
-
-    async def lock_first_purchase(self, user_id: str, purchase_id: str) -> bool:
-        return not any(
-            p.user_id == user_id and p.purchase_id != purchase_id and p.status in LIVE
-            for p in self._s.purchases.values()
-        )
-
-    async def take_user_use(self, code: str, user_id: str, limit: int) -> bool:
-        used = self._s.user_uses.get((code, user_id), 0)
-        if limit and used >= limit:
-            return False
-        self._s.user_uses[(code, user_id)] = used + 1
-        return True
-
     async def give_back(self, purchase: Purchase) -> None:
         c = self._s.codes[purchase.code]
         self._change(
@@ -181,38 +175,6 @@ class FakePurchases:
     def __init__(self, state: State) -> None:
         self._s = state
 
-    async def insert(
-        self,
-        purchase_id: str,
-        user_id: str,
-        code: str,
-        tariff: Tariff,
-        price: Price,
-        request_id: str | None,
-        duration: tuple[str, int] = ("ONCE", 0),
-    ) -> Purchase | None:
-        if request_id and await self.by_request(user_id, request_id):
-            return None
-        now = datetime.now(UTC)
-        made = Purchase(
-            purchase_id,
-            user_id,
-            code,
-            tariff.tariff_id,
-            price.base,
-            price.discount,
-            price.final,
-            tariff.currency,
-            PurchaseStatus.PENDING,
-            request_id,
-            Duration(duration[0]),
-            duration[1],
-            now,
-            now,
-        )
-        self._s.purchases[purchase_id] = made
-        return made
-
     async def by_request(self, user_id: str, request_id: str) -> Purchase | None:
         return next(
             (
@@ -231,7 +193,9 @@ class FakePurchases:
         self._s.purchases[purchase_id] = changed
         return changed
 
-    async def expire_stale(self, older_than: datetime, limit: int, *, give_back: bool) -> int:
+    async def expire_stale(
+        self, older_than: datetime, limit: int, *, give_back: bool
+    ) -> list[Ended]:
         stale = [
             p
             for p in self._s.purchases.values()
@@ -242,7 +206,7 @@ class FakePurchases:
             await self.set_status(p.purchase_id, PurchaseStatus.EXPIRED)
             if give_back:
                 await codes.give_back(p)
-        return len(stale)
+        return [Ended(self._s.purchases[p.purchase_id], None) for p in stale]
 
     async def page_for_user(
         self, user_id: str, after: tuple[datetime, str] | None, limit: int
@@ -364,8 +328,12 @@ class FakeGroups:
 
 
 class NoReferrals:
-    """No code here has a referrer, so only the calls every confirm and cancel make are
-    answered; anything else would mean a referral code slipped into a unit test."""
+    """No code here has a referrer, so only the calls every confirm and cancel make (and the
+    program, which the rewards' use cases read) are answered; anything else would mean a
+    referral code slipped into a unit test."""
+
+    def __init__(self, state: State) -> None:
+        self._s = state
 
     async def complete(self, purchase_id: str) -> Referral | None:
         return None
@@ -377,10 +345,11 @@ class NoReferrals:
         return AssertionError("referral codes are tested in tests/integration")
 
     async def program(self) -> ReferralProgram:
-        raise self._unexpected()
+        return self._s.program
 
     async def set_program(self, value: ReferralProgram) -> ReferralProgram:
-        raise self._unexpected()
+        self._s.program = value
+        return value
 
     async def personal_code(self, user_id: str) -> PersonalCode | None:
         raise self._unexpected()
@@ -391,25 +360,16 @@ class NoReferrals:
     async def claim_personal_code(self, user_id: str, code: str) -> bool:
         raise self._unexpected()
 
-    async def referee_history(self, user_id: str) -> RefereeHistory:
-        raise self._unexpected()
-
-    async def take_reward(self, referrer_id: str, cap: int) -> bool:
-        raise self._unexpected()
-
-    async def record_outcome(
-        self, referral: Referral, code: str | None, withheld: str | None
-    ) -> None:
-        raise self._unexpected()
-
     async def totals(self, top: int) -> ReferralTotals:
         raise self._unexpected()
 
 
 class FakeRedemption:
-    """ApplyPromoCode's and UsePromoCode's one store call, over the state, by the domain's
-    rules (the reference the SQL functions are tested against): the decision, then the use
-    taken all or nothing, and the rejection recorded when refused."""
+    """ApplyPromoCode's and UsePromoCode's one store call, over the state. The decision is the
+    domain's (eligibility.rejection_reason, pricing.quote: the reference the SQL functions are
+    tested against), and refusals are recorded; taking the use then only counts it, as the
+    decision already checked the counters against this very state (no other caller runs in
+    between, so the SQL's atomic re-checks have nothing to catch here)."""
 
     def __init__(self, state: State) -> None:
         self._s = state
@@ -419,6 +379,7 @@ class FakeRedemption:
 
     async def apply(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Decision:
         attempt = await FakeCodes(self._s).attempt(code, tariff_id, user_id, now)
+        assert not is_referral(attempt.code), "referral codes are tested in tests/integration"
         reason = rejection_reason(attempt)
         if reason is not None:
             await self._refuse(reason, user_id, code, tariff_id)
@@ -437,45 +398,64 @@ class FakeRedemption:
         purchase_id: str,
         now: datetime,
     ) -> UseOutcome:
-        if request_id:
-            earlier = await FakePurchases(self._s).by_request(user_id, request_id)
-            if earlier is not None:
-                return UseOutcome(None, earlier, False)
+        # The request-id replay, as loyalty_use answers it (tested in tests/integration).
+        purchases = FakePurchases(self._s)
+        if request_id and (earlier := await purchases.by_request(user_id, request_id)):
+            return UseOutcome(None, earlier, False)
         decision = await self.apply(code, tariff_id, user_id, now)
         if decision.reason is not None:
             return UseOutcome(decision.reason)
-        working = copy.deepcopy(self._s)
-        made, reason = await _take(working, decision, user_id, request_id, purchase_id)
-        if reason is not None:
-            await self._refuse(reason, user_id, code, tariff_id)
-            return UseOutcome(reason)
-        vars(self._s).update(vars(working))  # the transaction commits
-        return UseOutcome(None, made, True)
+        return UseOutcome(None, _take(self._s, decision, user_id, request_id, purchase_id), True)
 
 
-async def _take(
+def _take(
     state: State, decision: Decision, user_id: str, request_id: str | None, purchase_id: str
-) -> tuple[Purchase | None, Reason | None]:
-    """The taking steps in the store's order; the first that fails is the reason."""
-    codes, code = FakeCodes(state), state.codes[decision.code]
+) -> Purchase:
+    """Counts the use the decision allowed (the code's, its budget, the user's) and makes the
+    PENDING purchase."""
     assert decision.tariff is not None and decision.price is not None
-    duration = (decision.duration.value, decision.duration_periods)
-    made = await FakePurchases(state).insert(
-        purchase_id, user_id, code.code, decision.tariff, decision.price, request_id, duration
+    code, price = state.codes[decision.code], decision.price
+    state.codes[code.code] = dataclasses.replace(
+        code, uses=code.uses + 1, budget_spent=code.budget_spent + price.discount
     )
-    if code.first_purchase_only and not await codes.lock_first_purchase(user_id, purchase_id):
-        return None, Reason.PROMO_CODE_FIRST_PURCHASE_ONLY
-    if not await codes.take_use(code.code, decision.price.discount):
-        exhausted = await codes.out_of_uses(code.code)
-        return None, Reason.PROMO_CODE_EXHAUSTED if exhausted else Reason.PROMO_CODE_BUDGET_SPENT
-    if not await codes.take_user_use(code.code, user_id, code.per_user_limit):
-        return None, Reason.PROMO_CODE_USER_LIMIT_REACHED
-    return made, None
+    held = state.user_uses.get((code.code, user_id), 0)
+    state.user_uses[(code.code, user_id)] = held + 1
+    now = datetime.now(UTC)
+    made = Purchase(
+        purchase_id,
+        user_id,
+        code.code,
+        decision.tariff.tariff_id,
+        price.base,
+        price.discount,
+        price.final,
+        decision.tariff.currency,
+        PurchaseStatus.PENDING,
+        request_id,
+        decision.duration,
+        decision.duration_periods,
+        now,
+        now,
+    )
+    state.purchases[purchase_id] = made
+    return made
 
 
 class FakePartitions:
     async def ensure(self, now: datetime) -> int:
         return 0
+
+
+class FakeSettlement:
+    def __init__(self, state: State) -> None:
+        self._s = state
+
+    async def refund(self, purchase_id: str, reason: str) -> Purchase:
+        return await FakePurchases(self._s).set_status(purchase_id, PurchaseStatus.REFUNDED)
+
+    async def refund_returns_use(self, code: str) -> bool:
+        found = self._s.codes.get(code)
+        return True if found is None else found.refund_returns_use
 
 
 class FakeReports:
@@ -491,6 +471,125 @@ class FakeOutbox:
         self._s.outbox.append(routing_key)
 
 
+class FakeRewards:
+    """Referral rewards in memory, by the same conditional moves as the SQL (the races are
+    tests/integration's)."""
+
+    def __init__(self, state: State) -> None:
+        self._s = state
+
+    async def take_slot(
+        self, referrer_id: str, cap: int, day_cap: int, day: date
+    ) -> Withheld | None:
+        taken = self._s.slots.setdefault(referrer_id, [])
+        if cap and len(taken) >= cap:
+            return Withheld.REFERRAL_REWARD_CAP_REACHED
+        if day_cap and taken.count(day) >= day_cap:
+            return Withheld.REFERRAL_DAILY_CAP_REACHED
+        taken.append(day)
+        return None
+
+    async def give_slot_back(self, referrer_id: str, taken_on: date) -> None:
+        taken = self._s.slots.get(referrer_id, [])
+        taken.remove(taken_on if taken_on in taken else taken[-1])
+
+    async def record(
+        self,
+        referral: Referral,
+        state: RewardState,
+        *,
+        withheld: Withheld | None = None,
+        signal: Signal | None = None,
+        release_at: datetime | None = None,
+    ) -> None:
+        assert referral.purchase_id not in self._s.rewards, "one reward row per referral"
+        self._s.rewards[referral.purchase_id] = ReferralReward(
+            referral.purchase_id,
+            referral.referrer_id,
+            referral.referee_id,
+            "REFCODE",
+            state,
+            signal,
+            withheld.value if withheld else None,
+            created_at=datetime.now(UTC),
+            release_at=release_at,
+        )
+
+    async def get(self, purchase_id: str, *, lock: bool = False) -> ReferralReward | None:
+        return self._s.rewards.get(purchase_id)
+
+    async def claim_due(self, now: datetime, limit: int) -> list[ReferralReward]:
+        due = [
+            r
+            for r in self._s.rewards.values()
+            if r.state is RewardState.PENDING and r.release_at and r.release_at <= now
+        ]
+        return sorted(due, key=lambda r: r.release_at or now)[:limit]
+
+    async def move(
+        self,
+        purchase_id: str,
+        before: RewardState,
+        after: RewardState,
+        *,
+        code: str | None = None,
+        withheld: Withheld | None = None,
+        reviewed_by: str | None = None,
+    ) -> bool:
+        found = self._s.rewards.get(purchase_id)
+        if found is None or found.state is not before:
+            return False
+        self._s.rewards[purchase_id] = dataclasses.replace(
+            found,
+            state=after,
+            reward_code=code or found.reward_code,
+            withheld_reason=withheld.value if withheld else found.withheld_reason,
+            reviewed_by=reviewed_by or found.reviewed_by,
+            reviewed_at=datetime.now(UTC) if reviewed_by else found.reviewed_at,
+        )
+        return True
+
+    async def refund_referral(self, purchase_id: str) -> Referral | None:
+        found = self._s.rewards.get(purchase_id)
+        if found is None or purchase_id in self._s.refunded_referrals:
+            return None
+        self._s.refunded_referrals.add(purchase_id)
+        return found.referral
+
+    async def take_back_code(self, code: str) -> bool:
+        live = (PurchaseStatus.PENDING, PurchaseStatus.COMPLETED)
+        used = any(p.code == code and p.status in live for p in self._s.purchases.values())
+        self._s.codes[code] = dataclasses.replace(self._s.codes[code], deactivated=True)
+        return not used
+
+    async def signal_facts(self, purchase_id: str) -> SignalFacts:
+        return self._s.signals.get(purchase_id, SignalFacts(None, None, False))
+
+    async def note_owner_address(self, user_id: str, address_hash: bytes) -> None:
+        self._s.owner_hashes.setdefault(user_id, address_hash)
+
+    async def note_referee_address(self, purchase_id: str, address_hash: bytes) -> None:
+        return None  # no purchase here is a referral (NoReferrals)
+
+    async def held_page(
+        self, after: tuple[datetime, str] | None, limit: int
+    ) -> list[ReferralReward]:
+        held = [r for r in self._s.rewards.values() if r.state is RewardState.HELD_FOR_REVIEW]
+        ordered = sorted(held, key=lambda r: (r.created_at, r.purchase_id))
+        if after is not None:
+            ordered = [r for r in ordered if (r.created_at, r.purchase_id) > after]
+        return ordered[:limit]
+
+    async def totals(self) -> RewardTotals:
+        by_state: dict[str, int] = {}
+        held: dict[str, int] = {}
+        for r in self._s.rewards.values():
+            by_state[r.state.value] = by_state.get(r.state.value, 0) + 1
+            if r.state is RewardState.HELD_FOR_REVIEW and r.signal:
+                held[r.signal.value] = held.get(r.signal.value, 0) + 1
+        return RewardTotals(by_state, held)
+
+
 def _repositories(state: State) -> Repositories:
     return Repositories(
         FakeCodes(state),
@@ -499,11 +598,13 @@ def _repositories(state: State) -> Repositories:
         FakeUsers(state),
         FakeTariffs(state),
         FakeGroups(state),
-        NoReferrals(),
+        NoReferrals(state),
         FakeReports(),
         FakeOutbox(state),
         FakeRedemption(state),
         FakePartitions(),
+        FakeSettlement(state),
+        FakeRewards(state),
     )
 
 

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from protogen.loyalty.audit.v1 import audit_pb2 as loyalty_dot_audit_dot_v1_dot_audit__pb2
 from protogen.loyalty.auth.v1 import auth_pb2 as loyalty_dot_auth_dot_v1_dot_auth__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -65,6 +66,16 @@ class AuthServiceStub:
                 request_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
                 response_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.Jwks.FromString,
                 _registered_method=True)
+        self.IssueServiceToken = channel.unary_unary(
+                '/loyalty.auth.v1.AuthService/IssueServiceToken',
+                request_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenRequest.SerializeToString,
+                response_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ServiceToken.FromString,
+                _registered_method=True)
+        self.ExportMyData = channel.unary_unary(
+                '/loyalty.auth.v1.AuthService/ExportMyData',
+                request_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ExportMyDataRequest.SerializeToString,
+                response_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.MyData.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -106,6 +117,20 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueServiceToken(self, request, context):
+        """Client credentials → a service access token; wrong ones are UNAUTHENTICATED / INVALID_CLIENT and count against the login throttle. Over HTTP the body is a form (`grant_type=client_credentials`, the credentials in it or in HTTP Basic) and the answer follows RFC 6749 §5.1/§5.2, not this mapping.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportMyData(self, request, context):
+        """The caller's own data: the account, its sessions, and the audit events about it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +163,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.GetJwks,
                     request_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.FromString,
                     response_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.Jwks.SerializeToString,
+            ),
+            'IssueServiceToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueServiceToken,
+                    request_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenRequest.FromString,
+                    response_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ServiceToken.SerializeToString,
+            ),
+            'ExportMyData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportMyData,
+                    request_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ExportMyDataRequest.FromString,
+                    response_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.MyData.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +347,60 @@ class AuthService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def IssueServiceToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.auth.v1.AuthService/IssueServiceToken',
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenRequest.SerializeToString,
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.ServiceToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportMyData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.auth.v1.AuthService/ExportMyData',
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.ExportMyDataRequest.SerializeToString,
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.MyData.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class UserAdminServiceStub:
     """Role `admin` only.
@@ -338,6 +427,36 @@ class UserAdminServiceStub:
                 request_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.CreateServiceAccount = channel.unary_unary(
+                '/loyalty.auth.v1.UserAdminService/CreateServiceAccount',
+                request_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.CreateServiceAccountRequest.SerializeToString,
+                response_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.CreateServiceAccountResponse.FromString,
+                _registered_method=True)
+        self.ListServiceAccounts = channel.unary_unary(
+                '/loyalty.auth.v1.UserAdminService/ListServiceAccounts',
+                request_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ListServiceAccountsRequest.SerializeToString,
+                response_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ListServiceAccountsResponse.FromString,
+                _registered_method=True)
+        self.RotateServiceAccountSecret = channel.unary_unary(
+                '/loyalty.auth.v1.UserAdminService/RotateServiceAccountSecret',
+                request_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.RotateServiceAccountSecretRequest.SerializeToString,
+                response_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.RotateServiceAccountSecretResponse.FromString,
+                _registered_method=True)
+        self.DeleteServiceAccount = channel.unary_unary(
+                '/loyalty.auth.v1.UserAdminService/DeleteServiceAccount',
+                request_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.DeleteServiceAccountRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/loyalty.auth.v1.UserAdminService/DeleteUser',
+                request_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/loyalty.auth.v1.UserAdminService/ListAuditEvents',
+                request_serializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class UserAdminServiceServicer:
@@ -362,6 +481,49 @@ class UserAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateServiceAccount(self, request, context):
+        """A new service account and its client secret (answered once, stored as a hash).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServiceAccounts(self, request, context):
+        """Live (not deleted) service accounts, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateServiceAccountSecret(self, request, context):
+        """A new secret; the old one stays valid for the rotation overlap.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteServiceAccount(self, request, context):
+        """Deletes the account: its secrets stop working and its tokens are refused within a second.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Deletes an account as DeleteAccount does: the email and password hash are erased and
+        every session revoked. Deleting a deleted account changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """Who called UserAdminService (and read personal data), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -379,6 +541,36 @@ def add_UserAdminServiceServicer_to_server(servicer, server):
                     servicer.ListUsers,
                     request_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.FromString,
                     response_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'CreateServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateServiceAccount,
+                    request_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.CreateServiceAccountRequest.FromString,
+                    response_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.CreateServiceAccountResponse.SerializeToString,
+            ),
+            'ListServiceAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServiceAccounts,
+                    request_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ListServiceAccountsRequest.FromString,
+                    response_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.ListServiceAccountsResponse.SerializeToString,
+            ),
+            'RotateServiceAccountSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateServiceAccountSecret,
+                    request_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.RotateServiceAccountSecretRequest.FromString,
+                    response_serializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.RotateServiceAccountSecretResponse.SerializeToString,
+            ),
+            'DeleteServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteServiceAccount,
+                    request_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.DeleteServiceAccountRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=loyalty_dot_auth_dot_v1_dot_auth__pb2.DeleteUserRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -463,6 +655,168 @@ class UserAdminService:
             '/loyalty.auth.v1.UserAdminService/ListUsers',
             loyalty_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
             loyalty_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.auth.v1.UserAdminService/CreateServiceAccount',
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.CreateServiceAccountRequest.SerializeToString,
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.CreateServiceAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServiceAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.auth.v1.UserAdminService/ListServiceAccounts',
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.ListServiceAccountsRequest.SerializeToString,
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.ListServiceAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateServiceAccountSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.auth.v1.UserAdminService/RotateServiceAccountSecret',
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.RotateServiceAccountSecretRequest.SerializeToString,
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.RotateServiceAccountSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.auth.v1.UserAdminService/DeleteServiceAccount',
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.DeleteServiceAccountRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.auth.v1.UserAdminService/DeleteUser',
+            loyalty_dot_auth_dot_v1_dot_auth__pb2.DeleteUserRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.auth.v1.UserAdminService/ListAuditEvents',
+            loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
+            loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

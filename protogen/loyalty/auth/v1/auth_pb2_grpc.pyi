@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
+from protogen.loyalty.audit.v1 import audit_pb2 as _audit_pb2
 from protogen.loyalty.auth.v1 import auth_pb2 as _auth_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -38,6 +39,10 @@ class AuthServiceStub:
     Logout: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _empty_pb2.Empty]
     DeleteAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.DeleteAccountRequest, _empty_pb2.Empty]
     GetJwks: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.Jwks]
+    IssueServiceToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.IssueServiceTokenRequest, _auth_pb2.ServiceToken]
+    """Client credentials → a service access token; wrong ones are UNAUTHENTICATED / INVALID_CLIENT and count against the login throttle. Over HTTP the body is a form (`grant_type=client_credentials`, the credentials in it or in HTTP Basic) and the answer follows RFC 6749 §5.1/§5.2, not this mapping."""
+    ExportMyData: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ExportMyDataRequest, _auth_pb2.MyData]
+    """The caller's own data: the account, its sessions, and the audit events about it."""
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -48,6 +53,10 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Logout: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     DeleteAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.DeleteAccountRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     GetJwks: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.Jwks]  # type: ignore[assignment]
+    IssueServiceToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.IssueServiceTokenRequest, _auth_pb2.ServiceToken]  # type: ignore[assignment]
+    """Client credentials → a service access token; wrong ones are UNAUTHENTICATED / INVALID_CLIENT and count against the login throttle. Over HTTP the body is a form (`grant_type=client_credentials`, the credentials in it or in HTTP Basic) and the answer follows RFC 6749 §5.1/§5.2, not this mapping."""
+    ExportMyData: _aio.UnaryUnaryMultiCallable[_auth_pb2.ExportMyDataRequest, _auth_pb2.MyData]  # type: ignore[assignment]
+    """The caller's own data: the account, its sessions, and the audit events about it."""
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -92,6 +101,22 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.Jwks, _abc.Awaitable[_auth_pb2.Jwks]]: ...
 
+    @_abc_1.abstractmethod
+    def IssueServiceToken(
+        self,
+        request: _auth_pb2.IssueServiceTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ServiceToken, _abc.Awaitable[_auth_pb2.ServiceToken]]:
+        """Client credentials → a service access token; wrong ones are UNAUTHENTICATED / INVALID_CLIENT and count against the login throttle. Over HTTP the body is a form (`grant_type=client_credentials`, the credentials in it or in HTTP Basic) and the answer follows RFC 6749 §5.1/§5.2, not this mapping."""
+
+    @_abc_1.abstractmethod
+    def ExportMyData(
+        self,
+        request: _auth_pb2.ExportMyDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.MyData, _abc.Awaitable[_auth_pb2.MyData]]:
+        """The caller's own data: the account, its sessions, and the audit events about it."""
+
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class UserAdminServiceStub:
@@ -104,6 +129,20 @@ class UserAdminServiceStub:
     SetUserStatus: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetUserStatusRequest, _auth_pb2.User]
     GetUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetUserRequest, _auth_pb2.User]
     ListUsers: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]
+    CreateServiceAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateServiceAccountRequest, _auth_pb2.CreateServiceAccountResponse]
+    """A new service account and its client secret (answered once, stored as a hash)."""
+    ListServiceAccounts: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListServiceAccountsRequest, _auth_pb2.ListServiceAccountsResponse]
+    """Live (not deleted) service accounts, oldest first."""
+    RotateServiceAccountSecret: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RotateServiceAccountSecretRequest, _auth_pb2.RotateServiceAccountSecretResponse]
+    """A new secret; the old one stays valid for the rotation overlap."""
+    DeleteServiceAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.DeleteServiceAccountRequest, _empty_pb2.Empty]
+    """Deletes the account: its secrets stop working and its tokens are refused within a second."""
+    DeleteUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.DeleteUserRequest, _empty_pb2.Empty]
+    """Deletes an account as DeleteAccount does: the email and password hash are erased and
+    every session revoked. Deleting a deleted account changes nothing.
+    """
+    ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_audit_pb2.ListAuditEventsRequest, _audit_pb2.ListAuditEventsResponse]
+    """Who called UserAdminService (and read personal data), newest first."""
 
 @_typing.type_check_only
 class UserAdminServiceAsyncStub(UserAdminServiceStub):
@@ -113,6 +152,20 @@ class UserAdminServiceAsyncStub(UserAdminServiceStub):
     SetUserStatus: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetUserStatusRequest, _auth_pb2.User]  # type: ignore[assignment]
     GetUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetUserRequest, _auth_pb2.User]  # type: ignore[assignment]
     ListUsers: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]  # type: ignore[assignment]
+    CreateServiceAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateServiceAccountRequest, _auth_pb2.CreateServiceAccountResponse]  # type: ignore[assignment]
+    """A new service account and its client secret (answered once, stored as a hash)."""
+    ListServiceAccounts: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListServiceAccountsRequest, _auth_pb2.ListServiceAccountsResponse]  # type: ignore[assignment]
+    """Live (not deleted) service accounts, oldest first."""
+    RotateServiceAccountSecret: _aio.UnaryUnaryMultiCallable[_auth_pb2.RotateServiceAccountSecretRequest, _auth_pb2.RotateServiceAccountSecretResponse]  # type: ignore[assignment]
+    """A new secret; the old one stays valid for the rotation overlap."""
+    DeleteServiceAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.DeleteServiceAccountRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes the account: its secrets stop working and its tokens are refused within a second."""
+    DeleteUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.DeleteUserRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes an account as DeleteAccount does: the email and password hash are erased and
+    every session revoked. Deleting a deleted account changes nothing.
+    """
+    ListAuditEvents: _aio.UnaryUnaryMultiCallable[_audit_pb2.ListAuditEventsRequest, _audit_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
+    """Who called UserAdminService (and read personal data), newest first."""
 
 class UserAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Role `admin` only."""
@@ -137,5 +190,55 @@ class UserAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.ListUsersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.ListUsersResponse, _abc.Awaitable[_auth_pb2.ListUsersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateServiceAccount(
+        self,
+        request: _auth_pb2.CreateServiceAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.CreateServiceAccountResponse, _abc.Awaitable[_auth_pb2.CreateServiceAccountResponse]]:
+        """A new service account and its client secret (answered once, stored as a hash)."""
+
+    @_abc_1.abstractmethod
+    def ListServiceAccounts(
+        self,
+        request: _auth_pb2.ListServiceAccountsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListServiceAccountsResponse, _abc.Awaitable[_auth_pb2.ListServiceAccountsResponse]]:
+        """Live (not deleted) service accounts, oldest first."""
+
+    @_abc_1.abstractmethod
+    def RotateServiceAccountSecret(
+        self,
+        request: _auth_pb2.RotateServiceAccountSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RotateServiceAccountSecretResponse, _abc.Awaitable[_auth_pb2.RotateServiceAccountSecretResponse]]:
+        """A new secret; the old one stays valid for the rotation overlap."""
+
+    @_abc_1.abstractmethod
+    def DeleteServiceAccount(
+        self,
+        request: _auth_pb2.DeleteServiceAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes the account: its secrets stop working and its tokens are refused within a second."""
+
+    @_abc_1.abstractmethod
+    def DeleteUser(
+        self,
+        request: _auth_pb2.DeleteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes an account as DeleteAccount does: the email and password hash are erased and
+        every session revoked. Deleting a deleted account changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEvents(
+        self,
+        request: _audit_pb2.ListAuditEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.ListAuditEventsResponse, _abc.Awaitable[_audit_pb2.ListAuditEventsResponse]]:
+        """Who called UserAdminService (and read personal data), newest first."""
 
 def add_UserAdminServiceServicer_to_server(servicer: UserAdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from protogen.loyalty.promo.v1 import promo_pb2 as loyalty_dot_promo_dot_v1_dot_promo__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$loyalty/events/v1/promo_events.proto\x12\x11loyalty.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cloyalty/promo/v1/promo.proto\"\x8e\x02\n\rPurchaseEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0bpurchase_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x11\n\ttariff_id\x18\x05 \x01(\t\x12,\n\x0b\x66inal_price\x18\x06 \x01(\x0b\x32\x17.loyalty.promo.v1.Money\x12\x30\n\x06status\x18\x07 \x01(\x0e\x32 .loyalty.promo.v1.PurchaseStatus\x12\x13\n\x0breferrer_id\x18\x08 \x01(\t\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x02\n\x10ReferralRewarded\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0breferrer_id\x18\x02 \x01(\t\x12\x12\n\nreferee_id\x18\x03 \x01(\t\x12\x13\n\x0bpurchase_id\x18\x04 \x01(\t\x12\x13\n\x0breward_code\x18\x05 \x01(\t\x12*\n\x06reward\x18\x06 \x01(\x0b\x32\x1a.loyalty.promo.v1.Discount\x12\x35\n\x11reward_expires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$loyalty/events/v1/promo_events.proto\x12\x11loyalty.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cloyalty/promo/v1/promo.proto\"\xae\x03\n\rPurchaseEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0bpurchase_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x11\n\ttariff_id\x18\x05 \x01(\t\x12,\n\x0b\x66inal_price\x18\x06 \x01(\x0b\x32\x17.loyalty.promo.v1.Money\x12\x30\n\x06status\x18\x07 \x01(\x0e\x32 .loyalty.promo.v1.PurchaseStatus\x12\x13\n\x0breferrer_id\x18\x08 \x01(\t\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nbase_price\x18\n \x01(\x0b\x32\x17.loyalty.promo.v1.Money\x12)\n\x08\x64iscount\x18\x0b \x01(\x0b\x32\x17.loyalty.promo.v1.Money\x12/\n\x08schedule\x18\x0c \x03(\x0b\x32\x1d.loyalty.promo.v1.PricePeriod\x12\x15\n\rrefund_reason\x18\r \x01(\t\"\xaa\x02\n\x0fReferralChanged\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0breferrer_id\x18\x02 \x01(\t\x12\x12\n\nreferee_id\x18\x03 \x01(\t\x12\x13\n\x0bpurchase_id\x18\x04 \x01(\t\x12\x34\n\x05state\x18\x05 \x01(\x0e\x32%.loyalty.promo.v1.ReferralRewardState\x12\x30\n\x06signal\x18\x06 \x01(\x0e\x32 .loyalty.promo.v1.ReferralSignal\x12.\n\nrelease_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x02\n\x10ReferralRewarded\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0breferrer_id\x18\x02 \x01(\t\x12\x12\n\nreferee_id\x18\x03 \x01(\t\x12\x13\n\x0bpurchase_id\x18\x04 \x01(\t\x12\x13\n\x0breward_code\x18\x05 \x01(\t\x12*\n\x06reward\x18\x06 \x01(\x0b\x32\x1a.loyalty.promo.v1.Discount\x12\x35\n\x11reward_expires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'loyalty.events.v1.promo_eve
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PURCHASEEVENT']._serialized_start=123
-  _globals['_PURCHASEEVENT']._serialized_end=393
-  _globals['_REFERRALREWARDED']._serialized_start=396
-  _globals['_REFERRALREWARDED']._serialized_end=663
+  _globals['_PURCHASEEVENT']._serialized_end=553
+  _globals['_REFERRALCHANGED']._serialized_start=556
+  _globals['_REFERRALCHANGED']._serialized_end=854
+  _globals['_REFERRALREWARDED']._serialized_start=857
+  _globals['_REFERRALREWARDED']._serialized_end=1124
 # @@protoc_insertion_point(module_scope)

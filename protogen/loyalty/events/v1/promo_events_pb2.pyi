@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from protogen.loyalty.promo.v1 import promo_pb2 as _promo_pb2
 import builtins as _builtins
 import sys
@@ -21,7 +23,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 @_typing.final
 class PurchaseEvent(_message.Message):
     """Published by loyalty to the topic exchange `loyalty.promo.events` with routing key
-    `purchase.completed` or `purchase.cancelled`, content type application/x-protobuf.
+    `purchase.completed`, `purchase.cancelled`, `purchase.refunded` or `purchase.expired`,
+    content type application/x-protobuf; the AMQP message_id is event_id.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -35,6 +38,10 @@ class PurchaseEvent(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     REFERRER_ID_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    BASE_PRICE_FIELD_NUMBER: _builtins.int
+    DISCOUNT_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    REFUND_REASON_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     purchase_id: _builtins.str
     user_id: _builtins.str
@@ -43,10 +50,20 @@ class PurchaseEvent(_message.Message):
     status: _promo_pb2.PurchaseStatus.ValueType
     referrer_id: _builtins.str
     """The referrer, when the purchase was made with a referral code."""
+    refund_reason: _builtins.str
+    """purchase.refunded: the reason the payment side gave."""
     @_builtins.property
     def final_price(self) -> _promo_pb2.Money: ...
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def base_price(self) -> _promo_pb2.Money: ...
+    @_builtins.property
+    def discount(self) -> _promo_pb2.Money: ...
+    @_builtins.property
+    def schedule(self) -> _containers.RepeatedCompositeFieldContainer[_promo_pb2.PricePeriod]:
+        """What the billing side charges, period by period."""
+
     def __init__(
         self,
         *,
@@ -59,19 +76,72 @@ class PurchaseEvent(_message.Message):
         status: _promo_pb2.PurchaseStatus.ValueType = ...,
         referrer_id: _builtins.str = ...,
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        base_price: _promo_pb2.Money | None = ...,
+        discount: _promo_pb2.Money | None = ...,
+        schedule: _abc.Iterable[_promo_pb2.PricePeriod] | None = ...,
+        refund_reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["final_price", b"final_price", "occurred_at", b"occurred_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["base_price", b"base_price", "discount", b"discount", "final_price", b"final_price", "occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "event_id", b"event_id", "final_price", b"final_price", "occurred_at", b"occurred_at", "purchase_id", b"purchase_id", "referrer_id", b"referrer_id", "status", b"status", "tariff_id", b"tariff_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_price", b"base_price", "code", b"code", "discount", b"discount", "event_id", b"event_id", "final_price", b"final_price", "occurred_at", b"occurred_at", "purchase_id", b"purchase_id", "referrer_id", b"referrer_id", "refund_reason", b"refund_reason", "schedule", b"schedule", "status", b"status", "tariff_id", b"tariff_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PurchaseEvent: _TypeAlias = PurchaseEvent  # noqa: Y015
 
 @_typing.final
+class ReferralChanged(_message.Message):
+    """Published by loyalty with routing key `referral.reward_pending` (held until release_at),
+    `referral.held` (held for review, with its signal) or `referral.reversed` (the referee's
+    purchase was refunded before the release, or an admin rejected it: no reward).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    REFERRER_ID_FIELD_NUMBER: _builtins.int
+    REFEREE_ID_FIELD_NUMBER: _builtins.int
+    PURCHASE_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    SIGNAL_FIELD_NUMBER: _builtins.int
+    RELEASE_AT_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    referrer_id: _builtins.str
+    referee_id: _builtins.str
+    purchase_id: _builtins.str
+    """The referee's purchase: the referral's id."""
+    state: _promo_pb2.ReferralRewardState.ValueType
+    signal: _promo_pb2.ReferralSignal.ValueType
+    @_builtins.property
+    def release_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        referrer_id: _builtins.str = ...,
+        referee_id: _builtins.str = ...,
+        purchase_id: _builtins.str = ...,
+        state: _promo_pb2.ReferralRewardState.ValueType = ...,
+        signal: _promo_pb2.ReferralSignal.ValueType = ...,
+        release_at: _timestamp_pb2.Timestamp | None = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "release_at", b"release_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "occurred_at", b"occurred_at", "purchase_id", b"purchase_id", "referee_id", b"referee_id", "referrer_id", b"referrer_id", "release_at", b"release_at", "signal", b"signal", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReferralChanged: _TypeAlias = ReferralChanged  # noqa: Y015
+
+@_typing.final
 class ReferralRewarded(_message.Message):
     """Published by loyalty with routing key `referral.rewarded`: a referrer received a reward
-    code because the purchase of someone they referred was confirmed.
+    code because the purchase of someone they referred was confirmed and its hold ended (or an
+    admin approved it after review).
     """
 
     DESCRIPTOR: _descriptor.Descriptor

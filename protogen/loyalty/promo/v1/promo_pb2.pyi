@@ -31,6 +31,8 @@ class _PurchaseStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Purcha
     PURCHASE_STATUS_COMPLETED: _PurchaseStatus.ValueType  # 2
     PURCHASE_STATUS_CANCELLED: _PurchaseStatus.ValueType  # 3
     PURCHASE_STATUS_EXPIRED: _PurchaseStatus.ValueType  # 4
+    PURCHASE_STATUS_REFUNDED: _PurchaseStatus.ValueType  # 5
+    """Payment was taken back after a confirm (RefundPurchase)."""
 
 class PurchaseStatus(_PurchaseStatus, metaclass=_PurchaseStatusEnumTypeWrapper): ...
 
@@ -39,6 +41,8 @@ PURCHASE_STATUS_PENDING: PurchaseStatus.ValueType  # 1
 PURCHASE_STATUS_COMPLETED: PurchaseStatus.ValueType  # 2
 PURCHASE_STATUS_CANCELLED: PurchaseStatus.ValueType  # 3
 PURCHASE_STATUS_EXPIRED: PurchaseStatus.ValueType  # 4
+PURCHASE_STATUS_REFUNDED: PurchaseStatus.ValueType  # 5
+"""Payment was taken back after a confirm (RefundPurchase)."""
 Global___PurchaseStatus: _TypeAlias = PurchaseStatus  # noqa: Y015
 
 class _PromoCodeStatus:
@@ -92,6 +96,74 @@ DURATION_REPEATING: Duration.ValueType  # 2
 DURATION_FOREVER: Duration.ValueType  # 3
 """Every billing period."""
 Global___Duration: _TypeAlias = Duration  # noqa: Y015
+
+class _ReferralRewardState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReferralRewardStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReferralRewardState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REFERRAL_REWARD_STATE_UNSPECIFIED: _ReferralRewardState.ValueType  # 0
+    REFERRAL_REWARD_STATE_PENDING: _ReferralRewardState.ValueType  # 1
+    """Held until the hold ends (the referee's payment may still be refunded)."""
+    REFERRAL_REWARD_STATE_ISSUED: _ReferralRewardState.ValueType  # 2
+    """Released: the reward code exists."""
+    REFERRAL_REWARD_STATE_REVERSED: _ReferralRewardState.ValueType  # 3
+    """The purchase was refunded before the release: no code ever existed."""
+    REFERRAL_REWARD_STATE_HELD_FOR_REVIEW: _ReferralRewardState.ValueType  # 4
+    """A fraud signal held it until an admin reviews it."""
+    REFERRAL_REWARD_STATE_REJECTED: _ReferralRewardState.ValueType  # 5
+    """An admin rejected it on review."""
+    REFERRAL_REWARD_STATE_WITHHELD: _ReferralRewardState.ValueType  # 6
+    """Never earned: the referrer is blocked or deleted, or a cap was reached."""
+    REFERRAL_REWARD_STATE_CLAWED_BACK: _ReferralRewardState.ValueType  # 7
+    """Refunded after the release: the unused reward code was deactivated."""
+    REFERRAL_REWARD_STATE_CLAWBACK_FAILED: _ReferralRewardState.ValueType  # 8
+    """Refunded after the release, but the reward code had been used already."""
+
+class ReferralRewardState(_ReferralRewardState, metaclass=_ReferralRewardStateEnumTypeWrapper):
+    """Where the referrer's reward for one referred purchase stands."""
+
+REFERRAL_REWARD_STATE_UNSPECIFIED: ReferralRewardState.ValueType  # 0
+REFERRAL_REWARD_STATE_PENDING: ReferralRewardState.ValueType  # 1
+"""Held until the hold ends (the referee's payment may still be refunded)."""
+REFERRAL_REWARD_STATE_ISSUED: ReferralRewardState.ValueType  # 2
+"""Released: the reward code exists."""
+REFERRAL_REWARD_STATE_REVERSED: ReferralRewardState.ValueType  # 3
+"""The purchase was refunded before the release: no code ever existed."""
+REFERRAL_REWARD_STATE_HELD_FOR_REVIEW: ReferralRewardState.ValueType  # 4
+"""A fraud signal held it until an admin reviews it."""
+REFERRAL_REWARD_STATE_REJECTED: ReferralRewardState.ValueType  # 5
+"""An admin rejected it on review."""
+REFERRAL_REWARD_STATE_WITHHELD: ReferralRewardState.ValueType  # 6
+"""Never earned: the referrer is blocked or deleted, or a cap was reached."""
+REFERRAL_REWARD_STATE_CLAWED_BACK: ReferralRewardState.ValueType  # 7
+"""Refunded after the release: the unused reward code was deactivated."""
+REFERRAL_REWARD_STATE_CLAWBACK_FAILED: ReferralRewardState.ValueType  # 8
+"""Refunded after the release, but the reward code had been used already."""
+Global___ReferralRewardState: _TypeAlias = ReferralRewardState  # noqa: Y015
+
+class _ReferralSignal:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReferralSignalEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReferralSignal.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REFERRAL_SIGNAL_UNSPECIFIED: _ReferralSignal.ValueType  # 0
+    REFERRAL_SIGNAL_SAME_ADDRESS: _ReferralSignal.ValueType  # 1
+    """The referee used the code from the client address the referrer got it from."""
+    REFERRAL_SIGNAL_MUTUAL_REFERRAL: _ReferralSignal.ValueType  # 2
+    """The referee had referred the referrer (each refers the other)."""
+
+class ReferralSignal(_ReferralSignal, metaclass=_ReferralSignalEnumTypeWrapper):
+    """Why a referral was held for review instead of released."""
+
+REFERRAL_SIGNAL_UNSPECIFIED: ReferralSignal.ValueType  # 0
+REFERRAL_SIGNAL_SAME_ADDRESS: ReferralSignal.ValueType  # 1
+"""The referee used the code from the client address the referrer got it from."""
+REFERRAL_SIGNAL_MUTUAL_REFERRAL: ReferralSignal.ValueType  # 2
+"""The referee had referred the referrer (each refers the other)."""
+Global___ReferralSignal: _TypeAlias = ReferralSignal  # noqa: Y015
 
 @_typing.final
 class Money(_message.Message):
@@ -197,6 +269,7 @@ class PromoCodeSpec(_message.Message):
     BUDGET_FIELD_NUMBER: _builtins.int
     FIRST_PURCHASE_ONLY_FIELD_NUMBER: _builtins.int
     MIN_PRICE_FIELD_NUMBER: _builtins.int
+    REFUND_RETURNS_USE_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """Empty: the server generates one."""
     percent_off: _builtins.int
@@ -214,6 +287,10 @@ class PromoCodeSpec(_message.Message):
     """REPEATING only: how many billing periods, 1..120."""
     first_purchase_only: _builtins.bool
     """Only for a user with no pending or completed purchase."""
+    refund_returns_use: _builtins.bool
+    """Whether refunding a completed purchase gives the code's use and budget back.
+    Unset: true.
+    """
     @_builtins.property
     def fixed_price(self) -> Global___Money:
         """The tariff costs this; zero makes a free trial."""
@@ -270,17 +347,22 @@ class PromoCodeSpec(_message.Message):
         budget: Global___Money | None = ...,
         first_purchase_only: _builtins.bool = ...,
         min_price: Global___Money | None = ...,
+        refund_returns_use: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_per_user_limit", b"_per_user_limit", "amount_off", b"amount_off", "budget", b"budget", "discount", b"discount", "ends_at", b"ends_at", "fixed_price", b"fixed_price", "max_discount", b"max_discount", "min_price", b"min_price", "per_user_limit", b"per_user_limit", "percent_off", b"percent_off", "starts_at", b"starts_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_per_user_limit", b"_per_user_limit", "_refund_returns_use", b"_refund_returns_use", "amount_off", b"amount_off", "budget", b"budget", "discount", b"discount", "ends_at", b"ends_at", "fixed_price", b"fixed_price", "max_discount", b"max_discount", "min_price", b"min_price", "per_user_limit", b"per_user_limit", "percent_off", b"percent_off", "refund_returns_use", b"refund_returns_use", "starts_at", b"starts_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_per_user_limit", b"_per_user_limit", "all_users", b"all_users", "amount_off", b"amount_off", "budget", b"budget", "code", b"code", "description", b"description", "discount", b"discount", "duration", b"duration", "duration_periods", b"duration_periods", "ends_at", b"ends_at", "first_purchase_only", b"first_purchase_only", "fixed_price", b"fixed_price", "group_ids", b"group_ids", "max_discount", b"max_discount", "max_uses", b"max_uses", "min_price", b"min_price", "per_user_limit", b"per_user_limit", "percent_off", b"percent_off", "starts_at", b"starts_at", "tariff_ids", b"tariff_ids", "user_ids", b"user_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_per_user_limit", b"_per_user_limit", "_refund_returns_use", b"_refund_returns_use", "all_users", b"all_users", "amount_off", b"amount_off", "budget", b"budget", "code", b"code", "description", b"description", "discount", b"discount", "duration", b"duration", "duration_periods", b"duration_periods", "ends_at", b"ends_at", "first_purchase_only", b"first_purchase_only", "fixed_price", b"fixed_price", "group_ids", b"group_ids", "max_discount", b"max_discount", "max_uses", b"max_uses", "min_price", b"min_price", "per_user_limit", b"per_user_limit", "percent_off", b"percent_off", "refund_returns_use", b"refund_returns_use", "starts_at", b"starts_at", "tariff_ids", b"tariff_ids", "user_ids", b"user_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__per_user_limit: _TypeAlias = _typing.Literal["per_user_limit"]  # noqa: Y015
     _WhichOneofArgType__per_user_limit: _TypeAlias = _typing.Literal["_per_user_limit", b"_per_user_limit"]  # noqa: Y015
+    _WhichOneofReturnType__refund_returns_use: _TypeAlias = _typing.Literal["refund_returns_use"]  # noqa: Y015
+    _WhichOneofArgType__refund_returns_use: _TypeAlias = _typing.Literal["_refund_returns_use", b"_refund_returns_use"]  # noqa: Y015
     _WhichOneofReturnType_discount: _TypeAlias = _typing.Literal["fixed_price", "percent_off", "amount_off"]  # noqa: Y015
     _WhichOneofArgType_discount: _TypeAlias = _typing.Literal["discount", b"discount"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__per_user_limit) -> _WhichOneofReturnType__per_user_limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__refund_returns_use) -> _WhichOneofReturnType__refund_returns_use | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType_discount) -> _WhichOneofReturnType_discount | None: ...
 
@@ -671,6 +753,29 @@ class CancelPromoCodeUseRequest(_message.Message):
 Global___CancelPromoCodeUseRequest: _TypeAlias = CancelPromoCodeUseRequest  # noqa: Y015
 
 @_typing.final
+class RefundPurchaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURCHASE_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    purchase_id: _builtins.str
+    reason: _builtins.str
+    """Why the payment was taken back (kept with the purchase and sent in purchase.refunded)."""
+    def __init__(
+        self,
+        *,
+        purchase_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["purchase_id", b"purchase_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundPurchaseRequest: _TypeAlias = RefundPurchaseRequest  # noqa: Y015
+
+@_typing.final
 class ListMyPurchasesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -763,11 +868,20 @@ class ReferralProgram(_message.Message):
     REWARD_FIELD_NUMBER: _builtins.int
     REWARD_VALID_DAYS_FIELD_NUMBER: _builtins.int
     MAX_REWARDS_PER_REFERRER_FIELD_NUMBER: _builtins.int
+    REWARD_HOLD_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_REWARDS_PER_REFERRER_PER_DAY_FIELD_NUMBER: _builtins.int
     enabled: _builtins.bool
     reward_valid_days: _builtins.int
     """How long a reward code stays valid, 1..3650 days."""
     max_rewards_per_referrer: _builtins.int
-    """Rewards one referrer can receive in all; 0: no cap."""
+    """Rewards one referrer can receive in all (a fresh program: 10); 0: no cap."""
+    reward_hold_seconds: _builtins.int
+    """How long a reward is held after the referee's purchase is confirmed, so that a refund in
+    that time reverses it before any code exists. Unset: 1,209,600 (14 days); 0: released at
+    the confirm; at most 31,536,000 (365 days).
+    """
+    max_rewards_per_referrer_per_day: _builtins.int
+    """Rewards one referrer can earn per UTC day (velocity limit); 0: no daily limit."""
     @_builtins.property
     def referee(self) -> Global___Discount:
         """What a new user pays with someone's referral code."""
@@ -784,14 +898,153 @@ class ReferralProgram(_message.Message):
         reward: Global___Discount | None = ...,
         reward_valid_days: _builtins.int = ...,
         max_rewards_per_referrer: _builtins.int = ...,
+        reward_hold_seconds: _builtins.int | None = ...,
+        max_rewards_per_referrer_per_day: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["referee", b"referee", "reward", b"reward"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_reward_hold_seconds", b"_reward_hold_seconds", "referee", b"referee", "reward", b"reward", "reward_hold_seconds", b"reward_hold_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "max_rewards_per_referrer", b"max_rewards_per_referrer", "referee", b"referee", "reward", b"reward", "reward_valid_days", b"reward_valid_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reward_hold_seconds", b"_reward_hold_seconds", "enabled", b"enabled", "max_rewards_per_referrer", b"max_rewards_per_referrer", "max_rewards_per_referrer_per_day", b"max_rewards_per_referrer_per_day", "referee", b"referee", "reward", b"reward", "reward_hold_seconds", b"reward_hold_seconds", "reward_valid_days", b"reward_valid_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__reward_hold_seconds: _TypeAlias = _typing.Literal["reward_hold_seconds"]  # noqa: Y015
+    _WhichOneofArgType__reward_hold_seconds: _TypeAlias = _typing.Literal["_reward_hold_seconds", b"_reward_hold_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reward_hold_seconds) -> _WhichOneofReturnType__reward_hold_seconds | None: ...
+
+Global___ReferralProgram: _TypeAlias = ReferralProgram  # noqa: Y015
+
+@_typing.final
+class Referral(_message.Message):
+    """One referred purchase and its referrer's reward."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    REFERRER_ID_FIELD_NUMBER: _builtins.int
+    REFEREE_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    SIGNAL_FIELD_NUMBER: _builtins.int
+    WITHHELD_REASON_FIELD_NUMBER: _builtins.int
+    REWARD_CODE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    RELEASE_AT_FIELD_NUMBER: _builtins.int
+    REVIEWED_BY_FIELD_NUMBER: _builtins.int
+    REVIEWED_AT_FIELD_NUMBER: _builtins.int
+    referral_id: _builtins.str
+    """The referred purchase's id."""
+    referrer_id: _builtins.str
+    referee_id: _builtins.str
+    code: _builtins.str
+    state: Global___ReferralRewardState.ValueType
+    signal: Global___ReferralSignal.ValueType
+    """Set when a fraud signal held it."""
+    withheld_reason: _builtins.str
+    """Why it was withheld (REFERRER_BLOCKED, REFERRER_DELETED, REFERRAL_REWARD_CAP_REACHED,
+    REFERRAL_DAILY_CAP_REACHED), when it was.
+    """
+    reward_code: _builtins.str
+    """The reward code, once released."""
+    reviewed_by: _builtins.str
+    """Who reviewed it (an admin's or service account's id), when it was."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def release_at(self) -> _timestamp_pb2.Timestamp:
+        """PENDING: when the hold ends."""
+
+    @_builtins.property
+    def reviewed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        referral_id: _builtins.str = ...,
+        referrer_id: _builtins.str = ...,
+        referee_id: _builtins.str = ...,
+        code: _builtins.str = ...,
+        state: Global___ReferralRewardState.ValueType = ...,
+        signal: Global___ReferralSignal.ValueType = ...,
+        withheld_reason: _builtins.str = ...,
+        reward_code: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        release_at: _timestamp_pb2.Timestamp | None = ...,
+        reviewed_by: _builtins.str = ...,
+        reviewed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "release_at", b"release_at", "reviewed_at", b"reviewed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "created_at", b"created_at", "referee_id", b"referee_id", "referral_id", b"referral_id", "referrer_id", b"referrer_id", "release_at", b"release_at", "reviewed_at", b"reviewed_at", "reviewed_by", b"reviewed_by", "reward_code", b"reward_code", "signal", b"signal", "state", b"state", "withheld_reason", b"withheld_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ReferralProgram: _TypeAlias = ReferralProgram  # noqa: Y015
+Global___Referral: _TypeAlias = Referral  # noqa: Y015
+
+@_typing.final
+class ListHeldReferralsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """0 means the default (50); at most 1000."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHeldReferralsRequest: _TypeAlias = ListHeldReferralsRequest  # noqa: Y015
+
+@_typing.final
+class ListHeldReferralsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRALS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def referrals(self) -> _containers.RepeatedCompositeFieldContainer[Global___Referral]: ...
+    def __init__(
+        self,
+        *,
+        referrals: _abc.Iterable[Global___Referral] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "referrals", b"referrals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHeldReferralsResponse: _TypeAlias = ListHeldReferralsResponse  # noqa: Y015
+
+@_typing.final
+class ReviewReferralRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    APPROVE_FIELD_NUMBER: _builtins.int
+    referral_id: _builtins.str
+    approve: _builtins.bool
+    """true: release the reward now; false: reject it (no reward, ever)."""
+    def __init__(
+        self,
+        *,
+        referral_id: _builtins.str = ...,
+        approve: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "referral_id", b"referral_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewReferralRequest: _TypeAlias = ReviewReferralRequest  # noqa: Y015
 
 @_typing.final
 class GetReferralProgramRequest(_message.Message):
@@ -832,20 +1085,24 @@ class ReferralCode(_message.Message):
     CODE_FIELD_NUMBER: _builtins.int
     REFERRED_COUNT_FIELD_NUMBER: _builtins.int
     REWARDS_ISSUED_FIELD_NUMBER: _builtins.int
+    REWARDS_PENDING_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     referred_count: _builtins.int
     """People whose purchase with this code is pending or completed."""
     rewards_issued: _builtins.int
+    rewards_pending: _builtins.int
+    """Rewards held until their hold ends (or for review)."""
     def __init__(
         self,
         *,
         code: _builtins.str = ...,
         referred_count: _builtins.int = ...,
         rewards_issued: _builtins.int = ...,
+        rewards_pending: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "referred_count", b"referred_count", "rewards_issued", b"rewards_issued"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "referred_count", b"referred_count", "rewards_issued", b"rewards_issued", "rewards_pending", b"rewards_pending"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -938,6 +1195,46 @@ class ReferralReport(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class RewardsByStateEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class HeldBySignalEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     REFERRALS_STARTED_FIELD_NUMBER: _builtins.int
     REFERRALS_COMPLETED_FIELD_NUMBER: _builtins.int
     REFERRALS_GIVEN_BACK_FIELD_NUMBER: _builtins.int
@@ -945,6 +1242,8 @@ class ReferralReport(_message.Message):
     REWARDS_WITHHELD_BY_REASON_FIELD_NUMBER: _builtins.int
     REJECTIONS_BY_REASON_FIELD_NUMBER: _builtins.int
     TOP_REFERRERS_FIELD_NUMBER: _builtins.int
+    REWARDS_BY_STATE_FIELD_NUMBER: _builtins.int
+    HELD_BY_SIGNAL_FIELD_NUMBER: _builtins.int
     referrals_started: _builtins.int
     """Purchases made with a referral code (any status)."""
     referrals_completed: _builtins.int
@@ -964,6 +1263,16 @@ class ReferralReport(_message.Message):
     def top_referrers(self) -> _containers.RepeatedCompositeFieldContainer[Global___TopReferrer]:
         """Most completed referrals first, at most 10."""
 
+    @_builtins.property
+    def rewards_by_state(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Confirmed referrals by their reward's state (PENDING, ISSUED, REVERSED, HELD_FOR_REVIEW,
+        REJECTED, WITHHELD, CLAWED_BACK, CLAWBACK_FAILED; without the type's prefix).
+        """
+
+    @_builtins.property
+    def held_by_signal(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Referrals held for review, by the signal that held them (SAME_ADDRESS, MUTUAL_REFERRAL)."""
+
     def __init__(
         self,
         *,
@@ -974,10 +1283,12 @@ class ReferralReport(_message.Message):
         rewards_withheld_by_reason: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         rejections_by_reason: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         top_referrers: _abc.Iterable[Global___TopReferrer] | None = ...,
+        rewards_by_state: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        held_by_signal: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["referrals_completed", b"referrals_completed", "referrals_given_back", b"referrals_given_back", "referrals_started", b"referrals_started", "rejections_by_reason", b"rejections_by_reason", "rewards_issued", b"rewards_issued", "rewards_withheld_by_reason", b"rewards_withheld_by_reason", "top_referrers", b"top_referrers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held_by_signal", b"held_by_signal", "referrals_completed", b"referrals_completed", "referrals_given_back", b"referrals_given_back", "referrals_started", b"referrals_started", "rejections_by_reason", b"rejections_by_reason", "rewards_by_state", b"rewards_by_state", "rewards_issued", b"rewards_issued", "rewards_withheld_by_reason", b"rewards_withheld_by_reason", "top_referrers", b"top_referrers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1758,3 +2069,130 @@ class ImportPromoCodesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ImportPromoCodesResponse: _TypeAlias = ImportPromoCodesResponse  # noqa: Y015
+
+@_typing.final
+class ExportMyDataRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportMyDataRequest: _TypeAlias = ExportMyDataRequest  # noqa: Y015
+
+@_typing.final
+class MyReferral(_message.Message):
+    """A referral the caller took part in, as referrer (who shared the code) or referee (who used
+    it). The other party is never named.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    PURCHASE_ID_FIELD_NUMBER: _builtins.int
+    role: _builtins.str
+    """"REFERRER" or "REFEREE"."""
+    code: _builtins.str
+    status: _builtins.str
+    """The referral's status (the referee's purchase: PENDING, COMPLETED, …)."""
+    purchase_id: _builtins.str
+    """The referee's purchase; only on the referee's own referrals."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        role: _builtins.str = ...,
+        code: _builtins.str = ...,
+        status: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        purchase_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "created_at", b"created_at", "purchase_id", b"purchase_id", "role", b"role", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MyReferral: _TypeAlias = MyReferral  # noqa: Y015
+
+@_typing.final
+class MyReward(_message.Message):
+    """A reward the caller earned as referrer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    outcome: _builtins.str
+    """PENDING, ISSUED, WITHHELD, … (the reward's state)."""
+    code: _builtins.str
+    """The reward code, once issued."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        outcome: _builtins.str = ...,
+        code: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "created_at", b"created_at", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MyReward: _TypeAlias = MyReward  # noqa: Y015
+
+@_typing.final
+class MyData(_message.Message):
+    """Everything loyalty holds about the caller (docs/privacy.md); lists newest first, each
+    capped at 10,000 items.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    PURCHASES_FIELD_NUMBER: _builtins.int
+    REFERRAL_CODE_FIELD_NUMBER: _builtins.int
+    REFERRALS_FIELD_NUMBER: _builtins.int
+    REWARDS_FIELD_NUMBER: _builtins.int
+    REJECTIONS_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    referral_code: _builtins.str
+    """Empty when the caller never asked for one."""
+    @_builtins.property
+    def purchases(self) -> _containers.RepeatedCompositeFieldContainer[Global___Purchase]: ...
+    @_builtins.property
+    def referrals(self) -> _containers.RepeatedCompositeFieldContainer[Global___MyReferral]: ...
+    @_builtins.property
+    def rewards(self) -> _containers.RepeatedCompositeFieldContainer[Global___MyReward]: ...
+    @_builtins.property
+    def rejections(self) -> _containers.RepeatedCompositeFieldContainer[Global___Rejection]: ...
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        purchases: _abc.Iterable[Global___Purchase] | None = ...,
+        referral_code: _builtins.str = ...,
+        referrals: _abc.Iterable[Global___MyReferral] | None = ...,
+        rewards: _abc.Iterable[Global___MyReward] | None = ...,
+        rejections: _abc.Iterable[Global___Rejection] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["purchases", b"purchases", "referral_code", b"referral_code", "referrals", b"referrals", "rejections", b"rejections", "rewards", b"rewards", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MyData: _TypeAlias = MyData  # noqa: Y015

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from protogen.loyalty.audit.v1 import audit_pb2 as loyalty_dot_audit_dot_v1_dot_audit__pb2
 from protogen.loyalty.promo.v1 import promo_pb2 as loyalty_dot_promo_dot_v1_dot_promo__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -61,6 +62,11 @@ class PromoServiceStub:
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ConfirmPurchaseRequest.SerializeToString,
                 response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Purchase.FromString,
                 _registered_method=True)
+        self.RefundPurchase = channel.unary_unary(
+                '/loyalty.promo.v1.PromoService/RefundPurchase',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.RefundPurchaseRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Purchase.FromString,
+                _registered_method=True)
         self.CancelPromoCodeUse = channel.unary_unary(
                 '/loyalty.promo.v1.PromoService/CancelPromoCodeUse',
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CancelPromoCodeUseRequest.SerializeToString,
@@ -75,6 +81,11 @@ class PromoServiceStub:
                 '/loyalty.promo.v1.PromoService/GetMyReferralCode',
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetMyReferralCodeRequest.SerializeToString,
                 response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralCode.FromString,
+                _registered_method=True)
+        self.ExportMyData = channel.unary_unary(
+                '/loyalty.promo.v1.PromoService/ExportMyData',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportMyDataRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.MyData.FromString,
                 _registered_method=True)
 
 
@@ -109,13 +120,25 @@ class PromoServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConfirmPurchase(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Payment went through: PENDING → COMPLETED. The payment side's (scope purchases:settle)
+        or an admin's; anyone else gets PURCHASE_SETTLEMENT_FORBIDDEN. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefundPurchase(self, request, context):
+        """Payment taken back: COMPLETED → REFUNDED; the use and budget come back when the code's
+        refund_returns_use says so, and a referral's reward is reversed or clawed back.
+        Settlers and admins only, like confirm. Idempotent.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelPromoCodeUse(self, request, context):
-        """Cancels a PENDING purchase and gives the use back. Idempotent.
+        """Cancels a PENDING purchase and gives the use back: the purchase's owner (checkout
+        abandoned), the payment side (payment failed) or an admin. Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,6 +153,13 @@ class PromoServiceServicer:
     def GetMyReferralCode(self, request, context):
         """The caller's personal referral code (created on the first request). Blocked and deleted
         users get none (USER_BLOCKED, USER_DELETED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportMyData(self, request, context):
+        """The caller's own data: purchases, referral code, referrals and rewards, rejections.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,6 +193,11 @@ def add_PromoServiceServicer_to_server(servicer, server):
                     request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ConfirmPurchaseRequest.FromString,
                     response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Purchase.SerializeToString,
             ),
+            'RefundPurchase': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefundPurchase,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.RefundPurchaseRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Purchase.SerializeToString,
+            ),
             'CancelPromoCodeUse': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelPromoCodeUse,
                     request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.CancelPromoCodeUseRequest.FromString,
@@ -177,6 +212,11 @@ def add_PromoServiceServicer_to_server(servicer, server):
                     servicer.GetMyReferralCode,
                     request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetMyReferralCodeRequest.FromString,
                     response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralCode.SerializeToString,
+            ),
+            'ExportMyData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportMyData,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportMyDataRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.MyData.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -326,6 +366,33 @@ class PromoService:
             _registered_method=True)
 
     @staticmethod
+    def RefundPurchase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoService/RefundPurchase',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.RefundPurchaseRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.Purchase.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CancelPromoCodeUse(request,
             target,
             options=(),
@@ -396,6 +463,33 @@ class PromoService:
             '/loyalty.promo.v1.PromoService/GetMyReferralCode',
             loyalty_dot_promo_dot_v1_dot_promo__pb2.GetMyReferralCodeRequest.SerializeToString,
             loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralCode.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportMyData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoService/ExportMyData',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportMyDataRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.MyData.FromString,
             options,
             channel_credentials,
             insecure,
@@ -502,6 +596,16 @@ class PromoAdminServiceStub:
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetReferralReportRequest.SerializeToString,
                 response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralReport.FromString,
                 _registered_method=True)
+        self.ListHeldReferrals = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/ListHeldReferrals',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListHeldReferralsRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListHeldReferralsResponse.FromString,
+                _registered_method=True)
+        self.ReviewReferral = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/ReviewReferral',
+                request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReviewReferralRequest.SerializeToString,
+                response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Referral.FromString,
+                _registered_method=True)
         self.ExportPromoCodes = channel.unary_stream(
                 '/loyalty.promo.v1.PromoAdminService/ExportPromoCodes',
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportPromoCodesRequest.SerializeToString,
@@ -511,6 +615,11 @@ class PromoAdminServiceStub:
                 '/loyalty.promo.v1.PromoAdminService/ImportPromoCodes',
                 request_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesRequest.SerializeToString,
                 response_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/loyalty.promo.v1.PromoAdminService/ListAuditEvents',
+                request_serializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
 
 
@@ -621,6 +730,21 @@ class PromoAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListHeldReferrals(self, request, context):
+        """Referrals a fraud signal held for review, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewReferral(self, request, context):
+        """Approve (release the reward now) or reject (no reward) a held referral; reviewing one
+        that is no longer held answers it as it stands.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportPromoCodes(self, request, context):
         """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message.
         """
@@ -630,6 +754,13 @@ class PromoAdminServiceServicer:
 
     def ImportPromoCodes(self, request, context):
         """Creates a code per CSV row, each all-or-nothing; a bad row fails alone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """Who called PromoAdminService, newest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -723,6 +854,16 @@ def add_PromoAdminServiceServicer_to_server(servicer, server):
                     request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.GetReferralReportRequest.FromString,
                     response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReferralReport.SerializeToString,
             ),
+            'ListHeldReferrals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHeldReferrals,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListHeldReferralsRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ListHeldReferralsResponse.SerializeToString,
+            ),
+            'ReviewReferral': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewReferral,
+                    request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ReviewReferralRequest.FromString,
+                    response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.Referral.SerializeToString,
+            ),
             'ExportPromoCodes': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportPromoCodes,
                     request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ExportPromoCodesRequest.FromString,
@@ -732,6 +873,11 @@ def add_PromoAdminServiceServicer_to_server(servicer, server):
                     servicer.ImportPromoCodes,
                     request_deserializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesRequest.FromString,
                     response_serializer=loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1205,6 +1351,60 @@ class PromoAdminService:
             _registered_method=True)
 
     @staticmethod
+    def ListHeldReferrals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ListHeldReferrals',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ListHeldReferralsRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ListHeldReferralsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewReferral(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ReviewReferral',
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.ReviewReferralRequest.SerializeToString,
+            loyalty_dot_promo_dot_v1_dot_promo__pb2.Referral.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ExportPromoCodes(request,
             target,
             options=(),
@@ -1248,6 +1448,33 @@ class PromoAdminService:
             '/loyalty.promo.v1.PromoAdminService/ImportPromoCodes',
             loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesRequest.SerializeToString,
             loyalty_dot_promo_dot_v1_dot_promo__pb2.ImportPromoCodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.promo.v1.PromoAdminService/ListAuditEvents',
+            loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
+            loyalty_dot_audit_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

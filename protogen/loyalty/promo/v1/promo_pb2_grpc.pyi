@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.api import httpbody_pb2 as _httpbody_pb2
 from grpc import aio as _aio
+from protogen.loyalty.audit.v1 import audit_pb2 as _audit_pb2
 from protogen.loyalty.promo.v1 import promo_pb2 as _promo_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -41,13 +42,25 @@ class PromoServiceStub:
     UsePromoCode: _grpc.UnaryUnaryMultiCallable[_promo_pb2.UsePromoCodeRequest, _promo_pb2.Purchase]
     """Takes one use and creates a PENDING purchase."""
     ConfirmPurchase: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ConfirmPurchaseRequest, _promo_pb2.Purchase]
+    """Payment went through: PENDING → COMPLETED. The payment side's (scope purchases:settle)
+    or an admin's; anyone else gets PURCHASE_SETTLEMENT_FORBIDDEN. Idempotent.
+    """
+    RefundPurchase: _grpc.UnaryUnaryMultiCallable[_promo_pb2.RefundPurchaseRequest, _promo_pb2.Purchase]
+    """Payment taken back: COMPLETED → REFUNDED; the use and budget come back when the code's
+    refund_returns_use says so, and a referral's reward is reversed or clawed back.
+    Settlers and admins only, like confirm. Idempotent.
+    """
     CancelPromoCodeUse: _grpc.UnaryUnaryMultiCallable[_promo_pb2.CancelPromoCodeUseRequest, _promo_pb2.Purchase]
-    """Cancels a PENDING purchase and gives the use back. Idempotent."""
+    """Cancels a PENDING purchase and gives the use back: the purchase's owner (checkout
+    abandoned), the payment side (payment failed) or an admin. Idempotent.
+    """
     ListMyPurchases: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ListMyPurchasesRequest, _promo_pb2.ListPurchasesResponse]
     GetMyReferralCode: _grpc.UnaryUnaryMultiCallable[_promo_pb2.GetMyReferralCodeRequest, _promo_pb2.ReferralCode]
     """The caller's personal referral code (created on the first request). Blocked and deleted
     users get none (USER_BLOCKED, USER_DELETED).
     """
+    ExportMyData: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ExportMyDataRequest, _promo_pb2.MyData]
+    """The caller's own data: purchases, referral code, referrals and rewards, rejections."""
 
 @_typing.type_check_only
 class PromoServiceAsyncStub(PromoServiceStub):
@@ -61,13 +74,25 @@ class PromoServiceAsyncStub(PromoServiceStub):
     UsePromoCode: _aio.UnaryUnaryMultiCallable[_promo_pb2.UsePromoCodeRequest, _promo_pb2.Purchase]  # type: ignore[assignment]
     """Takes one use and creates a PENDING purchase."""
     ConfirmPurchase: _aio.UnaryUnaryMultiCallable[_promo_pb2.ConfirmPurchaseRequest, _promo_pb2.Purchase]  # type: ignore[assignment]
+    """Payment went through: PENDING → COMPLETED. The payment side's (scope purchases:settle)
+    or an admin's; anyone else gets PURCHASE_SETTLEMENT_FORBIDDEN. Idempotent.
+    """
+    RefundPurchase: _aio.UnaryUnaryMultiCallable[_promo_pb2.RefundPurchaseRequest, _promo_pb2.Purchase]  # type: ignore[assignment]
+    """Payment taken back: COMPLETED → REFUNDED; the use and budget come back when the code's
+    refund_returns_use says so, and a referral's reward is reversed or clawed back.
+    Settlers and admins only, like confirm. Idempotent.
+    """
     CancelPromoCodeUse: _aio.UnaryUnaryMultiCallable[_promo_pb2.CancelPromoCodeUseRequest, _promo_pb2.Purchase]  # type: ignore[assignment]
-    """Cancels a PENDING purchase and gives the use back. Idempotent."""
+    """Cancels a PENDING purchase and gives the use back: the purchase's owner (checkout
+    abandoned), the payment side (payment failed) or an admin. Idempotent.
+    """
     ListMyPurchases: _aio.UnaryUnaryMultiCallable[_promo_pb2.ListMyPurchasesRequest, _promo_pb2.ListPurchasesResponse]  # type: ignore[assignment]
     GetMyReferralCode: _aio.UnaryUnaryMultiCallable[_promo_pb2.GetMyReferralCodeRequest, _promo_pb2.ReferralCode]  # type: ignore[assignment]
     """The caller's personal referral code (created on the first request). Blocked and deleted
     users get none (USER_BLOCKED, USER_DELETED).
     """
+    ExportMyData: _aio.UnaryUnaryMultiCallable[_promo_pb2.ExportMyDataRequest, _promo_pb2.MyData]  # type: ignore[assignment]
+    """The caller's own data: purchases, referral code, referrals and rewards, rejections."""
 
 class PromoServiceServicer(metaclass=_abc_1.ABCMeta):
     """Any signed-in user."""
@@ -107,7 +132,21 @@ class PromoServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _promo_pb2.ConfirmPurchaseRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_promo_pb2.Purchase, _abc.Awaitable[_promo_pb2.Purchase]]: ...
+    ) -> _typing.Union[_promo_pb2.Purchase, _abc.Awaitable[_promo_pb2.Purchase]]:
+        """Payment went through: PENDING → COMPLETED. The payment side's (scope purchases:settle)
+        or an admin's; anyone else gets PURCHASE_SETTLEMENT_FORBIDDEN. Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def RefundPurchase(
+        self,
+        request: _promo_pb2.RefundPurchaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.Purchase, _abc.Awaitable[_promo_pb2.Purchase]]:
+        """Payment taken back: COMPLETED → REFUNDED; the use and budget come back when the code's
+        refund_returns_use says so, and a referral's reward is reversed or clawed back.
+        Settlers and admins only, like confirm. Idempotent.
+        """
 
     @_abc_1.abstractmethod
     def CancelPromoCodeUse(
@@ -115,7 +154,9 @@ class PromoServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _promo_pb2.CancelPromoCodeUseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_promo_pb2.Purchase, _abc.Awaitable[_promo_pb2.Purchase]]:
-        """Cancels a PENDING purchase and gives the use back. Idempotent."""
+        """Cancels a PENDING purchase and gives the use back: the purchase's owner (checkout
+        abandoned), the payment side (payment failed) or an admin. Idempotent.
+        """
 
     @_abc_1.abstractmethod
     def ListMyPurchases(
@@ -133,6 +174,14 @@ class PromoServiceServicer(metaclass=_abc_1.ABCMeta):
         """The caller's personal referral code (created on the first request). Blocked and deleted
         users get none (USER_BLOCKED, USER_DELETED).
         """
+
+    @_abc_1.abstractmethod
+    def ExportMyData(
+        self,
+        request: _promo_pb2.ExportMyDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.MyData, _abc.Awaitable[_promo_pb2.MyData]]:
+        """The caller's own data: purchases, referral code, referrals and rewards, rejections."""
 
 def add_PromoServiceServicer_to_server(servicer: PromoServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
@@ -161,10 +210,18 @@ class PromoAdminServiceStub:
     """Replaces the referral program; affects future uses and rewards only."""
     GetReferralProgram: _grpc.UnaryUnaryMultiCallable[_promo_pb2.GetReferralProgramRequest, _promo_pb2.ReferralProgram]
     GetReferralReport: _grpc.UnaryUnaryMultiCallable[_promo_pb2.GetReferralReportRequest, _promo_pb2.ReferralReport]
+    ListHeldReferrals: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ListHeldReferralsRequest, _promo_pb2.ListHeldReferralsResponse]
+    """Referrals a fraud signal held for review, oldest first."""
+    ReviewReferral: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ReviewReferralRequest, _promo_pb2.Referral]
+    """Approve (release the reward now) or reject (no reward) a held referral; reviewing one
+    that is no longer held answers it as it stands.
+    """
     ExportPromoCodes: _grpc.UnaryStreamMultiCallable[_promo_pb2.ExportPromoCodesRequest, _httpbody_pb2.HttpBody]
     """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message."""
     ImportPromoCodes: _grpc.UnaryUnaryMultiCallable[_promo_pb2.ImportPromoCodesRequest, _promo_pb2.ImportPromoCodesResponse]
     """Creates a code per CSV row, each all-or-nothing; a bad row fails alone."""
+    ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_audit_pb2.ListAuditEventsRequest, _audit_pb2.ListAuditEventsResponse]
+    """Who called PromoAdminService, newest first."""
 
 @_typing.type_check_only
 class PromoAdminServiceAsyncStub(PromoAdminServiceStub):
@@ -189,10 +246,18 @@ class PromoAdminServiceAsyncStub(PromoAdminServiceStub):
     """Replaces the referral program; affects future uses and rewards only."""
     GetReferralProgram: _aio.UnaryUnaryMultiCallable[_promo_pb2.GetReferralProgramRequest, _promo_pb2.ReferralProgram]  # type: ignore[assignment]
     GetReferralReport: _aio.UnaryUnaryMultiCallable[_promo_pb2.GetReferralReportRequest, _promo_pb2.ReferralReport]  # type: ignore[assignment]
+    ListHeldReferrals: _aio.UnaryUnaryMultiCallable[_promo_pb2.ListHeldReferralsRequest, _promo_pb2.ListHeldReferralsResponse]  # type: ignore[assignment]
+    """Referrals a fraud signal held for review, oldest first."""
+    ReviewReferral: _aio.UnaryUnaryMultiCallable[_promo_pb2.ReviewReferralRequest, _promo_pb2.Referral]  # type: ignore[assignment]
+    """Approve (release the reward now) or reject (no reward) a held referral; reviewing one
+    that is no longer held answers it as it stands.
+    """
     ExportPromoCodes: _aio.UnaryStreamMultiCallable[_promo_pb2.ExportPromoCodesRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """The codes as CSV (text/csv), every column of the spec, a chunk of rows per message."""
     ImportPromoCodes: _aio.UnaryUnaryMultiCallable[_promo_pb2.ImportPromoCodesRequest, _promo_pb2.ImportPromoCodesResponse]  # type: ignore[assignment]
     """Creates a code per CSV row, each all-or-nothing; a bad row fails alone."""
+    ListAuditEvents: _aio.UnaryUnaryMultiCallable[_audit_pb2.ListAuditEventsRequest, _audit_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
+    """Who called PromoAdminService, newest first."""
 
 class PromoAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Role `admin` only."""
@@ -318,6 +383,24 @@ class PromoAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_promo_pb2.ReferralReport, _abc.Awaitable[_promo_pb2.ReferralReport]]: ...
 
     @_abc_1.abstractmethod
+    def ListHeldReferrals(
+        self,
+        request: _promo_pb2.ListHeldReferralsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.ListHeldReferralsResponse, _abc.Awaitable[_promo_pb2.ListHeldReferralsResponse]]:
+        """Referrals a fraud signal held for review, oldest first."""
+
+    @_abc_1.abstractmethod
+    def ReviewReferral(
+        self,
+        request: _promo_pb2.ReviewReferralRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promo_pb2.Referral, _abc.Awaitable[_promo_pb2.Referral]]:
+        """Approve (release the reward now) or reject (no reward) a held referral; reviewing one
+        that is no longer held answers it as it stands.
+        """
+
+    @_abc_1.abstractmethod
     def ExportPromoCodes(
         self,
         request: _promo_pb2.ExportPromoCodesRequest,
@@ -332,5 +415,13 @@ class PromoAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_promo_pb2.ImportPromoCodesResponse, _abc.Awaitable[_promo_pb2.ImportPromoCodesResponse]]:
         """Creates a code per CSV row, each all-or-nothing; a bad row fails alone."""
+
+    @_abc_1.abstractmethod
+    def ListAuditEvents(
+        self,
+        request: _audit_pb2.ListAuditEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.ListAuditEventsResponse, _abc.Awaitable[_audit_pb2.ListAuditEventsResponse]]:
+        """Who called PromoAdminService, newest first."""
 
 def add_PromoAdminServiceServicer_to_server(servicer: PromoAdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
