@@ -6,7 +6,9 @@ event. Every service of the machine is brought back up at the end, whatever happ
 Besides the dependencies: a worker of loyalty SIGKILLed (its supervisor starts a new one), a
 loyalty replica SIGKILLed during a burst of 500 uses (every one must be answered 200: the
 gateway retries a use with its request id on the other replica; the launcher brings the replica
-back), and the whole system run again through a PgBouncer in transaction mode."""
+back), the JWT signing key rotated across both auth replicas with `rotate-key` while fresh
+logins keep calling (no valid token refused), and the whole system run again through a
+PgBouncer in transaction mode."""
 
 from __future__ import annotations
 
@@ -252,6 +254,52 @@ async def replica_kill(drills: Drills) -> float:
     return time.monotonic()
 
 
+def _rotate_key() -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "auth_service", "rotate-key", "--timeout", "60"],
+        env={**os.environ, **system.ENV},
+        cwd=system.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def _fresh_logins(drills: Drills, email: str, stop: asyncio.Event) -> None:
+    """Signs in again and again and calls loyalty with each new token, whichever key and
+    replica signed it: a refused valid token shows as an HTTP 401 among the drill's calls."""
+    while not stop.is_set():
+        started = time.monotonic()
+        answer = await drills.http.post(
+            "/v1/auth/login", json={"email": email, "password": PASSWORD}
+        )
+        status = answer.status_code
+        if status == 200:
+            token = answer.json()["accessToken"]
+            headers = {"authorization": f"Bearer {token}"}
+            status = (await drills.http.get("/v1/promocodes/active", headers=headers)).status_code
+        drills.traffic.calls.append(Call(started, status))
+        await asyncio.sleep(0.05)
+
+
+async def key_rotation(drills: Drills) -> float:
+    """`python -m auth_service rotate-key` against both auth replicas, with fresh tokens from
+    either replica used at once by loyalty throughout and for two seconds after the switch."""
+    email = await _register(drills.http, "rotation")
+    stop = asyncio.Event()
+    fresh = asyncio.create_task(_fresh_logins(drills, email, stop))
+    try:
+        done = await asyncio.to_thread(_rotate_key)
+        await asyncio.sleep(2.0)
+    finally:
+        stop.set()
+        await fresh
+    if done.returncode != 0:
+        raise RuntimeError(f"rotate-key failed: {done.stdout}{done.stderr}")
+    print(f"  {done.stdout.strip()}", flush=True)
+    return time.monotonic()
+
+
 async def no_fault(_: Drills) -> float:
     return time.monotonic()
 
@@ -263,6 +311,7 @@ DRILLS: list[tuple[str, Fault, bool]] = [
     ("Redis stop", redis_stop, False),
     ("RabbitMQ stop", rabbitmq_stop, False),
     ("SIGKILL a loyalty worker", worker_kill, False),
+    ("Key rotation, 2 auth replicas", key_rotation, True),
     (f"SIGKILL loyalty#1 in {BURST} uses", replica_kill, True),
 ]
 POOLED = ("Through PgBouncer", no_fault, True)
