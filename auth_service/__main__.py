@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from auth_service import app
+from auth_service import app, metrics
 from auth_service.config import AuthSettings
 from auth_service.domain import check_credentials_input
 from auth_service.domain.service_accounts import KNOWN_SCOPES, check_new_account
@@ -22,7 +22,8 @@ from common.processes import supervisor as workers
 from common.rpc.grpc_server import run_until_signal
 from common.storage.db import create_pool
 from common.storage.migrations import migrate
-from common.telemetry import logs, metrics, sentry, tracing
+from common.telemetry import logs, sentry, tracing
+from common.telemetry.metrics import serve as serve_metrics
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations" / "auth"
 log = logs.get_logger("auth")
@@ -31,7 +32,7 @@ log = logs.get_logger("auth")
 async def serve(settings: AuthSettings) -> None:
     auth = await app.build(settings)
     await app.wait_for_redis(auth)
-    metrics.serve(workers.metrics_address(settings.auth_metrics_addr), metrics.AUTH)
+    serve_metrics(workers.metrics_address(settings.auth_metrics_addr), metrics.COLLECTORS)
     port = await auth.server.start()
     log.info("serving", address=settings.auth_grpc_addr, port=port)
     await run_until_signal(auth.server, auth.loops, settings.shutdown_grace, auth.close)
@@ -123,7 +124,7 @@ def main(argv: list[str]) -> None:
     sentry.init(settings.sentry_dsn, "auth")
     tracing.setup("auth")
     if args.command == "migrate":
-        applied = eventloop.run(migrate(settings.auth_database_url, MIGRATIONS))
+        applied = eventloop.run(migrate(settings.auth_direct_url, MIGRATIONS))
         print(f"auth: {len(applied)} migration(s) applied")
     elif args.command == "create-admin":
         eventloop.run(create_admin(settings, args.email))

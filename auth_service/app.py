@@ -10,6 +10,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
+from auth_service import metrics
 from auth_service.api.servicers import AuthServicer, UserAdminServicer
 from auth_service.config import DEVELOPMENT_EMAIL_HASH_KEY, AuthSettings
 from auth_service.jobs.outbox_relay import OutboxRelay, measure_backlog, prune_sent
@@ -27,6 +28,7 @@ from auth_service.use_cases.service_accounts import ServiceAccounts
 from auth_service.use_cases.sessions import Sessions
 from auth_service.use_cases.signing_keys import SigningKeys
 from common.access.access_tokens import TokenVerifier
+from common.access.client_address import AddressRule, key_bytes
 from common.access.revocation import RevocationList
 from common.access.revocation_watch import RevocationWatch
 from common.access.throttle import Limit, Throttle
@@ -175,7 +177,9 @@ def build_use_cases(
 
 async def build(settings: AuthSettings) -> AuthApp:
     pool = await create_pool(
-        settings.auth_database_url, max_size=workers.pool_share(settings.auth_db_pool_size)
+        settings.auth_database_url,
+        max_size=workers.pool_share(settings.auth_db_pool_size),
+        pooler=settings.auth_database_pooler,
     )
     client = redis_client.connect(settings.redis_url)
     issuer, keys = await load_issuer(settings, pool)
@@ -187,10 +191,15 @@ async def build(settings: AuthSettings) -> AuthApp:
     accounts, sessions = build_use_cases(settings, pool, client, issuer, revocations)
     service_accounts = build_service_accounts(settings, pool, client, issuer, revocations)
     verifier = TokenVerifier(issuer.jwks, revocations, "auth.loyalty", watch)
-    trusted = parse_networks(settings.auth_trusted_peers)
+    addresses = AddressRule(
+        key_bytes(settings.client_address_key), parse_networks(settings.auth_trusted_peers)
+    )
     trail = PgAuditEvents(pool)
     server = GrpcServer(
-        settings.auth_grpc_addr, SERVICE_NAMES, audit=CallAudit(AUDIT_POLICY, trail, trusted)
+        settings.auth_grpc_addr,
+        SERVICE_NAMES,
+        metrics.RPC,
+        audit=CallAudit(AUDIT_POLICY, trail, addresses),
     )
     privacy = Privacy(PgUnitOfWork(pool), trail)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
@@ -200,7 +209,7 @@ async def build(settings: AuthSettings) -> AuthApp:
             verifier,
             issuer,
             service_accounts,
-            trusted,
+            addresses,
             privacy=privacy,
         ),
         server.server,
@@ -247,7 +256,7 @@ def sync_loops(settings: AuthSettings, pool: Pool, server: GrpcServer) -> list[L
     health = BrokerHealth(settings.broker_unhealthy_after_seconds, server.set_serving)
     relay = OutboxRelay(
         pool,
-        settings.auth_database_url,
+        settings.auth_direct_url,
         settings.rabbitmq_url,
         settings.user_events_exchange,
         health,

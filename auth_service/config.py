@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from common.access.trust import TrustedNetworks
-from common.config import BaseServiceSettings, HostPort, PostgresUrl
+from common.config import BaseServiceSettings, DirectPostgresUrl, HostPort, Pooler, PostgresUrl
 from common.messaging.broker import BrokerSettings
 
 # The development default of AUTH_EMAIL_HASH_KEY: known to everyone who reads this file, so an
@@ -17,6 +17,16 @@ DEVELOPMENT_EMAIL_HASH_KEY = "development-only-email-hash-key"
 
 class AuthSettings(BaseServiceSettings, BrokerSettings):
     auth_database_url: PostgresUrl = "postgresql://postgres@127.0.0.1:5432/auth"
+    # `pgbouncer` when AUTH_DATABASE_URL is PgBouncer in transaction mode (docs/operations.md).
+    auth_database_pooler: Pooler = ""
+    # PostgreSQL itself, for what a transaction-mode pooler cannot carry: `migrate` (a session
+    # advisory lock) and the outbox relay's LISTEN. Empty: AUTH_DATABASE_URL.
+    auth_database_direct_url: DirectPostgresUrl = ""
+
+    @property
+    def auth_direct_url(self) -> str:
+        return self.auth_database_direct_url or self.auth_database_url
+
     auth_grpc_addr: HostPort = "127.0.0.1:50051"
     # Prometheus /metrics; empty turns it off.
     auth_metrics_addr: str = "127.0.0.1:9101"
@@ -34,6 +44,10 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     # Which peers' x-forwarded-for metadata is believed (the gateways' addresses or CIDR
     # ranges, comma-separated); empty: nobody's, every caller is its own gRPC peer.
     auth_trusted_peers: TrustedNetworks = ""
+    # The key the gateway signs the client's address with and the servers check it by
+    # (common/access/client_address.py); the same on the gateway and every auth and loyalty
+    # replica. Empty: off (`make run` makes a random one per run when it is unset).
+    client_address_key: str = ""
     # Failed logins allowed per window (refilled smoothly over it): per (email, client
     # address), per email whatever the address, and per client address whatever the email.
     auth_login_limit_per_email_address: PositiveInt = 10

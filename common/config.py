@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +51,13 @@ def _grpc_target(value: str) -> str:
 HostPort = Annotated[str, AfterValidator(_host_port)]
 GrpcTarget = Annotated[str, AfterValidator(_grpc_target)]
 PostgresUrl = Annotated[str, _url("postgres", "postgresql")]
+# Empty, or a PostgreSQL URL: the direct address beside a pooled one (below).
+DirectPostgresUrl = Annotated[
+    str, AfterValidator(lambda v: v if v == "" else _url("postgres", "postgresql").func(v))
+]  # type: ignore[attr-defined]
+# What stands between a service and PostgreSQL: nothing, or PgBouncer in transaction mode
+# (asyncpg must then keep no prepared statements across transactions: its statement cache off).
+Pooler = Literal["", "pgbouncer"]
 RedisUrl = Annotated[str, _url("redis", "rediss", "unix")]
 AmqpUrl = Annotated[str, _url("amqp", "amqps")]
 SentryDsn = Annotated[

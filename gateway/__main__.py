@@ -10,7 +10,9 @@ import uvicorn
 from common import config
 from common.processes import shutdown
 from common.processes import supervisor as workers
-from common.telemetry import logs, metrics, sentry, tracing
+from common.telemetry import logs, sentry, tracing
+from common.telemetry.metrics import serve as serve_metrics
+from gateway import metrics
 from gateway.app import MAX_REQUEST_HEAD_BYTES, create_app
 from gateway.config import GatewaySettings
 
@@ -28,7 +30,7 @@ def _shared_socket(host: str, port: int) -> socket.socket:
 
 
 def serve(settings: GatewaySettings) -> None:
-    metrics.serve(workers.metrics_address(settings.gateway_metrics_addr), metrics.GATEWAY)
+    serve_metrics(workers.metrics_address(settings.gateway_metrics_addr), metrics.COLLECTORS)
     host, _, port = settings.gateway_http_addr.rpartition(":")
     server = uvicorn.Server(
         uvicorn.Config(

@@ -18,6 +18,7 @@ from starlette.routing import Mount
 from starlette.routing import Route as HttpRoute
 from starlette.staticfiles import StaticFiles
 
+from common.access.client_address import key_bytes, vouched
 from common.access.trust import Network, client_address, parse_networks
 from common.errors import InvalidArgument
 from common.telemetry.logs import get_logger
@@ -69,16 +70,23 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def forwarded_metadata(request: Request, proxies: Sequence[Network]) -> list[tuple[str, str]]:
-    metadata = [("x-request-id", request.scope["state"]["request_id"])]
+def forwarded_metadata(
+    request: Request, proxies: Sequence[Network], address_key: bytes = b""
+) -> list[tuple[str, str]]:
+    """What the backends learn of the HTTP request: its id, its token, and the client's
+    address, signed with the shared key so the servers believe it without trusting this
+    gateway's own peer address (common/access/client_address.py). x-forwarded-for stays for
+    servers that list the gateway among their trusted peers instead."""
+    request_id = request.scope["state"]["request_id"]
+    metadata = [("x-request-id", request_id)]
     authorization = request.headers.get("authorization")
     if authorization:
         metadata.append(("authorization", authorization))
     if request.client is not None:
         forwarded = request.headers.getlist("x-forwarded-for")
-        metadata.append(
-            ("x-forwarded-for", client_address(request.client.host, forwarded, proxies))
-        )
+        address = client_address(request.client.host, forwarded, proxies)
+        metadata.append(("x-forwarded-for", address))
+        metadata.extend(vouched(address_key, address, request_id))
     return metadata
 
 
@@ -86,6 +94,7 @@ class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.proxies = parse_networks(settings.gateway_trusted_proxies)
+        self.address_key = key_bytes(settings.client_address_key)
         self.routes = build_routes()
         self.openapi = openapi.document(self.routes)
         self._backends: Backends | None = None
@@ -133,19 +142,22 @@ class Gateway:
             return self.settings.gateway_max_import_bytes
         return self.settings.gateway_max_body_bytes
 
+    def _metadata(self, request: Request) -> list[tuple[str, str]]:
+        return forwarded_metadata(request, self.proxies, self.address_key)
+
     async def _call(self, route: Route, params: dict[str, str], request: Request) -> Response:
         # Like grpc-gateway, any content type is read as JSON (curl -d sends a form type).
         body = await read_body(request, self._body_limit(route))
         message = build_request(route, params, body, list(request.query_params.multi_items()))
         if route.streams:
             return await self._stream(route, message, request)
-        reply = await self.backends.call(route, message, forwarded_metadata(request, self.proxies))
+        reply = await self.backends.call(route, message, self._metadata(request))
         return JSONResponse(to_json(reply))
 
     async def _stream(self, route: Route, message: Any, request: Request) -> Response:
         """google.api.HttpBody chunks as one streamed body, as grpc-gateway does. The first
         chunk is awaited before answering, so a refusal still gets its own status."""
-        call = self.backends.stream(route, message, forwarded_metadata(request, self.proxies))
+        call = self.backends.stream(route, message, self._metadata(request))
         first = await call.read()
         if first is grpc.aio.EOF:
             return Response(b"", media_type="application/octet-stream")
@@ -190,8 +202,16 @@ class Gateway:
             return token_endpoint.error_response(token_endpoint.from_rpc_error(error, given.basic))
         return token_endpoint.token_response(reply)
 
-    async def healthz(self, request: Request) -> Response:
-        request.scope["route_template"] = "GET /healthz"
+    async def livez(self, request: Request) -> Response:
+        """Liveness: this process serves HTTP. Never asks a backend, so a backend's outage
+        cannot make an orchestrator restart every gateway."""
+        request.scope["route_template"] = "GET /livez"
+        return JSONResponse({"gateway": "SERVING"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Readiness: the backends answer their health checks (503 otherwise), so a balancer
+        sends traffic only to a gateway that can serve it. `/healthz` is its alias."""
+        request.scope["route_template"] = f"GET {request.url.path}"
         report: dict[str, Any] = {"gateway": "SERVING", **await self.backends.health()}
         healthy = all(value == "SERVING" for value in report.values())
         return JSONResponse(report, status_code=200 if healthy else 503)
@@ -223,7 +243,9 @@ def create_app(settings: GatewaySettings) -> Any:
 
     app = Starlette(
         routes=[
-            HttpRoute("/healthz", gateway.healthz, methods=["GET"]),
+            HttpRoute("/livez", gateway.livez, methods=["GET"]),
+            HttpRoute("/readyz", gateway.readyz, methods=["GET"]),
+            HttpRoute("/healthz", gateway.readyz, methods=["GET"]),
             HttpRoute("/openapi.json", gateway.openapi_json, methods=["GET"]),
             HttpRoute("/docs", gateway.docs, methods=["GET"]),
             Mount("/docs", StaticFiles(directory=STATIC / "docs")),

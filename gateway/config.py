@@ -30,3 +30,7 @@ class GatewaySettings(BaseServiceSettings):
     # Proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For is believed;
     # empty: nobody's, every client is judged by its own connection's address.
     gateway_trusted_proxies: TrustedNetworks = ""
+    # The key the gateway signs the client's address with and the servers check it by
+    # (common/access/client_address.py); the same on the gateway and every auth and loyalty
+    # replica. Empty: off (`make run` makes a random one per run when it is unset).
+    client_address_key: str = ""

@@ -13,10 +13,15 @@ from grpc_status import rpc_status
 from common.errors import InvalidArgument
 from common.rpc.grpc_errors import bad_request
 
-# As grpc-gateway maps them (runtime/errors.go, HTTPStatusFromCode).
+# As grpc-gateway maps them (runtime/errors.go, HTTPStatusFromCode), but for CANCELLED: a
+# backend call the gateway receives CANCELLED for was cut off by the backend (a replica dying
+# or stopping); the gateway's own cancellation, when its client goes away, raises
+# asyncio.CancelledError instead and answers nobody. grpc-gateway's 499 ("Client Closed
+# Request") would tell a client that it gave up when it did not, so it is a 503 here: the
+# client retries (a use with its request id), as it does any UNAVAILABLE.
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.CANCELLED: 503,
     grpc.StatusCode.UNKNOWN: 500,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
@@ -33,6 +38,8 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DATA_LOSS: 500,
 }
+
+BACKEND_CUT_OFF = "the backend stopped before it answered; retry (with the same requestId)"
 
 # Keep the detail types in the default pool so their JSON can be printed.
 _DETAIL_TYPES = (
@@ -72,6 +79,8 @@ def retry_after(details: list[any_pb2.Any]) -> dict[str, str]:
 
 def from_rpc_error(error: grpc.aio.AioRpcError) -> HttpError:
     """The HTTP status, body and headers of a failed backend call, rich details kept."""
+    if error.code() == grpc.StatusCode.CANCELLED:
+        return HttpError(503, status_json(code_pb2.UNAVAILABLE, BACKEND_CUT_OFF))
     http = HTTP_STATUS.get(error.code(), 500)
     status = rpc_status.from_call(error)
     if status is not None:

@@ -9,8 +9,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.telemetry import metrics
 from common.telemetry.logs import get_logger, request_id_var
+from gateway import metrics
 
 log = get_logger("http")
 _VALID_ID = re.compile(r"^[\w.\-:]{1,128}$")

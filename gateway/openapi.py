@@ -203,17 +203,25 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _probe(operation: str, responses: dict[str, Any], description: str = "") -> dict[str, Any]:
+    get: dict[str, Any] = {
+        "operationId": operation,
+        "security": [],
+        "tags": ["Gateway"],
+        "responses": responses,
+    }
+    if description:
+        get["description"] = description
+    return {"get": get}
+
+
 def _extra_paths() -> dict[str, Any]:
     health = {"type": "object", "additionalProperties": {"type": "string"}}
+    ready = {"200": _json(health, "All serving"), "503": _json(health, "Not all")}
     return {
-        "/healthz": {
-            "get": {
-                "operationId": "Healthz",
-                "security": [],
-                "tags": ["Gateway"],
-                "responses": {"200": _json(health, "All serving"), "503": _json(health, "Not all")},
-            }
-        },
+        "/livez": _probe("Livez", {"200": _json(health, "The gateway process serves")}),
+        "/readyz": _probe("Readyz", ready),
+        "/healthz": _probe("Healthz", ready, "The same as /readyz, kept for existing probes."),
         "/openapi.json": {
             "get": {
                 "operationId": "OpenApi",

@@ -12,8 +12,9 @@ from common.processes import supervisor as workers
 from common.rpc.grpc_server import run_until_signal
 from common.storage.db import create_pool
 from common.storage.migrations import migrate
-from common.telemetry import logs, metrics, sentry, tracing
-from loyalty_service import app
+from common.telemetry import logs, sentry, tracing
+from common.telemetry.metrics import serve as serve_metrics
+from loyalty_service import app, metrics
 from loyalty_service.config import LoyaltySettings
 from loyalty_service.jobs.resync import resync
 from loyalty_service.jwks import load_keys
@@ -27,14 +28,16 @@ log = logs.get_logger("loyalty")
 async def serve(settings: LoyaltySettings) -> None:
     loyalty = await app.build(settings)
     await load_keys(loyalty.verifier, give_up_after=30)
-    metrics.serve(workers.metrics_address(settings.loyalty_metrics_addr), metrics.LOYALTY)
+    serve_metrics(workers.metrics_address(settings.loyalty_metrics_addr), metrics.COLLECTORS)
     port = await loyalty.server.start()
     log.info("serving", address=settings.loyalty_grpc_addr, port=port)
     await run_until_signal(loyalty.server, loyalty.loops, settings.shutdown_grace, loyalty.close)
 
 
 async def run_resync(settings: LoyaltySettings) -> None:
-    pool = await create_pool(settings.loyalty_database_url, max_size=4)
+    pool = await create_pool(
+        settings.loyalty_database_url, max_size=4, pooler=settings.loyalty_database_pooler
+    )
     try:
         report = await resync(settings, pool)
     finally:
@@ -55,7 +58,7 @@ def main(argv: list[str]) -> None:
     sentry.init(settings.sentry_dsn, "loyalty")
     tracing.setup("loyalty")
     if args.command == "migrate":
-        applied = eventloop.run(migrate(settings.loyalty_database_url, MIGRATIONS, FUNCTIONS))
+        applied = eventloop.run(migrate(settings.loyalty_direct_url, MIGRATIONS, FUNCTIONS))
         print(f"loyalty: {len(applied)} migration(s) applied")
     elif args.command == "resync":
         eventloop.run(run_resync(settings))

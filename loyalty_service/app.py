@@ -10,12 +10,13 @@ import grpc
 import redis.asyncio as redis
 
 from common.access.access_tokens import TokenVerifier
+from common.access.client_address import AddressRule, key_bytes
 from common.access.revocation import RevocationList
 from common.access.revocation_watch import RevocationWatch
 from common.access.throttle import Limit, Throttle
 from common.access.trust import parse_networks
 from common.messaging.broker import BrokerHealth
-from common.messaging.outbox_relay import OutboxRelay, prune_sent
+from common.messaging.outbox_relay import OutboxRelay, measure_backlog, prune_sent
 from common.processes import supervisor as workers
 from common.rpc.audit import AuditPolicy, CallAudit
 from common.rpc.channels import EVERY_METHOD, open_channel
@@ -24,6 +25,7 @@ from common.rpc.page_tokens import PageTokens
 from common.storage import redis_client
 from common.storage.audit_events import PgAuditEvents
 from common.storage.db import Pool, create_pool
+from loyalty_service import metrics
 from loyalty_service.api.admin import PromoAdminServicer
 from loyalty_service.api.promo import PromoServicer
 from loyalty_service.config import LoyaltySettings
@@ -75,7 +77,9 @@ async def build(
     settings: LoyaltySettings, interceptors: Iterable[grpc.aio.ServerInterceptor] = ()
 ) -> LoyaltyApp:
     pool = await create_pool(
-        settings.loyalty_database_url, max_size=workers.pool_share(settings.loyalty_db_pool_size)
+        settings.loyalty_database_url,
+        max_size=workers.pool_share(settings.loyalty_db_pool_size),
+        pooler=settings.loyalty_database_pooler,
     )
     client = redis_client.connect(settings.redis_url)
     # The channel carries GetJwks only, a read: every call on it may be retried.
@@ -87,13 +91,16 @@ async def build(
     referrals = Referrals(store, settings.loyalty_address_hash_key.encode())
     promotions = Promotions(store, referrals, guess_throttle(settings, client))
     admin = PromoAdmin(store, Promotions(store, referrals))
-    trusted = parse_networks(settings.loyalty_trusted_peers)
+    addresses = AddressRule(
+        key_bytes(settings.client_address_key), parse_networks(settings.loyalty_trusted_peers)
+    )
     trail = PgAuditEvents(pool)
     server = GrpcServer(
         settings.loyalty_grpc_addr,
         SERVICE_NAMES,
+        metrics.RPC,
         interceptors,
-        audit=CallAudit(AUDIT_POLICY, trail, trusted),
+        audit=CallAudit(AUDIT_POLICY, trail, addresses),
     )
     page_tokens = PageTokens(settings.page_token_secret)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(
@@ -101,7 +108,7 @@ async def build(
             promotions,
             verifier,
             page_tokens,
-            trusted,
+            addresses,
             referrals=referrals,
             privacy=Privacy(PgPersonalData(pool), promotions),
         ),
@@ -173,15 +180,17 @@ def event_loops(settings: LoyaltySettings, pool: Pool) -> list[Loop]:
     (subscribers bind their durable queues before the events they want)."""
     relay = OutboxRelay(
         pool,
-        settings.loyalty_database_url,
+        settings.loyalty_direct_url,
         settings.rabbitmq_url,
         settings.promo_events_exchange,
         BrokerHealth(settings.broker_unhealthy_after_seconds),
+        metrics.OUTBOX,
         mandatory=False,
         batch=settings.outbox_batch_size,
     )
     return [
         relay.run,
+        lambda: measure_backlog(pool, metrics.OUTBOX),
         lambda: prune_sent(
             pool, settings.outbox_retention_seconds, settings.outbox_prune_interval_seconds
         ),

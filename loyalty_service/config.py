@@ -7,12 +7,29 @@ from typing import Annotated
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from common.access.trust import TrustedNetworks
-from common.config import BaseServiceSettings, GrpcTarget, HostPort, PostgresUrl
+from common.config import (
+    BaseServiceSettings,
+    DirectPostgresUrl,
+    GrpcTarget,
+    HostPort,
+    Pooler,
+    PostgresUrl,
+)
 from common.messaging.broker import BrokerSettings
 
 
 class LoyaltySettings(BaseServiceSettings, BrokerSettings):
     loyalty_database_url: PostgresUrl = "postgresql://postgres@127.0.0.1:5432/loyalty"
+    # `pgbouncer` when LOYALTY_DATABASE_URL is PgBouncer in transaction mode (docs/operations.md).
+    loyalty_database_pooler: Pooler = ""
+    # PostgreSQL itself, for `migrate` (a session advisory lock) and the outbox relay's LISTEN.
+    # Empty: LOYALTY_DATABASE_URL.
+    loyalty_database_direct_url: DirectPostgresUrl = ""
+
+    @property
+    def loyalty_direct_url(self) -> str:
+        return self.loyalty_database_direct_url or self.loyalty_database_url
+
     loyalty_grpc_addr: HostPort = "127.0.0.1:50052"
     # Prometheus /metrics; empty turns it off.
     loyalty_metrics_addr: str = "127.0.0.1:9102"
@@ -41,6 +58,10 @@ class LoyaltySettings(BaseServiceSettings, BrokerSettings):
     # Which peers' x-forwarded-for metadata is believed (the gateways' addresses or CIDR
     # ranges, comma-separated); empty: nobody's, every caller is its own gRPC peer.
     loyalty_trusted_peers: TrustedNetworks = ""
+    # The key the gateway signs the client's address with and the servers check it by
+    # (common/access/client_address.py); the same on the gateway and every auth and loyalty
+    # replica. Empty: off (`make run` makes a random one per run when it is unset).
+    client_address_key: str = ""
     # Promo codes that did not work (no such code, not open to the caller) allowed per
     # window, refilled smoothly over it: per user, and per client address.
     loyalty_promo_failures_per_user: PositiveInt = 10

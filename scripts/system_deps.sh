@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # What the tests need from Debian besides Python packages: Chromium for the admin console's
-# browser tests (Playwright drives it; it never downloads a browser of its own) and
-# docker-compose to validate the compose file offline (no engine needed). Installed once, by
+# browser tests (Playwright drives it; it never downloads a browser of its own),
+# docker-compose to validate the compose file offline (no engine needed), promtool (Debian's
+# prometheus package) to check monitoring/alerts.yml, and pgbouncer for the tests and the drill
+# that run traffic through a pooler in transaction mode. Installed once, by
 # `make test`, so that a fresh machine needs nothing but the README's two commands.
 set -euo pipefail
 
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 ((${#missing[@]} == 0)) && exit 0
 
 sudo=()

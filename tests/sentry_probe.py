@@ -11,6 +11,7 @@ import sentry_sdk
 
 from common.rpc.grpc_server import GrpcServer
 from common.telemetry import logs, sentry
+from common.telemetry.metrics import rpc_metrics
 from protogen.loyalty.auth.v1 import auth_pb2
 
 SECRETS = {
@@ -30,7 +31,7 @@ async def _fail(request: bytes, context: object) -> bytes:
 async def main(dsn: str) -> None:
     logs.configure("probe")
     sentry.init(dsn, "probe")
-    server = GrpcServer("127.0.0.1:0", ["probe.Probe"])
+    server = GrpcServer("127.0.0.1:0", ["probe.Probe"], rpc_metrics("probe", registry=None))
     handler = grpc.method_handlers_generic_handler(
         "probe.Probe", {"Fail": grpc.unary_unary_rpc_method_handler(_fail)}
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -18,8 +17,8 @@ from auth_service.use_cases.privacy import Privacy
 from auth_service.use_cases.service_accounts import ServiceAccounts
 from auth_service.use_cases.sessions import Sessions
 from common.access.access_tokens import Principal, TokenVerifier, bearer_token
+from common.access.client_address import PEER_ONLY, AddressRule, voucher
 from common.access.people import person_of
-from common.access.trust import Network, grpc_client_address
 from common.rpc import pagination
 from common.rpc.audit_api import AuditReader, list_audit_events
 from common.rpc.page_tokens import PageTokens, Position
@@ -38,7 +37,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         verifier: TokenVerifier,
         issuer: TokenIssuer,
         service_accounts: ServiceAccounts,
-        trusted_peers: Sequence[Network] = (),
+        addresses: AddressRule = PEER_ONLY,
         *,
         privacy: Privacy,
     ) -> None:
@@ -48,19 +47,24 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self._sessions = sessions
         self._verifier = verifier
         self._issuer = issuer
-        self._trusted_peers = trusted_peers
+        self._addresses = addresses
 
-    def _client(self, context: Context) -> str:
-        """The caller: the gateway's x-forwarded-for when the peer is trusted, else the peer."""
+    async def _client(self, context: Context) -> str:
+        """The caller's address, as common/access/client_address.py believes it: the
+        gateway's signed word, a scoped service's (x-client-address-authorization), or the
+        peer (its x-forwarded-for only from a trusted peer)."""
         metadata = context.invocation_metadata() or ()
-        return grpc_client_address(metadata, context.peer(), self._trusted_peers)
+        vouching = await voucher(metadata, self._verifier.verify_identity)
+        return self._addresses.client_address(metadata, context.peer(), vouching)
 
     async def Register(self, request: auth_pb2.RegisterRequest, context: Context) -> auth_pb2.User:
-        user = await self._accounts.register(request.email, request.password, self._client(context))
+        address = await self._client(context)
+        user = await self._accounts.register(request.email, request.password, address)
         return user_message(user)
 
     async def Login(self, request: auth_pb2.LoginRequest, context: Context) -> auth_pb2.TokenPair:
-        pair = await self._sessions.login(request.email, request.password, self._client(context))
+        address = await self._client(context)
+        pair = await self._sessions.login(request.email, request.password, address)
         return token_pair_message(pair)
 
     async def Refresh(
@@ -93,7 +97,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.IssueServiceTokenRequest, context: Context
     ) -> auth_pb2.ServiceToken:
         token = await self._service_accounts.issue_token(
-            request.client_id, request.client_secret, self._client(context)
+            request.client_id, request.client_secret, await self._client(context)
         )
         return service_token_message(token)
 

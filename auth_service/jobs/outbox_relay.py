@@ -1,22 +1,17 @@
 """Auth's outbox relay: the shared relay (common/messaging/outbox_relay.py), with every message
 mandatory, so a user event no queue is bound for yet stays unsent instead of vanishing (loyalty
-must see every status change), plus the gauges of auth's backlog."""
+must see every status change), counted in auth's outbox metrics."""
 
 from __future__ import annotations
 
-import asyncio
-
-from auth_service.store import outbox
+from auth_service import metrics
 from common.messaging.broker import BrokerHealth
 from common.messaging.outbox_relay import NotDelivered, prune_sent
 from common.messaging.outbox_relay import OutboxRelay as SharedRelay
+from common.messaging.outbox_relay import measure_backlog as measure_shared_backlog
 from common.storage.db import Pool
-from common.storage.db_errors import UNREACHABLE_ERRORS
-from common.telemetry import metrics
-from common.telemetry.logs import get_logger
 
 __all__ = ["NotDelivered", "OutboxRelay", "measure_backlog", "prune_sent"]
-log = get_logger(__name__)
 
 
 class OutboxRelay(SharedRelay):
@@ -31,17 +26,18 @@ class OutboxRelay(SharedRelay):
         poll_seconds: float = 1.0,
     ) -> None:
         super().__init__(
-            pool, dsn, url, exchange, health, mandatory=True, batch=batch, poll_seconds=poll_seconds
+            pool,
+            dsn,
+            url,
+            exchange,
+            health,
+            metrics.OUTBOX,
+            mandatory=True,
+            batch=batch,
+            poll_seconds=poll_seconds,
         )
 
 
 async def measure_backlog(pool: Pool, every_seconds: float = 5.0) -> None:
-    """A loop: the outbox's backlog and the age of its oldest row, as gauges."""
-    while True:
-        try:
-            rows, age = await outbox.backlog(pool)
-            metrics.OUTBOX_BACKLOG.set(rows)
-            metrics.OUTBOX_OLDEST_AGE.set(age)
-        except UNREACHABLE_ERRORS as error:
-            log.warning("outbox_backlog_unknown", error=repr(error))
-        await asyncio.sleep(every_seconds)
+    """A loop: auth's outbox backlog and the age of its oldest row, as gauges."""
+    await measure_shared_backlog(pool, metrics.OUTBOX, every_seconds)

@@ -31,14 +31,20 @@ class RevocationKeeper:
         self._revocations = revocations
         self._lifetime = access_ttl + TTL_MARGIN_SECONDS
         self._interval = interval
+        self._seen_complete = False
 
     async def restore_if_lost(self) -> bool:
         """Rebuilds the list when its marker is missing; True when it did."""
         if await self._revocations.is_complete():
+            self._seen_complete = True
             return False
         revoked = await self._revoked_within(self._lifetime)
         await self._revocations.restore(revoked)
-        log.warning("revocations_restored", sessions=len(revoked))
+        # A first start on an empty Redis has nothing to restore: that is not news. A list
+        # lost while this process watched it, or one that had revocations to put back, is.
+        lost = self._seen_complete or bool(revoked)
+        (log.warning if lost else log.info)("revocations_restored", sessions=len(revoked))
+        self._seen_complete = True
         return True
 
     async def catch_up(self) -> None:

@@ -1,7 +1,14 @@
 """`make drills`: each drill takes a dependency away (or kills a replica) under a steady stream
 of uses through the gateway, then checks that nothing was lost; prints a table, and exits 1 on
 any INTERNAL (or other unexpected answer), counter mismatch, revoked token accepted, or lost
-event. Every service of the machine is brought back up at the end, whatever happened."""
+event. Every service of the machine is brought back up at the end, whatever happened.
+
+Besides the dependencies: a worker of loyalty SIGKILLed (its supervisor starts a new one), a
+loyalty replica SIGKILLed during a burst of 500 uses (every one must be answered 200: the
+gateway retries a use with its request id on the other replica; the launcher brings the replica
+back), the JWT signing key rotated across both auth replicas with `rotate-key` while fresh
+logins keep calling (no valid token refused), and the whole system run again through a
+PgBouncer in transaction mode."""
 
 from __future__ import annotations
 
@@ -14,12 +21,13 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import jwt
 
-from bench.drills import checks, services, system
-from bench.drills.load import RevokedProbe, Traffic, User
+from bench.drills import checks, pooler, services, system
+from bench.drills.load import Call, RevokedProbe, Traffic, User
 
 PASSWORD = "drill password 1"
 STEADY_S = 2.0  # traffic before the fault
@@ -37,12 +45,14 @@ class Outcome:
     counters_equal: bool
     events_lost: int
     revoked_accepted: int
+    every_use_ok: bool = False  # a drill whose every use must be answered 200 at once
 
     @property
     def passed(self) -> bool:
         unexpected = {status for status in self.other if status != 504}
         return (
             not unexpected
+            and not (self.every_use_ok and (self.unavailable or self.other))
             and self.counters_equal
             and self.events_lost == 0
             and self.revoked_accepted == 0  # -1: the probe got no answer at all
@@ -94,18 +104,23 @@ def _create_admin(email: str) -> None:
     )
 
 
-async def prepare(running: system.System, http: httpx.AsyncClient) -> Drills:
+async def prepare(running: system.System, http: httpx.AsyncClient, round_: str = "") -> Drills:
+    """Its admin, a revoked token, a code, buyers and users to block; `round_` tells a second
+    system on the same databases (the PgBouncer round) from the first."""
     for tag in ("admin", "revoked"):
-        await asyncio.to_thread(_create_admin, f"{tag}-{system.RUN}@example.com")
-    admin, _ = await _login(http, f"admin-{system.RUN}@example.com")
-    revoked, refresh = await _login(http, f"revoked-{system.RUN}@example.com")
+        await asyncio.to_thread(_create_admin, f"{tag}{round_}-{system.RUN}@example.com")
+    admin, _ = await _login(http, f"admin{round_}-{system.RUN}@example.com")
+    revoked, refresh = await _login(http, f"revoked{round_}-{system.RUN}@example.com")
     (await http.post("/v1/auth/logout", json={"refreshToken": refresh})).raise_for_status()
-    code = f"DRILL{os.getpid()}"
+    code = f"DRILL{round_.upper()}{os.getpid()}"
     spec = {"code": code, "percentOff": 10, "allUsers": True, "perUserLimit": 0}
     (await http.post("/v1/admin/promocodes", json=spec, headers=admin.headers)).raise_for_status()
-    buyers = [(await _login(http, await _register(http, f"buyer{i}")))[0] for i in range(20)]
+    buyers = [
+        (await _login(http, await _register(http, f"buyer{round_}{i}")))[0] for i in range(20)
+    ]
     status_users = [
-        (await _login(http, await _register(http, f"status{i}")))[0].user_id for i in range(10)
+        (await _login(http, await _register(http, f"status{round_}{i}")))[0].user_id
+        for i in range(10)
     ]
     return Drills(
         running, http, admin, Traffic(http, buyers, code), RevokedProbe(http, revoked), status_users
@@ -121,7 +136,7 @@ def _recovery(calls: list[tuple[float, int]], back: float) -> float:
     return max(0.0, (after[0] if after else time.monotonic()) - back)
 
 
-async def run_drill(drills: Drills, name: str, fault: Fault) -> Outcome:
+async def run_drill(drills: Drills, name: str, fault: Fault, strict: bool = False) -> Outcome:
     drills.traffic.calls.clear()
     drills.probe.accepted = drills.probe.refused = 0
     stop = asyncio.Event()
@@ -154,6 +169,7 @@ async def run_drill(drills: Drills, name: str, fault: Fault) -> Outcome:
         lost,
         # A probe that was never answered proves nothing: count that as a failure too.
         drills.probe.accepted if drills.probe.refused else -1,
+        strict,
     )
 
 
@@ -191,18 +207,114 @@ async def rabbitmq_stop(drills: Drills) -> float:
     return back
 
 
-async def replica_kill(drills: Drills) -> float:
-    os.kill(drills.running.pid_of("loyalty#1"), signal.SIGKILL)
+def _workers(supervisor: int) -> list[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children")
+    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+
+async def worker_kill(drills: Drills) -> float:
+    """SIGKILL of one of loyalty#0's workers; back when its supervisor has a new one."""
+    supervisor = drills.running.pid_of("loyalty")
+    killed = _workers(supervisor)[0]
+    os.kill(killed, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while len(_workers(supervisor)) < 2 or killed in _workers(supervisor):
+        if time.monotonic() > deadline:
+            raise RuntimeError("loyalty's supervisor did not start a new worker within 60 s")
+        await asyncio.sleep(0.1)
     return time.monotonic()
 
 
-DRILLS: list[tuple[str, Fault]] = [
-    ("PostgreSQL restart", postgres_restart),
-    ("Redis data loss", redis_data_loss),
-    ("Redis stop", redis_stop),
-    ("RabbitMQ stop", rabbitmq_stop),
-    ("SIGKILL loyalty#1", replica_kill),
+BURST = 500
+
+
+async def replica_kill(drills: Drills) -> float:
+    """A burst of 500 uses (each with its request id, 20 at a time) through the gateway, and
+    loyalty#1 SIGKILLed after the first 100 are answered; back once the launcher has started
+    it again and it serves."""
+    traffic, limit, answered = drills.traffic, asyncio.Semaphore(20), 0
+    pid = drills.running.pid_of("loyalty#1")
+
+    async def one(n: int) -> None:
+        nonlocal answered
+        async with limit:
+            started = time.monotonic()
+            status = await traffic.use(traffic.users[n % len(traffic.users)], f"burst-{n}")
+            traffic.calls.append(Call(started, status))
+        answered += 1
+        if answered == 100:
+            os.kill(pid, signal.SIGKILL)
+
+    await asyncio.gather(*(one(n) for n in range(BURST)))
+    deadline = time.monotonic() + 60
+    while drills.running.pid_of("loyalty#1", last=True) == pid:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the launcher did not start loyalty#1 again within 60 s")
+        await asyncio.sleep(0.1)
+    return time.monotonic()
+
+
+def _rotate_key() -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "auth_service", "rotate-key", "--timeout", "60"],
+        env={**os.environ, **system.ENV},
+        cwd=system.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def _fresh_logins(drills: Drills, email: str, stop: asyncio.Event) -> None:
+    """Signs in again and again and calls loyalty with each new token, whichever key and
+    replica signed it: a refused valid token shows as an HTTP 401 among the drill's calls."""
+    while not stop.is_set():
+        started = time.monotonic()
+        answer = await drills.http.post(
+            "/v1/auth/login", json={"email": email, "password": PASSWORD}
+        )
+        status = answer.status_code
+        if status == 200:
+            token = answer.json()["accessToken"]
+            headers = {"authorization": f"Bearer {token}"}
+            status = (await drills.http.get("/v1/promocodes/active", headers=headers)).status_code
+        drills.traffic.calls.append(Call(started, status))
+        await asyncio.sleep(0.05)
+
+
+async def key_rotation(drills: Drills) -> float:
+    """`python -m auth_service rotate-key` against both auth replicas, with fresh tokens from
+    either replica used at once by loyalty throughout and for two seconds after the switch."""
+    email = await _register(drills.http, "rotation")
+    stop = asyncio.Event()
+    fresh = asyncio.create_task(_fresh_logins(drills, email, stop))
+    try:
+        done = await asyncio.to_thread(_rotate_key)
+        await asyncio.sleep(2.0)
+    finally:
+        stop.set()
+        await fresh
+    if done.returncode != 0:
+        raise RuntimeError(f"rotate-key failed: {done.stdout}{done.stderr}")
+    print(f"  {done.stdout.strip()}", flush=True)
+    return time.monotonic()
+
+
+async def no_fault(_: Drills) -> float:
+    return time.monotonic()
+
+
+# (name, fault, every use must be answered 200 at once)
+DRILLS: list[tuple[str, Fault, bool]] = [
+    ("PostgreSQL restart", postgres_restart, False),
+    ("Redis data loss", redis_data_loss, False),
+    ("Redis stop", redis_stop, False),
+    ("RabbitMQ stop", rabbitmq_stop, False),
+    ("SIGKILL a loyalty worker", worker_kill, False),
+    ("Key rotation, 2 auth replicas", key_rotation, True),
+    (f"SIGKILL loyalty#1 in {BURST} uses", replica_kill, True),
 ]
+POOLED = ("Through PgBouncer", no_fault, True)
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -227,16 +339,42 @@ async def drill_all() -> list[Outcome]:
     try:
         async with httpx.AsyncClient(base_url=running.base_url, timeout=10) as http:
             drills = await prepare(running, http)
-            for name, fault in DRILLS:
-                outcomes.append(await run_drill(drills, name, fault))
+            for name, fault, strict in DRILLS:
+                outcomes.append(await run_drill(drills, name, fault, strict))
                 print(table(outcomes[-1:]).splitlines()[-1], flush=True)
-        if not running.saw("loyalty#1 exited"):
-            print("the launcher did not report loyalty#1's death", flush=True)
+        if not running.saw("loyalty#1 exited (-9); starting it again"):
+            print("the launcher did not report loyalty#1's death and restart", flush=True)
             outcomes[-1].counters_equal = False
     finally:
         await asyncio.to_thread(system.stop, running)
         print("\n".join(["", "make run REPLICAS=2 said:", *running.output]), flush=True)
+    outcomes.append(await drill_pooled())
     return outcomes
+
+
+async def drill_pooled() -> Outcome:
+    """The system started again with both services' pools going through a PgBouncer in
+    transaction mode (migrations and LISTEN straight to PostgreSQL): steady uses, a revoked
+    token, registrations reaching loyalty's mirror; every use answered 200, counters exact."""
+    bouncer = await asyncio.to_thread(pooler.start, system.PG, 20)
+    env = {
+        "AUTH_DATABASE_URL": bouncer.url(system.ENV["AUTH_DATABASE_URL"]),
+        "AUTH_DATABASE_DIRECT_URL": system.ENV["AUTH_DATABASE_URL"],
+        "AUTH_DATABASE_POOLER": "pgbouncer",
+        "LOYALTY_DATABASE_URL": bouncer.url(system.ENV["LOYALTY_DATABASE_URL"]),
+        "LOYALTY_DATABASE_DIRECT_URL": system.ENV["LOYALTY_DATABASE_URL"],
+        "LOYALTY_DATABASE_POOLER": "pgbouncer",
+    }
+    running = await asyncio.to_thread(system.start, env)
+    try:
+        async with httpx.AsyncClient(base_url=running.base_url, timeout=10) as http:
+            drills = await prepare(running, http, "pooled")
+            outcome = await run_drill(drills, *POOLED)
+            print(table([outcome]).splitlines()[-1], flush=True)
+            return outcome
+    finally:
+        await asyncio.to_thread(system.stop, running)
+        await asyncio.to_thread(bouncer.stop)
 
 
 async def main() -> int:
@@ -250,7 +388,7 @@ async def main() -> int:
     print()
     print(table(outcomes))
     print(f"\n{len(outcomes)} drills in {time.monotonic() - started:.0f} s")
-    passed = len(outcomes) == len(DRILLS) and all(o.passed for o in outcomes)
+    passed = len(outcomes) == len(DRILLS) + 1 and all(o.passed for o in outcomes)
     if passed:
         system.LOG_PATH.unlink(missing_ok=True)
     else:

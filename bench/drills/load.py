@@ -40,7 +40,7 @@ class Traffic:
     pending: dict[str, User] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
-    async def _use(self, user: User, request_id: str) -> int:
+    async def use(self, user: User, request_id: str) -> int:
         body = {"code": self.code, "tariffId": "monthly", "requestId": request_id}
         try:
             answer = await self.http.post("/v1/promocodes/use", json=body, headers=user.headers)
@@ -57,7 +57,7 @@ class Traffic:
         while not stop.is_set():
             n = next(self._ids)
             started = time.monotonic()
-            status = await self._use(self.users[n % len(self.users)], f"use-{n}")
+            status = await self.use(self.users[n % len(self.users)], f"use-{n}")
             self.calls.append(Call(started, status))
             await asyncio.sleep(0.01)
 
@@ -69,7 +69,7 @@ class Traffic:
         deadline = time.monotonic() + seconds
         while self.pending and time.monotonic() < deadline:
             for request_id, user in list(self.pending.items()):
-                await self._use(user, request_id)
+                await self.use(user, request_id)
             await asyncio.sleep(0.2)
 
 

@@ -58,13 +58,17 @@ class System:
     def base_url(self) -> str:
         return f"http://{ENV['GATEWAY_HTTP_ADDR']}"
 
-    def pid_of(self, name: str) -> int:
-        """The pid the launcher printed for `name` (say, `loyalty#1`)."""
-        for line in self.output:
-            found = re.match(rf"^{re.escape(name)}\s+\S+\s+\S+\s+pid (\d+)$", line.strip())
-            if found:
-                return int(found.group(1))
-        raise LookupError(f"{name} not in the launcher's output")
+    def pid_of(self, name: str, last: bool = False) -> int:
+        """The pid the launcher printed for `name` (say, `loyalty#1`): the first, or the
+        latest (`last`) when the launcher has started it again since."""
+        found = [
+            int(match.group(1))
+            for line in list(self.output)
+            if (match := re.match(rf"^{re.escape(name)}\s+\S+\s+\S+\s+pid (\d+)$", line.strip()))
+        ]
+        if not found:
+            raise LookupError(f"{name} not in the launcher's output")
+        return found[-1] if last else found[0]
 
     def saw(self, text: str) -> bool:
         return any(text in line for line in self.output)

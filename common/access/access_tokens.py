@@ -25,6 +25,8 @@ ISSUER = "loyalty-auth"
 ROLES = ("user", "admin")
 SERVICE_PREFIX = "service:"
 MIN_REFRESH_INTERVAL = 5.0
+# A service account's token names it as `service:<id>` and carries scopes instead of a role.
+SERVICE_PREFIX = "service:"
 
 # Returns the current JWKS ({"keys": [...]}) — fetched again when a token names an unknown kid.
 JwksSource = Callable[[], Awaitable[dict[str, Any]]]
@@ -32,6 +34,9 @@ JwksSource = Callable[[], Awaitable[dict[str, Any]]]
 
 @dataclass(frozen=True)
 class Principal:
+    """A user's token. Being an admin implies no scope: each method that accepts a scope
+    says so, and accepts admins explicitly where it should."""
+
     user_id: str
     role: str
     session_id: str
@@ -123,7 +128,11 @@ def _principal(claims: dict[str, Any]) -> Principal:
     if claims.get("role") not in ROLES or not claims.get("sid"):
         raise ValueError("bad role or sid")
     return Principal(
-        user_id, claims["role"], str(claims["sid"]), str(claims["jti"]), int(claims["exp"])
+        user_id,
+        claims["role"],
+        str(claims["sid"]),
+        str(claims["jti"]),
+        int(claims["exp"]),
     )
 
 

@@ -25,3 +25,12 @@ async def prune(conn: Any, older_than_seconds: float) -> int:
         "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)", older_than_seconds
     )
     return int(deleted.split()[-1])
+
+
+async def backlog(conn: Any) -> tuple[int, float]:
+    """Unsent rows, and the age in seconds of the oldest one."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age"
+        " FROM outbox WHERE sent_at IS NULL"
+    )
+    return int(row["n"]), float(row["age"])

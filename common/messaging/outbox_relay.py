@@ -23,8 +23,8 @@ from common.messaging.broker import CONTENT_TYPE, BrokerHealth, declare_exchange
 from common.rpc.grpc_errors import is_unavailable
 from common.storage.db import Pool
 from common.storage.db_errors import DATABASE_ERRORS, UNREACHABLE_ERRORS, Listener, listen
-from common.telemetry import metrics
 from common.telemetry.logs import get_logger
+from common.telemetry.metrics import OutboxMetrics
 from common.telemetry.trace_context import publish_row
 
 log = get_logger(__name__)
@@ -55,6 +55,7 @@ class OutboxRelay:
         url: str,
         exchange: str,
         health: BrokerHealth,
+        metrics: OutboxMetrics,
         *,
         mandatory: bool,
         batch: int = 500,
@@ -66,6 +67,7 @@ class OutboxRelay:
         self._exchange_name = exchange
         self.health = health
         self._mandatory = mandatory
+        self._metrics = metrics
         self._batch = batch
         self._poll = poll_seconds
         self._wake = asyncio.Event()
@@ -125,7 +127,7 @@ class OutboxRelay:
             if not all(isinstance(r, Basic.Ack) for r in results):
                 raise NotDelivered(f"{len(rows)} events not confirmed")
             await outbox.mark_sent(conn, [r["id"] for r in rows])
-        metrics.OUTBOX_PUBLISHED.inc(len(rows))
+        self._metrics.published.inc(len(rows))
         return len(rows)
 
 
@@ -138,4 +140,18 @@ async def prune_sent(pool: Pool, retention_seconds: float, every_seconds: float)
                 log.info("outbox_pruned", rows=removed)
         except UNREACHABLE_ERRORS as error:
             log.warning("outbox_prune_failed", error=repr(error))
+        await asyncio.sleep(every_seconds)
+
+
+async def measure_backlog(pool: Pool, metrics: OutboxMetrics, every_seconds: float = 5.0) -> None:
+    """A loop: the outbox's backlog and the age of its oldest row, as gauges (an alert on the
+    age catches a relay that stopped, whatever the reason)."""
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                rows, age = await outbox.backlog(conn)
+            metrics.backlog.set(rows)
+            metrics.oldest_age.set(age)
+        except UNREACHABLE_ERRORS as error:
+            log.warning("outbox_backlog_unknown", error=repr(error))
         await asyncio.sleep(every_seconds)

@@ -1,5 +1,6 @@
 """`make run`: start every process of the system, say "ready" once each one's health check
-passes, stop them all on Ctrl-C or SIGTERM."""
+passes, start a process that died again (after a back-off, common.processes.restarts), and stop
+them all on Ctrl-C or SIGTERM, or when one of them is caught in a crash loop."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import ctypes
 import importlib.util
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,8 +20,10 @@ from types import FrameType
 import grpc
 
 from common.processes.healthcheck import grpc_serving, http_ok
+from common.processes.restarts import CrashLoop, RestartPolicy, Restarts
 
 READY_TIMEOUT_S = 120
+REPLICA_VARIABLE = "SERVICE_REPLICA"  # the replica's index, for its log lines
 _PR_SET_PDEATHSIG = 1
 
 
@@ -97,6 +101,16 @@ def _base(process: Process) -> tuple[str, str]:
     )
 
 
+CLIENT_ADDRESS_KEY = "CLIENT_ADDRESS_KEY"
+
+
+def client_address_key() -> str:
+    """The key the gateway signs client addresses with, shared by every process of this run:
+    the environment's when set (empty turns signing off), else a fresh random one, so under
+    a plain `make run` every HTTP client is judged by its own address."""
+    return os.environ.get(CLIENT_ADDRESS_KEY, secrets.token_hex(32))
+
+
 def plan(replicas: int, processes: list[Process] = PROCESSES) -> list[Replica]:
     """Every process to start with its environment: `replicas` of each replicated service
     (replica k on its addresses + 10·k), the gateway once, and every client given a target
@@ -105,7 +119,11 @@ def plan(replicas: int, processes: list[Process] = PROCESSES) -> list[Replica]:
     listen = {
         p.name: [shifted(_base(p)[0], 10 * k) for k in range(counts[p.name])] for p in processes
     }
-    shared = {**os.environ, **{p.variable: target(listen[p.name]) for p in processes}}
+    shared = {
+        **os.environ,
+        **{p.variable: target(listen[p.name]) for p in processes},
+        CLIENT_ADDRESS_KEY: client_address_key(),
+    }
     return [
         Replica(
             p,
@@ -114,6 +132,7 @@ def plan(replicas: int, processes: list[Process] = PROCESSES) -> list[Replica]:
                 **shared,
                 p.variable: listen[p.name][k],
                 p.metrics_variable: shifted(_base(p)[1], 10 * k),
+                REPLICA_VARIABLE: str(k),
             },
         )
         for p in processes
@@ -121,7 +140,16 @@ def plan(replicas: int, processes: list[Process] = PROCESSES) -> list[Replica]:
     ]
 
 
-Children = list[tuple[Replica, subprocess.Popen[bytes]]]
+@dataclass
+class Child:
+    """One replica's current process, and when it may be started again after a death."""
+
+    replica: Replica
+    process: subprocess.Popen[bytes]
+    restarts: Restarts
+
+
+Children = list[Child]
 
 
 class Stop(Exception):
@@ -151,31 +179,37 @@ def _child_setup() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _start(replicas: int) -> Children:
+def _spawn(replica: Replica) -> subprocess.Popen[bytes]:
+    child = subprocess.Popen(
+        [sys.executable, "-m", replica.process.module],
+        env=replica.env,
+        start_new_session=True,
+        preexec_fn=_child_setup,
+    )
+    where = f"{replica.process.kind} {replica.address}"
+    print(f"{replica.name:10} {where:24} pid {child.pid}", flush=True)
+    return child
+
+
+def _start(replicas: int, policy: RestartPolicy) -> Children:
     started = []
     for replica in plan(replicas):
         if importlib.util.find_spec(f"{replica.process.module}.__main__") is None:
             continue
-        child = subprocess.Popen(
-            [sys.executable, "-m", replica.process.module],
-            env=replica.env,
-            start_new_session=True,
-            preexec_fn=_child_setup,
-        )
-        started.append((replica, child))
-        where = f"{replica.process.kind} {replica.address}"
-        print(f"{replica.name:10} {where:24} pid {child.pid}", flush=True)
+        restarts = Restarts(replica.name, policy)
+        restarts.started()
+        started.append(Child(replica, _spawn(replica), restarts))
     return started
 
 
 def _dead(children: Children) -> list[str]:
-    return [replica.name for replica, child in children if child.poll() is not None]
+    return [c.replica.name for c in children if c.process.poll() is not None]
 
 
 def _wait_ready(children: Children, sleep: Callable[[float], None] = time.sleep) -> bool:
     """True once every process answers its health check; False if one exits first."""
     deadline = time.monotonic() + READY_TIMEOUT_S
-    waiting = [replica for replica, _ in children]
+    waiting = [c.replica for c in children]
     while waiting and time.monotonic() < deadline:
         if _dead(children):
             return False
@@ -186,9 +220,9 @@ def _wait_ready(children: Children, sleep: Callable[[float], None] = time.sleep)
 
 
 def _stop(children: Children) -> int:
-    """Stops the live processes; the exit code is the worst of theirs (a replica that died
+    """Stops the live processes; the exit code is the worst of theirs (a process that died
     earlier was reported when it did)."""
-    alive = [child for _, child in children if child.poll() is None]
+    alive = [c.process for c in children if c.process.poll() is None]
     for child in alive:
         child.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 15
@@ -201,39 +235,37 @@ def _stop(children: Children) -> int:
     return max((abs(child.returncode or 0) for child in alive), default=0)
 
 
-def _orphaned(children: Children) -> list[str]:
-    """Services with no replica left alive."""
-    alive = {replica.process.name for replica, child in children if child.poll() is None}
-    return sorted({replica.process.name for replica, _ in children} - alive)
+def _tend(child: Child) -> None:
+    """A process that died is reported and, once its back-off is over, started again; the
+    others keep serving meanwhile. A crash loop raises CrashLoop."""
+    name = child.replica.name
+    if child.restarts.due is None and child.process.poll() is not None:
+        delay = child.restarts.died()
+        code = child.process.returncode
+        print(f"{name} exited ({code}); starting it again in {delay:g} s", flush=True)
+    elif child.restarts.is_due():
+        child.process = _spawn(child.replica)
+        child.restarts.started()
 
 
-def _watch(children: Children, replicas: int) -> None:
-    """Returns once the system cannot serve: with one replica each, when any process exits;
-    with more, when a service has lost every replica. A replica that dies beside live ones
-    is reported, and the others keep serving."""
-    reported: set[str] = set()
+def _watch(children: Children) -> None:
+    """Keeps every process running; returns only by raising CrashLoop."""
     while True:
-        dead = _dead(children)
-        for replica, child in children:
-            if replica.name in dead and replica.name not in reported and replicas > 1:
-                print(
-                    f"{replica.name} exited ({child.returncode}); the other replicas keep serving",
-                    flush=True,
-                )
-        reported.update(dead)
-        if (dead and replicas == 1) or _orphaned(children):
-            return
-        time.sleep(0.5)
+        for child in children:
+            _tend(child)
+        time.sleep(0.2)
 
 
-def _supervise(children: Children, replicas: int) -> int:
+def _supervise(children: Children) -> int:
     if not _wait_ready(children):
         print(f"not ready: {', '.join(_dead(children)) or 'timed out'}; stopping", flush=True)
         _stop(children)
         return 1
     print("ready: every health check passes; Ctrl-C stops everything", flush=True)
-    _watch(children, replicas)
-    print(f"stopped unexpectedly: {', '.join(_dead(children))}; stopping the rest", flush=True)
+    try:
+        _watch(children)
+    except CrashLoop as loop:
+        print(f"crash loop: {loop}; stopping the rest", flush=True)
     _stop(children)
     return 1
 
@@ -251,11 +283,12 @@ def _replicas(argv: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     replicas = _replicas(argv)
+    policy = RestartPolicy.from_env()
     _own_signals()
     children: Children = []
     try:
-        children = _start(replicas)
-        return _supervise(children, replicas)
+        children = _start(replicas, policy)
+        return _supervise(children)
     except Stop:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

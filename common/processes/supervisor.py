@@ -4,9 +4,11 @@
 `GATEWAY_WORKERS`) becomes a small supervisor: it checks that the port is free, starts that many
 copies of itself, each told its index in `SERVICE_WORKER`, and each listening on the same port
 with SO_REUSEPORT (the kernel spreads connections over them). The supervisor forwards SIGTERM
-and SIGINT, and when one worker exits on its own it stops the others and exits with a failure,
-so whatever runs the service (the launcher, a container runtime) sees one process that lives or
-dies as a whole. With a count of 1 the service runs in the process itself, as before.
+and SIGINT, and when one worker dies it starts a new one in its place (after a back-off,
+common.processes.restarts): a worker's death costs only its own calls in flight, as under
+gunicorn or uvicorn. Only a crash loop (workers dying again and again) makes it stop the others,
+say so in a `worker_crash_loop` line and exit with a failure. With a count of 1 the service runs
+in the process itself, as before.
 
 Why SO_REUSEPORT is on only for workers: with it on, a second server started on a port that is
 already taken (a leftover process, a test that picked the same "free" port) joins the first one
@@ -27,7 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
+import structlog
+
 from common.processes import supervisor_metrics as worker_metrics
+from common.processes.restarts import CrashLoop, RestartPolicy, Restarts
 from common.telemetry.logs import get_logger
 
 WORKER_VARIABLE = "SERVICE_WORKER"  # "INDEX/COUNT", set by the supervisor in each worker
@@ -126,14 +131,6 @@ def _stop_all(children: list[subprocess.Popen[bytes]], grace: float) -> None:
             child.wait()
 
 
-def _first_exit(children: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-    while True:
-        for child in children:
-            if child.poll() is not None:
-                return child
-        time.sleep(0.2)
-
-
 @dataclass(frozen=True)
 class Service:
     module: str  # `python -m MODULE serve` starts one worker
@@ -143,27 +140,72 @@ class Service:
     grace: float
 
 
-def supervise(service: Service) -> int:
-    """Runs the service's workers until a signal (exit 0) or until one of them exits on its
-    own (the others are stopped; exit 1)."""
-    module, count, grace = service.module, service.count, service.grace
+def supervise(service: Service, policy: RestartPolicy | None = None) -> int:
+    """Runs the service's workers until a signal (exit 0), starting a new worker in a dead
+    one's place, until a crash loop (the others are stopped; exit 1)."""
     check_free(service.address)
-    worker_metrics.serve(service.metrics_address, count)
+    structlog.contextvars.bind_contextvars(worker="supervisor")
+    worker_metrics.serve(service.metrics_address, service.count)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
-    children: list[subprocess.Popen[bytes]] = []
+    slots: list[_Slot] = []
     try:
-        children = [_spawn(module, index, count) for index in range(count)]
-        log.info("workers_started", count=count, pids=[c.pid for c in children])
-        gone = _first_exit(children)
-        log.error("worker_exited", pid=gone.pid, code=gone.returncode)
-        _stop_all(children, grace)
+        slots = _start_slots(service, policy or RestartPolicy.from_env())
+        log.info("workers_started", count=service.count, pids=[s.child.pid for s in slots])
+        _keep_alive(service, slots)
+    except CrashLoop as loop:
+        log.error("worker_crash_loop", dying=loop.name, error=str(loop))
+        _stop_all([s.child for s in slots], service.grace)
         return 1
     except _Stop:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the stop
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _stop_all(children, grace)
+        _stop_all([s.child for s in slots], service.grace)
         return 0
+    raise AssertionError("_keep_alive returns only by raising")
+
+
+@dataclass
+class _Slot:
+    """One worker index: its current process and when it may be started again."""
+
+    index: int
+    child: subprocess.Popen[bytes]
+    restarts: Restarts
+
+
+def _start_slots(service: Service, policy: RestartPolicy) -> list[_Slot]:
+    slots = []
+    for index in range(service.count):
+        restarts = Restarts(f"worker {index}", policy)
+        restarts.started()
+        slots.append(_Slot(index, _spawn(service.module, index, service.count), restarts))
+    return slots
+
+
+def _keep_alive(service: Service, slots: list[_Slot]) -> None:
+    """Watches the workers for ever: a dead one is reported and, after its back-off, started
+    again; a crash loop raises CrashLoop."""
+    while True:
+        for slot in slots:
+            _tend(service, slot)
+        time.sleep(0.1)
+
+
+def _tend(service: Service, slot: _Slot) -> None:
+    if slot.restarts.due is None and slot.child.poll() is not None:
+        delay = slot.restarts.died()
+        log.error(
+            "worker_exited",
+            pid=slot.child.pid,
+            code=slot.child.returncode,
+            index=slot.index,
+            restart_in_s=delay,
+        )
+    elif slot.restarts.is_due():
+        slot.child = _spawn(service.module, slot.index, service.count)
+        slot.restarts.started()
+        log.info("worker_restarted", pid=slot.child.pid, index=slot.index)
 
 
 def serve(service: Service, run_one: Callable[[], None]) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import grpc
 
 from common.access.caller import caller_id
-from common.access.trust import Network, grpc_client_address
+from common.access.client_address import PEER_ONLY, AddressRule
 from common.audit_events import AuditEvent
 from common.rpc.grpc_errors import status_for
 from common.telemetry.logs import get_logger
@@ -81,18 +81,19 @@ def outcome_of(error: BaseException) -> str:
 
 class CallAudit:
     def __init__(
-        self, policy: AuditPolicy, trail: AuditLog, trusted_peers: Sequence[Network] = ()
+        self, policy: AuditPolicy, trail: AuditLog, addresses: AddressRule = PEER_ONLY
     ) -> None:
         self._policy = policy
         self._trail = trail
-        self._trusted = trusted_peers
+        # The gateway's signed word about its client, else the peer (client_address.py).
+        self._addresses = addresses
 
     def covers(self, method: str) -> bool:
         return self._policy.covers(method)
 
     def _events(self, method: str, request: Any, context: Any, outcome: str) -> list[AuditEvent]:
-        address = grpc_client_address(
-            context.invocation_metadata() or (), context.peer(), self._trusted
+        address = self._addresses.client_address(
+            context.invocation_metadata() or (), context.peer()
         )
         actor = caller_id.get()
         return [AuditEvent(actor, method, t, outcome, address) for t in targets(request)]

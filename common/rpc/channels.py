@@ -13,12 +13,14 @@ import grpc
 
 # A retried call waits 50 ms, 100 ms, 200 ms, 400 ms before its attempts 2 to 5 (with gRPC's
 # jitter): long enough for a killed replica's connection to fail and the balancer to skip it.
+# CANCELLED too: a client that cancels its own call never sees its status retried, so a
+# CANCELLED status received is the server's doing (a replica stopping or dying mid-call).
 RETRY_POLICY = {
     "maxAttempts": 5,
     "initialBackoff": "0.05s",
     "maxBackoff": "0.5s",
     "backoffMultiplier": 2,
-    "retryableStatusCodes": ["UNAVAILABLE"],
+    "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
 }
 EVERY_METHOD: list[dict[str, str]] = [{}]  # service config's name that matches every method
 

@@ -9,6 +9,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from contextvars import ContextVar
 from typing import Any, NoReturn
 
 import grpc
@@ -18,20 +19,22 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from common.access.caller import caller_id
-from common.errors import InvalidArgument
+from common.errors import InvalidArgument, ServiceError
 from common.processes import supervisor as workers
 from common.rpc.audit import CallAudit, outcome_of
 from common.rpc.grpc_errors import plain_status, status_for
 from common.rpc.request_rules import check_request, undecodable_field
 from common.storage.db_errors import is_data_exception
-from common.telemetry import metrics
 from common.telemetry.logs import get_logger, request_id_var
+from common.telemetry.metrics import RpcMetrics
 
 log = get_logger("rpc")
 
 REQUEST_ID_HEADER = "x-request-id"
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 StreamHandler = Callable[[Any, grpc.aio.ServicerContext], Any]
+# Why the call was refused (its ErrorInfo reason), for the call's log line.
+refusal_reason: ContextVar[str] = ContextVar("refusal_reason", default="")
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
@@ -72,6 +75,8 @@ def _checked(request: Any) -> None:
 
 
 async def _abort(error: Exception, context: grpc.aio.ServicerContext) -> NoReturn:
+    if isinstance(error, ServiceError):
+        refusal_reason.set(error.reason)
     status = status_for(error)
     if status is None:
         sentry_sdk.capture_exception(error)
@@ -98,16 +103,20 @@ async def _run(handler: Handler, request: Any, context: grpc.aio.ServicerContext
 
 def _begin(context: grpc.aio.ServicerContext) -> float:
     request_id_var.set(_request_id(context))
+    refusal_reason.set("")
     context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id_var.get()),))
     return time.perf_counter()
 
 
-def _finish(method: str, context: grpc.aio.ServicerContext, started: float) -> None:
+def _finish(
+    method: str, context: grpc.aio.ServicerContext, started: float, metrics: RpcMetrics
+) -> None:
     code = getattr(context.code() or grpc.StatusCode.OK, "name", "UNKNOWN")
     elapsed = time.perf_counter() - started
-    metrics.RPCS.labels(method, code).inc()
-    metrics.RPC_LATENCY.labels(method).observe(elapsed)
-    log.info("rpc", method=method, code=code, duration_ms=round(elapsed * 1000, 2))
+    metrics.requests.labels(method, code).inc()
+    metrics.latency.labels(method).observe(elapsed)
+    reason = {"reason": refusal_reason.get()} if refusal_reason.get() else {}
+    log.info("rpc", method=method, code=code, duration_ms=round(elapsed * 1000, 2), **reason)
 
 
 def _audited(method: str, handler: Handler, audit: CallAudit) -> Handler:
@@ -132,7 +141,9 @@ def _audited(method: str, handler: Handler, audit: CallAudit) -> Handler:
     return call
 
 
-def _wrap(method: str, handler: Handler, audit: CallAudit | None = None) -> Handler:
+def _wrap(
+    method: str, handler: Handler, metrics: RpcMetrics, audit: CallAudit | None = None
+) -> Handler:
     if audit is not None and audit.covers(method):
         handler = _audited(method, handler, audit)
 
@@ -141,7 +152,7 @@ def _wrap(method: str, handler: Handler, audit: CallAudit | None = None) -> Hand
         try:
             return await _run(handler, request, context)
         finally:
-            _finish(method, context, started)
+            _finish(method, context, started, metrics)
 
     return wrapped
 
@@ -169,7 +180,10 @@ def _audited_stream(method: str, handler: StreamHandler, audit: CallAudit) -> St
 
 
 def _wrap_stream(
-    method: str, handler: StreamHandler, audit: CallAudit | None = None
+    method: str,
+    handler: StreamHandler,
+    metrics: RpcMetrics,
+    audit: CallAudit | None = None,
 ) -> StreamHandler:
     """The same for a server-streaming call: an error mid-stream ends it with its status. The
     handler is an async generator, or a coroutine writing with context.write (health Watch)."""
@@ -191,7 +205,7 @@ def _wrap_stream(
         except Exception as error:
             await _abort(error, context)
         finally:
-            _finish(method, context, started)
+            _finish(method, context, started, metrics)
 
     return wrapped
 
@@ -200,7 +214,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Maps errors to statuses in one place and writes one log line per unary call; records
     the calls `audit` covers in the audit trail."""
 
-    def __init__(self, audit: CallAudit | None = None) -> None:
+    def __init__(self, metrics: RpcMetrics, audit: CallAudit | None = None) -> None:
+        self._metrics = metrics
         self._audit = audit
 
     async def intercept_service(
@@ -211,14 +226,16 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is not None and handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler_call_details.method, handler.unary_stream, self._audit),
+                _wrap_stream(
+                    handler_call_details.method, handler.unary_stream, self._metrics, self._audit
+                ),
                 request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler is None or handler.unary_unary is None:
             return handler
         return grpc.unary_unary_rpc_method_handler(
-            _wrap(handler_call_details.method, handler.unary_unary, self._audit),
+            _wrap(handler_call_details.method, handler.unary_unary, self._metrics, self._audit),
             request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
@@ -231,13 +248,14 @@ class GrpcServer:
         self,
         address: str,
         service_names: Iterable[str],
+        metrics: RpcMetrics,
         interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
         audit: CallAudit | None = None,
     ) -> None:
         self.address = address
         self.service_names = list(service_names)
         self.server = grpc.aio.server(
-            interceptors=[ServiceInterceptor(audit), *interceptors],
+            interceptors=[ServiceInterceptor(metrics, audit), *interceptors],
             # Off for a server alone, so a taken port fails loudly; on for the workers of one
             # service, whose supervisor checked the port first (common.processes.supervisor).
             options=[("grpc.so_reuseport", 1 if workers.shares_port() else 0)],

@@ -102,7 +102,15 @@ class ReconnectingPool(asyncpg.Pool):
         return await self._once_more("execute", query, *args, **kwargs)
 
 
-async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, min_size: int = 2, max_size: int = 20, pooler: str = ""
+) -> asyncpg.Pool:
+    """`pooler="pgbouncer"`: the DSN is PgBouncer in transaction mode, where consecutive
+    transactions of one asyncpg connection may run on different server connections, so a
+    statement prepared in one is unknown in the next: asyncpg's statement cache is turned off
+    (each query is prepared unnamed, in its own round trip's transaction). Nothing else is
+    needed: the pools keep no session state (see `_end_open_transaction`)."""
+    cache = 0 if pooler == "pgbouncer" else 100
     async for attempt in retrying("postgres"):
         with attempt:
             # What asyncpg.create_pool does, with the pool class above.
@@ -117,6 +125,7 @@ async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncp
                 connection_class=asyncpg.Connection,
                 record_class=asyncpg.Record,
                 command_timeout=10,
+                statement_cache_size=cache,
             )
             await pool
             return pool

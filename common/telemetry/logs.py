@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import MutableMapping
 from contextvars import ContextVar
@@ -48,7 +49,18 @@ def configure(service: str, level: str = "INFO") -> None:
         logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
-    structlog.contextvars.bind_contextvars(service=service)
+    structlog.contextvars.bind_contextvars(service=service, **who())
+
+
+def who() -> dict[str, str]:
+    """Which replica (`make run`'s SERVICE_REPLICA) and which worker (the supervisor's
+    SERVICE_WORKER, "INDEX/COUNT") writes: several processes of one service share one stream,
+    and a line must say which of them it came from. A process alone is replica 0, worker 0."""
+    worker = os.environ.get("SERVICE_WORKER", "").partition("/")[0]
+    return {
+        "replica": os.environ.get("SERVICE_REPLICA", "") or "0",
+        "worker": worker if worker.isdigit() else "0",
+    }
 
 
 def get_logger(name: str) -> Any:

@@ -123,7 +123,7 @@ def asgi(app: Any) -> Any:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
     # The per-chunk send/receive spans say little and double the span count.
-    excluded = os.environ.get("OTEL_PYTHON_ASGI_EXCLUDED_URLS", "/healthz")
+    excluded = os.environ.get("OTEL_PYTHON_ASGI_EXCLUDED_URLS", "/healthz,/livez,/readyz")
     traced = OpenTelemetryMiddleware(
         _named_by_route(app), excluded_urls=excluded, exclude_spans=["receive", "send"]
     )

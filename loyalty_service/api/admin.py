@@ -91,8 +91,8 @@ class PromoAdminServicer(CampaignMethods, promo_pb2_grpc.PromoAdminServiceServic
         self, request: promo_pb2.AssignPromoCodeRequest, context: Context
     ) -> promo_pb2.PromoCode:
         await self._check(context)
-        user_ids = requests.uuids(request.user_ids)
-        group_ids = requests.uuids(request.group_ids)
+        user_ids = requests.uuids(request.user_ids, "user_ids")
+        group_ids = requests.uuids(request.group_ids, "group_ids")
         return mapping.promo_code(await self._admin.assign(request.code, user_ids, group_ids))
 
     async def CreateGroup(
@@ -137,7 +137,7 @@ class PromoAdminServicer(CampaignMethods, promo_pb2_grpc.PromoAdminServiceServic
     ) -> promo_pb2.Group:
         await self._check(context)
         group_id = uuid_field(request.group_id, "group_id")
-        user_ids = requests.uuids(request.user_ids)
+        user_ids = requests.uuids(request.user_ids, "user_ids")
         return mapping.group(await self._admin.change_members(group_id, user_ids, add))
 
     async def AddGroupMembers(
@@ -155,8 +155,8 @@ class PromoAdminServicer(CampaignMethods, promo_pb2_grpc.PromoAdminServiceServic
     ) -> promo_pb2.AdminApplyPromoCodeResponse:
         await self._check(context)
         code, tariff_id = requests.code_and_tariff(request.code, request.tariff_id)
-        user_ids = requests.uuids(request.user_ids)
-        group_ids = requests.uuids(request.group_ids)
+        user_ids = requests.uuids(request.user_ids, "user_ids")
+        group_ids = requests.uuids(request.group_ids, "group_ids")
         results = await self._admin.apply_for(code, tariff_id, user_ids, group_ids)
         return promo_pb2.AdminApplyPromoCodeResponse(
             results=[

@@ -71,6 +71,9 @@ def code_spec(message: promo_pb2.PromoCodeSpec) -> CodeSpec:
         budget=_optional_money(message, "budget"),
         first_purchase_only=message.first_purchase_only,
         min_price=_optional_money(message, "min_price"),
+        refund_returns_use=(
+            message.refund_returns_use if message.HasField("refund_returns_use") else True
+        ),
     )
 
 
@@ -87,6 +90,7 @@ def _campaign_fields(code: PromoCode) -> dict[str, Any]:
         "duration": duration_value(code.duration),
         "duration_periods": code.duration_periods,
         "first_purchase_only": code.first_purchase_only,
+        "refund_returns_use": code.refund_returns_use,
     }
     for name in ("max_discount", "budget", "min_price"):
         value = getattr(code, name)

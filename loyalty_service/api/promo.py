@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from common.access.access_tokens import Principal, TokenVerifier, bearer_token
+from common.access.access_tokens import Identity, Principal, TokenVerifier, bearer_token
+from common.access.client_address import PEER_ONLY, AddressRule, voucher
 from common.access.people import person_of
-from common.access.trust import Network, grpc_client_address
 from common.rpc import pagination
 from common.rpc.page_tokens import PageTokens
 from common.rpc.validation import page_size, uuid_field
@@ -29,7 +28,7 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         promotions: Promotions,
         verifier: TokenVerifier,
         page_tokens: PageTokens,
-        trusted_peers: Sequence[Network] = (),
+        addresses: AddressRule = PEER_ONLY,
         *,
         referrals: Referrals,
         privacy: Privacy,
@@ -38,16 +37,22 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         self._promotions = promotions
         self._verifier = verifier
         self._tokens = page_tokens
-        self._trusted_peers = trusted_peers
+        self._addresses = addresses
         self._referrals = referrals
 
-    def _guesser(self, caller: Principal, context: Context) -> Guesser:
-        """The caller and its address: the gateway's x-forwarded-for only from a trusted peer."""
+    async def _guesser(self, caller: Identity, context: Context) -> Guesser:
+        """The caller and its address, as common/access/client_address.py believes it."""
         metadata = context.invocation_metadata() or ()
-        address = grpc_client_address(metadata, context.peer(), self._trusted_peers)
-        return Guesser(caller.user_id, address)
+        vouching = await voucher(metadata, self._verifier.verify_identity, caller)
+        address = self._addresses.client_address(metadata, context.peer(), vouching)
+        return Guesser(caller.subject, address)
 
-    async def _caller(self, context: Context) -> Principal:
+    async def _caller(self, context: Context) -> Identity:
+        """Any signed-in caller, a person or a service account (settlement, tariffs)."""
+        return await self._verifier.verify_identity(bearer_token(context.invocation_metadata()))
+
+    async def _user(self, context: Context) -> Principal:
+        """A person: the methods about "my" codes and purchases refuse service accounts."""
         return await self._verifier.verify(bearer_token(context.invocation_metadata()))
 
     async def ListTariffs(
@@ -60,7 +65,7 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     async def ListActivePromoCodes(
         self, request: promo_pb2.ListActivePromoCodesRequest, context: Context
     ) -> promo_pb2.ListActivePromoCodesResponse:
-        caller = await self._caller(context)
+        caller = await self._user(context)
         size = page_size(request.page_size)
         after = requests.ends_cursor(self._tokens, "active_codes", request.page_token)
         rows = await self._promotions.active_codes(caller.user_id, after, size + 1)
@@ -74,19 +79,20 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     async def ApplyPromoCode(
         self, request: promo_pb2.ApplyPromoCodeRequest, context: Context
     ) -> promo_pb2.Quote:
-        caller = await self._caller(context)
+        caller = await self._user(context)
         code, tariff_id = requests.code_and_tariff(request.code, request.tariff_id)
-        guesser = self._guesser(caller, context)
+        guesser = await self._guesser(caller, context)
         return mapping.quote(await self._promotions.quote(caller.user_id, code, tariff_id, guesser))
 
     async def UsePromoCode(
         self, request: promo_pb2.UsePromoCodeRequest, context: Context
     ) -> promo_pb2.Purchase:
-        caller = await self._caller(context)
+        caller = await self._user(context)
         code, tariff_id = requests.code_and_tariff(request.code, request.tariff_id)
+        guesser = await self._guesser(caller, context)
         request_id = request.request_id.strip()
         row = await self._promotions.redeem(
-            caller.user_id, code, tariff_id, request_id or None, self._guesser(caller, context)
+            caller.user_id, code, tariff_id, request_id or None, guesser
         )
         return mapping.purchase(row)
 
@@ -96,6 +102,14 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
         caller = await self._caller(context)
         purchase_id = uuid_field(request.purchase_id, "purchase_id")
         return mapping.purchase(await self._promotions.confirm(caller, purchase_id))
+
+    async def RefundPurchase(
+        self, request: promo_pb2.RefundPurchaseRequest, context: Context
+    ) -> promo_pb2.Purchase:
+        caller = await self._caller(context)
+        purchase_id = uuid_field(request.purchase_id, "purchase_id")
+        reason = request.reason.strip()  # its length is the proto rule's
+        return mapping.purchase(await self._promotions.refund(caller, purchase_id, reason))
 
     async def CancelPromoCodeUse(
         self, request: promo_pb2.CancelPromoCodeUseRequest, context: Context
@@ -107,7 +121,7 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     async def ListMyPurchases(
         self, request: promo_pb2.ListMyPurchasesRequest, context: Context
     ) -> promo_pb2.ListPurchasesResponse:
-        caller = await self._caller(context)
+        caller = await self._user(context)
         size = page_size(request.page_size)
         after = pagination.time_cursor(self._tokens, "purchases", request.page_token)
         rows = await self._promotions.purchases_of(caller.user_id, after, size + 1)
@@ -125,13 +139,13 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
     async def GetMyReferralCode(
         self, request: promo_pb2.GetMyReferralCodeRequest, context: Context
     ) -> promo_pb2.ReferralCode:
-        caller = await self._caller(context)
-        address = self._guesser(caller, context).address
+        caller = await self._user(context)
+        address = (await self._guesser(caller, context)).address
         found = await self._referrals.personal_code(caller.user_id, address)
         return referral_mapping.personal_code(found)
 
     async def ExportMyData(
         self, request: promo_pb2.ExportMyDataRequest, context: Context
     ) -> promo_pb2.MyData:
-        caller = await self._caller(context)
+        caller = await self._user(context)
         return my_data_message(await self._privacy.my_data(person_of(caller, DOMAIN)))

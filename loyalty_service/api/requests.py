@@ -4,12 +4,12 @@ INVALID_ARGUMENT naming the field), so nothing here checks a length or a format 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
 from common.errors import InvalidArgument
 from common.rpc.page_tokens import PageTokens, Position
+from common.rpc.validation import uuid_field
 from loyalty_service.domain.codes import ActiveCode, normalize_code
 from protogen.loyalty.promo.v1 import promo_pb2
 
@@ -18,9 +18,10 @@ def code_and_tariff(code: str, tariff_id: str) -> tuple[str, str]:
     return normalize_code(code), tariff_id.strip()
 
 
-def uuids(values: Iterable[str]) -> list[str]:
-    """The canonical (lower-case) form of UUIDs the proto rules let through."""
-    return [str(uuid.UUID(value)) for value in values]
+def uuids(values: Iterable[str], field: str) -> list[str]:
+    """The canonical (lower-case) form of the UUIDs; the proto rules let an empty item through
+    (for a single field it means "unset"), which in a list is no UUID: INVALID_ARGUMENT."""
+    return [uuid_field(value, field) for value in values]
 
 
 def code_status(value: promo_pb2.PromoCodeStatus.ValueType) -> str:

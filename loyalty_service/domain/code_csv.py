@@ -46,6 +46,7 @@ COLUMNS = (
     "budget_minor",
     "first_purchase_only",
     "min_price_minor",
+    "refund_returns_use",
 )
 MAX_ROWS = 10_000
 _MONEY = {
@@ -101,6 +102,7 @@ def _cells(spec: CodeSpec) -> dict[str, str]:
         "duration": spec.duration.value,
         "duration_periods": str(spec.duration_periods),
         "first_purchase_only": str(spec.first_purchase_only).lower(),
+        "refund_returns_use": str(spec.refund_returns_use).lower(),
         **{column: _money_cell(getattr(spec, name)) for column, name in _MONEY.items()},
     }
 
@@ -229,6 +231,8 @@ def spec_of(values: dict[str, str]) -> CodeSpec:
         budget=cells.money("budget_minor"),
         first_purchase_only=cells.parse("first_purchase_only", _boolean, False),
         min_price=cells.money("min_price_minor"),
+        # An empty cell (or a file without the column) keeps the default: true.
+        refund_returns_use=cells.parse("refund_returns_use", _boolean, True),
     )
     if cells.problems:
         raise InvalidArgument(cells.problems)

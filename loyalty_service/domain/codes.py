@@ -58,6 +58,7 @@ class PromoCode:
     budget_spent: int = 0  # what they add up to now
     first_purchase_only: bool = False
     min_price: int | None = None  # the least base price a tariff must have
+    refund_returns_use: bool = True  # a refund gives the use and the budget back
     # The owner of a personal referral code; None for every other code.
     referrer_id: str | None = None
     description: str = ""

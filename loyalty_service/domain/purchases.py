@@ -53,6 +53,15 @@ class Purchase:
     slot: int | None = None
 
 
+@dataclass(frozen=True)
+class Ended:
+    """A purchase that a batch (the sweeper's expiry) moved, with its referrer (None: none),
+    for the event each one gets."""
+
+    purchase: Purchase
+    referrer_id: str | None
+
+
 def can_move(current: PurchaseStatus, target: PurchaseStatus) -> bool:
     return (current, target) in TRANSITIONS
 
@@ -81,6 +90,21 @@ def check_confirm(current: PurchaseStatus) -> bool:
     if not can_move(current, PurchaseStatus.COMPLETED):
         raise Rejection(Reason.PURCHASE_NOT_CONFIRMABLE, f"it is {current.value}")
     return True
+
+
+def check_settler(is_admin: bool, may_settle: bool) -> None:
+    """Confirm and refund move money: the payment side's (scope purchases:settle) or an
+    admin's. Checked before the purchase is looked up, so a refused caller learns nothing
+    about whether it exists."""
+    if not (is_admin or may_settle):
+        raise Rejection(Reason.PURCHASE_SETTLEMENT_FORBIDDEN)
+
+
+def may_see(is_owner: bool, is_settler: bool) -> bool:
+    """Whose purchase a caller may cancel: their own (PENDING, by the transition rule), or
+    anyone's for settlers and admins. Anyone else's is answered as missing (ids cannot be
+    probed)."""
+    return is_owner or is_settler
 
 
 def check_refund(current: PurchaseStatus) -> bool:

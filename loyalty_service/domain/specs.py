@@ -55,6 +55,8 @@ class CodeSpec:
     budget: MoneyInput | None = None
     first_purchase_only: bool = False
     min_price: MoneyInput | None = None
+    # Whether a refund of a completed purchase gives the use and the budget back.
+    refund_returns_use: bool = True
 
 
 @dataclass
@@ -207,5 +209,6 @@ def spec_of_code(code: PromoCode) -> CodeSpec:
         max_discount=_stored_money(code.max_discount, currency),
         budget=_stored_money(code.budget, currency),
         first_purchase_only=code.first_purchase_only,
+        refund_returns_use=code.refund_returns_use,
         min_price=_stored_money(code.min_price, currency),
     )

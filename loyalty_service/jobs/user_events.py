@@ -29,10 +29,10 @@ from common.messaging.broker import (
 )
 from common.rpc.user_status_proto import from_proto
 from common.storage.db import Pool, retrying
-from common.telemetry import metrics
 from common.telemetry.logs import get_logger
 from common.telemetry.trace_context import consuming
 from common.user_status import UserStatus
+from loyalty_service import metrics
 from loyalty_service.store.users import apply_user_statuses
 from protogen.loyalty.events.v1 import events_pb2
 

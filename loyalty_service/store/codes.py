@@ -78,6 +78,7 @@ def to_code(row: asyncpg.Record) -> PromoCode:
         budget_spent=row["spent_minor"],
         first_purchase_only=row["first_purchase_only"],
         min_price=row["min_price_minor"],
+        refund_returns_use=row.get("refund_returns_use", True),
         referrer_id=str(row["referrer_id"]) if row.get("referrer_id") else None,
         description=row["description"],
         created_at=row["created_at"],
@@ -111,15 +112,16 @@ def _values(spec: CodeSpec, discount: Discount) -> tuple[Any, ...]:
         _minor(spec.budget),
         spec.first_purchase_only,
         _minor(spec.min_price),
+        spec.refund_returns_use,
     )
 
 
 _INSERT_COLUMNS = (
     "code, discount_kind, discount_value, starts_at, ends_at, max_uses, per_user_limit,"
     " tariff_ids, all_users, description, duration, duration_periods, max_discount_minor,"
-    " budget_minor, first_purchase_only, min_price_minor"
+    " budget_minor, first_purchase_only, min_price_minor, refund_returns_use"
 )
-_VALUES = ", ".join(f"${n}" for n in range(2, 17))
+_VALUES = ", ".join(f"${n}" for n in range(2, 18))
 
 
 def _like_escaped(text: str) -> str:

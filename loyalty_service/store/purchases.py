@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from loyalty_service.domain.purchases import LIVE, Purchase, PurchaseStatus
+from loyalty_service.domain.purchases import LIVE, Ended, Purchase, PurchaseStatus
 from loyalty_service.domain.schedule import Duration
 
 # domain.purchases.LIVE as an SQL list, for `status IN {LIVE_SQL}` (the PL/pgSQL functions of
@@ -47,13 +47,19 @@ _EXPIRE = (
     "), expired AS ("
     "  UPDATE purchases p SET status = 'EXPIRED', updated_at = now() FROM stale s"
     "  WHERE p.purchase_id = s.purchase_id AND p.created_at = s.created_at"
-    "  RETURNING p.purchase_id, p.code, p.user_id, p.discount_minor, p.slot"
+    "  RETURNING p.*"
     "), referrals_back AS ("
     "  UPDATE referrals r SET status = 'EXPIRED' FROM expired e"
     "  WHERE r.purchase_id = e.purchase_id AND r.status = 'PENDING'"
+    "  RETURNING r.purchase_id, r.referrer_id"
     "{give_back}"
 )
-_COUNT = ") SELECT count(*) FROM expired"
+# The expired rows, each with its referrer; a data-modifying CTE runs whether read or not.
+_EXPIRED_ROWS = (
+    " SELECT e.*, b.referrer_id FROM expired e"
+    " LEFT JOIN referrals_back b ON b.purchase_id = e.purchase_id"
+)
+_ROWS = ")" + _EXPIRED_ROWS
 # Uses and discounts back into the slots they came from; the user's uses back.
 _GIVE_BACK = (
     "), slots AS ("
@@ -63,7 +69,8 @@ _GIVE_BACK = (
     "  UPDATE user_code_uses x SET uses = x.uses - e.n"
     "  FROM (SELECT code, user_id, count(*) AS n FROM expired GROUP BY code, user_id) e"
     "  WHERE x.code = e.code AND x.user_id = e.user_id"
-    ") SELECT count(*) FROM expired, (SELECT count(*) FROM slots) given"
+    # A plain SELECT in WITH runs only when read: the join to `given` makes it run, once.
+    ")" + _EXPIRED_ROWS + " CROSS JOIN (SELECT count(*) FROM slots) given"
 )
 
 
@@ -99,17 +106,20 @@ class PgPurchases:
         )
         return to_purchase(row)
 
-    async def expire_stale(self, older_than: datetime, limit: int, *, give_back: bool) -> int:
+    async def expire_stale(
+        self, older_than: datetime, limit: int, *, give_back: bool
+    ) -> list[Ended]:
         """Expires PENDING purchases created before `older_than` and, when `give_back` (the
-        domain's rule for this transition), gives their uses and discounts back.
+        domain's rule for this transition), gives their uses and discounts back; returns the
+        expired purchases with their referrers (for one event each, in the same transaction).
 
         SKIP LOCKED lets several replicas sweep at once, and skips purchases that a confirm or
         cancel holds right now; the status change and the give-back (of the code's use and of a
         referral) commit together."""
-        count: int = await self._conn.fetchval(
-            _EXPIRE.format(give_back=_GIVE_BACK if give_back else _COUNT), older_than, limit
+        rows = await self._conn.fetch(
+            _EXPIRE.format(give_back=_GIVE_BACK if give_back else _ROWS), older_than, limit
         )
-        return count
+        return [Ended(to_purchase(r), _text(r["referrer_id"])) for r in rows]
 
     async def page_for_user(
         self, user_id: str, after: tuple[datetime, str] | None, limit: int
@@ -130,3 +140,7 @@ class PgPurchases:
             "SELECT status, count(*) AS n FROM purchases WHERE code = $1 GROUP BY status", code
         )
         return {r["status"]: r["n"] for r in rows}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -1,6 +1,6 @@
-"""ApplyPromoCode and UsePromoCode as one round trip each: the server-side functions of
-migrations/loyalty/0004_one_round_trip.sql (the decision, the counters, the purchase and the
-rejection record, in one statement)."""
+"""ApplyPromoCode and UsePromoCode as one round trip each: the server-side functions in
+loyalty_service/store/sql/ (loyalty_apply.sql, loyalty_use.sql: the decision, the counters, the
+purchase and the rejection record, in one statement)."""
 
 from __future__ import annotations
 
@@ -57,13 +57,3 @@ class PgRedemption:
         if row["reason"] is not None:
             return UseOutcome(Reason(row["reason"]))
         return UseOutcome(None, to_purchase(row), bool(row["is_new"]))
-
-
-# tests/integration/test_loyalty_sql_rules.py (part of the SQL-files change, not edited here)
-# still calls these by module; they go when it calls PgRedemption(pool).
-async def apply(conn: Any, code: str, tariff_id: str, user_id: str, now: datetime) -> Decision:
-    return await PgRedemption(conn).apply(code, tariff_id, user_id, now)
-
-
-async def use(conn: Any, *args: Any) -> UseOutcome:
-    return await PgRedemption(conn).use(*args)

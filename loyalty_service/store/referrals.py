@@ -174,17 +174,3 @@ class PgReferrals:
         return [
             TopReferrer(r["user_id"], r["code"], r["referred"], r["rewards_issued"]) for r in rows
         ]
-
-
-# tests/integration/test_loyalty_sql_rules.py (part of the SQL-files change, not edited here)
-# still calls these by module; they go when it calls PgReferrals(pool).
-async def program(conn: Any) -> ReferralProgram:
-    return await PgReferrals(conn).program()
-
-
-async def insert_code_row(conn: Any, code: str, user_id: str) -> bool:
-    return await PgReferrals(conn).insert_code_row(code, user_id)
-
-
-async def claim_personal_code(conn: Any, user_id: str, code: str) -> bool:
-    return await PgReferrals(conn).claim_personal_code(user_id, code)

@@ -19,6 +19,7 @@ from loyalty_service.store.referral_rewards import PgReferralRewards
 from loyalty_service.store.referrals import PgReferrals
 from loyalty_service.store.rejections import PgRejections
 from loyalty_service.store.reports import PgReports
+from loyalty_service.store.settlement import PgSettlement
 from loyalty_service.store.tariffs import PgTariffs
 from loyalty_service.store.users import PgUsers
 from loyalty_service.use_cases.ports import Repositories
@@ -38,6 +39,7 @@ def repositories(conn: Any) -> Repositories:
         redemption=PgRedemption(conn),
         partitions=PgPartitions(conn),
         rewards=PgReferralRewards(conn),
+        settlement=PgSettlement(conn),
     )
 
 

@@ -4,7 +4,11 @@ A code that does not exist, or is not open to the caller, is what a guessing loo
 sees; each costs a token of the caller's buckets (per user, and per client address so that
 many accounts behind one address share one budget). A person who mistypes a code a few times
 never notices; a loop is answered RESOURCE_EXHAUSTED with the exact time to wait, before
-the look-up, so it learns nothing more and writes no rejection row."""
+the look-up, so it learns nothing more and writes no rejection row.
+
+Each look-up takes its token before it runs (one Redis script: taken, or refused) and gets it
+back when it found a usable code, so 80 concurrent guesses cannot all pass a check before the
+first of them is counted: at most the limit are looked up."""
 
 from __future__ import annotations
 
@@ -44,12 +48,13 @@ class GuessThrottle:
         ]
 
     async def check(self, guesser: Guesser) -> None:
-        wait = await self._throttle.check(self._buckets(guesser))
+        """Takes a guess from the caller's buckets, or refuses the look-up."""
+        wait = await self._throttle.acquire(self._buckets(guesser))
         if wait > 0:
             reason = Reason.TOO_MANY_PROMO_ATTEMPTS
             raise too_many(reason.value, MESSAGES[reason], DOMAIN, wait)
 
     async def answered(self, guesser: Guesser, reason: Reason | None) -> None:
-        """Counts the look-up if it was a miss."""
-        if reason in MISSES:
-            await self._throttle.spend(self._buckets(guesser))
+        """The guess taken stays spent if the look-up was a miss; a hit gets it back."""
+        if reason not in MISSES:
+            await self._throttle.refund(self._buckets(guesser))

@@ -22,7 +22,7 @@ from loyalty_service.domain.codes import ActiveCode, PromoCode
 from loyalty_service.domain.eligibility import Tariff
 from loyalty_service.domain.groups import Group
 from loyalty_service.domain.pricing import Discount
-from loyalty_service.domain.purchases import Purchase, PurchaseStatus
+from loyalty_service.domain.purchases import Ended, Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import RecordedRejection
 from loyalty_service.domain.redemption import Decision, UseOutcome
 from loyalty_service.domain.referrals import (
@@ -77,7 +77,9 @@ class PurchasesRepository(Protocol):
 
     async def set_status(self, purchase_id: str, status: PurchaseStatus) -> Purchase: ...
 
-    async def expire_stale(self, older_than: datetime, limit: int, *, give_back: bool) -> int: ...
+    async def expire_stale(
+        self, older_than: datetime, limit: int, *, give_back: bool
+    ) -> list[Ended]: ...
 
     async def page_for_user(
         self, user_id: str, after: tuple[datetime, str] | None, limit: int
@@ -223,6 +225,14 @@ class ReportsRepository(Protocol):
     async def daily(self, code: str, days: int) -> list[DayStats]: ...
 
 
+class SettlementRepository(Protocol):
+    """Refunds: the payment side taking a completed purchase's money back."""
+
+    async def refund(self, purchase_id: str, reason: str) -> Purchase: ...
+
+    async def refund_returns_use(self, code: str) -> bool: ...
+
+
 class OutboxRepository(Protocol):
     async def add(self, event_id: str, routing_key: str, payload: bytes) -> None: ...
 
@@ -240,6 +250,7 @@ class Repositories:
     outbox: OutboxRepository
     redemption: RedemptionRepository
     partitions: PartitionsRepository
+    settlement: SettlementRepository
     rewards: ReferralRewardsRepository
 
 

@@ -6,12 +6,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from common.access.access_tokens import Principal
+from common.access.access_tokens import Identity
+from common.access.scopes import PURCHASES_SETTLE
 from common.errors import ServiceError
-from common.telemetry import metrics
 from common.telemetry.logs import get_logger
 from common.telemetry.trace_context import domain_step
 from common.user_status import UserStatus
+from loyalty_service import metrics
 from loyalty_service.domain import purchases as lifecycle
 from loyalty_service.domain.codes import ActiveCode
 from loyalty_service.domain.eligibility import Tariff
@@ -129,16 +130,31 @@ class Promotions:
                 await self._referrals.note_use(outcome.purchase.purchase_id, guesser.address)
         return outcome.purchase
 
-    async def _owned(self, tx: Repositories, principal: Principal, purchase_id: str) -> Purchase:
+    @staticmethod
+    def _is_settler(principal: Identity) -> bool:
+        return principal.is_admin or principal.has_scope(PURCHASES_SETTLE)
+
+    async def _owned(self, tx: Repositories, principal: Identity, purchase_id: str) -> Purchase:
+        """The purchase, locked; someone else's is answered as missing unless the caller
+        settles purchases. A service account owns none (its id is no user's)."""
         found = await tx.purchases.get(purchase_id, lock=True)
-        # Someone else's purchase is answered as missing, so ids cannot be probed.
-        if found is None or not (principal.is_admin or found.user_id == principal.user_id):
+        owner = found is not None and found.user_id == principal.subject
+        if found is None or not lifecycle.may_see(owner, self._is_settler(principal)):
             raise Rejection(Reason.PURCHASE_NOT_FOUND)
         return found
 
-    async def confirm(self, principal: Principal, purchase_id: str) -> Purchase:
+    async def _settled(self, tx: Repositories, principal: Identity, purchase_id: str) -> Purchase:
+        """The purchase, locked, for a confirm or refund: the permission first, so a caller
+        who may not settle learns nothing about the purchase."""
+        lifecycle.check_settler(principal.is_admin, principal.has_scope(PURCHASES_SETTLE))
+        found = await tx.purchases.get(purchase_id, lock=True)
+        if found is None:
+            raise Rejection(Reason.PURCHASE_NOT_FOUND)
+        return found
+
+    async def confirm(self, principal: Identity, purchase_id: str) -> Purchase:
         async with self._store.transaction() as tx:
-            found = await self._owned(tx, principal, purchase_id)
+            found = await self._settled(tx, principal, purchase_id)
             if not lifecycle.check_confirm(found.status):
                 return found
             done = await tx.purchases.set_status(purchase_id, PurchaseStatus.COMPLETED)
@@ -148,7 +164,24 @@ class Promotions:
         metrics.PROMO_CONFIRMS.inc()
         return done
 
-    async def cancel(self, principal: Principal, purchase_id: str) -> Purchase:
+    async def refund(self, principal: Identity, purchase_id: str, reason: str) -> Purchase:
+        """COMPLETED → REFUNDED, once: the row lock orders racing refunds, and the ones after
+        the first find it refunded and change nothing (no second give-back)."""
+        async with self._store.transaction() as tx:
+            found = await self._settled(tx, principal, purchase_id)
+            if not lifecycle.check_refund(found.status):
+                return found
+            done = await tx.settlement.refund(purchase_id, reason)
+            returns_use = await tx.settlement.refund_returns_use(found.code)
+            if lifecycle.gives_use_back(found.status, done.status, returns_use):
+                await tx.codes.give_back(done)
+            # The referral's reward is reversed or clawed back in the same transaction.
+            referrer = await self._referrals.on_refund(tx, purchase_id)
+            await events.purchase_changed(tx.outbox, done, referrer, reason)
+        metrics.PROMO_REFUNDS.inc()
+        return done
+
+    async def cancel(self, principal: Identity, purchase_id: str) -> Purchase:
         target = PurchaseStatus.CANCELLED
         async with self._store.transaction() as tx:
             found = await self._owned(tx, principal, purchase_id)
@@ -180,12 +213,16 @@ class Promotions:
         return await self._store.single.purchases.page_for_user(user_id, after, limit)
 
     async def expire_stale(self, older_than: datetime, batch: int = 500) -> int:
+        """One batch of stale PENDING purchases expired, each with its purchase.expired event
+        in the same transaction."""
         async with self._store.transaction() as tx:
             expired = await tx.purchases.expire_stale(
                 older_than, batch, give_back=lifecycle.gives_use_back(*_EXPIRY)
             )
-        metrics.PROMO_EXPIRIES.inc(expired)
-        return expired
+            for ended in expired:
+                await events.purchase_changed(tx.outbox, ended.purchase, ended.referrer_id)
+        metrics.PROMO_EXPIRIES.inc(len(expired))
+        return len(expired)
 
     async def forget_rejections(self, older_than: datetime, batch: int = 5000) -> int:
         return await self._store.single.rejections.forget_before(older_than, batch)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
-from common.telemetry import metrics
 from common.telemetry.trace_context import domain_step
+from loyalty_service import metrics
 from loyalty_service.domain import referrals as rules
 from loyalty_service.domain.codes import DEFAULT_RANDOM_LENGTH, random_code
 from loyalty_service.domain.reasons import USER_STATUS_REASON, Reason, Rejection

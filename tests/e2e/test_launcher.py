@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 
+import grpc
 import httpx
 import pytest
 
@@ -111,7 +112,21 @@ def _shift(address: str, by: int) -> str:
     return f"{host}:{int(port) + by}"
 
 
-def test_two_replicas_serve_and_one_dying_leaves_the_others_serving() -> None:
+def _serving(address: str) -> bool:
+    try:
+        return grpc_serving(address)
+    except grpc.RpcError:
+        return False
+
+
+def _eventually_serving(address: str, deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not _serving(address):
+        assert time.monotonic() < deadline, f"{address} does not serve again"
+        time.sleep(0.2)
+
+
+def test_two_replicas_serve_and_one_killed_comes_back_while_the_others_serve() -> None:
     env = {
         **os.environ,
         "AUTH_GRPC_ADDR": f"127.0.0.1:{_free_base()}",
@@ -136,9 +151,12 @@ def test_two_replicas_serve_and_one_dying_leaves_the_others_serving() -> None:
         assert all(grpc_serving(address) for address in replicas)
         pid = next(int(line.split()[-1]) for line in started if line.startswith("loyalty#1 "))
         os.kill(pid, signal.SIGKILL)
-        _wait_for_line(lines, "loyalty#1 exited (-9); the other replicas keep serving", 10)
+        _wait_for_line(lines, "loyalty#1 exited (-9); starting it again in 0.5 s", 10)
         assert launcher.poll() is None
         assert all(grpc_serving(address) for address in replicas if address != replicas[3])
+        again = _wait_for_line(lines, "loyalty#1 ", 10)[-1]
+        assert int(again.split()[-1]) != pid
+        _eventually_serving(replicas[3], 60)
         gateway = f"http://{env['GATEWAY_HTTP_ADDR']}"
         # Loyalty still answers (401: no token) once the gateway's balancer has seen the
         # dead replica go, and then every time, from the replica that is left.

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -21,6 +22,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pamqp.commands import Basic
 
+from auth_service.keys import new_private_pem
 from common.messaging.broker import CONTENT_TYPE, declare_exchange
 from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from tests.conftest import TEST_ENV, free_port
@@ -113,18 +115,19 @@ async def test_metrics_are_served_after_traffic() -> None:
             return all(
                 name in text
                 for name in (
-                    'rpc_requests_total{code="OK",method="/loyalty.auth.v1.AuthService/GetJwks"}',
-                    "rpc_duration_seconds_bucket",
-                    "outbox_backlog",
-                    "outbox_oldest_age_seconds",
+                    'auth_rpc_requests_total{code="OK",method="/loyalty.auth.v1.AuthService/GetJwks"}',
+                    "auth_rpc_duration_seconds_bucket",
+                    "auth_outbox_backlog",
+                    "auth_outbox_oldest_age_seconds",
                 )
             )
 
         await eventually(exported, 15, "metrics on the metrics port")
         text = await scrape()
         # Only auth's own: nothing of loyalty's or the gateway's, not even at 0.
-        for foreign in ("promo_uses_total", "consumer_deliveries_total", "http_requests_total"):
-            assert foreign not in text, foreign
+        foreign_families = ("loyalty_", "gateway_", "rpc_requests_total")
+        for foreign in foreign_families:
+            assert f"\n{foreign}" not in text, foreign
     finally:
         assert stop(process) == 0
 
@@ -346,3 +349,39 @@ async def test_the_loyalty_process_reports_a_dead_letter_to_sentry() -> None:
         assert await asyncio.to_thread(loyalty.stop) == 0
         assert await asyncio.to_thread(auth.stop) == 0
         sentry.shutdown()
+
+
+async def test_a_clean_start_logs_no_warning() -> None:
+    """Auth, then loyalty, each with its workers, configured as in production (a signing key
+    of their own: the generated development key is announced by a warning on purpose) on an
+    empty Redis (a key prefix no one used: no revocation list yet, as on a first start): not
+    one line at warning level or above."""
+    auth_address, loyalty_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    env = _quiet_env(
+        REDIS_KEY_PREFIX=f"clean-{uuid.uuid4().hex[:8]}:",
+        AUTH_GRPC_ADDR=auth_address,
+        LOYALTY_GRPC_ADDR=loyalty_address,
+        AUTH_DB_POOL_SIZE="4",
+        LOYALTY_DB_POOL_SIZE="4",
+        AUTH_JWT_PRIVATE_KEY=new_private_pem(),
+    )
+    for migrated in ("auth_service", "loyalty_service"):
+        await asyncio.to_thread(run, [sys.executable, "-m", migrated, "migrate"], env)
+    services = [Logged("auth_service", env)]
+    try:
+        await asyncio.to_thread(wait_serving, auth_address, services[0].process)
+        services.append(Logged("loyalty_service", env))
+        await asyncio.to_thread(wait_serving, loyalty_address, services[1].process)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {services[-1].text[-3000:]}") from None
+    finally:
+        codes = [service.stop() for service in reversed(services)]
+    assert codes == [0] * len(services)
+    for service in services:
+        parsed = [json.loads(line) for line in service.lines if line.startswith("{")]
+        assert parsed and all(line["level"] in ("info", "debug") for line in parsed), [
+            line for line in parsed if line["level"] not in ("info", "debug")
+        ]
+        assert any(line["event"] == "revocations_restored" for line in parsed) or (
+            service is services[1]
+        )

@@ -122,7 +122,9 @@ def test_an_admin_code_and_a_user_session_over_http(system: dict[str, str]) -> N
             ).json()
             for r in ("a", "b")
         ]
-        done = http.post(f"/v1/purchases/{bought[0]['purchaseId']}/confirm", headers=auth)
+        # Payment went through: the payment side (here an admin) confirms, not the buyer.
+        settler = {"Authorization": f"Bearer {admin_token}"}
+        done = http.post(f"/v1/purchases/{bought[0]['purchaseId']}/confirm", headers=settler)
         assert done.json()["status"] == "PURCHASE_STATUS_COMPLETED"
         back = http.post(f"/v1/purchases/{bought[1]['purchaseId']}/cancel", headers=auth)
         assert back.json()["status"] == "PURCHASE_STATUS_CANCELLED"
@@ -142,27 +144,29 @@ def test_an_admin_code_and_a_user_session_over_http(system: dict[str, str]) -> N
 
 EXPECTED_METRICS = {
     "AUTH_METRICS_ADDR": [
-        'rpc_requests_total{code="OK",method="/loyalty.auth.v1.AuthService/Login"}',
-        "rpc_duration_seconds_bucket",
-        "outbox_backlog",
-        "outbox_oldest_age_seconds",
-        "outbox_published_total",
+        'auth_rpc_requests_total{code="OK",method="/loyalty.auth.v1.AuthService/Login"}',
+        "auth_rpc_duration_seconds_bucket",
+        "auth_outbox_backlog",
+        "auth_outbox_oldest_age_seconds",
+        "auth_outbox_published_total",
     ],
     "LOYALTY_METRICS_ADDR": [
-        "promo_uses_total 3.0",
-        "promo_confirms_total 1.0",
-        "promo_cancels_total 1.0",
-        "promo_expiries_total",
-        'promo_rejections_total{reason="PROMO_CODE_USER_LIMIT_REACHED"} 1.0',
-        "consumer_deliveries_total",
-        "consumer_retries_total",
-        "consumer_dead_lettered_total",
-        'rpc_requests_total{code="FAILED_PRECONDITION",method="/loyalty.promo.v1.PromoService/UsePromoCode"}',
+        "loyalty_promo_uses_total 3.0",
+        "loyalty_promo_confirms_total 1.0",
+        "loyalty_promo_cancels_total 1.0",
+        "loyalty_promo_expiries_total",
+        'loyalty_promo_rejections_total{reason="PROMO_CODE_USER_LIMIT_REACHED"} 1.0',
+        "loyalty_consumer_deliveries_total",
+        "loyalty_consumer_retries_total",
+        "loyalty_consumer_dead_lettered_total",
+        "loyalty_outbox_backlog",
+        "loyalty_outbox_oldest_age_seconds",
+        'loyalty_rpc_requests_total{code="FAILED_PRECONDITION",method="/loyalty.promo.v1.PromoService/UsePromoCode"}',
     ],
     "GATEWAY_METRICS_ADDR": [
-        'http_requests_total{route="POST /v1/promocodes/use",status="200"} 3.0',
-        'http_requests_total{route="GET /v1/tariffs",status="401"} 1.0',
-        "http_request_duration_seconds_bucket",
+        'gateway_http_requests_total{route="POST /v1/promocodes/use",status="200"} 3.0',
+        'gateway_http_requests_total{route="GET /v1/tariffs",status="401"} 1.0',
+        "gateway_http_request_duration_seconds_bucket",
     ],
 }
 
@@ -172,3 +176,4 @@ def test_each_process_serves_its_metrics_after_the_traffic(system: dict[str, str
         text = httpx.get(f"http://{system[variable]}/metrics", timeout=5).text
         for name in names:
             assert name in text, (variable, name)
+        assert "_created" not in text, variable

@@ -189,7 +189,7 @@ async def test_cancel_racing_confirm_100_times_keeps_counters_equal_to_live_purc
     await loyalty_server.create_code(
         admin, code=code, percent_off=50, per_user_limit=0, budget=money(10**9)
     )
-    user = auth_server.token_for()
+    user, settler = auth_server.token_for(), auth_server.service_token("purchases:settle")
     outcomes = []
     for n in range(100):
         purchase = await loyalty_server.promo.UsePromoCode(
@@ -199,7 +199,7 @@ async def test_cancel_racing_confirm_100_times_keeps_counters_equal_to_live_purc
         ask = promo_pb2.ConfirmPurchaseRequest(purchase_id=purchase.purchase_id)
         cancel = promo_pb2.CancelPromoCodeUseRequest(purchase_id=purchase.purchase_id)
         results = await asyncio.gather(
-            loyalty_server.promo.ConfirmPurchase(ask, metadata=user.metadata()),
+            loyalty_server.promo.ConfirmPurchase(ask, metadata=settler.metadata()),
             loyalty_server.promo.CancelPromoCodeUse(cancel, metadata=user.metadata()),
             return_exceptions=True,
         )

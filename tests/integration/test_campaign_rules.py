@@ -276,7 +276,7 @@ async def test_the_report_counts_each_utc_day(
     await reason_of(_use(loyalty_server, buyers[3], code), FAILED)
     await loyalty_server.promo.ConfirmPurchase(
         promo_pb2.ConfirmPurchaseRequest(purchase_id=made[0].purchase_id),
-        metadata=buyers[0].metadata(),
+        metadata=auth_server.service_token("purchases:settle").metadata(),
     )
     await loyalty_server.promo.CancelPromoCodeUse(
         promo_pb2.CancelPromoCodeUseRequest(purchase_id=made[1].purchase_id),

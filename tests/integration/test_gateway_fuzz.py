@@ -15,7 +15,9 @@ from gateway.routes import build_routes
 from tests.fixtures.auth import AuthTestServer
 
 ROUTES = build_routes()
-TEMPLATES = sorted({r.template for r in ROUTES} | {"/healthz", "/openapi.json", "/v1/x"})
+TEMPLATES = sorted(
+    {r.template for r in ROUTES} | {"/healthz", "/livez", "/readyz", "/openapi.json", "/v1/x"}
+)
 FIELD_NAMES = [
     "code",
     "tariffId",

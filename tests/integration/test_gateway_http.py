@@ -50,7 +50,7 @@ async def login(http: httpx.AsyncClient) -> tuple[str, dict[str, Any]]:
 
 
 async def test_the_whole_story_over_http(
-    http: httpx.AsyncClient, loyalty_server: LoyaltyTestServer, admin: TestUser
+    http: httpx.AsyncClient, loyalty_server: LoyaltyTestServer, admin: TestUser, settler: TestUser
 ) -> None:
     code = new_code()
     await loyalty_server.create_code(
@@ -79,7 +79,11 @@ async def test_the_whole_story_over_http(
         json={"code": code, "tariffId": "yearly", "requestId": "2"},
         headers=auth,
     )
-    confirmed = await http.post(f"/v1/purchases/{first.json()['purchaseId']}/confirm", headers=auth)
+    # The buyer cannot confirm (no payment behind it); the payment side can.
+    confirm = f"/v1/purchases/{first.json()['purchaseId']}/confirm"
+    own = await http.post(confirm, headers=auth)
+    assert (own.status_code, reason(own)) == (403, "PURCHASE_SETTLEMENT_FORBIDDEN")
+    confirmed = await http.post(confirm, headers=bearer(settler.access_token))
     assert confirmed.json()["status"] == "PURCHASE_STATUS_COMPLETED"
     cancelled = await http.post(f"/v1/purchases/{second.json()['purchaseId']}/cancel", headers=auth)
     assert cancelled.json()["status"] == "PURCHASE_STATUS_CANCELLED"
@@ -98,6 +102,7 @@ async def test_every_rejection_reason_maps_to_its_http_status(
     loyalty_server: LoyaltyTestServer,
     admin: TestUser,
     auth_server: AuthTestServer,
+    settler: TestUser,
 ) -> None:
     user_id, tokens = await login(http)
     auth = bearer(tokens["accessToken"])
@@ -147,7 +152,7 @@ async def test_every_rejection_reason_maps_to_its_http_status(
         "/v1/promocodes/use", json={"code": codes["open"], "tariffId": "monthly"}, headers=auth
     )
     purchase = done.json()["purchaseId"]
-    await http.post(f"/v1/purchases/{purchase}/confirm", headers=auth)
+    await http.post(f"/v1/purchases/{purchase}/confirm", headers=bearer(settler.access_token))
     not_cancellable = await http.post(f"/v1/purchases/{purchase}/cancel", headers=auth)
     assert (not_cancellable.status_code, reason(not_cancellable)) == (
         400,
@@ -205,9 +210,12 @@ async def test_request_ids_are_echoed_and_forwarded(http: httpx.AsyncClient) -> 
 
 
 async def test_health_openapi_and_docs(http: httpx.AsyncClient) -> None:
-    health = await http.get("/healthz")
-    assert health.status_code == 200
-    assert health.json() == {"gateway": "SERVING", "auth": "SERVING", "loyalty": "SERVING"}
+    for probe in ("/readyz", "/healthz"):
+        health = await http.get(probe)
+        assert health.status_code == 200
+        assert health.json() == {"gateway": "SERVING", "auth": "SERVING", "loyalty": "SERVING"}
+    live = await http.get("/livez")
+    assert live.status_code == 200 and live.json() == {"gateway": "SERVING"}
     spec = (await http.get("/openapi.json")).json()
     assert "/v1/promocodes/use" in spec["paths"]
     docs = await http.get("/docs")
@@ -223,6 +231,10 @@ async def test_a_backend_that_is_down_answers_503_quickly(auth_server: AuthTestS
         assert response.status_code == 503
         assert time.perf_counter() - started < gateway.settings.gateway_backend_timeout_seconds
         assert (await client.get("/healthz")).status_code == 503
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["loyalty"].startswith("UNREACHABLE")
+        # Liveness is the process alone: a backend's outage must not get gateways restarted.
+        assert (await client.get("/livez")).status_code == 200
     finally:
         await client.aclose()
         await gateway.backends.close()

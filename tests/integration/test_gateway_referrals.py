@@ -30,7 +30,7 @@ async def _rewards(http: httpx.AsyncClient, auth: dict[str, str]) -> list[dict[s
 
 
 async def test_the_referral_story_over_http(
-    http: httpx.AsyncClient, loyalty_server: LoyaltyTestServer, admin: TestUser
+    http: httpx.AsyncClient, loyalty_server: LoyaltyTestServer, admin: TestUser, settler: TestUser
 ) -> None:
     admin_auth = bearer(admin.access_token)
     put = await http.put("/v1/admin/referral-program", json=PROGRAM, headers=admin_auth)

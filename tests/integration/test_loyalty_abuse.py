@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -75,6 +77,40 @@ async def test_a_guessing_loop_is_stopped_and_learns_nothing_more(
     assert recorded == 5
     # Someone else is not affected.
     assert (await apply(server, auth_server.token_for(), real)).code == real
+
+
+async def _outcome(call: Any) -> grpc.aio.AioRpcError:
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error
+    raise AssertionError("a wrong code was answered")
+
+
+async def test_concurrent_guesses_are_looked_up_at_most_the_limit(
+    make_loyalty: Any, auth_server: AuthTestServer
+) -> None:
+    """80 wrong codes at once from one user: each look-up takes its guess before it runs (one
+    Redis script), so no more than the limit get past the throttle, however they interleave;
+    checking first and spending after the look-up let 20 of 80 through a limit of 10."""
+    server = await make_loyalty(
+        loyalty_promo_failures_per_user=10, loyalty_promo_failures_per_address=1000
+    )
+    guesser = auth_server.token_for()
+    errors = await asyncio.gather(
+        *(_outcome(apply(server, guesser, new_code(), "203.0.113.80")) for _ in range(80))
+    )
+    codes = Counter(error.code() for error in errors)
+    assert set(codes) == {Code.NOT_FOUND, Code.RESOURCE_EXHAUSTED}, codes
+    assert codes[Code.NOT_FOUND] <= 10, codes
+    looked_up = await server.app.pool.fetchval(
+        "SELECT count(*) FROM rejections WHERE user_id = $1", guesser.user_id
+    )
+    assert looked_up == codes[Code.NOT_FOUND]
+    for error in errors:
+        if error.code() == Code.RESOURCE_EXHAUSTED:
+            assert error_info(error).reason == "TOO_MANY_PROMO_ATTEMPTS"
+            assert retry_delay(error) > 0
 
 
 async def test_a_person_who_mistypes_twice_never_notices(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import aio_pika
@@ -67,9 +68,20 @@ async def _drain(queue: AbstractQueue, into: Received) -> Received:
     while (message := await queue.get(no_ack=True, fail=False)) is not None:
         assert message.content_type == "application/x-protobuf"
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-        assert message.message_id
+        # The AMQP message id is the event's own id: what a consumer de-duplicates by.
+        event_id = _event_id(message.routing_key or "", message.body)
+        assert message.message_id == event_id, (message.message_id, event_id)
         into.append((message.routing_key or "", message.body))
     return into
+
+
+def _event_id(key: str, body: bytes) -> str:
+    if key.startswith("purchase."):
+        return promo_events_pb2.PurchaseEvent.FromString(body).event_id
+    if key == "referral.rewarded":
+        return promo_events_pb2.ReferralRewarded.FromString(body).event_id
+    assert key.startswith("referral."), key
+    return promo_events_pb2.ReferralChanged.FromString(body).event_id
 
 
 def _rewards_of(received: Received, referrer_id: str) -> list[promo_events_pb2.ReferralRewarded]:
@@ -169,3 +181,94 @@ async def test_rewards_issued_while_the_broker_is_down_are_published_once(
     assert {r.reward_code for r in rewards} == {
         c.code for c in await reward_codes(loyalty.promo, alice)
     }
+
+
+async def _bought(
+    loyalty: LoyaltyTestServer, admin: TestUser, user: TestUser, code: str
+) -> promo_pb2.Purchase:
+    purchase: promo_pb2.Purchase = await loyalty.promo.UsePromoCode(
+        promo_pb2.UsePromoCodeRequest(code=code, tariff_id="monthly"), metadata=user.metadata()
+    )
+    return purchase
+
+
+async def test_every_purchase_event_carries_the_prices_and_the_schedule(
+    relaying: tuple[TcpProxy, LoyaltyTestServer],
+    subscriber: AbstractQueue,
+    auth_server: AuthTestServer,
+    admin: TestUser,
+) -> None:
+    """purchase.completed, .cancelled, .refunded and .expired: one each, with the tariff,
+    base price, discount, final price, schedule (50% for 3 months, then the full price) and,
+    for the refund, its reason."""
+    _, loyalty = relaying
+    code = f"EVT{uuid.uuid4().hex[:10].upper()}"
+    await loyalty.create_code(
+        admin,
+        code=code,
+        percent_off=50,
+        all_users=True,
+        per_user_limit=0,
+        duration=promo_pb2.DURATION_REPEATING,
+        duration_periods=3,
+    )
+    user, settler = auth_server.token_for(), auth_server.service_token("purchases:settle")
+    made = [await _bought(loyalty, admin, user, code) for _ in range(4)]
+    completed, cancelled, refunded, expired = (p.purchase_id for p in made)
+    ask = promo_pb2.ConfirmPurchaseRequest
+    for purchase_id in (completed, refunded):
+        await loyalty.promo.ConfirmPurchase(
+            ask(purchase_id=purchase_id), metadata=settler.metadata()
+        )
+    await loyalty.promo.CancelPromoCodeUse(
+        promo_pb2.CancelPromoCodeUseRequest(purchase_id=cancelled), metadata=user.metadata()
+    )
+    await loyalty.promo.RefundPurchase(
+        promo_pb2.RefundPurchaseRequest(purchase_id=refunded, reason="chargeback"),
+        metadata=settler.metadata(),
+    )
+    await loyalty.app.pool.execute(
+        "UPDATE purchases SET created_at = now() - interval '1 day' WHERE purchase_id = $1",
+        expired,
+    )
+    await loyalty.app.promotions.expire_stale(datetime.now(UTC) - timedelta(hours=1))
+    expected = {
+        "purchase.completed": (completed, promo_pb2.PURCHASE_STATUS_COMPLETED),
+        "purchase.cancelled": (cancelled, promo_pb2.PURCHASE_STATUS_CANCELLED),
+        "purchase.refunded": (refunded, promo_pb2.PURCHASE_STATUS_REFUNDED),
+        "purchase.expired": (expired, promo_pb2.PURCHASE_STATUS_EXPIRED),
+    }
+    received: Received = []
+
+    async def all_arrived() -> bool:
+        await _drain(subscriber, received)
+        return all(pid in _purchases(received, key) for key, (pid, _) in expected.items())
+
+    await eventually(all_arrived, 30, "the four purchase events")
+    # The refunded purchase was completed first: two events, in that order.
+    keys_of_refunded = [
+        k
+        for k, b in received
+        if promo_events_pb2.PurchaseEvent.FromString(b).purchase_id == refunded
+    ]
+    assert keys_of_refunded == ["purchase.completed", "purchase.refunded"]
+    for key, (purchase_id, status) in expected.items():
+        event = _purchases(received, key)[purchase_id]
+        assert (event.status, event.user_id, event.code) == (status, user.user_id, code)
+        assert event.tariff_id == "monthly" and event.occurred_at.seconds > 0
+        assert event.base_price == promo_pb2.Money(amount_minor=29900, currency="RUB")
+        assert event.discount == promo_pb2.Money(amount_minor=14950, currency="RUB")
+        assert event.final_price == promo_pb2.Money(amount_minor=14950, currency="RUB")
+        assert [(p.periods, p.price.amount_minor) for p in event.schedule] == [
+            (3, 14950),
+            (0, 29900),
+        ]
+        assert event.refund_reason == ("chargeback" if key == "purchase.refunded" else "")
+    # Exactly one event per change (the de-duplication key is unique too).
+    mine = [
+        promo_events_pb2.PurchaseEvent.FromString(b)
+        for k, b in received
+        if k.startswith("purchase.")
+    ]
+    mine = [e for e in mine if e.code == code]
+    assert len(mine) == 5 and len({e.event_id for e in mine}) == 5

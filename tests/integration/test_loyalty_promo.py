@@ -87,7 +87,7 @@ async def test_every_discount_kind_prices_the_tariff(
 
 
 async def test_use_confirm_cancel_lifecycle(
-    loyalty_server: LoyaltyTestServer, admin: TestUser, user: TestUser
+    loyalty_server: LoyaltyTestServer, admin: TestUser, user: TestUser, settler: TestUser
 ) -> None:
     code = new_code()
     await loyalty_server.create_code(admin, code=code, percent_off=10, max_uses=5, per_user_limit=0)
@@ -96,13 +96,13 @@ async def test_use_confirm_cancel_lifecycle(
     first = await loyalty_server.promo.UsePromoCode(use, metadata=meta)
     assert first.status == promo_pb2.PURCHASE_STATUS_PENDING
     assert first.final_price.amount_minor == 26910 and first.user_id == user.user_id
-    confirmed = await loyalty_server.promo.ConfirmPurchase(
-        promo_pb2.ConfirmPurchaseRequest(purchase_id=first.purchase_id), metadata=meta
-    )
+    # The payment side confirms; the buyer's own token cannot.
+    confirm = promo_pb2.ConfirmPurchaseRequest(purchase_id=first.purchase_id)
+    own = loyalty_server.promo.ConfirmPurchase(confirm, metadata=meta)
+    assert await reason_of(own, Code.PERMISSION_DENIED) == "PURCHASE_SETTLEMENT_FORBIDDEN"
+    confirmed = await loyalty_server.promo.ConfirmPurchase(confirm, metadata=settler.metadata())
     assert confirmed.status == promo_pb2.PURCHASE_STATUS_COMPLETED
-    again = await loyalty_server.promo.ConfirmPurchase(
-        promo_pb2.ConfirmPurchaseRequest(purchase_id=first.purchase_id), metadata=meta
-    )
+    again = await loyalty_server.promo.ConfirmPurchase(confirm, metadata=admin.metadata())
     assert again.status == promo_pb2.PURCHASE_STATUS_COMPLETED
     cancel_done = loyalty_server.promo.CancelPromoCodeUse(
         promo_pb2.CancelPromoCodeUseRequest(purchase_id=first.purchase_id), metadata=meta
@@ -122,7 +122,8 @@ async def test_use_confirm_cancel_lifecycle(
     assert (after.uses_taken, after.uses_left) == (1, 4)
     assert dict(after.purchases_by_status) == {"COMPLETED": 1, "CANCELLED": 1}
     confirm_cancelled = loyalty_server.promo.ConfirmPurchase(
-        promo_pb2.ConfirmPurchaseRequest(purchase_id=second.purchase_id), metadata=meta
+        promo_pb2.ConfirmPurchaseRequest(purchase_id=second.purchase_id),
+        metadata=settler.metadata(),
     )
     await rejected(confirm_cancelled, Code.FAILED_PRECONDITION)
 

@@ -53,7 +53,7 @@ async def _rejections(loyalty: LoyaltyTestServer, admin: TestUser, code: str) ->
 
 
 async def test_the_whole_story(
-    on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    settler: TestUser, on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     alice, bob = await auth_server.new_user(), await auth_server.new_user()
     before = await _report(on, admin)
@@ -122,7 +122,10 @@ async def test_50_concurrent_confirms_give_one_reward(
 
 
 async def test_30_referees_racing_with_a_cap_of_5_give_5_rewards(
-    loyalty_server: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    settler: TestUser,
+    loyalty_server: LoyaltyTestServer,
+    admin: TestUser,
+    auth_server: AuthTestServer,
 ) -> None:
     await set_program(loyalty_server.admin, admin, max_rewards_per_referrer=5)
     promo, alice = loyalty_server.promo, auth_server.token_for()
@@ -169,7 +172,7 @@ async def test_not_first_purchase(
 
 
 async def test_already_referred_then_cancel_gives_the_referral_back(
-    on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    settler: TestUser, on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     alice, carol, bob = (auth_server.token_for() for _ in range(3))
     alices, carols = await code_of(on.promo, alice), await code_of(on.promo, carol)
@@ -224,7 +227,7 @@ async def test_program_off(
 
 
 async def test_blocked_referrer_gets_no_reward(
-    on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    settler: TestUser, on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     alice, bob, deleted, carol = (auth_server.token_for() for _ in range(4))
     purchase = await use(on.promo, bob, await code_of(on.promo, alice))
@@ -242,7 +245,10 @@ async def test_blocked_referrer_gets_no_reward(
 
 
 async def test_cap_reached(
-    loyalty_server: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    settler: TestUser,
+    loyalty_server: LoyaltyTestServer,
+    admin: TestUser,
+    auth_server: AuthTestServer,
 ) -> None:
     await set_program(loyalty_server.admin, admin, max_rewards_per_referrer=1)
     promo, alice = loyalty_server.promo, auth_server.token_for()
@@ -257,7 +263,7 @@ async def test_cap_reached(
 
 
 async def test_a_program_change_affects_later_uses_and_rewards_only(
-    on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
+    settler: TestUser, on: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
     alice, bob = auth_server.token_for(), auth_server.token_for()
     purchase = await use(on.promo, bob, await code_of(on.promo, alice))

@@ -22,8 +22,10 @@ from loyalty_service.domain import referrals as referral_rules
 from loyalty_service.domain.pricing import quote
 from loyalty_service.domain.purchases import PurchaseStatus
 from loyalty_service.domain.reasons import Reason
-from loyalty_service.store import codes, redemption
+from loyalty_service.store import codes
 from loyalty_service.store import referrals as referral_store
+from loyalty_service.store.redemption import PgRedemption
+from loyalty_service.store.referrals import PgReferrals
 from tests.fixtures.loyalty import LoyaltyTestServer
 from tests.integration.test_loyalty_promo import new_code
 
@@ -61,7 +63,7 @@ def _user() -> str:
 async def _live_purchase(pool: asyncpg.Pool, user_id: str) -> None:
     """A purchase the user made earlier with some other code (written as loyalty_use would)."""
     other = await _code(pool)
-    outcome = await redemption.use(pool, other, "monthly", user_id, None, _user(), NOW)
+    outcome = await PgRedemption(pool).use(other, "monthly", user_id, None, _user(), NOW)
     assert outcome.reason is None
 
 
@@ -135,7 +137,7 @@ async def _not_first(pool: asyncpg.Pool) -> Attempted:
 
 async def _used(pool: asyncpg.Pool, code: str, user_id: str) -> bool:
     """Whether a use by this user went through."""
-    outcome = await redemption.use(pool, code, "monthly", user_id, None, _user(), NOW)
+    outcome = await PgRedemption(pool).use(code, "monthly", user_id, None, _user(), NOW)
     return outcome.reason is None
 
 
@@ -195,7 +197,7 @@ async def _budget_partly_spent(pool: asyncpg.Pool) -> Attempted:
 async def _last_use_left(pool: asyncpg.Pool) -> Attempted:
     code = await _code(pool, max_uses=40)
     for _ in range(39):
-        outcome = await redemption.use(pool, code, "monthly", _user(), None, _user(), NOW)
+        outcome = await PgRedemption(pool).use(code, "monthly", _user(), None, _user(), NOW)
         assert outcome.reason is None
     return Attempted(code, "monthly", _user())
 
@@ -224,7 +226,7 @@ def _referral(
             user_id = referrer
         if referred:
             earlier = await _referral_code(pool, _user(), False)
-            outcome = await redemption.use(pool, earlier, "monthly", user_id, None, _user(), NOW)
+            outcome = await PgRedemption(pool).use(earlier, "monthly", user_id, None, _user(), NOW)
             assert outcome.reason is None, outcome.reason
         if bought:
             await _live_purchase(pool, user_id)
@@ -252,8 +254,8 @@ async def _status_of(pool: asyncpg.Pool, user_id: str) -> UserStatus:
 
 async def _referral_code(pool: asyncpg.Pool, owner: str, deactivated: bool) -> str:
     code = new_code()
-    assert await referral_store.insert_code_row(pool, code, owner)
-    assert await referral_store.claim_personal_code(pool, owner, code)
+    assert await PgReferrals(pool).insert_code_row(code, owner)
+    assert await PgReferrals(pool).claim_personal_code(owner, code)
     if deactivated:
         await pool.execute("UPDATE promo_codes SET deactivated_at = now() WHERE code = $1", code)
     return code
@@ -539,7 +541,7 @@ async def _python_answer(pool: asyncpg.Pool, attempt: Attempted) -> tuple[Reason
         reason = eligibility.rejection_reason(facts)
         discount = code.discount if code else None
     else:
-        program = await referral_store.program(pool)
+        program = await PgReferrals(pool).program()
         history = await referral_store.referee_history(pool, attempt.user_id)
         reason = referral_rules.rejection_reason(
             referral_rules.ReferralAttempt(
@@ -575,12 +577,12 @@ async def test_sql_and_python_rules_give_the_same_answer(pool: asyncpg.Pool, cas
     python_reason, python_discount = await _python_answer(pool, attempt)
     assert python_reason == expected, "the case does not set up what it says"
 
-    applied = await redemption.apply(pool, attempt.code, attempt.tariff_id, attempt.user_id, NOW)
+    applied = await PgRedemption(pool).apply(attempt.code, attempt.tariff_id, attempt.user_id, NOW)
     assert applied.reason == expected
     assert await _rejections(pool, attempt) == (1 if expected else 0)
 
-    used = await redemption.use(
-        pool, attempt.code, attempt.tariff_id, attempt.user_id, None, _user(), NOW
+    used = await PgRedemption(pool).use(
+        attempt.code, attempt.tariff_id, attempt.user_id, None, _user(), NOW
     )
     assert used.reason == expected
     assert await _rejections(pool, attempt) == (2 if expected else 0)

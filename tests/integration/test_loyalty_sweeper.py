@@ -44,7 +44,7 @@ async def test_stale_pending_purchases_expire_and_return_their_uses(
     ]
     await sweeping_loyalty.promo.ConfirmPurchase(
         promo_pb2.ConfirmPurchaseRequest(purchase_id=made[0].purchase_id),
-        metadata=buyers[0].metadata(),
+        metadata=auth_server.service_token("purchases:settle").metadata(),
     )
     report_request = promo_pb2.GetPromoCodeReportRequest(code=code)
     deadline = asyncio.get_running_loop().time() + 15

@@ -203,3 +203,22 @@ def test_auth_and_loyalty_scale_and_are_reached_through_dns(
     for client in {"auth": ["loyalty", "gateway"], "loyalty": ["gateway"]}[name]:
         target = services[client]["environment"][variable]
         assert target == f"dns:///{name}:{APPS[name][2][0]}", (client, target)
+
+
+def test_prometheus_and_grafana_run_behind_the_monitoring_profile(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"], name
+        for volume in services[name]["volumes"]:
+            source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+            if source.startswith(("/", ".")):
+                assert Path(source).exists(), (name, source)
+    scraped = yaml.safe_load((ROOT / "monitoring" / "prometheus.yml").read_text())
+    ports = {
+        job["job_name"]: {(n, c["port"]) for c in job["dns_sd_configs"] for n in c["names"]}
+        for job in scraped["scrape_configs"]
+    }
+    # Each job scrapes its service's metrics port, as the compose file's processes serve it.
+    assert ports == {name: {(name, int(APPS[name][2][1]))} for name in APPS}
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_DISABLE_LOGIN_FORM"] == "true"  # no login, so no password to keep

@@ -71,24 +71,29 @@ async def _use(system: System, user: TestUser, code: str) -> promo_pb2.Purchase:
 async def test_promo_counters_follow_uses_confirms_cancels_expiries_and_rejections(
     system: System,
 ) -> None:
-    published = value("outbox_published_total")
+    published = value("auth_outbox_published_total")
     admin, user = await system.auth.new_admin(), await system.auth.new_user()
     await _mirrored(system, user)
-    assert value("outbox_published_total") >= published + 1  # the registration event
+    assert value("auth_outbox_published_total") >= published + 1  # the registration event
     code = f"M{uuid.uuid4().hex[:10].upper()}"
     await system.loyalty.create_code(admin, code=code, percent_off=10, per_user_limit=0)
     before = {
         name: value(name)
-        for name in ("promo_uses_total", "promo_confirms_total", "promo_cancels_total")
+        for name in (
+            "loyalty_promo_uses_total",
+            "loyalty_promo_confirms_total",
+            "loyalty_promo_cancels_total",
+        )
     }
     expired_before, ok_before = (
-        value("promo_expiries_total"),
-        value("rpc_requests_total", method=USE, code="OK"),
+        value("loyalty_promo_expiries_total"),
+        value("loyalty_rpc_requests_total", method=USE, code="OK"),
     )
-    not_found = value("promo_rejections_total", reason="PROMO_CODE_NOT_FOUND")
+    not_found = value("loyalty_promo_rejections_total", reason="PROMO_CODE_NOT_FOUND")
     first, second, third = [await _use(system, user, code) for _ in range(3)]
     await system.loyalty.promo.ConfirmPurchase(
-        promo_pb2.ConfirmPurchaseRequest(purchase_id=first.purchase_id), metadata=user.metadata()
+        promo_pb2.ConfirmPurchaseRequest(purchase_id=first.purchase_id),
+        metadata=system.auth.service_token("purchases:settle").metadata(),
     )
     await system.loyalty.promo.CancelPromoCodeUse(
         promo_pb2.CancelPromoCodeUseRequest(purchase_id=second.purchase_id),
@@ -105,14 +110,14 @@ async def test_promo_counters_follow_uses_confirms_cancels_expiries_and_rejectio
     cutoff = third.created_at.ToDatetime(tzinfo=UTC) + timedelta(milliseconds=1)
     expired = await system.loyalty.app.promotions.expire_stale(cutoff)
     assert expired >= 1
-    assert value("promo_uses_total") == before["promo_uses_total"] + 3
-    assert value("promo_confirms_total") == before["promo_confirms_total"] + 1
-    assert value("promo_cancels_total") == before["promo_cancels_total"] + 1
-    assert value("promo_expiries_total") == expired_before + expired
-    assert value("promo_rejections_total", reason="PROMO_CODE_NOT_FOUND") == not_found + 1
-    assert value("rpc_requests_total", method=USE, code="OK") == ok_before + 3
-    assert value("rpc_requests_total", method=USE, code="NOT_FOUND") >= 1
-    assert value("rpc_duration_seconds_count", method=USE) >= 4
+    assert value("loyalty_promo_uses_total") == before["loyalty_promo_uses_total"] + 3
+    assert value("loyalty_promo_confirms_total") == before["loyalty_promo_confirms_total"] + 1
+    assert value("loyalty_promo_cancels_total") == before["loyalty_promo_cancels_total"] + 1
+    assert value("loyalty_promo_expiries_total") == expired_before + expired
+    assert value("loyalty_promo_rejections_total", reason="PROMO_CODE_NOT_FOUND") == not_found + 1
+    assert value("loyalty_rpc_requests_total", method=USE, code="OK") == ok_before + 3
+    assert value("loyalty_rpc_requests_total", method=USE, code="NOT_FOUND") >= 1
+    assert value("loyalty_rpc_duration_seconds_count", method=USE) >= 4
 
 
 def _event(user_id: str, status: auth_pb2.UserStatus.ValueType, version: int) -> bytes:
@@ -137,16 +142,16 @@ async def _publish(bodies: list[bytes]) -> None:
 
 async def test_consumer_counts_applied_stale_and_dead_lettered_deliveries(system: System) -> None:
     outcomes = ("applied", "stale", "dead_lettered")
-    before = {o: value("consumer_deliveries_total", outcome=o) for o in outcomes}
-    dead_before = value("consumer_dead_lettered_total")
+    before = {o: value("loyalty_consumer_deliveries_total", outcome=o) for o in outcomes}
+    dead_before = value("loyalty_consumer_dead_lettered_total")
     user_id, blocked = str(uuid.uuid4()), auth_pb2.USER_STATUS_BLOCKED
     # Applied, then older (stale), then a body that is no event at all (parked).
     await _publish([_event(user_id, blocked, 2), _event(user_id, blocked, 1), b"\xff not one"])
 
     async def counted() -> bool:
-        now = {o: value("consumer_deliveries_total", outcome=o) for o in outcomes}
+        now = {o: value("loyalty_consumer_deliveries_total", outcome=o) for o in outcomes}
         return all(now[o] >= before[o] + 1 for o in outcomes)
 
     await eventually(counted, 15, "the three deliveries counted")
-    assert value("consumer_dead_lettered_total") >= dead_before + 1
+    assert value("loyalty_consumer_dead_lettered_total") >= dead_before + 1
     assert (await mirror(system.loyalty, [user_id]))[user_id] == ("BLOCKED", 2)

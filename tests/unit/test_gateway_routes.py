@@ -17,6 +17,7 @@ CONTRACT = [
     ("POST", "/v1/promocodes/use", "PromoService.UsePromoCode"),
     ("POST", "/v1/purchases/{purchase_id}/confirm", "PromoService.ConfirmPurchase"),
     ("POST", "/v1/purchases/{purchase_id}/cancel", "PromoService.CancelPromoCodeUse"),
+    ("POST", "/v1/purchases/{purchase_id}/refund", "PromoService.RefundPurchase"),
 ]
 
 
@@ -61,7 +62,7 @@ def test_openapi_describes_every_route_and_the_error_shape() -> None:
     doc = document(build_routes())
     for verb, path, operation in CONTRACT:
         assert doc["paths"][path][verb.lower()]["operationId"] == operation
-    assert {"/healthz", "/openapi.json"} <= doc["paths"].keys()
+    assert {"/healthz", "/livez", "/readyz", "/openapi.json"} <= doc["paths"].keys()
     schemas = doc["components"]["schemas"]
     assert "google.rpc.Status" in schemas
     quote = schemas["loyalty.promo.v1.Quote"]["properties"]
@@ -84,6 +85,8 @@ def test_openapi_secures_only_the_routes_that_check_a_token() -> None:
         "/v1/auth/jwks",
         "/v1/auth/token",  # the client authenticates with its own credentials
         "/healthz",
+        "/livez",
+        "/readyz",
         "/openapi.json",
     }
     for path, operations in doc["paths"].items():

@@ -6,14 +6,15 @@ recorded and given back, and that a refused transaction leaves nothing behind.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.access.access_tokens import Principal
+from common.access.access_tokens import Identity, Principal, ServicePrincipal
 from common.errors import ServiceError, too_many
 from common.user_status import UserStatus
-from loyalty_service.domain.purchases import PurchaseStatus
+from loyalty_service.domain.purchases import Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import DOMAIN, MESSAGES, Reason, Rejection
 from loyalty_service.domain.specs import CodeSpec
 from loyalty_service.use_cases.administration import PromoAdmin
@@ -44,6 +45,15 @@ class World:
 
 def caller(user_id: str) -> Principal:
     return Principal(user_id, "user", "session", "token", 0)
+
+
+def settler(scopes: frozenset[str] = frozenset({"purchases:settle"})) -> ServicePrincipal:
+    """A service account's principal: no role, its scopes only."""
+    return ServicePrincipal("billing", scopes, "service:billing", "token", 0)
+
+
+def admin() -> Principal:
+    return Principal(str(uuid.uuid4()), "admin", "session", "token", 0)
 
 
 @pytest.fixture
@@ -99,7 +109,7 @@ async def test_cancel_gives_the_use_back_once_and_reports_it(world: World) -> No
     assert world.store.state.user_uses[(code, ANN)] == 0
     assert world.store.state.outbox == ["purchase.cancelled"]
     with pytest.raises(Rejection) as refused:
-        await world.promotions.confirm(caller(ANN), purchase.purchase_id)
+        await world.promotions.confirm(settler(), purchase.purchase_id)
     assert refused.value.reason_code is Reason.PURCHASE_NOT_CONFIRMABLE
 
 
@@ -109,13 +119,87 @@ async def test_confirm_keeps_the_use_and_a_stranger_sees_no_purchase(world: Worl
     with pytest.raises(Rejection) as hidden:
         await world.promotions.cancel(caller(BO), purchase.purchase_id)
     assert hidden.value.reason_code is Reason.PURCHASE_NOT_FOUND
-    confirmed = await world.promotions.confirm(caller(ANN), purchase.purchase_id)
+    confirmed = await world.promotions.confirm(settler(), purchase.purchase_id)
     assert confirmed.status is PurchaseStatus.COMPLETED
     with pytest.raises(Rejection) as final:
         await world.promotions.cancel(caller(ANN), purchase.purchase_id)
     assert final.value.reason_code is Reason.PURCHASE_NOT_CANCELLABLE
     assert world.uses(code) == 1
     assert world.store.state.outbox == ["purchase.completed"]
+
+
+async def test_only_settlers_and_admins_confirm_or_refund_and_the_check_comes_first(
+    world: World,
+) -> None:
+    code = await world.code(max_uses=1)
+    purchase = await world.promotions.redeem(ANN, code, "monthly", None)
+    missing = str(uuid.uuid4())
+    # The owner, a stranger and a service without the scope: refused, existing or not.
+    for who in (caller(ANN), caller(BO), settler(frozenset({"client-address:forward"}))):
+        for purchase_id in (purchase.purchase_id, missing):
+            for settle in (world.promotions.confirm, _refund(world)):
+                with pytest.raises(Rejection) as refused:
+                    await settle(who, purchase_id)
+                assert refused.value.reason_code is Reason.PURCHASE_SETTLEMENT_FORBIDDEN
+                assert refused.value.kind.value == "PERMISSION_DENIED"
+    with pytest.raises(Rejection) as unknown:
+        await world.promotions.confirm(settler(), missing)
+    assert unknown.value.reason_code is Reason.PURCHASE_NOT_FOUND
+    assert (await world.promotions.confirm(admin(), purchase.purchase_id)).status.value == (
+        "COMPLETED"
+    )
+
+
+def _refund(world: World) -> Callable[[Identity, str], Awaitable[Purchase]]:
+    async def refund(who: Identity, purchase_id: str) -> Purchase:
+        return await world.promotions.refund(who, purchase_id, "chargeback")
+
+    return refund
+
+
+async def test_a_service_owns_no_purchase_but_a_settler_cancels_any(world: World) -> None:
+    code = await world.code(max_uses=2, per_user_limit=0)
+    first = await world.promotions.redeem(ANN, code, "monthly", None)
+    second = await world.promotions.redeem(ANN, code, "monthly", None)
+    with pytest.raises(Rejection) as hidden:
+        await world.promotions.cancel(settler(frozenset()), first.purchase_id)
+    assert hidden.value.reason_code is Reason.PURCHASE_NOT_FOUND
+    assert (await world.promotions.cancel(settler(), first.purchase_id)).status.value == (
+        "CANCELLED"
+    )
+    assert (await world.promotions.cancel(admin(), second.purchase_id)).status.value == (
+        "CANCELLED"
+    )
+    assert world.uses(code) == 0
+
+
+async def test_refund_gives_the_use_back_once_and_refuses_other_states(world: World) -> None:
+    code = await world.code(max_uses=1)
+    purchase = await world.promotions.redeem(ANN, code, "monthly", None)
+    with pytest.raises(Rejection) as pending:
+        await world.promotions.refund(settler(), purchase.purchase_id, "")
+    assert pending.value.reason_code is Reason.PURCHASE_NOT_REFUNDABLE
+    await world.promotions.confirm(settler(), purchase.purchase_id)
+    refunded = await world.promotions.refund(settler(), purchase.purchase_id, "chargeback")
+    again = await world.promotions.refund(settler(), purchase.purchase_id, "again")
+    assert refunded.status is again.status is PurchaseStatus.REFUNDED
+    assert world.uses(code) == 0
+    assert world.store.state.user_uses[(code, ANN)] == 0
+    assert world.store.state.outbox == ["purchase.completed", "purchase.refunded"]
+    with pytest.raises(Rejection) as final:
+        await world.promotions.cancel(caller(ANN), purchase.purchase_id)
+    assert final.value.reason_code is Reason.PURCHASE_NOT_CANCELLABLE
+
+
+async def test_a_code_that_keeps_its_use_on_refund_keeps_it(world: World) -> None:
+    code = await world.code(max_uses=1, refund_returns_use=False)
+    purchase = await world.promotions.redeem(ANN, code, "monthly", None)
+    await world.promotions.confirm(admin(), purchase.purchase_id)
+    await world.promotions.refund(admin(), purchase.purchase_id, "fraud")
+    assert world.uses(code) == 1
+    with pytest.raises(Rejection) as exhausted:
+        await world.promotions.redeem(BO, code, "monthly", None)
+    assert exhausted.value.reason_code is Reason.PROMO_CODE_EXHAUSTED
 
 
 async def test_blocked_users_and_unknown_codes_are_refused_and_recorded(world: World) -> None:
@@ -141,6 +225,7 @@ async def test_expiry_gives_stale_uses_back(world: World) -> None:
     assert world.uses(code) == 0
     (purchase,) = world.store.state.purchases.values()
     assert purchase.status is PurchaseStatus.EXPIRED
+    assert world.store.state.outbox == ["purchase.expired"]
 
 
 async def test_admin_codes_are_unique_and_deactivation_stops_them(world: World) -> None:

@@ -42,12 +42,14 @@ def test_a_bad_target_names_the_variable(monkeypatch: pytest.MonkeyPatch, value:
         load(GatewaySettings)
 
 
-def test_service_config_balances_round_robin_and_retries_only_unavailable() -> None:
+def test_service_config_balances_round_robin_and_retries_only_a_servers_refusal() -> None:
     config = json.loads(service_config(method_names(["/loyalty.auth.v1.AuthService/GetJwks"])))
     assert config["loadBalancingConfig"] == [{"round_robin": {}}]
     (method,) = config["methodConfig"]
     assert method["name"] == [{"service": "loyalty.auth.v1.AuthService", "method": "GetJwks"}]
-    assert method["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    # CANCELLED received is the server's (a replica stopping mid-call): a client's own
+    # cancellation is never retried.
+    assert method["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE", "CANCELLED"]
     assert json.loads(service_config(EVERY_METHOD))["methodConfig"][0]["name"] == [{}]
     assert "methodConfig" not in json.loads(service_config([]))
 

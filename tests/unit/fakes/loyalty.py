@@ -16,7 +16,7 @@ from loyalty_service.domain.codes import ActiveCode, CodeStatus, CodeTaken, Prom
 from loyalty_service.domain.eligibility import Attempt, Tariff, rejection_reason
 from loyalty_service.domain.groups import Group, GroupNameTaken
 from loyalty_service.domain.pricing import Discount, DiscountKind, quote
-from loyalty_service.domain.purchases import LIVE, Purchase, PurchaseStatus
+from loyalty_service.domain.purchases import LIVE, Ended, Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import Reason, RecordedRejection
 from loyalty_service.domain.redemption import Decision, UseOutcome
 from loyalty_service.domain.referrals import (
@@ -82,6 +82,7 @@ def _code_of(text: str, spec: CodeSpec, discount: Discount) -> PromoCode:
         duration=spec.duration,
         duration_periods=spec.duration_periods,
         first_purchase_only=spec.first_purchase_only,
+        refund_returns_use=spec.refund_returns_use,
         description=spec.description,
         created_at=datetime.now(UTC),
     )
@@ -192,7 +193,9 @@ class FakePurchases:
         self._s.purchases[purchase_id] = changed
         return changed
 
-    async def expire_stale(self, older_than: datetime, limit: int, *, give_back: bool) -> int:
+    async def expire_stale(
+        self, older_than: datetime, limit: int, *, give_back: bool
+    ) -> list[Ended]:
         stale = [
             p
             for p in self._s.purchases.values()
@@ -203,7 +206,7 @@ class FakePurchases:
             await self.set_status(p.purchase_id, PurchaseStatus.EXPIRED)
             if give_back:
                 await codes.give_back(p)
-        return len(stale)
+        return [Ended(self._s.purchases[p.purchase_id], None) for p in stale]
 
     async def page_for_user(
         self, user_id: str, after: tuple[datetime, str] | None, limit: int
@@ -443,6 +446,18 @@ class FakePartitions:
         return 0
 
 
+class FakeSettlement:
+    def __init__(self, state: State) -> None:
+        self._s = state
+
+    async def refund(self, purchase_id: str, reason: str) -> Purchase:
+        return await FakePurchases(self._s).set_status(purchase_id, PurchaseStatus.REFUNDED)
+
+    async def refund_returns_use(self, code: str) -> bool:
+        found = self._s.codes.get(code)
+        return True if found is None else found.refund_returns_use
+
+
 class FakeReports:
     async def daily(self, code: str, days: int) -> list[DayStats]:
         return []
@@ -588,6 +603,7 @@ def _repositories(state: State) -> Repositories:
         FakeOutbox(state),
         FakeRedemption(state),
         FakePartitions(),
+        FakeSettlement(state),
         FakeRewards(state),
     )
 
