@@ -155,8 +155,7 @@ def _rule_values(rules: CodeSpec) -> tuple[Any, ...]:
         None if rules.max_discount is None else rules.max_discount.amount_minor,
         rules.first_purchase_only,
         None if rules.min_price is None else rules.min_price.amount_minor,
-        # A rule of the settlement branch's spec: True (its default) until the spec has it.
-        getattr(rules, "refund_returns_use", True),
+        rules.refund_returns_use,
     )
 
 
