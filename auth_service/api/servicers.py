@@ -139,10 +139,20 @@ class UserAdminServicer(ServiceAccountAdmin, auth_pb2_grpc.UserAdminServiceServi
         await self._admin(context)
         size = page_size(request.page_size)
         after = pagination.time_cursor(self._tokens, "users", request.page_token)
-        found = await self._accounts.list_users(after, size + 1)
+        found = await self._accounts.list_users(after, size + 1, request.email)
         token = pagination.next_token(self._tokens, "users", found, size, _position)
         return auth_pb2.ListUsersResponse(
             users=[user_message(u) for u in found[:size]], next_page_token=token
+        )
+
+    async def LookupUsers(
+        self, request: auth_pb2.LookupUsersRequest, context: Context
+    ) -> auth_pb2.LookupUsersResponse:
+        await self._admin(context)
+        ids = [uuid_field(i, "user_ids") for i in request.user_ids]
+        emails = await self._accounts.emails(ids)
+        return auth_pb2.LookupUsersResponse(
+            users=[auth_pb2.UserEmail(user_id=i, email=e) for i, e in emails.items()]
         )
 
     async def DeleteUser(

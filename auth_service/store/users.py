@@ -83,17 +83,39 @@ class PgUsers:
             "UPDATE users SET password_hash = $2 WHERE user_id = $1", user_id, password_hash
         )
 
-    async def page(self, after: tuple[datetime, str] | None, limit: int) -> list[User]:
-        if after is None:
-            first = await self._conn.fetch(
-                f"SELECT {_COLUMNS} FROM users ORDER BY created_at, user_id LIMIT $1", limit
-            )
-            return [to_user(r) for r in first]
+    async def page(
+        self, after: tuple[datetime, str] | None, limit: int, email_prefix: str = ""
+    ) -> list[User]:
+        """By creation, then id; with `email_prefix`, only the emails starting with it
+        (case-insensitive, LIKE's wildcards taken literally)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if after is not None:
+            args += [after[0], after[1]]
+            where.append("(created_at, user_id) > ($1, $2)")
+        if email_prefix:
+            args.append(_like_prefix(email_prefix))
+            where.append(f"lower(email) LIKE ${len(args)} ESCAPE '\\'")
+        args.append(limit)
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self._conn.fetch(
-            f"SELECT {_COLUMNS} FROM users WHERE (created_at, user_id) > ($1, $2)"
-            " ORDER BY created_at, user_id LIMIT $3",
-            after[0],
-            after[1],
-            limit,
+            f"SELECT {_COLUMNS} FROM users{condition}"
+            f" ORDER BY created_at, user_id LIMIT ${len(args)}",
+            *args,
         )
         return [to_user(r) for r in rows]
+
+    async def emails(self, user_ids: list[str]) -> dict[str, str]:
+        """Each known id's email ("" for a deleted account, whose email is erased)."""
+        rows = await self._conn.fetch(
+            "SELECT user_id, email, status FROM users WHERE user_id = ANY($1::uuid[])", user_ids
+        )
+        return {
+            str(r["user_id"]): "" if r["status"] == Status.DELETED.value else (r["email"] or "")
+            for r in rows
+        }
+
+
+def _like_prefix(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"

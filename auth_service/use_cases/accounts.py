@@ -94,9 +94,17 @@ class Accounts:
             raise domain.user_not_found(user_id)
         return user
 
-    async def list_users(self, after: tuple[datetime, str] | None, limit: int) -> list[User]:
-        """Users by creation, oldest first, after the (created_at, user_id) position."""
-        return await self._store.single.users.page(after, limit)
+    async def list_users(
+        self, after: tuple[datetime, str] | None, limit: int, email_prefix: str = ""
+    ) -> list[User]:
+        """Users by creation, oldest first, after the (created_at, user_id) position; with
+        `email_prefix`, those whose email starts with it (case-insensitive)."""
+        return await self._store.single.users.page(after, limit, email_prefix.strip())
+
+    async def emails(self, user_ids: list[str]) -> dict[str, str]:
+        """id → email of the known ids ("" for a deleted account)."""
+        unique = list(dict.fromkeys(user_ids))
+        return await self._store.single.users.emails(unique) if unique else {}
 
     async def create_admin(self, email: str, password: str) -> User:
         """Creates an administrator, or makes an existing account one: then it gets this

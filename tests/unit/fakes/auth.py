@@ -64,9 +64,21 @@ class FakeUsers:
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         self._replace(user_id, password_hash=password_hash)
 
-    async def page(self, after: tuple[datetime, str] | None, limit: int) -> list[User]:
+    async def page(
+        self, after: tuple[datetime, str] | None, limit: int, email_prefix: str = ""
+    ) -> list[User]:
         ordered = sorted(self._t.users.values(), key=lambda u: (u.created_at, u.user_id))
-        return [u for u in ordered if after is None or (u.created_at, u.user_id) > after][:limit]
+        prefix = email_prefix.lower()
+        return [
+            u
+            for u in ordered
+            if (after is None or (u.created_at, u.user_id) > after)
+            and (not prefix or (u.email.lower().startswith(prefix) and u.email))
+        ][:limit]
+
+    async def emails(self, user_ids: list[str]) -> dict[str, str]:
+        found = (self._t.users[i] for i in user_ids if i in self._t.users)
+        return {u.user_id: "" if u.status is Status.DELETED else u.email for u in found}
 
 
 class FakeSessions:

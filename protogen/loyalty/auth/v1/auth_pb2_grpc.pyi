@@ -129,6 +129,11 @@ class UserAdminServiceStub:
     SetUserStatus: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetUserStatusRequest, _auth_pb2.User]
     GetUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetUserRequest, _auth_pb2.User]
     ListUsers: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]
+    LookupUsers: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LookupUsersRequest, _auth_pb2.LookupUsersResponse]
+    """The emails of up to 500 users at once (the admin console shows people by email). Each
+    known id is answered once; a deleted account answers an empty email; unknown ids are
+    left out. Audited like every method here: one event per user asked about.
+    """
     CreateServiceAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateServiceAccountRequest, _auth_pb2.CreateServiceAccountResponse]
     """A new service account and its client secret (answered once, stored as a hash)."""
     ListServiceAccounts: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListServiceAccountsRequest, _auth_pb2.ListServiceAccountsResponse]
@@ -152,6 +157,11 @@ class UserAdminServiceAsyncStub(UserAdminServiceStub):
     SetUserStatus: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetUserStatusRequest, _auth_pb2.User]  # type: ignore[assignment]
     GetUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetUserRequest, _auth_pb2.User]  # type: ignore[assignment]
     ListUsers: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]  # type: ignore[assignment]
+    LookupUsers: _aio.UnaryUnaryMultiCallable[_auth_pb2.LookupUsersRequest, _auth_pb2.LookupUsersResponse]  # type: ignore[assignment]
+    """The emails of up to 500 users at once (the admin console shows people by email). Each
+    known id is answered once; a deleted account answers an empty email; unknown ids are
+    left out. Audited like every method here: one event per user asked about.
+    """
     CreateServiceAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateServiceAccountRequest, _auth_pb2.CreateServiceAccountResponse]  # type: ignore[assignment]
     """A new service account and its client secret (answered once, stored as a hash)."""
     ListServiceAccounts: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListServiceAccountsRequest, _auth_pb2.ListServiceAccountsResponse]  # type: ignore[assignment]
@@ -190,6 +200,17 @@ class UserAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.ListUsersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.ListUsersResponse, _abc.Awaitable[_auth_pb2.ListUsersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def LookupUsers(
+        self,
+        request: _auth_pb2.LookupUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LookupUsersResponse, _abc.Awaitable[_auth_pb2.LookupUsersResponse]]:
+        """The emails of up to 500 users at once (the admin console shows people by email). Each
+        known id is answered once; a deleted account answers an empty email; unknown ids are
+        left out. Audited like every method here: one event per user asked about.
+        """
 
     @_abc_1.abstractmethod
     def CreateServiceAccount(
