@@ -10,7 +10,15 @@ from pathlib import Path
 import httpx
 from playwright.async_api import Browser, Page, Route, expect
 
-from tests.e2e.test_admin_console import _shot, _signed_in, _user, browser, system
+from tests.e2e.test_admin_console import (
+    _codes_page,
+    _msg,
+    _shot,
+    _signed_in,
+    _user,
+    browser,
+    system,
+)
 
 __all__ = ["browser", "system"]  # the processes and browser, started once for this module
 
@@ -33,7 +41,8 @@ async def _strict_page(browser: Browser, system: dict[str, str]) -> tuple[Page, 
     )
     await page.route("**/admin**", _with_strict_csp)
     await page.reload()
-    await expect(page.locator("#codes-view")).to_be_visible()
+    await expect(page.locator("#campaigns-view")).to_be_visible()
+    await _codes_page(page)
     return page, violations
 
 
@@ -58,10 +67,10 @@ async def test_a_codes_page_charts_its_days_and_its_budget(
     await form.locator("[name=value]").fill("50")
     await form.locator("[name=duration]").select_option("DURATION_REPEATING")
     await form.locator("[name=durationPeriods]").fill("3")
-    await form.locator("[name=budget]").fill(str(4 * 14950))
+    await form.locator("[name=budget]").fill("598")  # roubles: 4 * 149.50
     await form.locator("[name=perUserLimit]").fill("0")
     await form.locator("button[type=submit]").click()
-    await expect(page.locator("#message")).to_have_text(f"Created {code}.")
+    await expect(page.locator(_msg("#create-code"))).to_have_text(f"Created {code}.")
     assert [await _use(system["BASE"], code) for _ in range(2)] == [200, 200]
     await page.goto(f"{system['BASE']}/admin#code/{code}")
     bar = page.locator("#budget-bar")

@@ -24,11 +24,17 @@ SCREENSHOTS = os.environ.get("CONSOLE_SCREENSHOTS", "")
 
 @pytest.fixture(scope="module")
 def system() -> Iterator[dict[str, str]]:
+    yield from running_system({})
+
+
+def running_system(extra_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Auth, loyalty and the gateway as processes, and an admin to sign in with."""
     env = {
         **os.environ,
         "AUTH_GRPC_ADDR": f"127.0.0.1:{free_port()}",
         "LOYALTY_GRPC_ADDR": f"127.0.0.1:{free_port()}",
         "GATEWAY_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+        **extra_env,
     }
     for module in ("auth_service", "loyalty_service"):
         run([sys.executable, "-m", module, "migrate"], env)
@@ -99,8 +105,18 @@ async def _signed_in(browser: Browser, system: dict[str, str], width: int = 1280
     await page.fill("#sign-in [name=email]", system["ADMIN"])
     await page.fill("#sign-in [name=password]", PASSWORD)
     await page.click("#sign-in button")
-    await expect(page.locator("#codes-view")).to_be_visible()
+    await expect(page.locator("#campaigns-view")).to_be_visible()  # the console opens on them
     return page
+
+
+async def _codes_page(page: Page) -> None:
+    await page.click("#nav >> text=Promo codes")
+    await expect(page.locator("#codes-view")).to_be_visible()
+
+
+def _msg(selector: str) -> str:
+    """The message shown next to a form or control."""
+    return f"{selector} output.msg"
 
 
 async def _shot(page: Page, name: str) -> None:
@@ -115,8 +131,10 @@ async def test_a_non_admin_is_refused(browser: Browser, system: dict[str, str]) 
     await page.fill("#sign-in [name=email]", user["email"])
     await page.fill("#sign-in [name=password]", PASSWORD)
     await page.click("#sign-in button")
-    await expect(page.locator("#message")).to_have_text("This account is not an administrator.")
-    await expect(page.locator("#codes-view")).to_be_hidden()
+    await expect(page.locator(_msg("#sign-in"))).to_have_text(
+        "This account is not an administrator."
+    )
+    await expect(page.locator("#campaigns-view")).to_be_hidden()
     await page.close()
 
 
@@ -124,6 +142,7 @@ async def test_sign_in_create_a_code_and_generate_a_batch(
     browser: Browser, system: dict[str, str], tmp_path: Path
 ) -> None:
     page = await _signed_in(browser, system)
+    await _codes_page(page)
     code = f"WEB{uuid.uuid4().hex[:8].upper()}"
     form = page.locator("#create-code")
     await form.locator("[name=code]").fill(code)
@@ -132,7 +151,7 @@ async def test_sign_in_create_a_code_and_generate_a_batch(
     await form.locator("[name=maxUses]").fill("5")
     await form.locator("[name=tariffIds]").fill("yearly")
     await form.locator("button[type=submit]").click()
-    await expect(page.locator("#message")).to_have_text(f"Created {code}.")
+    await expect(page.locator(_msg("#create-code"))).to_have_text(f"Created {code}.")
     await page.fill("#code-search [name=query]", code)
     await page.click("#code-search button")
     row = page.locator("#codes-table tbody tr", has_text=code)
@@ -150,7 +169,7 @@ async def test_sign_in_create_a_code_and_generate_a_batch(
     rows = target.read_text().splitlines()
     assert rows[0] == "code" and len(rows) == 21
     assert all(r.startswith(prefix) for r in rows[1:])
-    await expect(page.locator("#message")).to_have_text("Generated 20 codes.")
+    await expect(page.locator(_msg("#create-code"))).to_have_text("Generated 20 codes.")
     await page.fill("#code-search [name=query]", "")
     await page.click("#code-search button")
     await _shot(page, "codes")
@@ -161,13 +180,14 @@ async def test_a_codes_page_counts_the_rejected_attempt(
     browser: Browser, system: dict[str, str]
 ) -> None:
     page = await _signed_in(browser, system)
+    await _codes_page(page)
     code = f"WEB{uuid.uuid4().hex[:8].upper()}"
     form = page.locator("#create-code")
     await form.locator("[name=code]").fill(code)
     await form.locator("[name=value]").fill("10")
     await form.locator("[name=tariffIds]").fill("yearly")
     await form.locator("button[type=submit]").click()
-    await expect(page.locator("#message")).to_have_text(f"Created {code}.")
+    await expect(page.locator(_msg("#create-code"))).to_have_text(f"Created {code}.")
     user = await _user(system["BASE"])
     async with httpx.AsyncClient(base_url=system["BASE"]) as http:
         refused = await http.post(
@@ -181,7 +201,8 @@ async def test_a_codes_page_counts_the_rejected_attempt(
     await expect(bar.locator(".count")).to_have_text("1")
     recent = page.locator("#rejections-table tbody tr")
     await expect(recent).to_have_count(1)
-    await expect(recent.first).to_contain_text(user["id"])
+    await expect(recent.first).to_contain_text(user["email"])  # the person, by email
+    await expect(recent.first.locator(".person")).to_have_attribute("title", user["id"])
     await expect(recent.first).to_contain_text("monthly")
     await _shot(page, "code-report")
     await page.close()
@@ -191,13 +212,13 @@ async def test_block_a_user(browser: Browser, system: dict[str, str]) -> None:
     user = await _user(system["BASE"])
     page = await _signed_in(browser, system)
     await page.click("text=Users")
-    await page.fill("#user-find [name=userId]", user["id"])
+    await page.fill("#user-find [name=who]", user["id"])
     await page.click("#user-find button[type=submit]")
     row = page.locator(f'#users-table tr[data-user-id="{user["id"]}"]')
     await expect(row.locator(".status")).to_have_text("ACTIVE")
     await row.locator("button", has_text="Block").click()
     await expect(row.locator(".status")).to_have_text("BLOCKED")
-    await expect(page.locator("#message")).to_have_text("User blocked.")
+    await expect(row.locator("output.msg")).to_have_text("User blocked.")
     async with httpx.AsyncClient(base_url=system["BASE"]) as http:
         login = await http.post(
             "/v1/auth/login", json={"email": user["email"], "password": PASSWORD}
@@ -210,13 +231,14 @@ async def test_block_a_user(browser: Browser, system: dict[str, str]) -> None:
 async def test_bulk_apply_shows_partial_success(browser: Browser, system: dict[str, str]) -> None:
     users = [await _user(system["BASE"]) for _ in range(3)]
     page = await _signed_in(browser, system)
+    await _codes_page(page)
     code = f"WEB{uuid.uuid4().hex[:8].upper()}"
     form = page.locator("#create-code")
     await form.locator("[name=code]").fill(code)
     await form.locator("[name=value]").fill("50")
     await form.locator("[name=maxUses]").fill("2")
     await form.locator("button[type=submit]").click()
-    await expect(page.locator("#message")).to_have_text(f"Created {code}.")
+    await expect(page.locator(_msg("#create-code"))).to_have_text(f"Created {code}.")
     await page.click("text=Bulk apply")
     await page.fill("#bulk-apply [name=code]", code)
     await page.fill("#bulk-apply [name=userIds]", "\n".join(u["id"] for u in users))
@@ -250,7 +272,7 @@ async def test_console_and_api_page_work_under_their_content_security_policy(
     await page.fill("#sign-in [name=email]", system["ADMIN"])
     await page.fill("#sign-in [name=password]", PASSWORD)
     await page.click("#sign-in button")
-    await expect(page.locator("#codes-view")).to_be_visible()
+    await expect(page.locator("#campaigns-view")).to_be_visible()
     await page.goto(f"{system['BASE']}/docs")
     await expect(page.locator("#routes details").first).to_be_visible()
     answer = await page.request.get(f"{system['BASE']}/admin")
@@ -263,7 +285,7 @@ async def test_the_audit_page_shows_both_trails(browser: Browser, system: dict[s
     user = await _user(system["BASE"])
     page = await _signed_in(browser, system)
     await page.click("text=Users")
-    await page.fill("#user-find [name=userId]", user["id"])
+    await page.fill("#user-find [name=who]", user["id"])
     await page.click("#user-find button[type=submit]")
     await expect(page.locator(f'#users-table tr[data-user-id="{user["id"]}"]')).to_have_count(1)
 
@@ -277,8 +299,7 @@ async def test_the_audit_page_shows_both_trails(browser: Browser, system: dict[s
     await expect(rows.first.locator(".status")).to_have_text("OK")
 
     # Loyalty's trail holds the console's own listing of codes, under the same admin.
-    await page.click("text=Promo codes")
-    await expect(page.locator("#codes-view")).to_be_visible()
+    await _codes_page(page)
     await page.click("text=Audit")
     await form.locator("[name=target]").fill("")
     await form.locator("[name=trail]").select_option("/v1/admin/promo-audit")

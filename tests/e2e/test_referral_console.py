@@ -65,19 +65,19 @@ async def test_set_the_program_and_read_the_report(
     await form.locator("[name=refereeKind]").select_option("percentOff")
     await form.locator("[name=refereeValue]").fill("25")
     await form.locator("[name=rewardKind]").select_option("amountOff")
-    await form.locator("[name=rewardValue]").fill("5000")
+    await form.locator("[name=rewardValue]").fill("50")  # roubles
     await form.locator("[name=rewardValidDays]").fill("10")
     await form.locator("[name=maxRewardsPerReferrer]").fill("1")
     await form.locator("[name=rewardHoldSeconds]").fill("0")
     await form.locator("[name=maxRewardsPerReferrerPerDay]").fill("0")
     await form.locator("button[type=submit]").click()
-    await expect(page.locator("#message")).to_have_text("Referral program saved.")
+    await expect(form.locator("output.msg")).to_have_text("Referral program saved.")
 
     token = await page.evaluate("sessionStorage.getItem('token')")
     report, (bob, _) = await _story(system["BASE"], token)
     await page.reload()
     await expect(form.locator("[name=rewardKind]")).to_have_value("amountOff")
-    await expect(form.locator("[name=rewardValue]")).to_have_value("5000")
+    await expect(form.locator("[name=rewardValue]")).to_have_value("50.00")
     await expect(form.locator("[name=maxRewardsPerReferrer]")).to_have_value("1")
     await expect(form.locator("[name=rewardHoldSeconds]")).to_have_value("0")
     await expect(form.locator("[name=enabled]")).to_be_checked()
@@ -105,9 +105,11 @@ async def test_set_the_program_and_read_the_report(
     await expect(held).to_contain_text("same address")
     await _shot(page, "referrals")
     issued = int(report.get("rewardsIssued", "0"))
-    page.once("dialog", lambda dialog: dialog.accept())
     await held.locator("button", has_text="Approve").click()
-    await expect(page.locator("#message")).to_have_text("Referral approved: ISSUED.")
+    await page.click("#confirm-yes")  # the console's own confirmation dialog
+    await expect(page.locator("#held-referrals + output.msg")).to_have_text(
+        "Referral approved: ISSUED."
+    )
     await expect(held).to_have_count(0)
     await expect(totals.filter(has_text="rewards issued").locator("b")).to_have_text(
         str(issued + 1)
@@ -125,5 +127,5 @@ async def test_a_bad_program_is_refused_on_the_page(
     await form.locator("[name=refereeKind]").select_option("percentOff")
     await form.locator("[name=refereeValue]").fill("150")
     await form.locator("button[type=submit]").click()
-    await expect(page.locator("#message")).to_contain_text("percent_off")
+    await expect(form.locator("output.msg")).to_contain_text("percent_off")
     await page.close()

@@ -2,18 +2,138 @@
 "use strict";
 
 const $ = (selector, root = document) => root.querySelector(selector);
-const state = { token: sessionStorage.getItem("token"), codesPage: "", usersPage: "" };
+const state = {
+  token: sessionStorage.getItem("token"), codesPage: "", usersPage: "", usersEmail: "", loads: {},
+};
 
-function say(text, kind = "ok") {
-  const box = $("#message");
+// A list's load: a later load of the same list supersedes one still in flight, so two loads
+// racing (a route and a hashchange, say) never both append their rows.
+function ticket(name) {
+  const n = (state.loads[name] || 0) + 1;
+  state.loads[name] = n;
+  return () => state.loads[name] === n;
+}
+
+// ---- messages, each next to the control that caused it ----------------------
+
+// The message box of a control: inside a form (its last child), right after anything else.
+// With no control: under the visible page's title.
+function messageBox(near) {
+  const anchor = near || $("main > section:not([hidden]) h1") || $("#sign-in");
+  if (anchor.matches("form")) {
+    let box = $(":scope > output.msg", anchor);
+    if (!box) { box = document.createElement("output"); anchor.append(box); }
+    return box;
+  }
+  let box = anchor.nextElementSibling;
+  if (!box || !box.matches("output.msg")) { box = document.createElement("output"); anchor.after(box); }
+  return box;
+}
+
+function say(text, kind = "ok", near = null) {
+  const box = messageBox(near);
+  box.className = `msg ${kind}`;
+  box.setAttribute("role", kind === "error" ? "alert" : "status");
   box.textContent = text;
-  box.className = kind;
+  return box;
+}
+
+// A message with an Undo button in it; `undo` does the undoing and says so itself.
+function sayWithUndo(text, near, undo) {
+  const box = say(`${text} `, "ok", near);
+  const undoButton = button("Undo", async () => {
+    undoButton.disabled = true;
+    try { await undo(); } catch (error) { handle(error, near); }
+  }, "undo secondary");
+  box.append(undoButton);
+  return box;
+}
+
+function clearMessages() {
+  for (const box of document.querySelectorAll("output.msg")) { box.textContent = ""; box.className = "msg"; }
+}
+
+// A real in-page dialog (not window.confirm): resolves true when confirmed.
+function confirmAction(text, confirmLabel = "Confirm") {
+  const dialog = $("#confirm");
+  $("#confirm-text").textContent = text;
+  $("#confirm-yes").textContent = confirmLabel;
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
+    dialog.showModal();
+  });
+}
+
+// ---- the session: the access token renewed with the refresh token --------------
+
+function tokenTimes(token) {
+  try {
+    const c = claims(token);
+    return { exp: c.exp * 1000, life: (c.exp - (c.iat || c.exp)) * 1000 };
+  } catch { return { exp: 0, life: 0 }; }
+}
+
+// Renew a little before expiry: a fifth of the token's life, at most a minute.
+const renewAt = (token) => { const t = tokenTimes(token); return t.exp - Math.min(60000, t.life / 5); };
+
+function keepTokens(tokens) {
+  state.token = tokens.accessToken;
+  sessionStorage.setItem("token", tokens.accessToken);
+  sessionStorage.setItem("refresh", tokens.refreshToken);
+  scheduleRenewal();
+}
+
+function scheduleRenewal() {
+  clearTimeout(state.renewTimer);
+  if (!state.token) return;
+  const wait = Math.max(0, renewAt(state.token) - Date.now());
+  state.renewTimer = setTimeout(() => renewSession().catch(sessionLost), wait);
+}
+
+function sessionEnded() {
+  const error = new Error("Your session ended; sign in again.");
+  error.status = 401;
+  error.sessionEnded = true;
+  return error;
+}
+
+// One renewal at a time (a refresh token is used once: two at once would end the session).
+function renewSession() {
+  if (!state.renewing) {
+    state.renewing = (async () => {
+      const refreshToken = sessionStorage.getItem("refresh");
+      if (!refreshToken) throw sessionEnded();
+      const response = await fetch("/v1/auth/refresh", {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ refreshToken }),
+      }).catch(() => null);
+      if (!response || !response.ok) throw sessionEnded();
+      keepTokens(await response.json());
+    })().finally(() => { state.renewing = null; });
+  }
+  return state.renewing;
+}
+
+function sessionLost() {
+  if (!state.token) return;
+  signOut(false);
+  say("Your session ended; sign in again.", "error", $("#sign-in"));
+}
+
+async function fetchOnce(method, path, body, contentType) {
+  const headers = { "Content-Type": contentType };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  return fetch(path, { method, headers, body });
 }
 
 async function send(method, path, body, contentType = "application/json") {
-  const headers = { "Content-Type": contentType };
-  if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  const response = await fetch(path, { method, headers, body });
+  const signedIn = Boolean(state.token) && !path.startsWith("/v1/auth/");
+  if (signedIn && Date.now() >= renewAt(state.token)) await renewSession();
+  let response = await fetchOnce(method, path, body, contentType);
+  if (response.status === 401 && signedIn) {  // once: renew, then the same call again
+    await renewSession();
+    response = await fetchOnce(method, path, body, contentType);
+  }
   if (!response.ok) {
     const data = await response.json().catch(() => ({}));
     const info = (data.details || []).find((d) => d.reason);
@@ -38,7 +158,60 @@ function download(blob, name) {
   link.remove();
 }
 
-const rubles = (money) => (money ? `${(Number(money.amountMinor) / 100).toFixed(2)} ${money.currency}` : "");
+// Money: kopecks as integers (BigInt), never floats.
+function minorText(amountMinor, group = "") {
+  const k = BigInt(amountMinor || 0);
+  const a = k < 0n ? -k : k;
+  const whole = (a / 100n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, group);
+  return `${k < 0n ? "-" : ""}${whole}.${(a % 100n).toString().padStart(2, "0")}`;
+}
+
+const rubles = (money) => (money ? `${minorText(money.amountMinor)} ${money.currency}` : "");
+// Roubles as the console shows them: "500 000.00 ₽".
+const roubles = (money) => (money ? `${minorText(money.amountMinor, " ")} ₽` : "");
+
+// "500 000", "1234.50", "1234,5" → kopecks as a string, exactly (the text parsed, no floats).
+function kopecks(text, field) {
+  const clean = String(text).replace(/[\s\u00a0\u202f']/g, "").replace(/(₽|руб\.?|RUB)$/i, "");
+  const match = /^(\d{1,15})(?:[.,](\d{1,2}))?$/.exec(clean);
+  if (!match) throw new Error(`${field}: enter roubles, e.g. 500 000 or 1234.50`);
+  return (BigInt(match[1]) * 100n + BigInt((match[2] || "").padEnd(2, "0"))).toString();
+}
+
+const money = (text, field) => ({ amountMinor: kopecks(text, field), currency: "RUB" });
+
+// ---- people: shown by email, the id in the tooltip ------------------------------
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const people = new Map();  // user id → email ("" for a deleted account)
+
+function person(id) {
+  const span = document.createElement("span");
+  span.className = "person";
+  span.dataset.userId = id;
+  span.title = id;
+  span.textContent = id;
+  return span;
+}
+
+// Fills in the emails of the people shown under `root` (LookupUsers, 500 ids a call).
+async function showPeople(root) {
+  const spans = [...root.querySelectorAll("span.person:not(.named)")];
+  const wanted = [...new Set(spans.map((s) => s.dataset.userId))].filter((id) => UUID_RE.test(id) && !people.has(id));
+  for (let i = 0; i < wanted.length; i += 500) {
+    const batch = wanted.slice(i, i + 500);
+    const answer = await api("POST", "/v1/admin/users:lookup", { userIds: batch });
+    for (const u of answer.users || []) people.set(u.userId, u.email || "");
+  }
+  for (const span of spans) {
+    const email = people.get(span.dataset.userId);
+    if (email === undefined) continue;  // not a user (a service account, "migration")
+    span.classList.add("named");
+    span.textContent = email || "(deleted account)";
+  }
+}
+
+const named = (root) => showPeople(root).catch(() => {});  // ids stay when the look-up fails
 
 function claims(token) {
   const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
@@ -76,8 +249,8 @@ const statusName = (value, prefix) => String(value || "").replace(prefix, "");
 
 function discountText(spec) {
   if (spec.percentOff) return `${spec.percentOff}% off`;
-  if (spec.amountOff) return `${spec.amountOff.amountMinor / 100} ${spec.amountOff.currency} off`;
-  if (spec.fixedPrice) return `price ${spec.fixedPrice.amountMinor / 100} ${spec.fixedPrice.currency}`;
+  if (spec.amountOff) return `${roubles(spec.amountOff)} off`;
+  if (spec.fixedPrice) return `price ${roubles(spec.fixedPrice)}`;
   return "";
 }
 
@@ -89,23 +262,29 @@ function show(view) {
 }
 
 async function route() {
+  clearMessages();
   if (!state.token) { $("#nav").hidden = true; show("sign-in"); return; }
   $("#nav").hidden = false;
   const [view, arg] = location.hash.slice(1).split("/");
   try {
     if (view === "code" && arg) await openCode(decodeURIComponent(arg));
+    else if (view === "campaign" && arg) await openCampaign(decodeURIComponent(arg));
+    else if (view === "new-campaign") showNewCampaign();
+    else if (view === "codes") { show("codes"); await loadCodes(true); }
     else if (view === "users") { show("users"); await loadUsers(true); }
     else if (view === "groups") { show("groups"); await loadGroups(); }
     else if (view === "apply") show("apply");
     else if (view === "referrals") { show("referrals"); await loadReferrals(); }
     else if (view === "audit") { show("audit"); await loadAudit(true); }
-    else { show("codes"); await loadCodes(true); }
+    else { show("campaigns"); await loadCampaigns(true); }
   } catch (error) { handle(error); }
 }
 
-function handle(error) {
-  if (error.status === 401) { signOut(); say("Your session ended; sign in again.", "error"); return; }
-  say(error.message, "error");
+// An error shown next to the control that caused it; a session that cannot be renewed
+// signs out (the only way a session ends besides Sign out).
+function handle(error, near = null) {
+  if (error.status === 401) { sessionLost(); return; }
+  say(error.message, "error", near);
 }
 
 // ---- sign in / out -----------------------------------------------------------
@@ -116,37 +295,41 @@ async function signIn(event) {
   try {
     const tokens = await api("POST", "/v1/auth/login", { email: form.email.value, password: form.password.value });
     if (claims(tokens.accessToken).role !== "admin") {
-      say("This account is not an administrator.", "error");
+      say("This account is not an administrator.", "error", form);
       return;
     }
-    state.token = tokens.accessToken;
-    sessionStorage.setItem("token", state.token);
-    sessionStorage.setItem("refresh", tokens.refreshToken);
-    say("Signed in.");
-    location.hash = "#codes";
-    await route();
-  } catch (error) { say(`Sign-in failed: ${error.message}`, "error"); }
+    keepTokens(tokens);
+    form.reset();
+    // Route once: setting a new hash routes (hashchange); an unchanged one does not, so
+    // route here only then. (Doing both loaded the list twice: every row shown twice.)
+    if (!location.hash || location.hash === "#") location.hash = "#campaigns";
+    else await route();
+  } catch (error) { say(`Sign-in failed: ${error.message}`, "error", form); }
 }
 
-function signOut() {
+function signOut(tellServer = true) {
   const refresh = sessionStorage.getItem("refresh");
-  if (refresh) api("POST", "/v1/auth/logout", { refreshToken: refresh }).catch(() => {});
+  if (tellServer && refresh) api("POST", "/v1/auth/logout", { refreshToken: refresh }).catch(() => {});
+  clearTimeout(state.renewTimer);
   state.token = null;
   sessionStorage.clear();
-  say("Signed out.");
   route();
+  say("Signed out.", "ok", $("#sign-in"));
 }
 
 // ---- promo codes ---------------------------------------------------------------
 
 async function loadCodes(reset) {
   const form = $("#code-search");
-  if (reset) { state.codesPage = ""; $("#codes-table tbody").textContent = ""; }
+  const current = ticket("codes");
+  if (reset) state.codesPage = "";
   const params = new URLSearchParams({ pageSize: "25", query: form.query.value });
   if (form.status.value) params.set("status", `PROMO_CODE_STATUS_${form.status.value}`);
   if (state.codesPage) params.set("pageToken", state.codesPage);
   const page = await api("GET", `/v1/admin/promocodes?${params}`);
+  if (!current()) return;
   const body = $("#codes-table tbody");
+  if (reset) body.textContent = "";
   for (const code of page.promoCodes) {
     const row = body.insertRow();
     const link = document.createElement("a");
@@ -157,7 +340,8 @@ async function loadCodes(reset) {
     cell(row, discountText(code.spec));
     cell(row, code.usesTaken);
     cell(row, code.usesLeft ?? "unlimited");
-    cell(row, code.deactivated ? "" : button("Deactivate", () => deactivate(code.code), "secondary"));
+    const actions = cell(row, "");
+    if (!code.deactivated) actions.append(button("Deactivate", (e) => deactivate(code.code, e.target), "secondary"));
   }
   state.codesPage = page.nextPageToken;
   $("#codes-more").hidden = !page.nextPageToken;
@@ -173,8 +357,7 @@ function specFrom(form) {
     groupIds: lines(form.groupIds.value),
     description: form.description.value,
   };
-  const value = Number(form.value.value || 0);
-  spec[form.kind.value] = form.kind.value === "percentOff" ? value : { amountMinor: String(value), currency: "RUB" };
+  spec[form.kind.value] = form.kind.value === "percentOff" ? Number(form.value.value || 0) : money(form.value.value, "Value");
   if (form.startsAt.value) spec.startsAt = new Date(form.startsAt.value).toISOString();
   if (form.endsAt.value) spec.endsAt = new Date(form.endsAt.value).toISOString();
   return { ...spec, ...campaignRules(form) };
@@ -186,8 +369,9 @@ function campaignRules(form) {
     durationPeriods: Number(form.durationPeriods.value || 0),
     firstPurchaseOnly: form.firstPurchaseOnly.checked,
   };
+  const labels = { maxDiscount: "Percent cap", budget: "Budget", minPrice: "Minimum tariff price" };
   for (const name of ["maxDiscount", "budget", "minPrice"]) {
-    if (form[name].value !== "") rules[name] = { amountMinor: String(form[name].value), currency: "RUB" };
+    if (form[name] && form[name].value.trim() !== "") rules[name] = money(form[name].value, labels[name]);
   }
   return rules;
 }
@@ -205,18 +389,18 @@ async function exportCodes() {
   try {
     const response = await send("GET", `/v1/admin/promocodes:export?${params}`);
     download(await response.blob(), "promo-codes-export.csv");
-    say("Exported the codes found.");
-  } catch (error) { handle(error); }
+    say("Exported the codes found.", "ok", $("#export-codes"));
+  } catch (error) { handle(error, $("#export-codes")); }
 }
 
 async function importCodes() {
   const file = $("#import-file").files[0];
-  if (!file) { say("Choose a CSV file first.", "error"); return; }
+  if (!file) { say("Choose a CSV file first.", "error", $("#import-codes")); return; }
   try {
     const response = await send("POST", "/v1/admin/promocodes:import", await file.text(), "text/csv");
     showImport(await response.json());
     await loadCodes(true);
-  } catch (error) { handle(error); }
+  } catch (error) { handle(error, $("#import-codes")); }
 }
 
 function showImport(answer) {
@@ -240,9 +424,9 @@ async function createCode(event) {
   const form = event.target;
   try {
     const created = await api("POST", "/v1/admin/promocodes", { ...specFrom(form), code: form.code.value });
-    say(`Created ${created.code}.`);
+    say(`Created ${created.code}.`, "ok", form);
     await loadCodes(true);
-  } catch (error) { handle(error); }
+  } catch (error) { handle(error, form); }
 }
 
 async function generate() {
@@ -253,17 +437,25 @@ async function generate() {
     });
     const csv = "code\n" + made.codes.join("\n") + "\n";
     download(new Blob([csv], { type: "text/csv" }), `promo-codes-${made.codes.length}.csv`);
-    say(`Generated ${made.codes.length} codes.`);
+    say(`Generated ${made.codes.length} codes.`, "ok", form);
     await loadCodes(true);
-  } catch (error) { handle(error); }
+  } catch (error) { handle(error, form); }
 }
 
-async function deactivate(code) {
+const codePath = (code) => `/v1/admin/promocodes/${encodeURIComponent(code)}`;
+
+// Deactivate after a confirmation; the message beside `near` offers Undo (reactivate).
+// `after(promo)` redraws what shows the code.
+async function deactivate(code, near, after = () => route()) {
+  if (!await confirmAction(`Deactivate ${code}? It stops working at once; you can reactivate it.`, "Deactivate")) return;
   try {
-    await api("POST", `/v1/admin/promocodes/${encodeURIComponent(code)}/deactivate`, {});
-    say(`Deactivated ${code}.`);
-    await route();
-  } catch (error) { handle(error); }
+    await api("POST", `${codePath(code)}/deactivate`, {});
+    const place = (await after(await api("GET", codePath(code)))) || near;
+    sayWithUndo(`Deactivated ${code}.`, place, async () => {
+      const promo = await api("POST", `${codePath(code)}:reactivate`, {});
+      say(`Reactivated ${code}.`, "ok", (await after(promo)) || place);
+    });
+  } catch (error) { handle(error, near); }
 }
 
 // ---- one code's page -------------------------------------------------------------
@@ -299,9 +491,9 @@ async function openCode(code) {
     ["minimum price", rubles(spec.minPrice) || "none"], ["first purchase only", spec.firstPurchaseOnly ? "yes" : "no"],
   ]);
   budgetBar(report);
-  dailyChart(report.daily || []);
+  dailyChart(report.daily || [], $("#daily-chart"));
   $("#deactivate").hidden = promo.deactivated;
-  $("#deactivate").onclick = () => deactivate(promo.code);
+  $("#deactivate").onclick = () => deactivate(promo.code, $("#deactivate"));
   const byStatus = Object.entries(report.purchasesByStatus || {});
   cards($("#purchases-by-status"), byStatus);
   if (!byStatus.length) $("#purchases-by-status").textContent = "No purchases yet.";
@@ -328,10 +520,11 @@ async function openCode(code) {
   for (const r of rejected.rejections) {
     const row = body.insertRow();
     cell(row, new Date(r.occurredAt).toLocaleString());
-    cell(row, r.userId);
+    cell(row, person(r.userId));
     cell(row, r.tariffId);
     cell(row, r.reason);
   }
+  named(body);
 }
 
 function budgetBar(report) {
@@ -360,8 +553,7 @@ function svg(name, attributes, parent) {
 }
 
 // Grouped bars per UTC day, built as SVG nodes (no inline script or style: CSP-safe).
-function dailyChart(days) {
-  const root = $("#daily-chart");
+function dailyChart(days, root) {
   root.textContent = "";
   if (!days.length) { root.textContent = "No activity yet."; return; }
   const slot = 60, height = 160, bar = 11;
@@ -400,10 +592,14 @@ function dailyChart(days) {
 // ---- users and groups -------------------------------------------------------------
 
 async function loadUsers(reset) {
-  if (reset) { state.usersPage = ""; $("#users-table tbody").textContent = ""; }
+  const current = ticket("users");
+  if (reset) state.usersPage = "";
   const params = new URLSearchParams({ pageSize: "50" });
+  if (state.usersEmail) params.set("email", state.usersEmail);
   if (state.usersPage) params.set("pageToken", state.usersPage);
   const page = await api("GET", `/v1/admin/users?${params}`);
+  if (!current()) return;
+  if (reset) $("#users-table tbody").textContent = "";
   renderUsers(page.users);
   state.usersPage = page.nextPageToken;
   $("#users-more").hidden = !page.nextPageToken;
@@ -420,28 +616,42 @@ function renderUsers(users) {
     cell(row, statusName(user.role, "ROLE_").toLowerCase());
     cell(row, badge(status), "status");
     const next = status === "BLOCKED" ? "ACTIVE" : "BLOCKED";
-    cell(row, status === "DELETED" ? "" : button(status === "BLOCKED" ? "Unblock" : "Block", () => setStatus(user.userId, next), "secondary"));
+    cell(row, status === "DELETED" ? "" : button(status === "BLOCKED" ? "Unblock" : "Block", (e) => setStatus(user.userId, next, e.target), "secondary"));
   }
 }
 
+// By id (exactly), or by email: the accounts whose email starts with what was typed.
 async function findUser(event) {
   event.preventDefault();
+  const form = event.target;
+  const who = form.who.value.trim();
   try {
-    const user = await api("GET", `/v1/admin/users/${encodeURIComponent(event.target.userId.value.trim())}`);
-    $("#users-table tbody").textContent = "";
-    $("#users-more").hidden = true;
-    renderUsers([user]);
-  } catch (error) { handle(error); }
+    if (UUID_RE.test(who)) {
+      const user = await api("GET", `/v1/admin/users/${encodeURIComponent(who)}`);
+      ticket("users");
+      $("#users-table tbody").textContent = "";
+      $("#users-more").hidden = true;
+      renderUsers([user]);
+      say("Found 1 user.", "ok", form);
+      return;
+    }
+    state.usersEmail = who;
+    await loadUsers(true);
+    const count = $("#users-table tbody").rows.length;
+    say(count ? `Found ${count}${$("#users-more").hidden ? "" : "+"} users whose email starts with ${who}.` : `No user's email starts with ${who}.`, count ? "ok" : "error", form);
+  } catch (error) { handle(error, form); }
 }
 
-async function setStatus(userId, status) {
+async function setStatus(userId, status, near) {
   try {
     await api("POST", `/v1/admin/users/${userId}/status`, { status: `USER_STATUS_${status}`, reason: "admin console" });
-    say(`User ${status === "BLOCKED" ? "blocked" : "unblocked"}.`);
-    const found = $("#user-find").userId.value.trim();
-    if (found === userId) { $("#users-table tbody").textContent = ""; renderUsers([await api("GET", `/v1/admin/users/${userId}`)]); }
-    else await loadUsers(true);
-  } catch (error) { handle(error); }
+    const row = $(`#users-table tr[data-user-id="${userId}"]`);
+    const user = await api("GET", `/v1/admin/users/${userId}`);
+    renderUsers([user]);  // appended last: put it in place of the old row
+    const added = $("#users-table tbody").lastElementChild;
+    if (row) row.replaceWith(added);
+    say(`User ${status === "BLOCKED" ? "blocked" : "unblocked"}.`, "ok", $("button", added) || near);
+  } catch (error) { handle(error, near); }
 }
 
 async function loadGroups() {
@@ -460,9 +670,9 @@ async function createGroup(event) {
   event.preventDefault();
   try {
     const group = await api("POST", "/v1/admin/groups", { name: event.target.name.value });
-    say(`Created group ${group.name}.`);
+    say(`Created group ${group.name}.`, "ok", event.target);
     await loadGroups();
-  } catch (error) { handle(error); }
+  } catch (error) { handle(error, event.target); }
 }
 
 async function changeMembers(add) {
@@ -470,9 +680,9 @@ async function changeMembers(add) {
   const groupId = form.groupId.value.trim();
   try {
     const group = await api("POST", `/v1/admin/groups/${groupId}/members:${add ? "add" : "remove"}`, { userIds: lines(form.userIds.value) });
-    say(`${group.name} has ${group.memberCount} members.`);
+    say(`${group.name} has ${group.memberCount} members.`, "ok", form);
     await loadGroups();
-  } catch (error) { handle(error); }
+  } catch (error) { handle(error, form); }
 }
 
 // ---- bulk apply ---------------------------------------------------------------------
@@ -490,13 +700,14 @@ async function bulkApply(event) {
     for (const r of result.results) {
       const row = body.insertRow();
       row.dataset.userId = r.userId;
-      cell(row, r.userId);
+      cell(row, person(r.userId));
       if (r.purchase) { applied += 1; cell(row, `applied: purchase ${r.purchase.purchaseId}`, "ok"); }
       else cell(row, `failed: ${r.reason}`, "failed");
     }
     const total = result.results.length;
     $("#apply-summary").textContent = applied === total ? `Applied for all ${total} users.` : `Partial success: applied for ${applied} of ${total} users.`;
-  } catch (error) { handle(error); }
+    named(body);
+  } catch (error) { handle(error, form); }
 }
 
 // ---- referral program ----------------------------------------------------------------
@@ -523,16 +734,15 @@ function bars(root, counts, emptyText) {
 
 const DISCOUNT_KINDS = ["percentOff", "amountOff", "fixedPrice"];
 
-function discountInput(kind, value) {
-  const n = Number(value);
-  return kind === "percentOff" ? { percentOff: n } : { [kind]: { amountMinor: String(n), currency: "RUB" } };
+function discountInput(kind, value, field) {
+  return kind === "percentOff" ? { percentOff: Number(value) } : { [kind]: money(value, field) };
 }
 
 function showDiscount(form, prefix, discount) {
   const kind = DISCOUNT_KINDS.find((k) => discount && discount[k] !== undefined) || "percentOff";
   form[`${prefix}Kind`].value = kind;
   const value = discount ? discount[kind] : 0;
-  form[`${prefix}Value`].value = kind === "percentOff" ? value : Number(value.amountMinor);
+  form[`${prefix}Value`].value = kind === "percentOff" ? value : minorText(value.amountMinor);
 }
 
 async function loadReferrals() {
@@ -559,9 +769,10 @@ async function loadReferrals() {
   for (const t of report.topReferrers || []) {
     const row = body.insertRow();
     row.dataset.userId = t.userId;
-    cell(row, t.userId); cell(row, t.code); cell(row, t.referredCount || 0); cell(row, t.rewardsIssued || 0);
+    cell(row, person(t.userId)); cell(row, t.code); cell(row, t.referredCount || 0); cell(row, t.rewardsIssued || 0);
   }
   if (!(report.topReferrers || []).length) cell(body.insertRow(), "No referrals yet.");
+  named(body);
   await loadHeldReferrals();
 }
 
@@ -575,27 +786,25 @@ async function loadHeldReferrals() {
     const row = body.insertRow();
     row.dataset.referralId = r.referralId;
     cell(row, r.createdAt || ""); cell(row, SIGNALS[r.signal] || r.signal || "");
-    cell(row, r.referrerId); cell(row, r.refereeId); cell(row, r.code);
+    cell(row, person(r.referrerId)); cell(row, person(r.refereeId)); cell(row, r.code);
     const actions = row.insertCell();
     for (const [label, approve] of [["Approve", true], ["Reject", false]]) {
-      const button = document.createElement("button");
-      button.type = "button"; button.textContent = label;
-      button.addEventListener("click", () => reviewReferral(r.referralId, approve));
-      actions.append(button);
+      actions.append(button(label, (e) => reviewReferral(r.referralId, approve, e.target)));
     }
   }
   if (!(page.referrals || []).length) cell(body.insertRow(), "No referral is held for review.");
+  named(body);
 }
 
-async function reviewReferral(referralId, approve) {
+async function reviewReferral(referralId, approve, near) {
   const what = approve ? "Approve this referral and release its reward now?" : "Reject this referral? Its referrer gets no reward.";
-  if (!window.confirm(what)) return;
+  if (!await confirmAction(what, approve ? "Approve" : "Reject")) return;
   try {
     const done = await api("POST", `/v1/admin/referrals/${encodeURIComponent(referralId)}:review`, { approve });
     const state = String(done.state || "").replace("REFERRAL_REWARD_STATE_", "");
-    say(approve ? `Referral approved: ${state}.` : `Referral rejected: ${state}.`);
     await loadReferrals();
-  } catch (error) { handle(error); }
+    say(approve ? `Referral approved: ${state}.` : `Referral rejected: ${state}.`, "ok", $("#held-referrals"));
+  } catch (error) { handle(error, near); }
 }
 
 async function saveReferralProgram(event) {
@@ -604,35 +813,40 @@ async function saveReferralProgram(event) {
   try {
     await api("PUT", "/v1/admin/referral-program", {
       enabled: form.enabled.checked,
-      referee: discountInput(form.refereeKind.value, form.refereeValue.value),
-      reward: discountInput(form.rewardKind.value, form.rewardValue.value),
+      referee: discountInput(form.refereeKind.value, form.refereeValue.value, "New user's discount"),
+      reward: discountInput(form.rewardKind.value, form.rewardValue.value, "Referrer's reward"),
       rewardValidDays: Number(form.rewardValidDays.value),
       maxRewardsPerReferrer: Number(form.maxRewardsPerReferrer.value),
       maxRewardsPerReferrerPerDay: Number(form.maxRewardsPerReferrerPerDay.value),
       rewardHoldSeconds: String(Number(form.rewardHoldSeconds.value)),
     });
-    say("Referral program saved.");
     await loadReferrals();
-  } catch (error) { handle(error); }
+    say("Referral program saved.", "ok", form);
+  } catch (error) { handle(error, form); }
 }
 
 // ---- wiring ---------------------------------------------------------------------------
 
 $("#sign-in").addEventListener("submit", signIn);
 $("#sign-out").addEventListener("click", signOut);
-$("#code-search").addEventListener("submit", (e) => { e.preventDefault(); loadCodes(true).catch(handle); });
-$("#codes-more").addEventListener("click", () => loadCodes(false).catch(handle));
+$("#code-search").addEventListener("submit", (e) => { e.preventDefault(); loadCodes(true).catch((error) => handle(error, e.target)); });
+$("#codes-more").addEventListener("click", (e) => loadCodes(false).catch((error) => handle(error, e.target)));
 $("#create-code").addEventListener("submit", createCode);
 $("#generate").addEventListener("click", generate);
 $("#export-codes").addEventListener("click", exportCodes);
 $("#import-codes").addEventListener("click", importCodes);
-$("#users-more").addEventListener("click", () => loadUsers(false).catch(handle));
+$("#users-more").addEventListener("click", (e) => loadUsers(false).catch((error) => handle(error, e.target)));
 $("#user-find").addEventListener("submit", findUser);
-$("#users-all").addEventListener("click", () => { $("#user-find").reset(); loadUsers(true).catch(handle); });
+$("#users-all").addEventListener("click", () => {
+  $("#user-find").reset();
+  state.usersEmail = "";
+  loadUsers(true).catch((error) => handle(error, $("#user-find")));
+});
 $("#create-group").addEventListener("submit", createGroup);
 $("#members").addEventListener("submit", (e) => { e.preventDefault(); changeMembers(true); });
 $("#remove-members").addEventListener("click", () => changeMembers(false));
 $("#bulk-apply").addEventListener("submit", bulkApply);
 $("#referral-program").addEventListener("submit", saveReferralProgram);
-window.addEventListener("hashchange", () => { say(""); route(); });
-route();
+window.addEventListener("hashchange", () => route());
+// After every script of the page (campaigns.js, audit.js) has defined its part.
+document.addEventListener("DOMContentLoaded", () => { scheduleRenewal(); route(); });

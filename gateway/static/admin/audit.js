@@ -23,21 +23,28 @@ function renderAudit(events) {
   for (const event of events) {
     const row = body.insertRow();
     cell(row, new Date(event.at).toLocaleString());
-    cell(row, event.actorId || "(no valid token)");
+    cell(row, event.actorId ? person(event.actorId) : "(no valid token)");
     cell(row, event.method.split("/").pop());
-    cell(row, event.target);
+    cell(row, UUID_RE.test(event.target || "") ? person(event.target) : event.target);
     cell(row, badge(event.outcome), "status");
     cell(row, event.clientAddress);
   }
+  named(body);
 }
 
 async function loadAudit(reset) {
-  if (reset) { auditState.page = ""; $("#audit-table tbody").textContent = ""; }
+  const current = ticket("audit");
+  if (reset) auditState.page = "";
   const page = await api("GET", `${$("#audit-filter").trail.value}?${auditParams()}`);
+  if (!current()) return;
+  if (reset) $("#audit-table tbody").textContent = "";
   renderAudit(page.events);
   auditState.page = page.nextPageToken;
   $("#audit-more").hidden = !page.nextPageToken;
 }
 
-$("#audit-filter").addEventListener("submit", (event) => { event.preventDefault(); loadAudit(true).catch(handle); });
-$("#audit-more").addEventListener("click", () => loadAudit(false).catch(handle));
+$("#audit-filter").addEventListener("submit", (event) => {
+  event.preventDefault();
+  loadAudit(true).catch((error) => handle(error, event.target));
+});
+$("#audit-more").addEventListener("click", (e) => loadAudit(false).catch((error) => handle(error, e.target)));
