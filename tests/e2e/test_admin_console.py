@@ -293,10 +293,11 @@ async def test_the_audit_page_shows_both_trails(browser: Browser, system: dict[s
     form = page.locator("#audit-filter")
     await form.locator("[name=target]").fill(user["id"])
     await form.locator("button[type=submit]").click()
-    rows = page.locator("#audit-table tbody tr")
+    # GetUser, and (the page showing people by email) the LookupUsers that named them.
+    rows = page.locator("#audit-table tbody tr", has_text="GetUser")
     await expect(rows).to_have_count(1)
-    await expect(rows.first).to_contain_text("GetUser")
     await expect(rows.first.locator(".status")).to_have_text("OK")
+    await expect(rows.first).to_contain_text(user["email"])  # the target, by email
 
     # Loyalty's trail holds the console's own listing of codes, under the same admin.
     await _codes_page(page)
