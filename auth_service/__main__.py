@@ -26,6 +26,8 @@ from common.telemetry import logs, sentry, tracing
 from common.telemetry.metrics import serve as serve_metrics
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations" / "auth"
+# Server-side functions, one a file, applied as repeatable scripts after the migrations.
+FUNCTIONS = Path(__file__).resolve().parent / "store" / "sql"
 log = logs.get_logger("auth")
 
 
@@ -124,7 +126,7 @@ def main(argv: list[str]) -> None:
     sentry.init(settings.sentry_dsn, "auth")
     tracing.setup("auth")
     if args.command == "migrate":
-        applied = eventloop.run(migrate(settings.auth_direct_url, MIGRATIONS))
+        applied = eventloop.run(migrate(settings.auth_direct_url, MIGRATIONS, FUNCTIONS))
         print(f"auth: {len(applied)} migration(s) applied")
     elif args.command == "create-admin":
         eventloop.run(create_admin(settings, args.email))

@@ -87,7 +87,9 @@ async def seed_pem(settings: AuthSettings, pool: Pool) -> str:
             " AUTH_JWT_PRIVATE_KEY_FILE (an Ed25519 private key, PEM); only development"
             " runs on a generated key"
         )
-    log.info(
+    # A warning on purpose: outside development this is refused, and a clean start of a
+    # configured system logs none.
+    log.warning(
         "development_signing_key",
         detail="no key configured: a generated key kept in the auth database seeds the keys;"
         " set AUTH_JWT_PRIVATE_KEY(_FILE) outside development",

@@ -1,10 +1,12 @@
 """Whether a user may apply a code to a tariff now, and if not, the one reason why.
 
 The checks run in a fixed order, so an attempt that fails several ways reports the first:
-the code exists, the user may buy at all, the code is live (not deactivated nor its campaign
-ended, its campaign not paused, started, not expired), the tariff exists and the code covers
-it and costs at least the code's minimum, the user is in the code's audience, it is their
-first purchase when the code asks for one, and last the counters (uses left, of the code then
+the code exists, the user may buy at all, the user is in the code's audience (so that someone
+outside it learns nothing more about the code: not whether it is live, nor its tariffs or
+dates; the answer spends a guess of the guessing throttle), the code is live (not deactivated
+nor its campaign ended, its campaign not paused, started, not expired), the tariff exists and
+the code covers it and costs at least the code's minimum, it is their first purchase when
+the code asks for one, and last the counters (uses left, of the code then
 of its campaign; budget left for this discount, the code's then the campaign's; then the
 user's own limit) — those are re-checked atomically in the database when a use is taken."""
 
@@ -87,6 +89,8 @@ def rejection_reason(attempt: Attempt) -> Reason | None:
         return Reason.PROMO_CODE_NOT_FOUND
     if attempt.user_status in USER_STATUS_REASON:
         return USER_STATUS_REASON[attempt.user_status]
+    if not attempt.in_audience:
+        return Reason.PROMO_CODE_NOT_FOR_USER
     status = status_of(code, attempt.now)
     if status is not CodeStatus.DEACTIVATED and code.campaign_status == "PAUSED":
         return Reason.PROMO_CODE_CAMPAIGN_PAUSED
@@ -96,8 +100,6 @@ def rejection_reason(attempt: Attempt) -> Reason | None:
     if tariff_reason is not None:
         return tariff_reason
     assert attempt.tariff is not None
-    if not attempt.in_audience:
-        return Reason.PROMO_CODE_NOT_FOR_USER
     if code.first_purchase_only and attempt.has_purchase:
         return Reason.PROMO_CODE_FIRST_PURCHASE_ONLY
     return _counter_reason(code, attempt.tariff, attempt.user_uses)

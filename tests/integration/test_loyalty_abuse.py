@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.access.revocation import RevocationList
 from loyalty_service.jobs.sweeper import forget_old_rejections
@@ -193,3 +194,33 @@ async def test_rejection_rows_expire_but_their_counts_stay(
         promo_pb2.GetPromoCodeReportRequest(code=code), metadata=admin.metadata()
     )
     assert dict(report.rejections_by_reason) == {"PROMO_CODE_NOT_FOR_TARIFF": 3}
+
+
+async def test_outside_the_audience_a_private_code_tells_nothing_and_costs_a_guess(
+    make_loyalty: Any, auth_server: AuthTestServer, admin: TestUser
+) -> None:
+    """A private code, expired and for another tariff: its audience hears EXPIRED, anyone
+    else only NOT_FOR_USER (not that it expired, nor its tariffs), and that answer spends a
+    guess like a code that does not exist."""
+    server = await make_loyalty(
+        loyalty_promo_failures_per_user=3, loyalty_promo_failure_window_seconds=600
+    )
+    member, stranger = auth_server.token_for(), auth_server.token_for()
+    code = new_code()
+    await server.create_code(
+        admin,
+        code=code,
+        percent_off=10,
+        all_users=False,
+        user_ids=[member.user_id],
+        tariff_ids=["yearly"],
+        starts_at=Timestamp(seconds=1_000_000_000),
+        ends_at=Timestamp(seconds=1_000_000_100),
+    )
+    expired = error_info(await rejected(apply(server, member, code), Code.FAILED_PRECONDITION))
+    assert expired.reason == "PROMO_CODE_EXPIRED"
+    for _ in range(3):
+        refused = await rejected(apply(server, stranger, code), Code.PERMISSION_DENIED)
+        assert error_info(refused).reason == "PROMO_CODE_NOT_FOR_USER"
+    throttled = await rejected(apply(server, stranger, code), Code.RESOURCE_EXHAUSTED)
+    assert error_info(throttled).reason == "TOO_MANY_PROMO_ATTEMPTS"

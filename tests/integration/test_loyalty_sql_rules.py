@@ -439,9 +439,18 @@ CASES: dict[str, tuple[Setup, Reason | None]] = {
         _plain(currency="USD", min_price_minor=30000),
         Reason.PROMO_CODE_NOT_FOR_TARIFF,
     ),
+    # Outside the audience nothing else about the code is told (issue 26).
     "below the minimum and not in the audience": (
         _plain(min_price_minor=30000, all_users=False),
-        Reason.PROMO_CODE_BELOW_MINIMUM,
+        Reason.PROMO_CODE_NOT_FOR_USER,
+    ),
+    "expired, not for the tariff and not in the audience": (
+        _plain(ends_at=NOW - DAY, tariff_ids=["yearly"], all_users=False),
+        Reason.PROMO_CODE_NOT_FOR_USER,
+    ),
+    "deactivated and not in the audience": (
+        _plain(deactivated_at=NOW - DAY, all_users=False),
+        Reason.PROMO_CODE_NOT_FOR_USER,
     ),
     "not in the audience and exhausted": (
         _exhausted_by_the_audience,
@@ -476,7 +485,7 @@ CASES: dict[str, tuple[Setup, Reason | None]] = {
     ),
     "campaign paused, not in the audience": (
         _in_campaign("PAUSED", all_users=False),
-        Reason.PROMO_CODE_CAMPAIGN_PAUSED,
+        Reason.PROMO_CODE_NOT_FOR_USER,
     ),
     "campaign paused, code deactivated": (
         _in_campaign("PAUSED", deactivated_at=NOW - DAY),

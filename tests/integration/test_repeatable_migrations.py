@@ -1,4 +1,4 @@
-"""The server-side functions as repeatable scripts (loyalty_service/store/sql/): a fresh
+"""The server-side functions as repeatable scripts (<service>/store/sql/): a fresh
 database and one deployed before they were files end alike; an edited file is applied again,
 and only it; replicas migrating at once do not fail; a broken file changes nothing."""
 
@@ -20,6 +20,7 @@ import pytest
 
 from common.storage.migrations import MigrationError, drop_database, migrate
 from tests.conftest import PG
+from tests.fixtures.auth import AUTH_FUNCTIONS, AUTH_MIGRATIONS
 from tests.fixtures.loyalty import LOYALTY_FUNCTIONS, LOYALTY_MIGRATIONS
 
 FILES = sorted(p.name for p in LOYALTY_FUNCTIONS.glob("*.sql"))
@@ -109,15 +110,20 @@ async def test_a_fresh_database_and_one_deployed_before_the_files_end_alike(
         assert rows == deployed_schema[part], part
 
 
+@pytest.mark.parametrize(
+    ("migrations", "functions"),
+    [(LOYALTY_MIGRATIONS, LOYALTY_FUNCTIONS), (AUTH_MIGRATIONS, AUTH_FUNCTIONS)],
+    ids=["loyalty", "auth"],
+)
 async def test_every_server_side_function_is_one_file_named_after_it(
-    new_database: Database,
+    new_database: Database, migrations: Path, functions: Path
 ) -> None:
     dsn = await new_database()
-    await migrate(dsn, LOYALTY_MIGRATIONS, LOYALTY_FUNCTIONS)
+    await migrate(dsn, migrations, functions)
     # One row per name: a signature changed by CREATE OR REPLACE alone leaves an overload.
     names = [row[0] for row in await _fetch(dsn, SCHEMA["functions"])]
     declared = {}
-    for path in LOYALTY_FUNCTIONS.glob("*.sql"):
+    for path in functions.glob("*.sql"):  # noqa: ASYNC240 (a test, a few small files)
         [function] = re.findall(r"(?im)^CREATE OR REPLACE FUNCTION (\w+)\(", path.read_text())
         declared[re.sub(r"^\d+_", "", path.stem)] = function
     assert all(stem == function for stem, function in declared.items()), declared

@@ -182,10 +182,11 @@ async def test_refund_racing_cancel_and_confirm_keeps_the_counters_exact(
 async def test_the_farm_cannot_confirm_its_own_purchases(
     loyalty_server: LoyaltyTestServer, admin: TestUser, auth_server: AuthTestServer
 ) -> None:
-    """Twenty new users, each from its own address (the gateway's signed address is what
-    test_client_address.py proves; here the refusal does not depend on it), buy with one
-    referrer's code and confirm their own purchases: every confirm is refused, no reward
-    exists, and the referrer's report shows none."""
+    """Twenty new users, each from its own address (referral_helpers.use passes each user's
+    own, as a trusted gateway does), buy with one referrer's code and confirm their own
+    purchases: every confirm is refused, no reward exists, and the referrer's report shows
+    none. Before settlement was the payment side's, the same twenty confirms earned the
+    referrer twenty rewards."""
     await set_program(loyalty_server.admin, admin, reward_hold_seconds=0)
     referrer = auth_server.token_for()
     code = await code_of(loyalty_server.promo, referrer)

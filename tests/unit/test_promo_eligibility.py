@@ -63,10 +63,10 @@ def test_the_first_failing_check_wins() -> None:
         replace(CODE, deactivated=True, uses=10), None, UserStatus.BLOCKED, False, 5, NOW
     )
     assert rejection_reason(everything_wrong) is Reason.USER_BLOCKED
-    assert (
-        rejection_reason(replace(everything_wrong, user_status=UserStatus.ACTIVE))
-        is Reason.PROMO_CODE_INACTIVE
-    )
+    active = replace(everything_wrong, user_status=UserStatus.ACTIVE)
+    # Outside the audience a user learns nothing more about the code, not even that it is off.
+    assert rejection_reason(active) is Reason.PROMO_CODE_NOT_FOR_USER
+    assert rejection_reason(replace(active, in_audience=True)) is Reason.PROMO_CODE_INACTIVE
 
 
 def test_unlimited_codes_and_users() -> None:

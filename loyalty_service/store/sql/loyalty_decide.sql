@@ -30,6 +30,15 @@ BEGIN
         d.reason := 'USER_BLOCKED';
     ELSIF v_status = 'DELETED' THEN
         d.reason := 'USER_DELETED';
+    -- Outside a code's audience a user learns nothing else about it (not whether it is
+    -- live, nor its tariffs or dates): the one answer a guess spends a token on.
+    ELSIF c.referrer_id IS NULL AND NOT (c.all_users
+                   OR EXISTS (SELECT 1 FROM promo_code_users a
+                               WHERE a.code = c.code AND a.user_id = p_user)
+                   OR EXISTS (SELECT 1 FROM promo_code_groups g
+                                JOIN group_members m USING (group_id)
+                               WHERE g.code = c.code AND m.user_id = p_user)) THEN
+        d.reason := 'PROMO_CODE_NOT_FOR_USER';
     ELSIF c.deactivated_at IS NOT NULL OR k.status = 'ENDED' THEN
         d.reason := 'PROMO_CODE_INACTIVE';
     ELSIF c.referrer_id IS NOT NULL THEN
@@ -70,13 +79,6 @@ BEGIN
             d.reason := 'PROMO_CODE_NOT_FOR_TARIFF';
         ELSIF c.min_price_minor IS NOT NULL AND t.price_minor < c.min_price_minor THEN
             d.reason := 'PROMO_CODE_BELOW_MINIMUM';
-        ELSIF NOT (c.all_users
-                   OR EXISTS (SELECT 1 FROM promo_code_users a
-                               WHERE a.code = c.code AND a.user_id = p_user)
-                   OR EXISTS (SELECT 1 FROM promo_code_groups g
-                                JOIN group_members m USING (group_id)
-                               WHERE g.code = c.code AND m.user_id = p_user)) THEN
-            d.reason := 'PROMO_CODE_NOT_FOR_USER';
         ELSIF c.first_purchase_only AND EXISTS (
                 SELECT 1 FROM purchases p WHERE p.user_id = p_user
                    AND p.status IN ('PENDING', 'COMPLETED')) THEN
