@@ -24,8 +24,9 @@ from pamqp.commands import Basic
 
 from auth_service.keys import new_private_pem
 from common.messaging.broker import CONTENT_TYPE, declare_exchange
+from common.storage.migrations import drop_database
 from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
-from tests.conftest import TEST_ENV, free_port
+from tests.conftest import PG, TEST_ENV, free_port
 from tests.e2e.processes import ROOT, run, start, stop, wait_serving
 from tests.fixtures.auth import PASSWORD, unique_email
 from tests.fixtures.sync import eventually
@@ -353,12 +354,29 @@ async def test_the_loyalty_process_reports_a_dead_letter_to_sentry() -> None:
 
 async def test_a_clean_start_logs_no_warning() -> None:
     """Auth, then loyalty, each with its workers, configured as in production (a signing key
-    of their own: the generated development key is announced by a warning on purpose) on an
-    empty Redis (a key prefix no one used: no revocation list yet, as on a first start): not
-    one line at warning level or above."""
+    of their own: the generated development key is announced by a warning on purpose) on new
+    databases and an empty Redis (a key prefix no one used: no revocation list yet, as on a
+    first start): not one line at warning level or above. (On the run's databases, sessions
+    other tests revoked would be restored into the new prefix, which is worth a warning.)"""
     auth_address, loyalty_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    own = uuid.uuid4().hex[:8]
+    databases = {
+        "AUTH_DATABASE_URL": f"{PG}/clean_auth_{own}",
+        "LOYALTY_DATABASE_URL": f"{PG}/clean_loyalty_{own}",
+    }
+    try:
+        await _start_cleanly(auth_address, loyalty_address, own, databases)
+    finally:
+        for dsn in databases.values():
+            await drop_database(dsn)
+
+
+async def _start_cleanly(
+    auth_address: str, loyalty_address: str, own: str, databases: dict[str, str]
+) -> None:
     env = _quiet_env(
-        REDIS_KEY_PREFIX=f"clean-{uuid.uuid4().hex[:8]}:",
+        **databases,
+        REDIS_KEY_PREFIX=f"clean-{own}:",
         AUTH_GRPC_ADDR=auth_address,
         LOYALTY_GRPC_ADDR=loyalty_address,
         AUTH_DB_POOL_SIZE="4",

@@ -166,6 +166,16 @@ async def test_black_friday_budget_is_spent_exactly_by_200_racing_clients(
     assert await live_discounts(pool, campaign) == (300, budget)
     last = await use(http, buyer, next(c for c in codes if c not in {fresh, *race.used}))
     assert reason(last) == "PROMO_CODE_BUDGET_SPENT"
+    await end_campaign(http, admin, campaign)
+
+
+async def end_campaign(http: httpx.AsyncClient, admin: TestUser, campaign: str) -> None:
+    """The promotion is over: its thousands of codes, open to everyone, leave every user's
+    active list (the other tests of the run list theirs)."""
+    ended = await http.post(
+        f"/v1/admin/campaigns/{campaign}:end", json={}, headers=bearer(admin.access_token)
+    )
+    assert ended.status_code == 200, ended.text
 
 
 async def test_a_budget_of_no_whole_number_of_discounts_is_never_exceeded(
@@ -181,6 +191,7 @@ async def test_a_budget_of_no_whole_number_of_discounts_is_never_exceeded(
     uses, total = await live_discounts(loyalty_server.app.pool, campaign)
     assert uses == 40 and total == 40 * DISCOUNT <= budget
     assert len(set(race.used)) == len(race.used) == 40
+    await end_campaign(http, admin, campaign)
 
 
 async def test_an_ended_campaign_answers_inactive_and_stays_ended(
