@@ -75,6 +75,10 @@ class NoSigningKey(SystemExit):
     """Outside development, auth does not start without a configured signing key."""
 
 
+def _configured(settings: AuthSettings) -> bool:
+    return bool(settings.auth_jwt_private_key or settings.auth_jwt_private_key_file)
+
+
 async def seed_pem(settings: AuthSettings, pool: Pool) -> str:
     """The key the first start puts in the table: the configured one, or in development the
     generated key kept from before keys had states (so its tokens stay valid)."""
@@ -115,7 +119,8 @@ def signing_keys(settings: AuthSettings, pool: Pool, issuer: TokenIssuer | None)
 async def load_issuer(settings: AuthSettings, pool: Pool) -> tuple[TokenIssuer, SigningKeys]:
     keys = signing_keys(settings, pool, None)
     issuer = TokenIssuer(
-        await keys.start(await seed_pem(settings, pool)), settings.auth_access_ttl_seconds
+        await keys.start(await seed_pem(settings, pool), configured=_configured(settings)),
+        settings.auth_access_ttl_seconds,
     )
     return issuer, signing_keys(settings, pool, issuer)
 

@@ -34,6 +34,26 @@ class PgSigningKeys:
             pem,
         )
 
+    async def take_over(self, kid: str, pem: str, retire_after_seconds: float) -> None:
+        """A configured key the table has never held becomes current, and the current one
+        previous (published until its tokens expire); a key it holds, in any state, changes
+        nothing. Replicas starting together queue on a transaction lock."""
+        async with self._conn.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('signing_keys'))")
+            if await conn.fetchval("SELECT 1 FROM signing_keys WHERE kid = $1", kid):
+                return
+            await conn.execute(
+                "UPDATE signing_keys SET state = 'previous',"
+                " retire_at = now() + make_interval(secs => $1) WHERE state = 'current'",
+                retire_after_seconds,
+            )
+            await conn.execute(
+                "INSERT INTO signing_keys (kid, private_pem, state, activated_at)"
+                " VALUES ($1, $2, 'current', now())",
+                kid,
+                pem,
+            )
+
     async def published(self) -> list[StoredKey]:
         rows = await self._conn.fetch(
             "SELECT kid, private_pem, state FROM signing_keys WHERE state = ANY($1::text[])"

@@ -22,6 +22,8 @@ RETIRE_MARGIN_SECONDS = 30.0
 class SigningKeyStore(Protocol):
     async def seed(self, kid: str, pem: str) -> None: ...
 
+    async def take_over(self, kid: str, pem: str, retire_after_seconds: float) -> None: ...
+
     async def published(self) -> list[StoredKey]: ...
 
     async def add_next(self, kid: str, pem: str) -> bool: ...
@@ -61,10 +63,16 @@ class SigningKeys:
         """A replica not seen for this long is gone (a live one reports every refresh)."""
         return max(5.0, self._refresh_seconds * 5)
 
-    async def start(self, seed_pem: str) -> KeyRing:
-        """The first start seeds the table with `seed_pem`; later starts read what is there."""
+    async def start(self, seed_pem: str, configured: bool = False) -> KeyRing:
+        """The first start seeds the table with `seed_pem`; later starts read what is there,
+        except that a configured key the table never held takes over (the old key stays
+        published as previous): setting AUTH_JWT_PRIVATE_KEY and restarting still rotates."""
         seed = signing_key(seed_pem)
-        await self._store.seed(seed.kid, seed_pem)
+        if configured:
+            retire = self._access_ttl + RETIRE_MARGIN_SECONDS
+            await self._store.take_over(seed.kid, seed_pem, retire)
+        else:
+            await self._store.seed(seed.kid, seed_pem)
         return await self.refresh()
 
     async def refresh(self) -> KeyRing:
