@@ -16,6 +16,7 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
+from auth_service import app
 from auth_service.domain import Role, Status, User
 from auth_service.keys import (
     KeyState,
@@ -208,3 +209,24 @@ async def _keep_reporting(conn: asyncpg.Connection, kids: list[str]) -> None:
             kids,
         )
         await asyncio.sleep(0.1)
+
+
+async def test_a_configured_key_never_seen_takes_over_and_the_old_one_stays_published(
+    replicas: list[Replica],
+) -> None:
+    """Setting AUTH_JWT_PRIVATE_KEY to a new key and restarting still rotates: the new key
+    becomes current, the old one previous (published); starting with it again changes nothing."""
+    server = replicas[0].server
+    old_kid = server.app.accounts.issuer.key.kid
+    pem = new_private_pem()
+    new_kid = signing_key(pem).kid
+    keys = app.signing_keys(server.app.settings, server.app.pool, None)
+    for _ in range(2):
+        await keys.start(pem, configured=True)
+    conn = await asyncpg.connect(DATABASE)
+    try:
+        assert await _states(conn) == {old_kid: "previous", new_kid: "current"}
+    finally:
+        await conn.close()
+    ring = await keys.refresh()
+    assert ring.current.kid == new_kid and set(ring.kids) == {old_kid, new_kid}
