@@ -29,6 +29,7 @@ from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from tests.conftest import PG, TEST_ENV, free_port
 from tests.e2e.processes import ROOT, run, start, stop, wait_serving
 from tests.fixtures.auth import PASSWORD, unique_email
+from tests.fixtures.cleanup import _drop_broker_names
 from tests.fixtures.sync import eventually
 from tests.tcp_proxy import TcpProxy
 
@@ -364,11 +365,18 @@ async def test_a_clean_start_logs_no_warning() -> None:
         "AUTH_DATABASE_URL": f"{PG}/clean_auth_{own}",
         "LOYALTY_DATABASE_URL": f"{PG}/clean_loyalty_{own}",
     }
+    # Broker names of its own too: the run's queue may hold what other tests left there (a
+    # hostile message is dead-lettered with a warning, rightly).
+    broker = {
+        name: f"{TEST_ENV[name]}.clean-{own}"
+        for name in ("USER_EVENTS_EXCHANGE", "LOYALTY_EVENTS_QUEUE", "PROMO_EVENTS_EXCHANGE")
+    }
     try:
-        await _start_cleanly(auth_address, loyalty_address, own, databases)
+        await _start_cleanly(auth_address, loyalty_address, own, databases | broker)
     finally:
         for dsn in databases.values():
             await drop_database(dsn)
+        await _drop_broker_names(TEST_ENV["RABBITMQ_URL"], list(broker.values()))
 
 
 async def _start_cleanly(
