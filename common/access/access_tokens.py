@@ -25,6 +25,9 @@ ISSUER = "loyalty-auth"
 ROLES = ("user", "admin")
 SERVICE_PREFIX = "service:"
 MIN_REFRESH_INTERVAL = 5.0
+# Verified tokens kept per process (each a few hundred bytes): a signature check costs more
+# than the rest of a cheap call, and a client sends the same token until it expires.
+VERIFIED_CACHE_SIZE = 20_000
 # A service account's token names it as `service:<id>` and carries scopes instead of a role.
 SERVICE_PREFIX = "service:"
 
@@ -151,6 +154,8 @@ class TokenVerifier:
         self._domain = domain
         self._keys: dict[str, jwt.PyJWK] = {}
         self._refreshed_at = float("-inf")
+        # Keyed by the whole token, not its jti: only the very bytes that were verified match.
+        self._verified: dict[str, tuple[str, Identity]] = {}
 
     async def refresh_keys(self) -> None:
         jwks = await self._source()
@@ -188,6 +193,26 @@ class TokenVerifier:
         expired or revoked."""
         if not token:
             raise unauthenticated("missing bearer token", self._domain)
+        principal = self._remembered(token) or await self._verified_now(token)
+        # Revocation is checked on every call, cached or not: a logout takes effect at once.
+        if await self._is_revoked(principal.session_id):
+            raise unauthenticated("token revoked", self._domain)
+        caller_id.set(principal.subject)  # the audit trail's actor (common.rpc.audit)
+        return principal
+
+    def _remembered(self, token: str) -> Identity | None:
+        """A token verified before, while it has not expired and its key is still published
+        (a retired key's tokens are checked again, and refused)."""
+        found = self._verified.get(token)
+        if found is None:
+            return None
+        kid, principal = found
+        if principal.expires_at <= time.time() or kid not in self._keys:
+            del self._verified[token]
+            return None
+        return principal
+
+    async def _verified_now(self, token: str) -> Identity:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             key = await self._key_for(str(kid)) if kid else None
@@ -196,9 +221,11 @@ class TokenVerifier:
             principal = _identity(self._decode(token, key))
         except (jwt.PyJWTError, ValueError, TypeError) as error:
             raise unauthenticated(f"invalid token: {error}", self._domain) from None
-        if await self._is_revoked(principal.session_id):
-            raise unauthenticated("token revoked", self._domain)
-        caller_id.set(principal.subject)  # the audit trail's actor (common.rpc.audit)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            # The oldest entry goes (dicts keep insertion order): a flood of fresh tokens
+            # costs their own signature checks, never memory.
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (str(kid), principal)
         return principal
 
     async def _is_revoked(self, session_id: str) -> bool:
