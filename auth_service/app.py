@@ -13,6 +13,7 @@ import redis.asyncio as redis
 from auth_service import metrics
 from auth_service.api.servicers import AuthServicer, UserAdminServicer
 from auth_service.config import DEVELOPMENT_EMAIL_HASH_KEY, AuthSettings
+from auth_service.domain.reasons import DOMAIN
 from auth_service.jobs.outbox_relay import OutboxRelay, measure_backlog, prune_sent
 from auth_service.jobs.retention import RetentionPeriods, run_retention
 from auth_service.jobs.revocation_keeper import RevocationKeeper
@@ -35,6 +36,7 @@ from common.access.throttle import Limit, Throttle
 from common.access.trust import parse_networks
 from common.messaging.broker import BrokerHealth
 from common.processes import supervisor as workers
+from common.rpc.admission import admission_settings
 from common.rpc.audit import AuditPolicy, CallAudit
 from common.rpc.grpc_server import GrpcServer
 from common.rpc.page_tokens import PageTokens
@@ -207,6 +209,8 @@ async def build(settings: AuthSettings) -> AuthApp:
         SERVICE_NAMES,
         metrics.RPC,
         audit=CallAudit(AUDIT_POLICY, trail, addresses),
+        admission=admission_settings(settings, DOMAIN),
+        success_log_sample=settings.log_success_sample,
     )
     privacy = Privacy(PgUnitOfWork(pool), trail)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -78,6 +78,15 @@ class BaseServiceSettings(BaseSettings):
     shutdown_grace: float = 5.0
     # Signs page tokens (common.rpc.page_tokens); every replica of a service needs the same value.
     page_token_secret: str = "development page-token secret: set PAGE_TOKEN_SECRET"
+    # Admission control of each gRPC worker (common.rpc.admission): the most calls it runs at
+    # once (the adaptive limit's ceiling; 0 turns admission control off), the latency the
+    # limit steers to, and the delay a refused caller is told to wait.
+    grpc_max_in_flight: Annotated[int, Field(ge=0)] = 256
+    grpc_target_latency_ms: Annotated[float, Field(gt=0)] = 100.0
+    grpc_retry_after_seconds: Annotated[float, Field(ge=0)] = 1.0
+    # The share of successful calls that get a log line (every failure gets one): at
+    # thousands of calls a second, one line each is most of a small call's cost.
+    log_success_sample: Annotated[float, Field(ge=0, le=1)] = 1.0
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -18,6 +18,7 @@ from common.access.trust import parse_networks
 from common.messaging.broker import BrokerHealth
 from common.messaging.outbox_relay import OutboxRelay, measure_backlog, prune_sent
 from common.processes import supervisor as workers
+from common.rpc.admission import admission_settings
 from common.rpc.audit import AuditPolicy, CallAudit
 from common.rpc.channels import EVERY_METHOD, open_channel
 from common.rpc.grpc_server import GrpcServer
@@ -101,6 +102,8 @@ async def build(
         metrics.RPC,
         interceptors,
         audit=CallAudit(AUDIT_POLICY, trail, addresses),
+        admission=admission_settings(settings, DOMAIN),
+        success_log_sample=settings.log_success_sample,
     )
     page_tokens = PageTokens(settings.page_token_secret)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(

@@ -38,6 +38,9 @@ TEST_ENV = {
     "AUTH_REGISTER_LIMIT_PER_ADDRESS": "1000000",
     "LOYALTY_PROMO_FAILURES_PER_USER": "1000000",
     "LOYALTY_PROMO_FAILURES_PER_ADDRESS": "1000000",
+    # Hundreds of racing calls are the point of the concurrency tests, not an overload to shed;
+    # admission control has tests of its own (tests/integration/test_overload.py).
+    "GRPC_MAX_IN_FLIGHT": "0",
 }
 os.environ.update(TEST_ENV)
 

@@ -14,6 +14,7 @@ from auth_service.store.personal_data import PgPersonalData
 from auth_service.store.sessions import PgSessions
 from auth_service.store.users import PgUsers
 from auth_service.use_cases.ports import Repositories
+from common.storage.db import transaction
 
 
 def repositories(conn: Any) -> Repositories:
@@ -32,7 +33,7 @@ class PgUnitOfWork:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Repositories]:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with transaction(self._pool) as conn:
             yield repositories(conn)
 
     @property

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 
+import asyncpg
 import grpc
 import redis.exceptions
 from google.protobuf import any_pb2, duration_pb2
@@ -12,6 +14,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from common.errors import InvalidArgument, ServiceError
+from common.rpc import deadlines
 from common.storage.db_errors import (
     CONNECTION_ERRORS,
     is_data_exception,
@@ -20,6 +23,9 @@ from common.storage.db_errors import (
     lost_connection,
 )
 
+# A statement PostgreSQL cancelled (statement_timeout, or asyncpg's cancel request when a
+# query's timeout ran out).
+CANCELLED: tuple[type[BaseException], ...] = (asyncpg.exceptions.QueryCanceledError,)
 _CODES: dict[str, int] = {name: code_pb2.Code.Value(name) for name in code_pb2.Code.keys()}  # noqa: SIM118
 
 # Failures of a dependency (Postgres, Redis, the other service): the caller may retry.
@@ -75,6 +81,28 @@ def invalid_argument_status(error: InvalidArgument) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
+OVERLOADED = "OVERLOADED"
+
+
+@functools.cache
+def overloaded_status(retry_after: float, domain: str) -> grpc.Status:
+    """A call refused by admission control (common.rpc.admission): RESOURCE_EXHAUSTED with
+    ErrorInfo OVERLOADED and a RetryInfo. Built once: it is the answer to every excess call."""
+    seconds = max(retry_after, 0.0)
+    delay = duration_pb2.Duration(seconds=int(seconds), nanos=round((seconds - int(seconds)) * 1e9))
+    info = error_details_pb2.ErrorInfo(reason=OVERLOADED, domain=domain)
+    status = status_pb2.Status(
+        code=code_pb2.RESOURCE_EXHAUSTED,
+        message="the server is at capacity; retry after the delay given",
+        details=[_packed(info), _packed(error_details_pb2.RetryInfo(retry_delay=delay))],
+    )
+    return rpc_status.to_status(status)
+
+
+def _deadline_status() -> grpc.Status:
+    return plain_status(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller's deadline passed")
+
+
 def plain_status(code: grpc.StatusCode, message: str) -> grpc.Status:
     status = status_pb2.Status(code=code.value[0], message=message)
     return rpc_status.to_status(status)
@@ -86,6 +114,11 @@ def status_for(error: BaseException) -> grpc.Status | None:
         return service_error_status(error)
     if isinstance(error, InvalidArgument):
         return invalid_argument_status(error)
+    if isinstance(error, deadlines.DeadlinePassed) or (
+        deadlines.passed() and isinstance(error, (asyncio.TimeoutError, *CANCELLED))
+    ):
+        # Storage stopped the work because the caller stopped waiting, not because it failed.
+        return _deadline_status()
     if is_data_exception(error):
         return invalid_argument_status(
             InvalidArgument.of("request", "holds a value the database cannot store")

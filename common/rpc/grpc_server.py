@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 import signal
 import time
 import uuid
@@ -21,8 +22,10 @@ from grpc_reflection.v1alpha import reflection
 from common.access.caller import caller_id
 from common.errors import InvalidArgument, ServiceError
 from common.processes import supervisor as workers
+from common.rpc import deadlines
+from common.rpc.admission import AdmissionSettings, ConcurrencyLimit
 from common.rpc.audit import CallAudit, outcome_of
-from common.rpc.grpc_errors import plain_status, status_for
+from common.rpc.grpc_errors import overloaded_status, plain_status, status_for
 from common.rpc.request_rules import check_request, undecodable_field
 from common.storage.db_errors import is_data_exception
 from common.telemetry.logs import get_logger, request_id_var
@@ -35,6 +38,9 @@ Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 StreamHandler = Callable[[Any, grpc.aio.ServicerContext], Any]
 # Why the call was refused (its ErrorInfo reason), for the call's log line.
 refusal_reason: ContextVar[str] = ContextVar("refusal_reason", default="")
+# Never refused for load: a balancer's probe must see the server as it is, and reflection is
+# how a person looks at a busy server.
+UNLIMITED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
@@ -108,15 +114,37 @@ def _begin(context: grpc.aio.ServicerContext) -> float:
     return time.perf_counter()
 
 
-def _finish(
-    method: str, context: grpc.aio.ServicerContext, started: float, metrics: RpcMetrics
-) -> None:
-    code = getattr(context.code() or grpc.StatusCode.OK, "name", "UNKNOWN")
-    elapsed = time.perf_counter() - started
-    metrics.requests.labels(method, code).inc()
-    metrics.latency.labels(method).observe(elapsed)
-    reason = {"reason": refusal_reason.get()} if refusal_reason.get() else {}
-    log.info("rpc", method=method, code=code, duration_ms=round(elapsed * 1000, 2), **reason)
+class CallRecord:
+    """A method's metric series, found once (a label lookup costs as much as a small call),
+    and the share of its successful calls that get a log line (every failure gets one)."""
+
+    def __init__(self, method: str, metrics: RpcMetrics, success_log_sample: float) -> None:
+        self.method = method
+        self._metrics = metrics
+        self._latency = metrics.latency.labels(method)
+        self._ok = metrics.requests.labels(method, grpc.StatusCode.OK.name)
+        self._sample = success_log_sample
+
+    def finish(self, context: grpc.aio.ServicerContext, started: float) -> float:
+        code = context.code()
+        elapsed = time.perf_counter() - started
+        self._latency.observe(elapsed)
+        if code is None or code == grpc.StatusCode.OK:
+            self._ok.inc()
+            if self._sample >= 1.0 or random.random() < self._sample:
+                log.info("rpc", method=self.method, code="OK", duration_ms=round(elapsed * 1000, 2))
+            return elapsed
+        name = getattr(code, "name", "UNKNOWN")
+        self._metrics.requests.labels(self.method, name).inc()
+        reason = {"reason": refusal_reason.get()} if refusal_reason.get() else {}
+        log.info(
+            "rpc", method=self.method, code=name, duration_ms=round(elapsed * 1000, 2), **reason
+        )
+        return elapsed
+
+    def refused(self) -> None:
+        self._metrics.overload_refusals.labels(self.method).inc()
+        self._metrics.requests.labels(self.method, "RESOURCE_EXHAUSTED").inc()
 
 
 def _audited(method: str, handler: Handler, audit: CallAudit) -> Handler:
@@ -141,20 +169,52 @@ def _audited(method: str, handler: Handler, audit: CallAudit) -> Handler:
     return call
 
 
+async def _refuse_late(context: grpc.aio.ServicerContext) -> NoReturn:
+    """The caller's deadline passed while the call waited: nobody is left to answer."""
+    refusal_reason.set("DEADLINE_PASSED")
+    status = plain_status(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller's deadline passed")
+    await context.abort_with_status(status)
+    raise AssertionError("abort_with_status returns only by raising")
+
+
 def _wrap(
-    method: str, handler: Handler, metrics: RpcMetrics, audit: CallAudit | None = None
+    record: CallRecord,
+    handler: Handler,
+    audit: CallAudit | None = None,
+    admission: ConcurrencyLimit | None = None,
 ) -> Handler:
-    if audit is not None and audit.covers(method):
-        handler = _audited(method, handler, audit)
+    if audit is not None and audit.covers(record.method):
+        handler = _audited(record.method, handler, audit)
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = _begin(context)
+        deadlines.start(context.time_remaining())
         try:
+            if deadlines.passed():
+                await _refuse_late(context)
             return await _run(handler, request, context)
         finally:
-            _finish(method, context, started, metrics)
+            record.finish(context, started)
 
-    return wrapped
+    if admission is None:
+        return wrapped
+
+    async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        # First of all, so that a refusal costs next to nothing: no log line (a metric counts
+        # them), no request id, nothing parsed beyond what gRPC did.
+        if not admission.try_enter():
+            record.refused()
+            await context.abort_with_status(
+                overloaded_status(admission.settings.retry_after, admission.settings.domain)
+            )
+        started = time.monotonic()
+        try:
+            return await wrapped(request, context)
+        finally:
+            now = time.monotonic()
+            admission.leave(now - started, now)
+
+    return admitted
 
 
 def _audited_stream(method: str, handler: StreamHandler, audit: CallAudit) -> StreamHandler:
@@ -180,15 +240,12 @@ def _audited_stream(method: str, handler: StreamHandler, audit: CallAudit) -> St
 
 
 def _wrap_stream(
-    method: str,
-    handler: StreamHandler,
-    metrics: RpcMetrics,
-    audit: CallAudit | None = None,
+    record: CallRecord, handler: StreamHandler, audit: CallAudit | None = None
 ) -> StreamHandler:
     """The same for a server-streaming call: an error mid-stream ends it with its status. The
     handler is an async generator, or a coroutine writing with context.write (health Watch)."""
-    if audit is not None and audit.covers(method):
-        handler = _audited_stream(method, handler, audit)
+    if audit is not None and audit.covers(record.method):
+        handler = _audited_stream(record.method, handler, audit)
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         started = _begin(context)
@@ -205,18 +262,35 @@ def _wrap_stream(
         except Exception as error:
             await _abort(error, context)
         finally:
-            _finish(method, context, started, metrics)
+            record.finish(context, started)
 
     return wrapped
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Maps errors to statuses in one place and writes one log line per unary call; records
-    the calls `audit` covers in the audit trail."""
+    the calls `audit` covers in the audit trail; refuses calls past the admission limit.
+    A method's wrapped handler is built once and kept while the handler beneath it stays the
+    same object (it does, unless a later interceptor builds one per call)."""
 
-    def __init__(self, metrics: RpcMetrics, audit: CallAudit | None = None) -> None:
+    def __init__(
+        self,
+        metrics: RpcMetrics,
+        audit: CallAudit | None = None,
+        admission: AdmissionSettings | None = None,
+        success_log_sample: float = 1.0,
+    ) -> None:
         self._metrics = metrics
         self._audit = audit
+        self._admission = (
+            ConcurrencyLimit(admission) if admission is not None and admission.enabled else None
+        )
+        self._sample = success_log_sample
+        self._built: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    @property
+    def admission(self) -> ConcurrencyLimit | None:
+        return self._admission
 
     async def intercept_service(
         self,
@@ -224,18 +298,28 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        built = self._built.get(method)
+        if built is not None and built[0] is handler:
+            return built[1]
+        wrapped = self._wrapped(method, handler)
+        if wrapped is not None:
+            self._built[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrapped(self, method: str, handler: Any) -> Any:
+        record = CallRecord(method, self._metrics, self._sample)
         if handler is not None and handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(
-                    handler_call_details.method, handler.unary_stream, self._metrics, self._audit
-                ),
+                _wrap_stream(record, handler.unary_stream, self._audit),
                 request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler is None or handler.unary_unary is None:
             return handler
+        limited = not method.startswith(UNLIMITED_PREFIXES)
         return grpc.unary_unary_rpc_method_handler(
-            _wrap(handler_call_details.method, handler.unary_unary, self._metrics, self._audit),
+            _wrap(record, handler.unary_unary, self._audit, self._admission if limited else None),
             request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
@@ -251,11 +335,14 @@ class GrpcServer:
         metrics: RpcMetrics,
         interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
         audit: CallAudit | None = None,
+        admission: AdmissionSettings | None = None,
+        success_log_sample: float = 1.0,
     ) -> None:
         self.address = address
         self.service_names = list(service_names)
+        self.interceptor = ServiceInterceptor(metrics, audit, admission, success_log_sample)
         self.server = grpc.aio.server(
-            interceptors=[ServiceInterceptor(metrics, audit), *interceptors],
+            interceptors=[self.interceptor, *interceptors],
             # Off for a server alone, so a taken port fails loudly; on for the workers of one
             # service, whose supervisor checked the port first (common.processes.supervisor).
             options=[("grpc.so_reuseport", 1 if workers.shares_port() else 0)],

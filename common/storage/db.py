@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -14,12 +15,15 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from common.rpc import deadlines
 from common.rpc.grpc_errors import DEPENDENCY_ERRORS
 from common.telemetry.logs import get_logger
 
 log = get_logger(__name__)
 # The pool type the use cases and workers are handed (they never touch the driver itself).
 Pool = asyncpg.Pool
+# Seconds any one statement may run (asyncpg cancels it then), deadline or not.
+COMMAND_TIMEOUT = 10.0
 
 
 def _log_wait(what: str) -> Callable[[RetryCallState], None]:
@@ -75,11 +79,19 @@ class ReconnectingPool(asyncpg.Pool):
 
     A statement that did reach the server is not sent again (it may have committed), nor is
     anything inside an explicit transaction (the use case runs again only if its caller
-    retries: a use of a code with its request id)."""
+    retries: a use of a code with its request id).
+
+    Within a call that has a deadline (common.rpc.deadlines), the wait for a connection and
+    the statement get only the time left: when it runs out asyncpg has PostgreSQL cancel the
+    statement (a cancel request, the effect of a statement_timeout without a SET round trip
+    per call), and no statement starts once it has run out."""
 
     async def _once_more(self, method: str, *args: Any, **kwargs: Any) -> Any:
         for attempt in (1, 2):
-            async with self.acquire() as conn:
+            left = deadlines.bounded(kwargs.get("timeout") or COMMAND_TIMEOUT)
+            if left is not None:
+                kwargs["timeout"] = left
+            async with self.acquire(timeout=left) as conn:
                 try:
                     return await getattr(conn, method)(*args, **kwargs)
                 except (asyncpg.InterfaceError, asyncpg.InternalClientError) as error:
@@ -100,6 +112,19 @@ class ReconnectingPool(asyncpg.Pool):
 
     async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
         return await self._once_more("execute", query, *args, **kwargs)
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection in a transaction. Within a call that has a deadline, the time left
+    bounds the wait for the connection and becomes the transaction's statement_timeout (SET
+    LOCAL ends with it), so PostgreSQL itself stops a statement the caller no longer waits
+    for; DeadlinePassed when no time is left."""
+    async with pool.acquire(timeout=deadlines.bounded(None)) as conn, conn.transaction():
+        left = deadlines.bounded(None)
+        if left is not None:
+            await conn.execute(f"SET LOCAL statement_timeout = {max(int(left * 1000), 1)}")
+        yield conn
 
 
 async def create_pool(
@@ -124,7 +149,7 @@ async def create_pool(
                 loop=None,
                 connection_class=asyncpg.Connection,
                 record_class=asyncpg.Record,
-                command_timeout=10,
+                command_timeout=COMMAND_TIMEOUT,
                 statement_cache_size=cache,
             )
             await pool

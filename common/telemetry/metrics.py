@@ -40,10 +40,12 @@ class RpcMetrics:
 
     requests: Counter
     latency: Histogram
+    # Calls refused at the door for load (common/rpc/admission.py), before any of their work.
+    overload_refusals: Counter
 
     @property
     def collectors(self) -> tuple[Collector, ...]:
-        return (self.requests, self.latency)
+        return (self.requests, self.latency, self.overload_refusals)
 
 
 def rpc_metrics(prefix: str, registry: CollectorRegistry | None = REGISTRY) -> RpcMetrics:
@@ -57,6 +59,11 @@ def rpc_metrics(prefix: str, registry: CollectorRegistry | None = REGISTRY) -> R
         Histogram(
             f"{prefix}_rpc_duration_seconds", "gRPC call latency", ["method"],
             buckets=LATENCY_BUCKETS, registry=registry,
+        ),
+        Counter(
+            f"{prefix}_rpc_overload_refusals_total",
+            "gRPC calls refused because the server was at its concurrency limit", ["method"],
+            registry=registry,
         ),
     )  # fmt: skip
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from common.storage.db import transaction
 from loyalty_service.store.codes import PgCodes
 from loyalty_service.store.groups import PgGroups
 from loyalty_service.store.outbox import PgOutbox
@@ -50,7 +51,7 @@ class PgUnitOfWork:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Repositories]:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with transaction(self._pool) as conn:
             yield repositories(conn)
 
     @property

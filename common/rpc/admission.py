@@ -1,0 +1,77 @@
+"""Admission control for a gRPC server: an adaptive limit on the calls one process runs at once.
+
+A call over the limit is refused at once with RESOURCE_EXHAUSTED and a RetryInfo, before any
+of its work, instead of joining a queue its client would give up on: past capacity a server's
+latency grows without bound while its goodput does not, so the excess is better answered now
+(a refusal costs a small fraction of a call) than served late.
+
+The limit is additive-increase, multiplicative-decrease on the latency of finished calls, as
+Netflix's concurrency-limits AIMDLimit (and TCP's window): while calls finish within the
+target latency and the limit is in use, it grows by one per `limit` calls; a call slower than
+the target shrinks it by `backoff`, at most once per target period so that one slow batch
+does not collapse it. Pure logic: the clock is passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.config import BaseServiceSettings
+
+
+@dataclass(frozen=True)
+class AdmissionSettings:
+    """`maximum` 0: no limit at all."""
+
+    maximum: int = 256
+    minimum: int = 4
+    initial: int = 64
+    target_latency: float = 0.1
+    backoff: float = 0.9
+    # What a refused caller is told to wait before trying again.
+    retry_after: float = 1.0
+    # The ErrorInfo domain of a refusal: the service's.
+    domain: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return self.maximum > 0
+
+
+class ConcurrencyLimit:
+    def __init__(self, settings: AdmissionSettings) -> None:
+        self.settings = settings
+        self.limit = float(min(max(settings.initial, settings.minimum), settings.maximum))
+        self.in_flight = 0
+        self._last_decrease = float("-inf")
+
+    def try_enter(self) -> bool:
+        """Takes a place for a call, or refuses it (the limit is full)."""
+        if self.in_flight >= int(self.limit):
+            return False
+        self.in_flight += 1
+        return True
+
+    def leave(self, latency: float, now: float) -> None:
+        """A call that entered has finished, after `latency` seconds; `now` is monotonic."""
+        self.in_flight -= 1
+        s = self.settings
+        if latency > s.target_latency:
+            if now - self._last_decrease >= s.target_latency:
+                self.limit = max(float(s.minimum), self.limit * s.backoff)
+                self._last_decrease = now
+        elif self.in_flight * 2 >= self.limit:
+            # Grows only while the limit is in use: an idle server does not earn a limit it
+            # has never been tested at.
+            self.limit = min(float(s.maximum), self.limit + 1 / self.limit)
+
+
+def admission_settings(settings: BaseServiceSettings, domain: str) -> AdmissionSettings:
+    maximum = settings.grpc_max_in_flight
+    return AdmissionSettings(
+        maximum=maximum,
+        minimum=min(AdmissionSettings.minimum, maximum),
+        initial=min(AdmissionSettings.initial, maximum),
+        target_latency=settings.grpc_target_latency_ms / 1000,
+        retry_after=settings.grpc_retry_after_seconds,
+        domain=domain,
+    )
