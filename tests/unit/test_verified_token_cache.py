@@ -62,6 +62,18 @@ def _token(pem: str, kid: str, **changes: Any) -> str:
     return jwt.encode(claims, pem, algorithm=ALGORITHM, headers={"kid": kid})
 
 
+def _count_decodes(verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    decoded: list[str] = []
+    original = verifier._decode
+
+    def counted(token: str, key: Any) -> dict[str, Any]:
+        decoded.append(token)
+        return original(token, key)
+
+    monkeypatch.setattr(verifier, "_decode", counted)
+    return decoded
+
+
 def _kid(issuer: TokenIssuer) -> str:
     return issuer.key.kid
 
@@ -71,9 +83,7 @@ async def test_a_second_call_skips_the_signature_check(
 ) -> None:
     verifier = TokenVerifier(issuer.jwks, Revocations(), "test")  # type: ignore[arg-type]
     token = _token(pem, _kid(issuer))
-    decoded: list[str] = []
-    original = verifier._decode
-    monkeypatch.setattr(verifier, "_decode", lambda t, k: decoded.append(t) or original(t, k))
+    decoded = _count_decodes(verifier, monkeypatch)
     first = await verifier.verify(token)
     second = await verifier.verify(token)
     assert first == second and decoded == [token]
@@ -97,11 +107,9 @@ async def test_an_expired_token_is_not_taken_from_the_cache(
     verifier = TokenVerifier(issuer.jwks, Revocations(), "test")  # type: ignore[arg-type]
     token = _token(pem, _kid(issuer), exp=int(time.time()) + 60)
     await verifier.verify(token)
-    decoded: list[str] = []
-    original = verifier._decode
-    monkeypatch.setattr(verifier, "_decode", lambda t, k: decoded.append(t) or original(t, k))
+    decoded = _count_decodes(verifier, monkeypatch)
     later = time.time() + 61
-    monkeypatch.setattr(access_tokens.time, "time", lambda: later)
+    monkeypatch.setattr(time, "time", lambda: later)
     await verifier.verify(token)
     assert decoded == [token] and verifier._verified[token][1].expires_at < later
 
@@ -110,7 +118,7 @@ async def test_a_token_of_a_key_no_longer_published_is_refused(
     issuer: TokenIssuer, pem: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jwks = CountingJwks(issuer)
-    verifier = TokenVerifier(jwks, Revocations(), "test")
+    verifier = TokenVerifier(jwks, Revocations(), "test")  # type: ignore[arg-type]
     token = _token(pem, _kid(issuer))
     await verifier.verify(token)
     jwks.published = False
