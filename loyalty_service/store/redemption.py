@@ -15,7 +15,7 @@ from loyalty_service.domain.schedule import Duration
 from loyalty_service.store.purchases import to_purchase
 
 _APPLY = "SELECT * FROM loyalty_apply($1, $2, $3, $4)"
-_USE = "SELECT * FROM loyalty_use($1, $2, $3, $4, $5, $6)"
+_USE = "SELECT * FROM loyalty_use($1, $2, $3, $4, $5, $6, $7)"
 
 
 class PgRedemption:
@@ -49,10 +49,12 @@ class PgRedemption:
         request_id: str | None,
         purchase_id: str,
         now: datetime,
+        referee_address: bytes | None = None,
     ) -> UseOutcome:
-        """The purchase (made now, or earlier with this request id), or the recorded refusal."""
+        """The purchase (made now, or earlier with this request id), or the recorded refusal.
+        `referee_address`: the caller's address hash, kept on the referral the use makes."""
         row = await self._conn.fetchrow(
-            _USE, code, tariff_id, user_id, request_id, purchase_id, now
+            _USE, code, tariff_id, user_id, request_id, purchase_id, now, referee_address
         )
         if row["reason"] is not None:
             return UseOutcome(Reason(row["reason"]))

@@ -208,16 +208,6 @@ class PgReferralRewards:
             address_hash,
         )
 
-    async def note_referee_address(self, purchase_id: str, address_hash: bytes) -> None:
-        """Where the referee used the code. A purchase made with another code has no
-        referral row, and the statement changes nothing."""
-        await self._conn.execute(
-            "UPDATE referrals SET referee_address_hash = $2"
-            " WHERE purchase_id = $1 AND referee_address_hash IS NULL",
-            purchase_id,
-            address_hash,
-        )
-
     async def held_page(
         self, after: tuple[datetime, str] | None, limit: int
     ) -> list[ReferralReward]:

@@ -189,8 +189,6 @@ class ReferralRewardsRepository(Protocol):
 
     async def note_owner_address(self, user_id: str, address_hash: bytes) -> None: ...
 
-    async def note_referee_address(self, purchase_id: str, address_hash: bytes) -> None: ...
-
     async def held_page(
         self, after: tuple[datetime, str] | None, limit: int
     ) -> list[ReferralReward]: ...
@@ -214,6 +212,7 @@ class RedemptionRepository(Protocol):
         request_id: str | None,
         purchase_id: str,
         now: datetime,
+        referee_address: bytes | None = None,
     ) -> UseOutcome: ...
 
 

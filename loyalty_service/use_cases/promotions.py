@@ -81,12 +81,19 @@ class Promotions:
 
     @domain_step("promo.take_use")
     async def _take(
-        self, code: str, tariff_id: str, user_id: str, request_id: str | None
+        self, code: str, tariff_id: str, user_id: str, request_id: str | None, address: str
     ) -> UseOutcome:
         """The decision, the uses taken and the purchase, or the recorded refusal: one
-        statement (loyalty_use), so this step's span holds exactly that SQL."""
+        statement (loyalty_use), so this step's span holds exactly that SQL. A referral it
+        makes keeps where the referee used the code, for the same-address signal."""
         return await self._store.single.redemption.use(
-            code, tariff_id, user_id, request_id, str(uuid.uuid4()), datetime.now(UTC)
+            code,
+            tariff_id,
+            user_id,
+            request_id,
+            str(uuid.uuid4()),
+            datetime.now(UTC),
+            self._referrals.address_hash(address) if address else None,
         )
 
     async def quote(
@@ -119,15 +126,14 @@ class Promotions:
             if earlier is None:
                 raise
             return earlier
-        outcome = await self._take(code, tariff_id, user_id, request_id or None)
+        address = guesser.address if guesser is not None else ""
+        outcome = await self._take(code, tariff_id, user_id, request_id or None, address)
         await self._answered(guesser, outcome.reason)
         if outcome.reason is not None:
             raise self._refused(outcome.reason)
         assert outcome.purchase is not None
         if outcome.is_new:
             metrics.PROMO_USES.inc()
-            if guesser is not None:
-                await self._referrals.note_use(outcome.purchase.purchase_id, guesser.address)
         return outcome.purchase
 
     @staticmethod

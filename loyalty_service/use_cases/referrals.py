@@ -52,7 +52,8 @@ class Referrals:
             totals, rewards_by_state=rewards.by_state, held_by_signal=rewards.held_by_signal
         )
 
-    def _hash(self, address: str) -> bytes:
+    def address_hash(self, address: str) -> bytes:
+        """The keyed hash an address is kept as (never the address itself)."""
         return rules.address_hash(self._address_key, address)
 
     async def personal_code(self, user_id: str, address: str = "") -> rules.PersonalCode:
@@ -87,16 +88,8 @@ class Referrals:
                 # A concurrent first request won: this code goes with the transaction.
                 raise _AlreadyHasCode
             if address:
-                await tx.rewards.note_owner_address(user_id, self._hash(address))
+                await tx.rewards.note_owner_address(user_id, self.address_hash(address))
         return True
-
-    async def note_use(self, purchase_id: str, address: str) -> None:
-        """After a new use: where the referee used the code, for the same-address signal.
-        loyalty_use (one statement) cannot take it, so this is a statement of its own; it
-        changes nothing when the purchase is no referral, and a crash between the two only
-        loses the signal for that one purchase (the referral is then judged without it)."""
-        if address:
-            await self._store.single.rewards.note_referee_address(purchase_id, self._hash(address))
 
     async def settle(self, tx: Repositories, purchase_id: str) -> str | None:
         """In the transaction that confirms a purchase: the referral's reward held (PENDING

@@ -4,9 +4,11 @@
 -- this call, not an earlier one of the same request id), or the reason.
 -- The taking runs in a block that a refusal unwinds (raised with SQLSTATE LY001), so a use
 -- taken before a later check fails is given back by the rollback, not by hand.
+-- p_referee_address: the keyed hash of the caller's address, kept on a referral it makes (the
+-- same-address signal of its settlement); NULL when unknown.
 CREATE OR REPLACE FUNCTION loyalty_use(
     p_code text, p_tariff text, p_user uuid, p_request text, p_purchase uuid,
-    p_now timestamptz)
+    p_now timestamptz, p_referee_address bytea DEFAULT NULL)
 RETURNS TABLE (
     reason text, purchase_id uuid, user_id uuid, code text, tariff_id text, base_minor bigint,
     discount_minor bigint, final_minor bigint, currency text, status text, request_id text,
@@ -94,8 +96,9 @@ BEGIN
             END IF;
             IF d.referrer_id IS NOT NULL THEN
                 -- Referred once: the unique index on the referee's live referral decides.
-                INSERT INTO referrals AS f (purchase_id, referee_id, referrer_id, code, status)
-                VALUES (p_purchase, p_user, d.referrer_id, d.code, 'PENDING')
+                INSERT INTO referrals AS f (purchase_id, referee_id, referrer_id, code, status,
+                                            referee_address_hash)
+                VALUES (p_purchase, p_user, d.referrer_id, d.code, 'PENDING', p_referee_address)
                 ON CONFLICT (referee_id) WHERE status IN ('PENDING', 'COMPLETED') DO NOTHING;
                 IF NOT FOUND THEN
                     RAISE SQLSTATE 'LY001' USING MESSAGE = 'REFERRAL_ALREADY_REFERRED';

@@ -397,6 +397,7 @@ class FakeRedemption:
         request_id: str | None,
         purchase_id: str,
         now: datetime,
+        referee_address: bytes | None = None,
     ) -> UseOutcome:
         # The request-id replay, as loyalty_use answers it (tested in tests/integration).
         purchases = FakePurchases(self._s)
@@ -567,9 +568,6 @@ class FakeRewards:
 
     async def note_owner_address(self, user_id: str, address_hash: bytes) -> None:
         self._s.owner_hashes.setdefault(user_id, address_hash)
-
-    async def note_referee_address(self, purchase_id: str, address_hash: bytes) -> None:
-        return None  # no purchase here is a referral (NoReferrals)
 
     async def held_page(
         self, after: tuple[datetime, str] | None, limit: int
