@@ -224,3 +224,100 @@ async def test_outside_the_audience_a_private_code_tells_nothing_and_costs_a_gue
         assert error_info(refused).reason == "PROMO_CODE_NOT_FOR_USER"
     throttled = await rejected(apply(server, stranger, code), Code.RESOURCE_EXHAUSTED)
     assert error_info(throttled).reason == "TOO_MANY_PROMO_ATTEMPTS"
+
+
+def _count_redis_steps(server: LoyaltyTestServer, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The throttle's Redis steps from now on (the script runs once per step)."""
+    throttle = server.app.promotions._guesses
+    assert throttle is not None
+    steps: list[str] = []
+    original = throttle._throttle.run
+
+    async def counted(mode: str, buckets: Any) -> Any:
+        steps.append(mode)
+        return await original(mode, buckets)
+
+    monkeypatch.setattr(throttle._throttle, "run", counted)
+    return steps
+
+
+async def test_a_known_caller_s_hits_cost_no_redis_step(
+    make_loyalty: Any, auth_server: AuthTestServer, admin: TestUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await make_loyalty(loyalty_promo_failures_per_user=5)
+    code = new_code()
+    await server.create_code(admin, code=code, percent_off=10)
+    person = auth_server.token_for()
+    steps = _count_redis_steps(server, monkeypatch)
+    for _ in range(10):
+        assert (await apply(server, person, code)).code == code
+    # The first look-up asks Redis (take, give back); the next ones use what it said.
+    assert steps == ["acquire", "refund"]
+    # A miss is still spent in Redis.
+    await rejected(apply(server, person, new_code()), Code.NOT_FOUND)
+    assert steps[2:] == ["spend"]
+
+
+async def test_concurrent_guesses_by_a_known_caller_are_held_to_the_limit(
+    make_loyalty: Any, auth_server: AuthTestServer, admin: TestUser
+) -> None:
+    """The local count is reserved before each look-up, as Redis's tokens are: a caller whose
+    budget this worker knows gets no more look-ups from 80 concurrent guesses than Redis
+    would give."""
+    server = await make_loyalty(
+        loyalty_promo_failures_per_user=10, loyalty_promo_failures_per_address=1000
+    )
+    code = new_code()
+    await server.create_code(admin, code=code, percent_off=10)
+    guesser = auth_server.token_for()
+    assert (await apply(server, guesser, code, "203.0.113.81")).code == code  # now known
+    errors = await asyncio.gather(
+        *(_outcome(apply(server, guesser, new_code(), "203.0.113.81")) for _ in range(80))
+    )
+    codes = Counter(error.code() for error in errors)
+    assert codes[Code.NOT_FOUND] <= 10, codes
+    assert codes[Code.NOT_FOUND] + codes[Code.RESOURCE_EXHAUSTED] == 80, codes
+    looked_up = await server.app.pool.fetchval(
+        "SELECT count(*) FROM rejections WHERE user_id = $1", guesser.user_id
+    )
+    assert looked_up == codes[Code.NOT_FOUND]
+    # Spent in Redis too: the next worker to ask finds the budget gone.
+    error = await rejected(apply(server, guesser, code, "203.0.113.81"), Code.RESOURCE_EXHAUSTED)
+    assert error_info(error).reason == "TOO_MANY_PROMO_ATTEMPTS"
+
+
+async def test_many_known_accounts_behind_one_address_share_its_budget(
+    make_loyalty: Any, auth_server: AuthTestServer, admin: TestUser
+) -> None:
+    """Twenty accounts each known to this worker (a hit apiece), then a wrong code each at
+    once from one address: the address's budget of 4 holds, locally counted or not."""
+    server = await make_loyalty(
+        loyalty_trusted_peers="127.0.0.1", loyalty_promo_failures_per_address=4
+    )
+    code = new_code()
+    await server.create_code(admin, code=code, percent_off=10)
+    accounts = [auth_server.token_for() for _ in range(20)]
+    for account in accounts:
+        assert (await apply(server, account, code, "198.51.100.77")).code == code
+    errors = await asyncio.gather(
+        *(_outcome(apply(server, a, new_code(), "198.51.100.77")) for a in accounts)
+    )
+    codes = Counter(error.code() for error in errors)
+    assert codes[Code.NOT_FOUND] <= 4, codes
+
+
+async def test_concurrent_hits_from_one_address_are_never_refused(
+    make_loyalty: Any, auth_server: AuthTestServer, admin: TestUser
+) -> None:
+    """People behind one address using real codes at once, known to this worker or not
+    (a newcomer's look-up asks Redis while the others count locally): all are answered."""
+    server = await make_loyalty(
+        loyalty_trusted_peers="127.0.0.1", loyalty_promo_failures_per_address=30
+    )
+    code = new_code()
+    await server.create_code(admin, code=code, percent_off=10)
+    regulars = [auth_server.token_for() for _ in range(20)]
+    for _ in range(5):
+        people = [*regulars, auth_server.token_for(), auth_server.token_for()]
+        quotes = await asyncio.gather(*(apply(server, p, code, "198.51.100.90") for p in people))
+        assert {q.code for q in quotes} == {code}
