@@ -100,6 +100,7 @@ class Spike:
     overload_p99_ms: float
     overload_max_ms: float
     goodput: float  # decisions (taken + refused) per second, until the last answer
+    lag_p99_ms: float  # how late the generator sent its calls: a figure above this is the server's
     books_minus_answers: int  # uses in the books that no answer reported taken
     exact: bool
     checks: str  # what was compared, and any mismatch
@@ -113,23 +114,34 @@ class Spike:
             f" ({self.overloaded_without_delay} without a retry delay, p99"
             f" {self.overload_p99_ms:.1f} ms, max {self.overload_max_ms:.1f} ms), {self.errors}"
             f" errors, p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, admitted p99"
-            f" {self.admitted_p99_ms:.1f} ms, goodput {self.goodput:.0f}/s, exact {self.exact}"
+            f" {self.admitted_p99_ms:.1f} ms, goodput {self.goodput:.0f}/s, generator late by p99"
+            f" {self.lag_p99_ms:.1f} ms, exact {self.exact}"
             f" ({self.checks}); CPU per call: {cpu}"
         )
 
 
+@dataclass(frozen=True)
+class Arrivals:
+    latencies: list[float]  # ms, from each call's scheduled time to its answer
+    outcomes: list[Outcome]
+    lags: list[float]  # ms the generator sent each call after its scheduled time
+    elapsed: float  # seconds from the first arrival to the last answer
+
+
 async def open_loop(
     call: Callable[[int], Awaitable[Outcome]], rate: float, seconds: float
-) -> tuple[list[float], list[Outcome], float]:
-    """Sends arrival i at start + i/rate (all arrivals due by now, on each wake-up), and
-    returns each one's latency from its scheduled time, its outcome, and the seconds from the
-    first arrival to the last answer."""
+) -> Arrivals:
+    """Sends arrival i at start + i/rate (all arrivals due by now, on each wake-up). The
+    generator's own lag is kept apart: on a busy machine it can fall behind its schedule, and
+    that delay is not the server's."""
     total = int(rate * seconds)
     latencies: list[float] = [0.0] * total
+    lags: list[float] = [0.0] * total
     outcomes: list[Outcome] = [TAKEN] * total
     start = time.perf_counter() + 0.05
 
     async def one(i: int, due: float) -> None:
+        lags[i] = (time.perf_counter() - due) * 1000
         outcomes[i] = await call(i)
         latencies[i] = (time.perf_counter() - due) * 1000
 
@@ -141,7 +153,7 @@ async def open_loop(
             await asyncio.sleep(wait)
         tasks.append(asyncio.create_task(one(i, due)))
     await asyncio.gather(*tasks)
-    return latencies, outcomes, time.perf_counter() - start
+    return Arrivals(latencies, outcomes, lags, time.perf_counter() - start)
 
 
 async def _patiently(call: Callable[[], Awaitable[Any]], tolerated: grpc.StatusCode) -> Any:
@@ -270,7 +282,7 @@ async def measure(
     pids = {name: process.pid for name, process in system.processes.items()}
     try:
         before = cpu.snapshot(pids)
-        latencies, outcomes, elapsed = await open_loop(use, rate, seconds)
+        arrivals = await open_loop(use, rate, seconds)
         cpu_us = cpu.per_call_us(before, cpu.snapshot(pids), sent)
         report = await _settled(
             lambda: admin_stub.GetPromoCodeReport(
@@ -280,22 +292,19 @@ async def measure(
     finally:
         for channel in [*channels, *admin_channels]:
             await channel.close()
-    return summarize(
-        rate, seconds, latencies, outcomes, elapsed, report, max_uses, per_user, cpu_us
-    )
+    return summarize(rate, seconds, arrivals, report, max_uses, per_user, cpu_us)
 
 
 def summarize(
     rate: float,
     seconds: float,
-    latencies: list[float],
-    outcomes: list[Outcome],
-    elapsed: float,
+    arrivals: Arrivals,
     report: promo_pb2.PromoCodeReport,
     max_uses: int,
     per_user: int,
     cpu_us: dict[str, float],
 ) -> Spike:
+    latencies, outcomes = arrivals.latencies, arrivals.outcomes
     kinds = [o.kind for o in outcomes]
     taken_by_user = Counter(i % USERS for i, k in enumerate(kinds) if k == "taken")
     decided_by_user = Counter(i % USERS for i, k in enumerate(kinds) if k in ("taken", "refused"))
@@ -328,7 +337,8 @@ def summarize(
         admitted_p99_ms=percentile(admitted, 0.99),
         overload_p99_ms=percentile(overload, 0.99),
         overload_max_ms=max(overload, default=float("nan")),
-        goodput=(sum(taken_by_user.values()) + refused) / max(elapsed, seconds),
+        goodput=(sum(taken_by_user.values()) + refused) / max(arrivals.elapsed, seconds),
+        lag_p99_ms=percentile(arrivals.lags, 0.99),
         books_minus_answers=report.uses_taken - sum(taken_by_user.values()),
         exact=not wrong,
         checks=checks,
@@ -346,7 +356,8 @@ def under_capacity(r: Spike, capacity: float) -> list[Target]:
     return [
         Target(
             f"{what}: p99 from the scheduled arrival",
-            f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms",
+            f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms (generator late by p99"
+            f" {r.lag_p99_ms:.1f} ms)",
             "<= 150 ms",
             at_most(r.p99_ms, 150),
         ),
@@ -384,7 +395,8 @@ def over_capacity(r: Spike, capacity: float) -> list[Target]:
         ),
         Target(
             f"{what}: p99 of the admitted (all but overload refusals; {r.errors} errors)",
-            f"{r.admitted_p99_ms:.1f} ms (p99 of all {r.p99_ms:.1f} ms)",
+            f"{r.admitted_p99_ms:.1f} ms (p99 of all {r.p99_ms:.1f} ms; generator late by p99"
+            f" {r.lag_p99_ms:.1f} ms)",
             "<= 200 ms",
             at_most(r.admitted_p99_ms, 200),
         ),

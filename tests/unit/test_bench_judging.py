@@ -88,7 +88,8 @@ def test_a_spike_counts_goodput_from_decisions_and_judges_refusals_by_their_slow
     ]
     latencies = [10.0, 12.0, 11.0, 3.0, 30.0, 1000.0]
     report = _report(2, 100, 1)
-    result = spike.summarize(100, 1, latencies, outcomes, 2.0, report, 100, 5, {})
+    arrivals = spike.Arrivals(latencies, outcomes, [0.0] * len(outcomes), 2.0)
+    result = spike.summarize(100, 1, arrivals, report, 100, 5, {})
     assert (result.taken, result.refused, result.overloaded, result.errors) == (2, 1, 2, 1)
     assert result.overloaded_without_delay == 1
     assert result.goodput == 1.5  # 3 decisions over the 2 s until the last answer
