@@ -104,3 +104,13 @@ def test_a_figure_that_could_not_be_measured_never_meets_its_target() -> None:
     nan = float("nan")
     assert not at_most(nan, 1) and not at_least(nan, 1)
     assert at_most(1, 1) and at_least(1, 1)
+
+
+def test_a_spike_past_capacity_that_refuses_nothing_but_times_out_misses_the_refusal_target() -> (
+    None
+):
+    outcomes = [spike.TAKEN, spike.Outcome("error", "DEADLINE_EXCEEDED")]
+    arrivals = spike.Arrivals([10.0, 1000.0], outcomes, [0.0, 0.0], 1.0)
+    result = spike.summarize(2, 1, arrivals, _report(1, 100, 0), 100, 5, {})
+    refusals = next(t for t in spike.over_capacity(result, 1.0) if "at once" in t.name)
+    assert not refusals.met and "1 errors instead" in refusals.figure
