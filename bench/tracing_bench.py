@@ -13,22 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import threading
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import aiohttp
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from bench import cpu
 from bench.gateway_bench import _wait_http
 from bench.load import Result, drive
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
-from bench.system import ROOT, System, running, worker_pids
+from bench.system import ROOT, System, running
 from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
@@ -109,13 +108,7 @@ class Round:
 
 def cpu_seconds(system: System) -> dict[str, float]:
     """User + system CPU time of each of the system's processes (with its workers) so far."""
-    spent = {}
-    for name, process in system.processes.items():
-        spent[name] = 0.0
-        for pid in [process.pid, *worker_pids(process.pid)]:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-            spent[name] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return spent
+    return cpu.snapshot({name: process.pid for name, process in system.processes.items()})
 
 
 async def _measured(system: System, run: Awaitable[Result]) -> tuple[Result, float]:
@@ -200,6 +193,14 @@ def best(rounds: list[Round], setting: str, transport: str) -> Result:
 def least_cpu(rounds: list[Round], setting: str, transport: str) -> float:
     spent: list[float] = [getattr(r, f"{transport}_cpu") for r in rounds if r.setting == setting]
     return min(spent)
+
+
+def drops(rounds: list[Round], setting: str) -> dict[str, float]:
+    """The rate drop of `setting` against tracing off, by transport (best rounds)."""
+    return {
+        label: 1 - best(rounds, setting, transport).rps / best(rounds, "off", transport).rps
+        for transport, label in (("grpc", "gRPC"), ("http", "HTTP"))
+    }
 
 
 def section(rounds: list[Round], seconds: float) -> str:

@@ -1,0 +1,116 @@
+"""The bench's pure judging: how a spike's answers are classified, how its books are checked,
+and how a figure becomes met or not. No load and no timing here: only the arithmetic."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+
+from bench import cpu, spike
+from bench.targets import at_least, at_most
+from protogen.loyalty.promo.v1 import promo_pb2
+
+
+def _status(*details: Message) -> bytes:
+    packed = []
+    for detail in details:
+        holder = any_pb2.Any()
+        holder.Pack(detail)
+        packed.append(holder)
+    status: bytes = status_pb2.Status(code=8, message="busy", details=packed).SerializeToString()
+    return status
+
+
+def test_ticks_are_utime_plus_stime_even_with_spaces_in_the_command() -> None:
+    line = "42 (python -m x) S 1 42 42 0 -1 4194560 100 0 0 0 250 31 0 0 20 0 9 0 1 2 3"
+    assert cpu.ticks_of(line) == 281
+
+
+def test_per_call_us_divides_each_process_delta_by_the_calls() -> None:
+    spent = cpu.per_call_us({"a": 1.0, "b": 2.0}, {"a": 1.5, "b": 2.0}, 1000)
+    assert spent == {"a": 500.0, "b": 0.0}
+
+
+def test_an_overload_refusal_is_told_apart_from_a_rule_and_an_error() -> None:
+    delay = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(nanos=250_000_000))
+    info = error_details_pb2.ErrorInfo(reason="OVERLOADED")
+    reason, retry = spike.details_of(_status(info, delay))
+    assert (reason, retry) == ("OVERLOADED", 0.25)
+    overload = spike.classify(grpc.StatusCode.RESOURCE_EXHAUSTED, reason, retry)
+    assert overload == spike.Outcome("overload", "OVERLOADED", 0.25)
+    bare = spike.classify(grpc.StatusCode.RESOURCE_EXHAUSTED, "", None)
+    assert bare.kind == "overload" and bare.retry_s is None
+    limit = spike.classify(grpc.StatusCode.FAILED_PRECONDITION, spike.LIMIT_REASON, None)
+    assert limit.kind == "refused"
+    throttle = spike.classify(grpc.StatusCode.RESOURCE_EXHAUSTED, spike.THROTTLE_REASON, 3.0)
+    assert throttle.kind == "error"
+    late = spike.classify(grpc.StatusCode.DEADLINE_EXCEEDED, "", None)
+    assert late == spike.Outcome("error", "DEADLINE_EXCEEDED")
+
+
+def _report(taken: int, cap: int, rejections: int) -> promo_pb2.PromoCodeReport:
+    report = promo_pb2.PromoCodeReport(uses_taken=taken, uses_left=cap - taken)
+    report.purchases_by_status["PENDING"] = taken
+    report.rejections_by_reason[spike.LIMIT_REASON] = rejections
+    return report
+
+
+def test_books_that_agree_with_the_answers_are_exact() -> None:
+    taken, decided = Counter({0: 2, 1: 1}), Counter({0: 3, 1: 1})
+    assert spike.check_books(_report(3, 10, 1), taken, decided, 10, 2, refused=1) == []
+
+
+def test_a_purchase_for_a_call_answered_with_an_error_is_caught() -> None:
+    # User 1's second call ran out its deadline but its use was taken all the same.
+    taken, decided = Counter({0: 2, 1: 1}), Counter({0: 3, 1: 1})
+    wrong = spike.check_books(_report(4, 10, 1), taken, decided, 10, 2, refused=1)
+    assert any("4 uses in the books against 3 answered taken" in w for w in wrong)
+
+
+def test_a_user_refused_below_the_limit_is_caught() -> None:
+    taken, decided = Counter({0: 1}), Counter({0: 2})
+    wrong = spike.check_books(_report(1, 10, 1), taken, decided, 10, 2, refused=1)
+    assert wrong == ["1 users not at exactly min(decided attempts, 2)"]
+
+
+def test_a_spike_counts_goodput_from_decisions_and_judges_refusals_by_their_slowest() -> None:
+    outcomes = [
+        spike.TAKEN,
+        spike.TAKEN,
+        spike.Outcome("refused"),
+        spike.Outcome("overload", "OVERLOADED", 0.5),
+        spike.Outcome("overload", "OVERLOADED", None),
+        spike.Outcome("error", "DEADLINE_EXCEEDED"),
+    ]
+    latencies = [10.0, 12.0, 11.0, 3.0, 30.0, 1000.0]
+    report = _report(2, 100, 1)
+    arrivals = spike.Arrivals(latencies, outcomes, [0.0] * len(outcomes), 2.0)
+    result = spike.summarize(100, 1, arrivals, report, 100, 5, {})
+    assert (result.taken, result.refused, result.overloaded, result.errors) == (2, 1, 2, 1)
+    assert result.overloaded_without_delay == 1
+    assert result.goodput == 1.5  # 3 decisions over the 2 s until the last answer
+    assert result.overload_max_ms == 30.0
+    assert result.books_minus_answers == 0
+    judged = {t.name.split(": ", 1)[1]: t.met for t in spike.over_capacity(result, 2.0)}
+    assert judged["every overload refusal at once, with a retry delay"] is False
+    assert judged["goodput (taken + refused by a rule, per second)"] is False
+
+
+def test_a_figure_that_could_not_be_measured_never_meets_its_target() -> None:
+    nan = float("nan")
+    assert not at_most(nan, 1) and not at_least(nan, 1)
+    assert at_most(1, 1) and at_least(1, 1)
+
+
+def test_a_spike_past_capacity_that_refuses_nothing_but_times_out_misses_the_refusal_target() -> (
+    None
+):
+    outcomes = [spike.TAKEN, spike.Outcome("error", "DEADLINE_EXCEEDED")]
+    arrivals = spike.Arrivals([10.0, 1000.0], outcomes, [0.0, 0.0], 1.0)
+    result = spike.summarize(2, 1, arrivals, _report(1, 100, 0), 100, 5, {})
+    refusals = next(t for t in spike.over_capacity(result, 1.0) if "at once" in t.name)
+    assert not refusals.met and "1 errors instead" in refusals.figure
