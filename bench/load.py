@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bench.admitted import overload_delay
+
 
 @dataclass(frozen=True)
 class Result:
@@ -55,11 +57,17 @@ async def drive(
             if time.perf_counter() >= stop_at:
                 return
             started = time.perf_counter()
+            delay = None
             try:
                 await call(index)
-            except Exception:
+            except Exception as error:
                 errors += 1
+                delay = overload_delay(error)
             latencies.append((time.perf_counter() - started) * 1000)
+            if delay:
+                # Refused for load: wait the delay the server gave, as a client would,
+                # rather than ask again at once.
+                await asyncio.sleep(delay)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(in_flight)))

@@ -18,6 +18,7 @@ from collections.abc import Awaitable
 
 import grpc
 
+from bench.admitted import patiently
 from bench.load import Result, drive
 from bench.system import ROOT, System, running
 from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -34,8 +35,10 @@ def bearer(token: str) -> Meta:
 async def tokens(auth: auth_pb2_grpc.AuthServiceStub, count: int) -> list[Meta]:
     async def one(index: int) -> Meta:
         email = f"bench-{index}-{uuid.uuid4().hex[:6]}@example.com"
-        await auth.Register(auth_pb2.RegisterRequest(email=email, password=PASSWORD))
-        pair = await auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
+        register = auth_pb2.RegisterRequest(email=email, password=PASSWORD)
+        await patiently(lambda: auth.Register(register))
+        login = auth_pb2.LoginRequest(email=email, password=PASSWORD)
+        pair = await patiently(lambda: auth.Login(login))
         return bearer(pair.access_token)
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from bench import ceilings, cpu, history, spike, tracing_bench, verdicts
+from bench.admitted import HttpRefused, patiently
 from bench.gateway_bench import _wait_http
 from bench.load import Result, drive, percentile
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
@@ -55,7 +56,7 @@ class Clients:
         admin = promo_pb2_grpc.PromoAdminServiceStub(self.loyalty_channels[0])
         make_admin(self.system)
         login = auth_pb2.LoginRequest(email="admin@bench.example", password=PASSWORD)
-        admin_meta = bearer((await self.auth.Login(login)).access_token)
+        admin_meta = bearer((await patiently(lambda: self.auth.Login(login))).access_token)
         self.users = await tokens(self.auth, 50)
         self.codes = await create_codes(admin, admin_meta, 1000)
         self.hot = await create_codes(admin, admin_meta, 1)
@@ -65,12 +66,11 @@ class Clients:
         self.http = aiohttp.ClientSession(self.base, connector=connector)
         self.headers = [{"Authorization": meta[0][1]} for meta in self.users]
         self.logins = [f"login-{i}@bench.example" for i in range(50)]
-        await asyncio.gather(
-            *(
-                self.auth.Register(auth_pb2.RegisterRequest(email=e, password=PASSWORD))
-                for e in self.logins
-            )
-        )
+        await asyncio.gather(*(self._register(e) for e in self.logins))
+
+    async def _register(self, email: str) -> None:
+        request = auth_pb2.RegisterRequest(email=email, password=PASSWORD)
+        await patiently(lambda: self.auth.Register(request))
 
     async def close(self) -> None:
         await self.http.close()
@@ -93,7 +93,8 @@ class Clients:
         async with self.http.post(path, json=body, headers=self.headers[i % 50]) as reply:
             await reply.read()
             if reply.status != 200:
-                raise RuntimeError(reply.status)
+                retry = reply.headers.get("retry-after")
+                raise HttpRefused(reply.status, float(retry) if retry else None)
 
     def login(self, i: int) -> Awaitable[object]:
         request = auth_pb2.LoginRequest(email=self.logins[i % 50], password=PASSWORD)

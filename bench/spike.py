@@ -33,6 +33,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from bench import cpu
+from bench.admitted import patiently
 from bench.load import percentile
 from bench.loyalty_bench import PASSWORD, Meta, bearer, make_admin
 from bench.spread import spread_stub
@@ -160,26 +161,12 @@ async def open_loop(
     return Arrivals(latencies, outcomes, lags, time.perf_counter() - start)
 
 
-async def _patiently(call: Callable[[], Awaitable[Any]], tolerated: grpc.StatusCode) -> Any:
-    """`call()`, again while it is UNAVAILABLE (a PostgreSQL shared with other work can run out
-    of connections for a while); an answer with the `tolerated` code counts as done."""
-    for attempt in range(20):
-        try:
-            return await call()
-        except grpc.aio.AioRpcError as error:
-            if error.code() == tolerated:
-                return None
-            if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == 19:
-                raise
-            await asyncio.sleep(0.5)
-
-
 async def _user(auth: auth_pb2_grpc.AuthServiceStub, index: int) -> Meta:
     email = f"spike-{index}@bench.example"
     register = auth_pb2.RegisterRequest(email=email, password=PASSWORD)
-    await _patiently(lambda: auth.Register(register), grpc.StatusCode.ALREADY_EXISTS)
+    await patiently(lambda: auth.Register(register), grpc.StatusCode.ALREADY_EXISTS)
     login = auth_pb2.LoginRequest(email=email, password=PASSWORD)
-    pair = await _patiently(lambda: auth.Login(login), grpc.StatusCode.OK)
+    pair = await patiently(lambda: auth.Login(login))
     return bearer(pair.access_token)
 
 
@@ -189,7 +176,7 @@ async def prepare(system: System) -> tuple[Meta, list[Meta]]:
         auth = auth_pb2_grpc.AuthServiceStub(channel)
         make_admin(system)
         login = auth_pb2.LoginRequest(email="admin@bench.example", password=PASSWORD)
-        admin = bearer((await auth.Login(login)).access_token)
+        admin = bearer((await patiently(lambda: auth.Login(login))).access_token)
         users = []
         for start in range(0, USERS, 10):
             users += await asyncio.gather(*(_user(auth, i) for i in range(start, start + 10)))

@@ -9,7 +9,10 @@ The limit is additive-increase, multiplicative-decrease on the latency of finish
 Netflix's concurrency-limits AIMDLimit (and TCP's window): while calls finish within the
 target latency and the limit is in use, it grows by one per `limit` calls; a call slower than
 the target shrinks it by `backoff`, at most once per target period so that one slow batch
-does not collapse it. Pure logic: the clock is passed in."""
+does not collapse it. "Slower than the target" is measured above each method's own floor (its
+latency without a queue, as Netflix's Gradient limit measures it): a login spends 200 ms
+hashing a password by design, and is late only when it waits on top of that. Pure logic: the
+clock is passed in."""
 
 from __future__ import annotations
 
@@ -37,6 +40,19 @@ class AdmissionSettings:
         return self.maximum > 0
 
 
+class LatencyFloor:
+    """A method's latency without a queue: the lowest seen, drifting up slowly (a tenth of a
+    percent a call) so that it follows a method that became slower for good."""
+
+    def __init__(self) -> None:
+        self.value = float("inf")
+
+    def add(self, latency: float) -> float:
+        """Notes a finished call; returns how much of its latency was above the floor."""
+        self.value = min(latency, self.value * 1.001)
+        return latency - self.value
+
+
 class ConcurrencyLimit:
     def __init__(self, settings: AdmissionSettings) -> None:
         self.settings = settings
@@ -52,7 +68,8 @@ class ConcurrencyLimit:
         return True
 
     def leave(self, latency: float, now: float) -> None:
-        """A call that entered has finished, after `latency` seconds; `now` is monotonic."""
+        """A call that entered has finished, `latency` seconds above its method's floor;
+        `now` is monotonic."""
         self.in_flight -= 1
         s = self.settings
         if latency > s.target_latency:

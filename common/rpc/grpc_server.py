@@ -23,7 +23,7 @@ from common.access.caller import caller_id
 from common.errors import InvalidArgument, ServiceError
 from common.processes import supervisor as workers
 from common.rpc import deadlines
-from common.rpc.admission import AdmissionSettings, ConcurrencyLimit
+from common.rpc.admission import AdmissionSettings, ConcurrencyLimit, LatencyFloor
 from common.rpc.audit import CallAudit, outcome_of
 from common.rpc.grpc_errors import overloaded_status, plain_status, status_for
 from common.rpc.request_rules import check_request, undecodable_field
@@ -198,6 +198,7 @@ def _wrap(
 
     if admission is None:
         return wrapped
+    floor = LatencyFloor()
 
     async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
         # First of all, so that a refusal costs next to nothing: no log line (a metric counts
@@ -212,7 +213,7 @@ def _wrap(
             return await wrapped(request, context)
         finally:
             now = time.monotonic()
-            admission.leave(now - started, now)
+            admission.leave(floor.add(now - started), now)
 
     return admitted
 

@@ -23,7 +23,7 @@ is spent in Redis and every worker learns the count from it."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from common.access.throttle import Answer, Bucket, Limit, Throttle
 from common.errors import too_many
@@ -51,14 +51,6 @@ class GuessLimits:
     per_address: Limit
 
 
-@dataclass(frozen=True)
-class Guess:
-    """A look-up let through, and where its token came from (this worker's count, or Redis)."""
-
-    guesser: Guesser
-    local: bool
-
-
 @dataclass
 class _Known:
     """One bucket as this worker knows it."""
@@ -74,6 +66,17 @@ class _Known:
         if self.asking or now >= self.until:
             return 0
         return self.tokens - self.reserved
+
+
+@dataclass(frozen=True)
+class Guess:
+    """A look-up let through, and where its token came from (this worker's count, or Redis)."""
+
+    guesser: Guesser
+    local: bool
+    # The caller's buckets and this worker's entries for them, found once per look-up.
+    buckets: list[Bucket] = field(default_factory=list)
+    entries: list[_Known] = field(default_factory=list)
 
 
 class GuessThrottle:
@@ -134,7 +137,7 @@ class GuessThrottle:
         if all(known.free(now) >= 1 for known in entries):
             for known in entries:
                 known.reserved += 1
-            return Guess(guesser, local=True)
+            return Guess(guesser, True, buckets, entries)
         # Tokens taken here are unknown to Redis: with a fresh count and none left over
         # them, Redis would let this look-up through on tokens already taken.
         held = [now < k.until and k.reserved > 0 and k.tokens - k.reserved < 1 for k in entries]
@@ -144,7 +147,7 @@ class GuessThrottle:
         if wait > 0:
             reason = Reason.TOO_MANY_PROMO_ATTEMPTS
             raise too_many(reason.value, MESSAGES[reason], DOMAIN, wait)
-        return Guess(guesser, local=False)
+        return Guess(guesser, False, buckets, entries)
 
     async def _acquire(self, buckets: list[Bucket], entries: list[_Known]) -> float:
         """A token from Redis, covering also the tokens held here when it was asked (Redis
@@ -167,8 +170,7 @@ class GuessThrottle:
 
     async def answered(self, guess: Guess, reason: Reason | None) -> None:
         """The guess taken stays spent if the look-up was a miss; a hit gets it back."""
-        buckets = self._buckets(guess.guesser)
-        entries = self._entries(buckets)
+        buckets, entries = guess.buckets, guess.entries
         miss = reason in MISSES
         if guess.local:
             # A local token: a hit gives it back here; a miss is spent in Redis, and stays

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from common.rpc import deadlines
-from common.rpc.admission import AdmissionSettings, ConcurrencyLimit
+from common.rpc.admission import AdmissionSettings, ConcurrencyLimit, LatencyFloor
 from common.rpc.grpc_server import ServiceInterceptor
 from common.telemetry.metrics import rpc_metrics
 
@@ -44,6 +44,14 @@ def test_fast_calls_grow_the_limit_only_while_it_is_in_use() -> None:
             pass
         limit.leave(0.01, now=2.0 + step)
     assert limit.limit == 10.0, "grows to the maximum, not past it"
+
+
+def test_the_floor_is_a_methods_latency_without_a_queue() -> None:
+    floor = LatencyFloor()
+    assert floor.add(0.2) == 0.0  # a login: slow by design, not late
+    assert floor.add(0.25) == pytest.approx(0.25 - 0.2 * 1.001)
+    assert floor.add(0.5) > 0.29  # waiting on top of its own time is what counts
+    assert floor.add(0.1) == 0.0 and floor.value == 0.1
 
 
 class Details(NamedTuple):

@@ -1,0 +1,67 @@
+"""Calls sent again the way a well-behaved client sends them: after the retry delay a server
+refusing for load gave (RESOURCE_EXHAUSTED, ErrorInfo OVERLOADED, RetryInfo), or after a pause
+while a dependency is UNAVAILABLE. For the benchmark's setup (sign-ups, logins), which must
+succeed, and for its closed loops, which wait as a client would rather than spin."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+OVERLOADED = "OVERLOADED"
+
+
+class HttpRefused(Exception):
+    """An HTTP answer other than 200; `retry_after` from a 429's Retry-After header."""
+
+    def __init__(self, status: int, retry_after: float | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def overload_delay(error: BaseException) -> float | None:
+    """The retry delay of a refusal for load, or None for any other outcome."""
+    if isinstance(error, HttpRefused):
+        return error.retry_after if error.status == 429 else None
+    if not isinstance(error, grpc.aio.AioRpcError):
+        return None
+    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    status = rpc_status.from_call(error)
+    if status is None:
+        return None
+    reason, delay = "", 0.0
+    for detail in status.details:
+        info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            reason = info.reason
+        elif detail.Unpack(retry):
+            delay = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
+    return delay if reason == OVERLOADED else None
+
+
+async def patiently(
+    call: Callable[[], Awaitable[Any]], tolerated: grpc.StatusCode | None = None
+) -> Any:
+    """`call()`, again while it is refused for load or UNAVAILABLE (a PostgreSQL shared with
+    other work can run out of connections for a while); an answer with the `tolerated` code
+    counts as done (None)."""
+    for attempt in range(60):
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as error:
+            if tolerated is not None and error.code() == tolerated:
+                return None
+            delay = overload_delay(error)
+            if delay is None and error.code() == grpc.StatusCode.UNAVAILABLE:
+                delay = 0.5
+            if delay is None or attempt == 59:
+                raise
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
