@@ -26,6 +26,7 @@ from common.rpc import deadlines
 from common.rpc.admission import AdmissionSettings, ConcurrencyLimit, LatencyFloor
 from common.rpc.audit import CallAudit, outcome_of
 from common.rpc.grpc_errors import overloaded_status, plain_status, status_for
+from common.rpc.loop_lag import LoopLagGate
 from common.rpc.request_rules import check_request, undecodable_field
 from common.storage.db_errors import is_data_exception
 from common.telemetry.logs import get_logger, request_id_var
@@ -182,6 +183,7 @@ def _wrap(
     handler: Handler,
     audit: CallAudit | None = None,
     admission: ConcurrencyLimit | None = None,
+    gate: LoopLagGate | None = None,
 ) -> Handler:
     if audit is not None and audit.covers(record.method):
         handler = _audited(record.method, handler, audit)
@@ -196,14 +198,14 @@ def _wrap(
         finally:
             record.finish(context, started)
 
-    if admission is None:
+    if admission is None or gate is None:
         return wrapped
     floor = LatencyFloor()
 
     async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
         # First of all, so that a refusal costs next to nothing: no log line (a metric counts
         # them), no request id, nothing parsed beyond what gRPC did.
-        if not admission.try_enter():
+        if not (gate.admits() and admission.try_enter()):
             record.refused()
             await context.abort_with_status(
                 overloaded_status(admission.settings.retry_after, admission.settings.domain)
@@ -286,12 +288,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self._admission = (
             ConcurrencyLimit(admission) if admission is not None and admission.enabled else None
         )
+        self._gate = LoopLagGate() if self._admission is not None else None
         self._sample = success_log_sample
         self._built: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     @property
     def admission(self) -> ConcurrencyLimit | None:
         return self._admission
+
+    def close(self) -> None:
+        if self._gate is not None:
+            self._gate.stop()
 
     async def intercept_service(
         self,
@@ -320,7 +327,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return handler
         limited = not method.startswith(UNLIMITED_PREFIXES)
         return grpc.unary_unary_rpc_method_handler(
-            _wrap(record, handler.unary_unary, self._audit, self._admission if limited else None),
+            _wrap(
+                record,
+                handler.unary_unary,
+                self._audit,
+                self._admission if limited else None,
+                self._gate,
+            ),
             request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
@@ -381,6 +394,7 @@ class GrpcServer:
         self._stopping = True
         await self.set_serving(False)
         await self.server.stop(grace)
+        self.interceptor.close()
 
 
 async def run_until_signal(

@@ -11,6 +11,7 @@ import pytest
 from common.rpc import deadlines
 from common.rpc.admission import AdmissionSettings, ConcurrencyLimit, LatencyFloor
 from common.rpc.grpc_server import ServiceInterceptor
+from common.rpc.loop_lag import LagSettings, SheddingRate
 from common.telemetry.metrics import rpc_metrics
 
 SETTINGS = AdmissionSettings(maximum=10, minimum=2, initial=4, target_latency=0.1, backoff=0.5)
@@ -147,3 +148,26 @@ async def test_the_wrapped_handler_is_built_once_per_method() -> None:
     details = Details("/test.Unit/Call", ())
     first = await interceptor.intercept_service(continuation, details)
     assert await interceptor.intercept_service(continuation, details) is first
+
+
+def test_a_loop_falling_behind_sheds_calls_and_admits_all_once_it_keeps_up() -> None:
+    rate = SheddingRate(LagSettings(target=0.005, update=0.02, alpha=4.0, beta=40.0))
+    rate.observe(0.004, now=0.0)  # within the target, and so the loop's first sample
+    rate.observe(0.004, now=0.02)
+    assert rate.probability == 0.0 and rate.admits(0.0)
+    for step in range(1, 6):
+        rate.observe(0.05, now=step * 0.02)  # 50 ms behind, and staying there
+    assert 0.5 < rate.probability <= rate.settings.most
+    assert not rate.admits(0.1) and rate.admits(0.999)
+    for step in range(6, 60):
+        rate.observe(0.0, now=step * 0.02)
+    assert rate.probability == 0.0
+
+
+def test_the_probability_moves_once_per_update_on_the_worst_lag() -> None:
+    rate = SheddingRate(LagSettings(target=0.005, update=0.02, alpha=4.0, beta=0.0))
+    rate.observe(0.0, now=0.0)
+    rate.observe(0.105, now=0.005)  # within the update: remembered, not applied
+    assert rate.probability == 0.0
+    rate.observe(0.0, now=0.02)
+    assert rate.probability == pytest.approx(4.0 * 0.1)
