@@ -26,6 +26,7 @@ from common.storage.db import Pool
 from common.storage.db_errors import DATABASE_ERRORS, UNREACHABLE_ERRORS, Listener, listen
 from common.telemetry.logs import get_logger
 from common.telemetry.metrics import OutboxMetrics
+from common.telemetry.trace_context import enabled as tracing_enabled
 from common.telemetry.trace_context import publishing
 
 log = get_logger(__name__)
@@ -42,8 +43,9 @@ def message(row: Any, exchange: str) -> Outgoing:
     """A row's message, its event id as message id; with tracing on, the `… publish` span
     (opened and ended here, around the hand-over) in its headers."""
     headers: dict[str, Any] = {}
-    with publishing(headers, exchange, row["routing_key"], row["traceparent"]):
-        pass
+    if tracing_enabled():
+        with publishing(headers, exchange, row["routing_key"], row["traceparent"]):
+            pass
     properties = Basic.Properties(
         content_type=CONTENT_TYPE,
         delivery_mode=PERSISTENT,
