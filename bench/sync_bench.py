@@ -85,26 +85,48 @@ def _process(module: str, env: dict[str, str]) -> Iterator[subprocess.Popen[byte
         process.wait(30)
 
 
+async def _backlog(auth_db: asyncpg.Connection, events: list[tuple[str, str, str, bytes]]) -> None:
+    """The events in auth's outbox in one transaction, and the relays woken as auth's own
+    writes wake them."""
+    async with auth_db.transaction():
+        await auth_db.copy_records_to_table(
+            "outbox",
+            records=events,
+            columns=["event_id", "user_id", "routing_key", "payload"],
+        )
+        await auth_db.execute("SELECT pg_notify('outbox', '')")
+
+
+async def _mirrored(loyalty_db: asyncpg.Connection, count: int) -> None:
+    while await loyalty_db.fetchval("SELECT count(*) FROM users") < count:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
 async def _drain_rate(backlog: int) -> float:
+    """Events per second from a backlog's commit in auth's outbox to the last of them stored in
+    loyalty's mirror. One event goes through first: the clock starts only once both processes
+    run, the relays are connected and loyalty's queue is bound, so start-up is not timed (nor,
+    when the processes start slowly, a backlog already drained before the clock starts)."""
     env = bench_env()
     for module in ("auth_service", "loyalty_service"):
         command = [sys.executable, "-m", module, "migrate"]
         await asyncio.to_thread(subprocess.run, command, env=env, check=True, cwd=ROOT)
     try:
-        auth_db = await asyncpg.connect(env["AUTH_DATABASE_URL"])
-        await auth_db.copy_records_to_table(
-            "outbox",
-            records=_events(backlog),
-            columns=["event_id", "user_id", "routing_key", "payload"],
-        )
-        await auth_db.close()
         with _process("auth_service", env), _process("loyalty_service", env):
             await asyncio.to_thread(_wait_serving, env["LOYALTY_GRPC_ADDR"])
-            started = time.perf_counter()
+            auth_db = await asyncpg.connect(env["AUTH_DATABASE_URL"])
             loyalty_db = await asyncpg.connect(env["LOYALTY_DATABASE_URL"])
-            while await loyalty_db.fetchval("SELECT count(*) FROM users") < backlog:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-            elapsed = time.perf_counter() - started
+            await _backlog(auth_db, _events(1))
+            await asyncio.wait_for(_mirrored(loyalty_db, 1), 60)
+            events = _events(backlog)
+            await _backlog(auth_db, events)
+            # PostgreSQL's clock at both ends, so polling slowly (and cheaply) loses nothing:
+            # a mirror row's updated_at is when the statement that stored it began.
+            started = await auth_db.fetchval("SELECT clock_timestamp()")
+            await _mirrored(loyalty_db, backlog + 1)
+            ended = await loyalty_db.fetchval("SELECT max(updated_at) FROM users")
+            elapsed: float = (ended - started).total_seconds()
+            await auth_db.close()
             await loyalty_db.close()
         return backlog / elapsed
     finally:

@@ -107,14 +107,6 @@ def publishing(
         yield
 
 
-async def publish_row(
-    exchange: Any, message: Any, routing_key: str, traceparent: str | None, **options: Any
-) -> Any:
-    """`exchange.publish` of an outbox row's message (aio-pika), inside `publishing`."""
-    with publishing(message.headers, exchange.name, routing_key, traceparent):
-        return await exchange.publish(message, routing_key=routing_key, **options)
-
-
 @contextmanager
 def consuming(headers: MutableMapping[str, Any] | None, queue: str) -> Iterator[None]:
     """A CONSUMER span around the handling of one message: the child of (and linked to) the
