@@ -26,7 +26,7 @@ def unsampled_context() -> list[tuple[str, str]] | None:
     if not span_context.is_valid:
         return []
     ids = f"{format_trace_id(span_context.trace_id)}-{format_span_id(span_context.span_id)}"
-    metadata = [(trace_context.TRACEPARENT, f"00-{ids}-00")]
+    metadata = [(trace_context.TRACEPARENT, f"00-{ids}-{span_context.trace_flags:02x}")]
     if span_context.trace_state:
         metadata.append(("tracestate", span_context.trace_state.to_header()))
     return metadata

@@ -160,7 +160,7 @@ def setup(
     return True
 
 
-def client_interceptors() -> list[Any]:
+def client_interceptors(provider: Any = None) -> list[Any]:
     """OpenTelemetry's gRPC client interceptors (health checks left out) while tracing is on,
     for channels that only sampled calls take; none while it is off. grpc.aio runs every call
     on a channel with interceptors through its intercepted-call machinery, whether or not
@@ -170,7 +170,9 @@ def client_interceptors() -> list[Any]:
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
     from opentelemetry.instrumentation.grpc.filters import health_check, negate
 
-    interceptors: list[Any] = aio_client_interceptors(filter_=negate(health_check()))
+    interceptors: list[Any] = aio_client_interceptors(
+        tracer_provider=provider, filter_=negate(health_check())
+    )
     return interceptors
 
 
