@@ -27,7 +27,7 @@ from gateway.backends import Backends
 from gateway.config import GatewaySettings
 from gateway.json_response import JsonResponse
 from gateway.middleware import RequestIdAndLog
-from gateway.routes import Route, build_routes, match
+from gateway.routes import Route, build_routes, match, static_matches
 from gateway.security import SecurityHeaders
 from gateway.transcode import build_request, to_json
 
@@ -94,6 +94,7 @@ class Gateway:
         self.proxies = parse_networks(settings.gateway_trusted_proxies)
         self.address_key = key_bytes(settings.client_address_key)
         self.routes = build_routes()
+        self._static = static_matches(self.routes)
         self.openapi = openapi.document(self.routes)
         self._backends: Backends | None = None
 
@@ -107,7 +108,8 @@ class Gateway:
         self._backends = Backends(self.settings, self.routes)
 
     async def forward(self, request: Request) -> Response:
-        found = match(self.routes, request.method, request.url.path)
+        path = request.url.path
+        found = self._static.get((request.method, path)) or match(self.routes, request.method, path)
         if found.route is None:
             return self._no_route(found.allowed)
         request.scope["route_template"] = f"{found.route.verb} {found.route.template}"
@@ -244,6 +246,10 @@ def create_app(settings: GatewaySettings) -> Any:
 
     app = Starlette(
         routes=[
+            # The API's paths first: Starlette tries each route in turn, and the others (which
+            # no /v1/ path matches) would be tried on every API call.
+            HttpRoute(token_endpoint.PATH, gateway.token, methods=["POST"]),
+            HttpRoute("/v1/{path:path}", gateway.forward, methods=METHODS),
             HttpRoute("/livez", gateway.livez, methods=["GET"]),
             HttpRoute("/readyz", gateway.readyz, methods=["GET"]),
             HttpRoute("/healthz", gateway.readyz, methods=["GET"]),
@@ -251,7 +257,6 @@ def create_app(settings: GatewaySettings) -> Any:
             HttpRoute("/docs", gateway.docs, methods=["GET"]),
             Mount("/docs", StaticFiles(directory=STATIC / "docs")),
             HttpRoute("/admin", gateway.console, methods=["GET"]),
-            HttpRoute(token_endpoint.PATH, gateway.token, methods=["POST"]),
             Mount("/admin", StaticFiles(directory=STATIC / "admin", html=True)),
             HttpRoute("/{path:path}", gateway.forward, methods=METHODS),
         ],
