@@ -24,8 +24,11 @@ API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 _PAGES = ("/admin", "/docs")
 
 
+_PAGE_PREFIXES = tuple(f"{page}/" for page in _PAGES)
+
+
 def is_page(path: str) -> bool:
-    return any(path == page or path.startswith(f"{page}/") for page in _PAGES)
+    return path in _PAGES or path.startswith(_PAGE_PREFIXES)
 
 
 def headers_for(path: str) -> list[tuple[bytes, bytes]]:
