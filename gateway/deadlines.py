@@ -22,7 +22,10 @@ def timeout(headers: Headers, ceiling: float) -> float:
         return ceiling
     raw = given[0]
     # isdigit alone would take other scripts' digits and superscripts; no sign, no fraction.
-    if len(given) > 1 or not (raw.isascii() and raw.isdigit()) or int(raw) == 0:
+    if len(given) > 1 or not (raw.isascii() and raw.isdigit()):
         raise InvalidArgument.of(HEADER, _MUST_BE)
-    # A value with more digits than any deadline needs is the ceiling (and no huge int).
-    return ceiling if len(raw) > 12 else min(int(raw) / 1000, ceiling)
+    digits = raw.lstrip("0")
+    if not digits:
+        raise InvalidArgument.of(HEADER, _MUST_BE)
+    # More digits than any deadline needs (over 30 years) is the ceiling: no huge int made.
+    return ceiling if len(digits) > 12 else min(int(digits) / 1000, ceiling)
