@@ -12,8 +12,8 @@ from common.processes import shutdown
 from common.processes import supervisor as workers
 from common.telemetry import logs, sentry, tracing
 from common.telemetry.metrics import serve as serve_metrics
-from gateway import metrics
-from gateway.app import MAX_REQUEST_HEAD_BYTES, create_app
+from gateway import http_server, metrics
+from gateway.app import create_app
 from gateway.config import GatewaySettings
 
 
@@ -33,19 +33,12 @@ def serve(settings: GatewaySettings) -> None:
     serve_metrics(workers.metrics_address(settings.gateway_metrics_addr), metrics.COLLECTORS)
     host, _, port = settings.gateway_http_addr.rpartition(":")
     server = uvicorn.Server(
-        uvicorn.Config(
+        http_server.config(
             tracing.asgi(create_app(settings)),
-            host=host,
-            port=int(port),
+            host,
+            int(port),
             loop="uvloop",
-            log_level="warning",
-            access_log=False,
             timeout_graceful_shutdown=int(settings.shutdown_grace),
-            lifespan="on",
-            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
-            # The app itself decides whose X-Forwarded-For to believe (GATEWAY_TRUSTED_PROXIES);
-            # uvicorn's own handling would believe 127.0.0.1's by default.
-            proxy_headers=False,
         )
     )
     logs.get_logger("gateway").info("serving", address=settings.gateway_http_addr)
@@ -58,7 +51,8 @@ def main() -> None:
     settings = config.load(GatewaySettings)
     logs.configure("gateway", settings.log_level)
     sentry.init(settings.sentry_dsn, "gateway")
-    tracing.setup("gateway")
+    # The gateway's backend channels are traced only for sampled requests (gateway.backends).
+    tracing.setup("gateway", instrument_clients=False)
     service = workers.Service(
         "gateway",
         settings.gateway_workers,

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Mount
 from starlette.routing import Route as HttpRoute
 from starlette.staticfiles import StaticFiles
@@ -22,11 +22,12 @@ from common.access.client_address import key_bytes, vouched
 from common.access.trust import Network, client_address, parse_networks
 from common.errors import InvalidArgument
 from common.telemetry.logs import get_logger
-from gateway import errors, openapi, token_endpoint
+from gateway import deadlines, errors, openapi, token_endpoint
 from gateway.backends import Backends
 from gateway.config import GatewaySettings
+from gateway.json_response import JsonResponse
 from gateway.middleware import RequestIdAndLog
-from gateway.routes import Route, build_routes, match
+from gateway.routes import Route, build_routes, match, static_matches
 from gateway.security import SecurityHeaders
 from gateway.transcode import build_request, to_json
 
@@ -39,9 +40,6 @@ log = get_logger("gateway")
 # RESOURCE_EXHAUSTED past it): any one header over 4 KiB, or all over 16 KiB, is a 431 here.
 MAX_HEADER_BYTES = 4 * 1024
 MAX_HEADERS_BYTES = 16 * 1024
-# What uvicorn reads of a request's head before the app sees it (its default, 16 KiB, would
-# answer a larger head with a plain-text 400 of its own instead of our 431).
-MAX_REQUEST_HEAD_BYTES = 256 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -53,8 +51,8 @@ def headers_too_large(request: Request) -> bool:
     return max(sizes, default=0) > MAX_HEADER_BYTES or sum(sizes) > MAX_HEADERS_BYTES
 
 
-def status_response(http: int, code: int, message: str, **headers: str) -> JSONResponse:
-    return JSONResponse(errors.status_json(code, message), status_code=http, headers=headers)
+def status_response(http: int, code: int, message: str, **headers: str) -> JsonResponse:
+    return JsonResponse(errors.status_json(code, message), status_code=http, headers=headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -96,6 +94,7 @@ class Gateway:
         self.proxies = parse_networks(settings.gateway_trusted_proxies)
         self.address_key = key_bytes(settings.client_address_key)
         self.routes = build_routes()
+        self._static = static_matches(self.routes)
         self.openapi = openapi.document(self.routes)
         self._backends: Backends | None = None
 
@@ -109,7 +108,8 @@ class Gateway:
         self._backends = Backends(self.settings, self.routes)
 
     async def forward(self, request: Request) -> Response:
-        found = match(self.routes, request.method, request.url.path)
+        path = request.url.path
+        found = self._static.get((request.method, path)) or match(self.routes, request.method, path)
         if found.route is None:
             return self._no_route(found.allowed)
         request.scope["route_template"] = f"{found.route.verb} {found.route.template}"
@@ -125,10 +125,10 @@ class Gateway:
             limit = self._body_limit(found.route)
             return status_response(413, code_pb2.INVALID_ARGUMENT, f"body over {limit} bytes")
         except InvalidArgument as error:
-            return JSONResponse(errors.from_invalid_argument(error), status_code=400)
+            return JsonResponse(errors.from_invalid_argument(error), status_code=400)
         except grpc.aio.AioRpcError as error:
             failed = errors.from_rpc_error(error)
-            return JSONResponse(failed.body, status_code=failed.status, headers=failed.headers)
+            return JsonResponse(failed.body, status_code=failed.status, headers=failed.headers)
 
     def _no_route(self, allowed: tuple[str, ...]) -> Response:
         if allowed:
@@ -146,13 +146,16 @@ class Gateway:
         return forwarded_metadata(request, self.proxies, self.address_key)
 
     async def _call(self, route: Route, params: dict[str, str], request: Request) -> Response:
+        deadline_s = deadlines.timeout(request.headers, self.backends.default_deadline(route))
         # Like grpc-gateway, any content type is read as JSON (curl -d sends a form type).
         body = await read_body(request, self._body_limit(route))
-        message = build_request(route, params, body, list(request.query_params.multi_items()))
+        # A body of "*" is the whole message: the query string is not read (nor parsed).
+        query = [] if route.body == "*" else list(request.query_params.multi_items())
+        message = build_request(route, params, body, query)
         if route.streams:
             return await self._stream(route, message, request)
-        reply = await self.backends.call(route, message, self._metadata(request))
-        return JSONResponse(to_json(reply))
+        reply = await self.backends.call(route, message, self._metadata(request), deadline_s)
+        return JsonResponse(to_json(reply))
 
     async def _stream(self, route: Route, message: Any, request: Request) -> Response:
         """google.api.HttpBody chunks as one streamed body, as grpc-gateway does. The first
@@ -206,7 +209,7 @@ class Gateway:
         """Liveness: this process serves HTTP. Never asks a backend, so a backend's outage
         cannot make an orchestrator restart every gateway."""
         request.scope["route_template"] = "GET /livez"
-        return JSONResponse({"gateway": "SERVING"})
+        return JsonResponse({"gateway": "SERVING"})
 
     async def readyz(self, request: Request) -> Response:
         """Readiness: the backends answer their health checks (503 otherwise), so a balancer
@@ -214,10 +217,10 @@ class Gateway:
         request.scope["route_template"] = f"GET {request.url.path}"
         report: dict[str, Any] = {"gateway": "SERVING", **await self.backends.health()}
         healthy = all(value == "SERVING" for value in report.values())
-        return JSONResponse(report, status_code=200 if healthy else 503)
+        return JsonResponse(report, status_code=200 if healthy else 503)
 
     async def openapi_json(self, request: Request) -> Response:
-        return JSONResponse(self.openapi)
+        return JsonResponse(self.openapi)
 
     async def docs(self, request: Request) -> Response:
         return FileResponse(STATIC / "docs" / "index.html")
@@ -243,6 +246,10 @@ def create_app(settings: GatewaySettings) -> Any:
 
     app = Starlette(
         routes=[
+            # The API's paths first: Starlette tries each route in turn, and the others (which
+            # no /v1/ path matches) would be tried on every API call.
+            HttpRoute(token_endpoint.PATH, gateway.token, methods=["POST"]),
+            HttpRoute("/v1/{path:path}", gateway.forward, methods=METHODS),
             HttpRoute("/livez", gateway.livez, methods=["GET"]),
             HttpRoute("/readyz", gateway.readyz, methods=["GET"]),
             HttpRoute("/healthz", gateway.readyz, methods=["GET"]),
@@ -250,7 +257,6 @@ def create_app(settings: GatewaySettings) -> Any:
             HttpRoute("/docs", gateway.docs, methods=["GET"]),
             Mount("/docs", StaticFiles(directory=STATIC / "docs")),
             HttpRoute("/admin", gateway.console, methods=["GET"]),
-            HttpRoute(token_endpoint.PATH, gateway.token, methods=["POST"]),
             Mount("/admin", StaticFiles(directory=STATIC / "admin", html=True)),
             HttpRoute("/{path:path}", gateway.forward, methods=METHODS),
         ],

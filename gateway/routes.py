@@ -116,3 +116,11 @@ def match(routes: list[Route], verb: str, path: str) -> Match:
             return Match(route, found.groupdict(), ())
         allowed.append(route.verb)
     return Match(None, {}, tuple(allowed))
+
+
+def static_matches(routes: list[Route]) -> dict[tuple[str, str], Match]:
+    """What `match` answers for each route without path parameters, asked with its own verb
+    and path: looked up per request instead of scanning every route's pattern in turn."""
+    return {
+        (r.verb, r.template): match(routes, r.verb, r.template) for r in routes if not r.path_params
+    }

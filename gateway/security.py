@@ -24,8 +24,11 @@ API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 _PAGES = ("/admin", "/docs")
 
 
+_PAGE_PREFIXES = tuple(f"{page}/" for page in _PAGES)
+
+
 def is_page(path: str) -> bool:
-    return any(path == page or path.startswith(f"{page}/") for page in _PAGES)
+    return path in _PAGES or path.startswith(_PAGE_PREFIXES)
 
 
 def headers_for(path: str) -> list[tuple[bytes, bytes]]:
@@ -41,6 +44,13 @@ def headers_for(path: str) -> list[tuple[bytes, bytes]]:
     return headers
 
 
+# Made once: every response gets one of the two.
+_PAGE_HEADERS = headers_for("/admin")
+_API_HEADERS = headers_for("/")
+_PAGE_NAMES = {name for name, _ in _PAGE_HEADERS}
+_API_NAMES = {name for name, _ in _API_HEADERS}
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -49,8 +59,9 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = headers_for(scope["path"])
-        names = {name for name, _ in extra}
+        page = is_page(scope["path"])
+        extra = _PAGE_HEADERS if page else _API_HEADERS
+        names = _PAGE_NAMES if page else _API_NAMES
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -10,6 +10,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from common.errors import FieldViolation, InvalidArgument
+from gateway import json_out
 from gateway.json_types import check_json
 from gateway.routes import Route
 
@@ -87,7 +88,4 @@ def build_request(
 
 
 def to_json(message: Message) -> dict[str, Any]:
-    result: dict[str, Any] = json_format.MessageToDict(
-        message, always_print_fields_with_no_presence=True
-    )
-    return result
+    return json_out.to_json(message)

@@ -7,7 +7,7 @@ or `dns:///loyalty:50052` (every address the name resolves to, as compose's scal
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import grpc
 
@@ -42,7 +42,10 @@ def service_config(retried: list[dict[str, str]]) -> str:
 
 
 def open_channel(
-    target: str, retried: list[dict[str, str]] | None = None, own_connections: bool = False
+    target: str,
+    retried: list[dict[str, str]] | None = None,
+    own_connections: bool = False,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> grpc.aio.Channel:
     """A channel to every backend of `target`, retrying UNAVAILABLE for `retried` methods
     (`EVERY_METHOD` when every call sent on it is idempotent). `own_connections`: not shared
@@ -59,7 +62,9 @@ def open_channel(
     ]
     if own_connections:
         options.append(("grpc.use_local_subchannel_pool", 1))
-    return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.insecure_channel(
+        target, options=options, interceptors=list(interceptors) or None
+    )
 
 
 # A service's workers share one port and the kernel gives each new connection to one of them
@@ -70,7 +75,10 @@ CONNECTIONS_PER_TARGET = 8
 
 
 def open_channels(
-    target: str, retried: list[dict[str, str]] | None = None, count: int = CONNECTIONS_PER_TARGET
+    target: str,
+    retried: list[dict[str, str]] | None = None,
+    count: int = CONNECTIONS_PER_TARGET,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> list[grpc.aio.Channel]:
     """`count` channels to `target`, each with connections of its own."""
-    return [open_channel(target, retried, own_connections=True) for _ in range(count)]
+    return [open_channel(target, retried, True, interceptors) for _ in range(count)]
