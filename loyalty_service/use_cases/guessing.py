@@ -34,7 +34,7 @@ MISSES = frozenset({Reason.PROMO_CODE_NOT_FOUND, Reason.PROMO_CODE_NOT_FOR_USER}
 # How long a worker trusts what Redis last said a bucket holds.
 KNOWN_FOR_SECONDS = 2.0
 # Buckets a worker remembers at most (the oldest are forgotten first).
-KNOWN_BUCKETS = 100_000
+KNOWN_BUCKETS = 20_000
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class GuessLimits:
     per_address: Limit
 
 
-@dataclass
+@dataclass(slots=True)
 class _Known:
     """One bucket as this worker knows it."""
 
