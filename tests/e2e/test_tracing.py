@@ -244,14 +244,20 @@ def test_taking_a_use_is_a_domain_step_over_its_sql(traced: TracedSystem) -> Non
 
     spans = traced.receiver.wait_for(taken, "promo.take_use span")
     step = _one(spans, name="promo.take_use")
+    use = "/loyalty.promo.v1.PromoService/UsePromoCode"
+
+    def served(spans: list[Span]) -> bool:
+        # The server span ends (and is exported) after the step inside it.
+        return any(s.name == use and s.trace_id == step.trace_id for s in spans)
+
+    traced.receiver.wait_for(served, "UsePromoCode server span")
     trace = traced.receiver.trace(step.trace_id)
-    server = _one(trace, name="/loyalty.promo.v1.PromoService/UsePromoCode", kind="SERVER")
+    server = _one(trace, name=use, kind="SERVER")
     assert server in _ancestors(step, trace)
     inside = [s.attributes.get("db.statement", "") for s in trace if step in _ancestors(s, trace)]
-    # The whole use is one statement (migrations/loyalty/0004: loyalty_use).
-    assert [st for st in inside if st] == ["SELECT * FROM loyalty_use($1, $2, $3, $4, $5, $6)"], (
-        tree(trace)
-    )
+    # The whole use is one statement (loyalty_service/store/sql/loyalty_use.sql).
+    statement = "SELECT * FROM loyalty_use($1, $2, $3, $4, $5, $6, $7)"
+    assert [st for st in inside if st] == [statement], tree(trace)
 
 
 def _token_of_unknown_key() -> str:
