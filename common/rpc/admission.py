@@ -26,7 +26,9 @@ class AdmissionSettings:
     """`maximum` 0: no limit at all."""
 
     maximum: int = 256
-    minimum: int = 4
+    # A floor high enough for a few clients' honest retries while a dependency restarts
+    # (every call is slow then, and slowness alone would otherwise shrink the limit to them).
+    minimum: int = 16
     initial: int = 64
     target_latency: float = 0.1
     backoff: float = 0.9

@@ -138,12 +138,7 @@ class GuessThrottle:
             for known in entries:
                 known.reserved += 1
             return Guess(guesser, True, buckets, entries)
-        # Tokens taken here are unknown to Redis: with a fresh count and none left over
-        # them, Redis would let this look-up through on tokens already taken.
-        held = [now < k.until and k.reserved > 0 and k.tokens - k.reserved < 1 for k in entries]
-        wait = self._wait(buckets, held)
-        if wait == 0:
-            wait = await self._acquire(buckets, entries)
+        wait = await self._acquire(buckets, entries)
         if wait > 0:
             reason = Reason.TOO_MANY_PROMO_ATTEMPTS
             raise too_many(reason.value, MESSAGES[reason], DOMAIN, wait)
@@ -168,6 +163,12 @@ class GuessThrottle:
             await self._throttle.run("refund", buckets)
         return wait
 
+    def unanswered(self, guess: Guess) -> None:
+        """The look-up failed before it answered: a token taken here is given back (the
+        caller learnt nothing); one taken in Redis stays spent, as it always did."""
+        if guess.local:
+            _release(guess.entries)
+
     async def answered(self, guess: Guess, reason: Reason | None) -> None:
         """The guess taken stays spent if the look-up was a miss; a hit gets it back."""
         buckets, entries = guess.buckets, guess.entries
@@ -179,7 +180,12 @@ class GuessThrottle:
                 if miss:
                     self._learn(entries, await self._throttle.run("spend", buckets))
             finally:
-                for known in entries:
-                    known.reserved = max(known.reserved - 1, 0)
+                _release(entries)
         elif not miss:
             self._learn(entries, await self._throttle.run("refund", buckets))
+
+
+def _release(entries: list[_Known]) -> None:
+    """Gives back the tokens a look-up reserved here."""
+    for known in entries:
+        known.reserved = max(known.reserved - 1, 0)

@@ -69,6 +69,11 @@ class Promotions:
         if guess is not None and self._guesses is not None:
             await self._guesses.answered(guess, reason)
 
+    def _unanswered(self, guess: Guess | None) -> None:
+        """The look-up failed (a dependency, the caller's deadline): it told nothing."""
+        if guess is not None and self._guesses is not None:
+            self._guesses.unanswered(guess)
+
     @staticmethod
     def _refused(reason: Reason) -> Rejection:
         metrics.PROMO_REJECTIONS.labels(reason.value).inc()
@@ -101,7 +106,11 @@ class Promotions:
         self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None = None
     ) -> Quote:
         guess = await self._may_guess(guesser)
-        decision = await self._decide(code, tariff_id, user_id)
+        try:
+            decision = await self._decide(code, tariff_id, user_id)
+        except BaseException:
+            self._unanswered(guess)
+            raise
         await self._answered(guess, decision.reason)
         if decision.reason is not None:
             raise self._refused(decision.reason)
@@ -128,7 +137,11 @@ class Promotions:
                 raise
             return earlier
         address = guesser.address if guesser is not None else ""
-        outcome = await self._take(code, tariff_id, user_id, request_id or None, address)
+        try:
+            outcome = await self._take(code, tariff_id, user_id, request_id or None, address)
+        except BaseException:
+            self._unanswered(guess)
+            raise
         await self._answered(guess, outcome.reason)
         if outcome.reason is not None:
             raise self._refused(outcome.reason)

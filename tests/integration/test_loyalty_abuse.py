@@ -321,3 +321,26 @@ async def test_concurrent_hits_from_one_address_are_never_refused(
         people = [*regulars, auth_server.token_for(), auth_server.token_for()]
         quotes = await asyncio.gather(*(apply(server, p, code, "198.51.100.90") for p in people))
         assert {q.code for q in quotes} == {code}
+
+
+async def test_a_look_up_that_fails_gives_back_its_local_token(
+    make_loyalty: Any, auth_server: AuthTestServer, admin: TestUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A look-up cut off (the database gone, the caller's deadline) answered nothing: the
+    token it took from this worker's count is given back, not held for ever."""
+    server = await make_loyalty(loyalty_promo_failures_per_user=3)
+    code = new_code()
+    await server.create_code(admin, code=code, percent_off=10)
+    person = auth_server.token_for()
+    assert (await apply(server, person, code)).code == code  # known here now
+    redemption = server.app.promotions._store.single.redemption
+
+    async def cut_off(*args: Any) -> Any:
+        raise TimeoutError
+
+    monkeypatch.setattr(redemption, "apply", cut_off)
+    for _ in range(5):  # more than the 3 tokens the count holds
+        await rejected(apply(server, person, code), Code.UNAVAILABLE)
+    monkeypatch.undo()
+    for _ in range(3):
+        assert (await apply(server, person, code)).code == code

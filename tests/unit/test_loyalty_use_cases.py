@@ -271,6 +271,9 @@ class _Throttled(GuessThrottle):
     async def answered(self, guess: Guess, reason: Reason | None) -> None:
         raise AssertionError("a throttled look-up has no answer to count")
 
+    def unanswered(self, guess: Guess) -> None:
+        raise AssertionError("a throttled look-up is never made")
+
 
 async def test_a_throttled_caller_still_gets_the_purchase_its_request_id_made(
     world: World,
