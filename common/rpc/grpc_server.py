@@ -125,6 +125,7 @@ class CallRecord:
         self._latency = metrics.latency.labels(method)
         self._ok = metrics.requests.labels(method, grpc.StatusCode.OK.name)
         self._sample = success_log_sample
+        self.floor = LatencyFloor()
 
     def finish(self, context: grpc.aio.ServicerContext, started: float) -> float:
         code = context.code()
@@ -200,7 +201,7 @@ def _wrap(
 
     if admission is None or gate is None:
         return wrapped
-    floor = LatencyFloor()
+    floor = record.floor
 
     async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
         # First of all, so that a refusal costs next to nothing: no log line (a metric counts
@@ -291,6 +292,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self._gate = LoopLagGate() if self._admission is not None else None
         self._sample = success_log_sample
         self._built: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._records: dict[str, CallRecord] = {}
 
     @property
     def admission(self) -> ConcurrencyLimit | None:
@@ -316,14 +318,20 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _wrapped(self, method: str, handler: Any) -> Any:
-        record = CallRecord(method, self._metrics, self._sample)
-        if handler is not None and handler.unary_stream is not None:
+        if handler is None:  # no such method: nothing is kept for a name a caller made up
+            return None
+        # One record a method, kept when its handler is wrapped anew (tracing's interceptors
+        # build one per call): its metric series and latency floor outlive the wrapper.
+        record = self._records.get(method)
+        if record is None:
+            record = self._records[method] = CallRecord(method, self._metrics, self._sample)
+        if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(record, handler.unary_stream, self._audit),
                 request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
-        if handler is None or handler.unary_unary is None:
+        if handler.unary_unary is None:
             return handler
         limited = not method.startswith(UNLIMITED_PREFIXES)
         return grpc.unary_unary_rpc_method_handler(

@@ -171,3 +171,16 @@ def test_the_probability_moves_once_per_update_on_the_worst_lag() -> None:
     assert rate.probability == 0.0
     rate.observe(0.0, now=0.02)
     assert rate.probability == pytest.approx(4.0 * 0.1)
+
+
+async def test_nothing_is_kept_for_a_method_that_does_not_exist() -> None:
+    interceptor = ServiceInterceptor(rpc_metrics("unit4", None))
+
+    async def continuation(details: Any) -> Any:
+        return None
+
+    for n in range(100):
+        assert (
+            await interceptor.intercept_service(continuation, Details(f"/made.Up/M{n}", ())) is None
+        )
+    assert interceptor._records == {} and interceptor._built == {}
