@@ -22,7 +22,7 @@ from loyalty_service.domain.reasons import Reason, Rejection
 from loyalty_service.domain.redemption import Decision, UseOutcome
 from loyalty_service.domain.schedule import PricePeriod, schedule
 from loyalty_service.use_cases import events
-from loyalty_service.use_cases.guessing import Guess, Guesser, GuessThrottle
+from loyalty_service.use_cases.guessing import Guesser, GuessThrottle
 from loyalty_service.use_cases.ports import Repositories, UnitOfWork
 from loyalty_service.use_cases.referrals import Referrals
 
@@ -60,19 +60,13 @@ class Promotions:
         # None: nobody is throttled (an admin applying codes on users' behalf).
         self._guesses = guesses
 
-    async def _may_guess(self, guesser: Guesser | None) -> Guess | None:
+    async def _may_guess(self, guesser: Guesser | None) -> None:
         if guesser is not None and self._guesses is not None:
-            return await self._guesses.check(guesser)
-        return None
+            await self._guesses.check(guesser)
 
-    async def _answered(self, guess: Guess | None, reason: Reason | None) -> None:
-        if guess is not None and self._guesses is not None:
-            await self._guesses.answered(guess, reason)
-
-    def _unanswered(self, guess: Guess | None) -> None:
-        """The look-up failed (a dependency, the caller's deadline): it told nothing."""
-        if guess is not None and self._guesses is not None:
-            self._guesses.unanswered(guess)
+    async def _answered(self, guesser: Guesser | None, reason: Reason | None) -> None:
+        if guesser is not None and self._guesses is not None:
+            await self._guesses.answered(guesser, reason)
 
     @staticmethod
     def _refused(reason: Reason) -> Rejection:
@@ -105,13 +99,9 @@ class Promotions:
     async def quote(
         self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None = None
     ) -> Quote:
-        guess = await self._may_guess(guesser)
-        try:
-            decision = await self._decide(code, tariff_id, user_id)
-        except BaseException:
-            self._unanswered(guess)
-            raise
-        await self._answered(guess, decision.reason)
+        await self._may_guess(guesser)
+        decision = await self._decide(code, tariff_id, user_id)
+        await self._answered(guesser, decision.reason)
         if decision.reason is not None:
             raise self._refused(decision.reason)
         return _quote_of(decision)
@@ -127,7 +117,7 @@ class Promotions:
         """Takes one use and creates a PENDING purchase, in one statement; or answers with
         the purchase made earlier with this request id."""
         try:
-            guess = await self._may_guess(guesser)
+            await self._may_guess(guesser)
         except ServiceError:
             # A throttled caller still gets the purchase it already made.
             earlier = None
@@ -137,12 +127,8 @@ class Promotions:
                 raise
             return earlier
         address = guesser.address if guesser is not None else ""
-        try:
-            outcome = await self._take(code, tariff_id, user_id, request_id or None, address)
-        except BaseException:
-            self._unanswered(guess)
-            raise
-        await self._answered(guess, outcome.reason)
+        outcome = await self._take(code, tariff_id, user_id, request_id or None, address)
+        await self._answered(guesser, outcome.reason)
         if outcome.reason is not None:
             raise self._refused(outcome.reason)
         assert outcome.purchase is not None

@@ -18,7 +18,7 @@ from loyalty_service.domain.purchases import Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import DOMAIN, MESSAGES, Reason, Rejection
 from loyalty_service.domain.specs import CodeSpec
 from loyalty_service.use_cases.administration import PromoAdmin
-from loyalty_service.use_cases.guessing import Guess, Guesser, GuessThrottle
+from loyalty_service.use_cases.guessing import Guesser, GuessThrottle
 from loyalty_service.use_cases.promotions import Promotions
 from loyalty_service.use_cases.referrals import Referrals
 from tests.unit.fakes.loyalty import FakeLoyaltyStore
@@ -264,15 +264,12 @@ class _Throttled(GuessThrottle):
     def __init__(self) -> None:
         pass
 
-    async def check(self, guesser: Guesser) -> Guess:
+    async def check(self, guesser: Guesser) -> None:
         reason = Reason.TOO_MANY_PROMO_ATTEMPTS
         raise too_many(reason.value, MESSAGES[reason], DOMAIN, 30)
 
-    async def answered(self, guess: Guess, reason: Reason | None) -> None:
+    async def answered(self, guesser: Guesser, reason: Reason | None) -> None:
         raise AssertionError("a throttled look-up has no answer to count")
-
-    def unanswered(self, guess: Guess) -> None:
-        raise AssertionError("a throttled look-up is never made")
 
 
 async def test_a_throttled_caller_still_gets_the_purchase_its_request_id_made(
