@@ -35,12 +35,8 @@ for i, key in ipairs(KEYS) do
     wait = math.max(wait, math.ceil((1 - tokens) / rate))
   end
 end
-local left = {wait}
 if mode == 'check' or (mode == 'acquire' and wait > 0) then
-  for i = 1, #KEYS do
-    left[i + 1] = math.floor(states[i][1])
-  end
-  return left
+  return wait
 end
 local taken = 1
 if mode == 'refund' then
@@ -50,9 +46,8 @@ for i, key in ipairs(KEYS) do
   local tokens = math.min(math.max(states[i][1] - taken, -states[i][2]), states[i][2])
   redis.call('HSET', key, 'tokens', tostring(tokens), 'at', tostring(now))
   redis.call('PEXPIRE', key, math.ceil((states[i][2] - tokens) / states[i][3]) + 1000)
-  left[i + 1] = math.floor(tokens)
 end
-return left
+return wait
 """
 
 
@@ -75,35 +70,22 @@ class Bucket:
     limit: Limit
 
 
-@dataclass(frozen=True)
-class Answer:
-    """Seconds to wait (0: go ahead), and the whole tokens each bucket holds after the step
-    (a refused `acquire` and a `check` take none)."""
-
-    wait: float
-    left: tuple[int, ...]
-
-
 class Throttle:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._script = client.register_script(_SCRIPT)
         self._prefix = prefix
 
-    def key(self, bucket: Bucket) -> str:
+    def _key(self, bucket: Bucket) -> str:
         # Hashed, so no email or address is kept in Redis in clear text.
         digest = hashlib.sha256(bucket.subject.encode()).hexdigest()[:32]
         return f"{self._prefix}throttle:{bucket.name}:{digest}"
 
-    async def run(self, mode: str, buckets: list[Bucket]) -> Answer:
-        """One step (`check`, `spend`, `acquire`, `refund`) and what it left in each bucket."""
+    async def _run(self, mode: str, buckets: list[Bucket]) -> float:
         args: list[str | float] = [mode]
         for bucket in buckets:
             args += [bucket.limit.capacity, bucket.limit.per_millisecond]
-        found = await self._script(keys=[self.key(b) for b in buckets], args=args)
-        return Answer(int(found[0]) / 1000, tuple(int(n) for n in found[1:]))
-
-    async def _run(self, mode: str, buckets: list[Bucket]) -> float:
-        return (await self.run(mode, buckets)).wait
+        waited = await self._script(keys=[self._key(b) for b in buckets], args=args)
+        return int(waited) / 1000
 
     async def check(self, buckets: list[Bucket]) -> float:
         """Seconds until every bucket holds a token (0: go ahead); takes nothing."""
