@@ -84,6 +84,8 @@ class BaseServiceSettings(BaseSettings):
     grpc_max_in_flight: Annotated[int, Field(ge=0)] = 256
     grpc_target_latency_ms: Annotated[float, Field(gt=0)] = 100.0
     grpc_retry_after_seconds: Annotated[float, Field(ge=0)] = 1.0
+    # Shed calls while the event loop lags more than this (common.rpc.loop_lag); 0: off.
+    grpc_loop_lag_target_ms: Annotated[float, Field(ge=0)] = 0.0
     # The share of successful calls that get a log line (every failure gets one): at
     # thousands of calls a second, one line each is most of a small call's cost.
     log_success_sample: Annotated[float, Field(ge=0, le=1)] = 1.0

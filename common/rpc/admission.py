@@ -36,6 +36,8 @@ class AdmissionSettings:
     retry_after: float = 1.0
     # The ErrorInfo domain of a refusal: the service's.
     domain: str = ""
+    # Seconds of event-loop lag to shed calls at (common.rpc.loop_lag); 0: off.
+    loop_lag_target: float = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -93,4 +95,5 @@ def admission_settings(settings: BaseServiceSettings, domain: str) -> AdmissionS
         target_latency=settings.grpc_target_latency_ms / 1000,
         retry_after=settings.grpc_retry_after_seconds,
         domain=domain,
+        loop_lag_target=settings.grpc_loop_lag_target_ms / 1000,
     )

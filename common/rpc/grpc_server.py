@@ -26,7 +26,7 @@ from common.rpc import deadlines
 from common.rpc.admission import AdmissionSettings, ConcurrencyLimit, LatencyFloor
 from common.rpc.audit import CallAudit, outcome_of
 from common.rpc.grpc_errors import overloaded_status, plain_status, status_for
-from common.rpc.loop_lag import LoopLagGate
+from common.rpc.loop_lag import LagSettings, LoopLagGate
 from common.rpc.request_rules import check_request, undecodable_field
 from common.storage.db_errors import is_data_exception
 from common.telemetry.logs import get_logger, request_id_var
@@ -199,14 +199,14 @@ def _wrap(
         finally:
             record.finish(context, started)
 
-    if admission is None or gate is None:
+    if admission is None:
         return wrapped
     floor = record.floor
 
     async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
         # First of all, so that a refusal costs next to nothing: no log line (a metric counts
         # them), no request id, nothing parsed beyond what gRPC did.
-        if not (gate.admits() and admission.try_enter()):
+        if not ((gate is None or gate.admits()) and admission.try_enter()):
             record.refused()
             await context.abort_with_status(
                 overloaded_status(admission.settings.retry_after, admission.settings.domain)
@@ -289,7 +289,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self._admission = (
             ConcurrencyLimit(admission) if admission is not None and admission.enabled else None
         )
-        self._gate = LoopLagGate() if self._admission is not None else None
+        # Shedding on the loop's lag is off unless configured: at its first settings it refused
+        # calls of a lightly loaded server after a pause (make drills), and at 1.5 of capacity
+        # it did not reach the queue that forms before Python (docs/performance-notes.md).
+        lag = admission.loop_lag_target if admission is not None else 0.0
+        self._gate = (
+            LoopLagGate(LagSettings(target=lag))
+            if self._admission is not None and lag > 0
+            else None
+        )
         self._sample = success_log_sample
         self._built: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
         self._records: dict[str, CallRecord] = {}
