@@ -17,8 +17,8 @@ from contextvars import ContextVar
 from typing import Any
 
 import grpc
-from opentelemetry import trace
-from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry import context, trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
@@ -27,39 +27,52 @@ from common.telemetry import trace_context
 
 
 class SampleFirst(grpc.aio.ServerInterceptor):
-    """Decides a call's sampling before OpenTelemetry's server interceptor (it sits first):
-    a caller's traceparent decides when there is one, else the sampler, on a trace id drawn
-    here and then given to the server span. An unsampled unary call runs with the
-    instrumentation suppressed, under a non-recording span of its trace (log lines keep
-    the trace id): the interceptor and every query and Redis command would otherwise still
-    build their dropped spans (measured: about 100 µs a call for the interceptor, 35 µs a
-    query, 38 µs a Redis command), most of what tracing at 1% would cost. An outgoing gRPC
-    call of such a request (loyalty's rare GetJwks) carries no context, so auth decides its
+    """Decides a call's sampling first, and holds OpenTelemetry's server interceptor (`traced`)
+    for the calls it samples: a caller's traceparent decides when there is one, else the
+    sampler, on a trace id drawn here and then given to the server span. An unsampled call
+    never meets OpenTelemetry's interceptor (which builds a wrapped handler and a span per
+    call, sampled or not: about 100 µs) and runs with the instrumentation suppressed (a query
+    would otherwise still build its dropped span: 35 µs, a Redis command 38 µs), under a
+    non-recording span of its trace so that its log lines keep the trace id. Its handler is
+    the one beneath, untouched, so the service's own per-method wrappers stay cached.
+
+    What is set here holds for the handler: grpc.aio runs a call's interceptors and then its
+    handler in one task, whose context ends with the call. An outgoing gRPC call of an
+    unsampled request (loyalty's rare GetJwks) carries no context, so auth decides its
     sampling afresh."""
 
-    def __init__(self, provider: Any = None) -> None:
+    def __init__(
+        self, traced: grpc.aio.ServerInterceptor | None = None, provider: Any = None
+    ) -> None:
+        self._traced = traced
         self._provider = provider
         self._ids = RandomIdGenerator()
 
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        if details.method.startswith(UNTRACED_PREFIX):
+            return await continuation(details)
         incoming = _incoming(details.invocation_metadata)
-        preset = 0
         if incoming is not None:
-            sampled = incoming.trace_flags.sampled
+            sampled, span_context = incoming.trace_flags.sampled, incoming
         else:
             preset = self._ids.generate_trace_id()
             provider: Any = self._provider or trace.get_tracer_provider()
             decision = provider.sampler.should_sample(None, preset, "rpc", SpanKind.SERVER)
             sampled = decision.decision.is_sampled()
+            if sampled:
+                _preset_trace_id.set(preset)
+            span_context = SpanContext(preset, self._ids.generate_span_id(), is_remote=False)
         if sampled:
-            handler = await continuation(details)
-            return _unary_wrapped(handler, lambda b: _with_preset(b, preset)) if preset else handler
-        with suppress_instrumentation():
-            handler = await continuation(details)
-        span_context = incoming or SpanContext(
-            preset, self._ids.generate_span_id(), is_remote=False
-        )
-        return _unary_wrapped(handler, lambda b: _quietly(b, NonRecordingSpan(span_context)))
+            if self._traced is None:
+                return await continuation(details)
+            return await self._traced.intercept_service(continuation, details)
+        quiet = trace.set_span_in_context(NonRecordingSpan(span_context))
+        context.attach(context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, quiet))
+        return await continuation(details)
+
+
+# Health checks (load balancers, the gateway's /healthz, orchestration) are not requests.
+UNTRACED_PREFIX = "/grpc.health."
 
 
 def _incoming(metadata: Any) -> SpanContext | None:
@@ -70,36 +83,13 @@ def _incoming(metadata: Any) -> SpanContext | None:
     return span_context if span_context.is_valid else None
 
 
-def _unary_wrapped(handler: Any, wrap: Any) -> Any:
-    if handler is None or handler.request_streaming or handler.response_streaming:
-        return handler
-    return handler._replace(unary_unary=wrap(handler.unary_unary))
-
-
-def _with_preset(behavior: Any, trace_id: int) -> Any:
-    async def sampled(request: Any, context: Any) -> Any:
-        token = _preset_trace_id.set(trace_id)
-        try:
-            return await behavior(request, context)
-        finally:
-            _preset_trace_id.reset(token)
-
-    return sampled
-
-
-def _quietly(behavior: Any, span: NonRecordingSpan) -> Any:
-    async def unsampled(request: Any, context: Any) -> Any:
-        with trace.use_span(span), suppress_instrumentation():
-            return await behavior(request, context)
-
-    return unsampled
-
-
-def sample_first_in_servers() -> None:
+def sample_first_in_servers(traced: grpc.aio.ServerInterceptor) -> None:
+    """Every grpc.aio server made from now on gets SampleFirst, holding `traced`, as its first
+    interceptor."""
     make_server = grpc.aio.server
 
     def server(*args: Any, **kwargs: Any) -> Any:
-        kwargs["interceptors"] = [SampleFirst(), *(kwargs.get("interceptors") or ())]
+        kwargs["interceptors"] = [SampleFirst(traced), *(kwargs.get("interceptors") or ())]
         return make_server(*args, **kwargs)
 
     grpc.aio.server = server

@@ -178,18 +178,14 @@ def client_interceptors(provider: Any = None) -> list[Any]:
 
 def _instrument(clients: bool) -> None:
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-    from opentelemetry.instrumentation.grpc import (
-        GrpcAioInstrumentorClient,
-        GrpcAioInstrumentorServer,
-    )
+    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, aio_server_interceptor
     from opentelemetry.instrumentation.grpc.filters import health_check, negate
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    # Wrapped before the instrumentation wraps it: SampleFirst goes first, before its interceptor.
-    sample_first_in_servers()
-    # Health checks (load balancers, the gateway's /healthz, orchestration) are not requests.
-    GrpcAioInstrumentorServer(filter_=negate(health_check())).instrument()
+    # OpenTelemetry's server interceptor runs inside SampleFirst, for sampled calls only.
+    sample_first_in_servers(aio_server_interceptor(filter_=negate(health_check())))
     if clients:
+        # Health checks (load balancers, the gateway's /healthz, orchestration) are not requests.
         GrpcAioInstrumentorClient(filter_=negate(health_check())).instrument()
     AsyncPGInstrumentor().instrument()
     RedisInstrumentor().instrument()

@@ -4,9 +4,11 @@ exporter. Nothing here installs a global tracer provider: the test process stays
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Any
 
 import grpc
 import pytest
@@ -181,11 +183,12 @@ class Seen:
     ran_with_instrumentation: bool = False
     span: SpanContext | None = None
     preset: int = 0
+    traced: bool = False
 
 
-async def _serve_one(ratio: str, traceparent: str | None) -> tuple[Seen, bool]:
+async def _serve_one(ratio: str, traceparent: str | None) -> Seen:
     """One unary call through SampleFirst (the continuation stands for the interceptors
-    after it); returns what the handler saw, and whether SampleFirst left the handler as is."""
+    after it); returns what the handler saw."""
     env = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio}
     seen = Seen()
 
@@ -201,32 +204,45 @@ async def _serve_one(ratio: str, traceparent: str | None) -> tuple[Seen, bool]:
         seen.intercepted_with_instrumentation = is_instrumentation_enabled()
         return handler
 
+    class Traced(grpc.aio.ServerInterceptor):
+        """Stands for OpenTelemetry's interceptor: notes that it was asked."""
+
+        async def intercept_service(self, inner: Any, details: Any) -> Any:
+            seen.traced = True
+            return await inner(details)
+
     metadata = (("traceparent", traceparent),) if traceparent else ()
     details = SimpleNamespace(method="/x.Svc/M", invocation_metadata=metadata)
-    gate = sampling_gates.SampleFirst(TracerProvider(sampler=tracing.sampler(env)))
-    served = await gate.intercept_service(continuation, details)
-    assert await served.unary_unary(None, None) == "answer"
+    gate = sampling_gates.SampleFirst(Traced(), TracerProvider(sampler=tracing.sampler(env)))
+
+    async def one_call() -> None:  # as grpc.aio runs it: interceptors, then handler, one task
+        served = await gate.intercept_service(continuation, details)
+        assert served is handler  # the service's own wrappers stay cached
+        assert await served.unary_unary(None, None) == "answer"
+
+    await asyncio.create_task(one_call())
     assert is_instrumentation_enabled() and sampling_gates._preset_trace_id.get() == 0
-    return seen, served is handler
+    return seen
 
 
 async def test_an_unsampled_call_runs_with_instrumentation_suppressed() -> None:
-    seen, untouched = await _serve_one("0.0", None)
+    seen = await _serve_one("0.0", None)
     assert not seen.intercepted_with_instrumentation and not seen.ran_with_instrumentation
     assert seen.span is not None and seen.span.is_valid and not seen.span.trace_flags.sampled
-    assert not untouched
+    assert not seen.traced  # OpenTelemetry's interceptor is never asked
     unsampled_caller = PARENT.removesuffix("01") + "00"
-    seen, _ = await _serve_one("1.0", unsampled_caller)
-    assert not seen.ran_with_instrumentation
+    seen = await _serve_one("1.0", unsampled_caller)
+    assert not seen.ran_with_instrumentation and not seen.traced
     assert seen.span is not None and format_trace_id(seen.span.trace_id) == TRACE_ID
 
 
 async def test_a_sampled_call_is_traced_on_the_trace_id_it_was_sampled_on() -> None:
-    seen, _ = await _serve_one("1.0", None)
+    seen = await _serve_one("1.0", None)
     assert seen.intercepted_with_instrumentation and seen.ran_with_instrumentation
+    assert seen.traced
     assert seen.preset != 0  # the server span's trace id: the one the sampler said yes to
-    seen, untouched = await _serve_one("0.0", PARENT)  # the caller's decision wins
-    assert seen.ran_with_instrumentation and seen.preset == 0 and untouched
+    seen = await _serve_one("0.0", PARENT)  # the caller's decision wins
+    assert seen.ran_with_instrumentation and seen.preset == 0 and seen.traced
 
 
 @pytest.mark.parametrize("ratio", ["0.0", "1.0"])
