@@ -15,7 +15,9 @@ left, PENDING purchases, rejections) and every user's count agree to the last us
 Each call carries a deadline (DEADLINE_S), so the server can drop what its client gave up on.
 An answer is one of: taken; refused by the per-user limit (a decision, counted in goodput);
 refused for overload (RESOURCE_EXHAUSTED, other than the guess throttle's, with the
-google.rpc.RetryInfo delay it carried, if any); or an error (DEADLINE_EXCEEDED included).
+google.rpc.RetryInfo delay it carried, if any; or CANCELLED, which only the server's gRPC core
+answers here, at once and with no details, to a call past its intake limit, GRPC_MAX_PENDING);
+or an error (DEADLINE_EXCEEDED included).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
 USERS = 200
 LIMIT_REASON = "PROMO_CODE_USER_LIMIT_REACHED"
+INTAKE_FULL = "INTAKE_FULL (gRPC core: CANCELLED, no retry delay)"
 # The guess throttle answers RESOURCE_EXHAUSTED too, but for a caller's misses, not for load: the
 # bench sets it out of reach, so in a spike it is an error, never an overload refusal.
 THROTTLE_REASON = "TOO_MANY_PROMO_ATTEMPTS"
@@ -82,6 +85,8 @@ def classify(code: grpc.StatusCode, reason: str, retry_s: float | None) -> Outco
         return Outcome("refused")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and reason != THROTTLE_REASON:
         return Outcome("overload", reason, retry_s)
+    if code == grpc.StatusCode.CANCELLED:  # the bench never cancels a call of its own
+        return Outcome("overload", INTAKE_FULL)
     return Outcome("error", f"{code.name} {reason}".strip())
 
 

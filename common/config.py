@@ -84,6 +84,12 @@ class BaseServiceSettings(BaseSettings):
     grpc_max_in_flight: Annotated[int, Field(ge=0)] = 256
     grpc_target_latency_ms: Annotated[float, Field(gt=0)] = 100.0
     grpc_retry_after_seconds: Annotated[float, Field(ge=0)] = 1.0
+    # Calls gRPC's core may hold for a worker whose event loop has not taken them yet. Past
+    # it (at random, rising to every call at three times it) the core refuses a new call at
+    # once, before any Python runs: grpc.aio takes calls one by one on the loop that serves
+    # them, so past capacity the queue forms there, out of the admission limit's sight.
+    # 0: gRPC's own limits (1,000 and 3,000). Off, like all admission, when the above is 0.
+    grpc_max_pending: Annotated[int, Field(ge=0)] = 16
     # Shed calls while the event loop lags more than this (common.rpc.loop_lag); 0: off.
     grpc_loop_lag_target_ms: Annotated[float, Field(ge=0)] = 0.0
     # The share of successful calls that get a log line (every failure gets one): at

@@ -18,7 +18,9 @@ from common.rpc.grpc_errors import bad_request
 # or stopping); the gateway's own cancellation, when its client goes away, raises
 # asyncio.CancelledError instead and answers nobody. grpc-gateway's 499 ("Client Closed
 # Request") would tell a client that it gave up when it did not, so it is a 503 here: the
-# client retries (a use with its request id), as it does any UNAVAILABLE.
+# client retries (a use with its request id), as it does any UNAVAILABLE. A backend's gRPC core
+# answers CANCELLED too, at once, to a call it refuses because its worker has too many calls
+# waiting to be taken (GRPC_MAX_PENDING): hence a Retry-After of a second.
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
     grpc.StatusCode.CANCELLED: 503,
@@ -39,7 +41,11 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.DATA_LOSS: 500,
 }
 
-BACKEND_CUT_OFF = "the backend stopped before it answered; retry (with the same requestId)"
+BACKEND_CUT_OFF = (
+    "the backend stopped, or was too busy to take the call, before it answered; retry (with the"
+    " same requestId)"
+)
+CUT_OFF_RETRY_AFTER = {"retry-after": "1"}
 
 # Keep the detail types in the default pool so their JSON can be printed.
 _DETAIL_TYPES = (
@@ -80,7 +86,9 @@ def retry_after(details: list[any_pb2.Any]) -> dict[str, str]:
 def from_rpc_error(error: grpc.aio.AioRpcError) -> HttpError:
     """The HTTP status, body and headers of a failed backend call, rich details kept."""
     if error.code() == grpc.StatusCode.CANCELLED:
-        return HttpError(503, status_json(code_pb2.UNAVAILABLE, BACKEND_CUT_OFF))
+        return HttpError(
+            503, status_json(code_pb2.UNAVAILABLE, BACKEND_CUT_OFF), dict(CUT_OFF_RETRY_AFTER)
+        )
     http = HTTP_STATUS.get(error.code(), 500)
     status = rpc_status.from_call(error)
     if status is not None:

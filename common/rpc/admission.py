@@ -36,12 +36,25 @@ class AdmissionSettings:
     retry_after: float = 1.0
     # The ErrorInfo domain of a refusal: the service's.
     domain: str = ""
+    # Calls gRPC's core holds for the worker before it refuses new ones (GRPC_MAX_PENDING);
+    # 0: gRPC's own limits.
+    max_pending: int = 0
     # Seconds of event-loop lag to shed calls at (common.rpc.loop_lag); 0: off.
     loop_lag_target: float = 0.0
 
     @property
     def enabled(self) -> bool:
         return self.maximum > 0
+
+    def server_options(self) -> list[tuple[str, int]]:
+        """gRPC core's own intake limit, for the server's options: the pending calls it
+        refuses at random past `max_pending`, and every one past three times it."""
+        if not self.enabled or self.max_pending <= 0:
+            return []
+        return [
+            ("grpc.server.max_pending_requests", self.max_pending),
+            ("grpc.server.max_pending_requests_hard_limit", 3 * self.max_pending),
+        ]
 
 
 class LatencyFloor:
@@ -96,4 +109,5 @@ def admission_settings(settings: BaseServiceSettings, domain: str) -> AdmissionS
         retry_after=settings.grpc_retry_after_seconds,
         domain=domain,
         loop_lag_target=settings.grpc_loop_lag_target_ms / 1000,
+        max_pending=settings.grpc_max_pending,
     )

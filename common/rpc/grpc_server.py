@@ -375,7 +375,10 @@ class GrpcServer:
             interceptors=[self.interceptor, *interceptors],
             # Off for a server alone, so a taken port fails loudly; on for the workers of one
             # service, whose supervisor checked the port first (common.processes.supervisor).
-            options=[("grpc.so_reuseport", 1 if workers.shares_port() else 0)],
+            options=[
+                ("grpc.so_reuseport", 1 if workers.shares_port() else 0),
+                *(admission.server_options() if admission is not None else ()),
+            ],
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -133,5 +133,6 @@ async def test_uses_without_one_are_503_never_499(
     assert set(statuses) == {200, 503}, statuses
     cut = next(a for a in answers if a.status_code == 503)
     assert cut.json()["code"] == 14 and "retry" in cut.json()["message"]  # UNAVAILABLE
+    assert cut.headers["retry-after"] == "1"  # a core refusing at intake answers CANCELLED too
     uses = await pair[0][1].app.pool.fetchval("SELECT promo_code_uses($1)", code)
     assert uses == statuses[200]

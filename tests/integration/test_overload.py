@@ -5,7 +5,9 @@ has passed is not worked on, and a statement still running when it passes is can
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -129,8 +131,9 @@ async def test_health_is_never_refused_for_load(gated: tuple[grpc.aio.Channel, G
 
 @pytest.fixture
 async def small_loyalty(auth_server: AuthTestServer) -> AsyncIterator[LoyaltyTestServer]:
-    """Loyalty admitting three calls at once: a burst of uses overflows it."""
-    settings = loyalty_settings(auth_server.address, grpc_max_in_flight=HELD)
+    """Loyalty admitting three calls at once: a burst of uses overflows it. gRPC core's intake
+    limit is left at gRPC's own, so that the refusals seen are the admission limit's."""
+    settings = loyalty_settings(auth_server.address, grpc_max_in_flight=HELD, grpc_max_pending=0)
     server = await start_loyalty(settings)
     yield server
     await stop_loyalty(server)
@@ -194,3 +197,65 @@ async def test_no_work_after_the_callers_deadline(
         assert waiting == 0
     assert await pool.fetchval("SELECT count(*) FROM purchases WHERE code = $1", code) == 0
     assert await pool.fetchval("SELECT promo_code_uses($1)", code) == 0
+
+
+async def _flood(limit: AdmissionSettings, calls: int) -> tuple[Counter[grpc.StatusCode], int]:
+    """`calls` calls at once to a server whose handler holds its event loop for 5 ms each (a
+    saturated worker): what they were answered, and how many the handler ran."""
+    ran = 0
+
+    async def busy(request: bytes, context: Any) -> bytes:
+        nonlocal ran
+        ran += 1
+        time.sleep(0.005)  # noqa: ASYNC251 - the point: a loop with no time to take new calls
+        return b"done"
+
+    server = GrpcServer(
+        f"127.0.0.1:{free_port()}", ["test.Busy"], rpc_metrics("busy", None), admission=limit
+    )
+    server.server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "test.Busy", {"Work": grpc.unary_unary_rpc_method_handler(busy)}
+            ),
+        )
+    )
+    await server.start()
+    answers: Counter[grpc.StatusCode] = Counter()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            work = channel.unary_unary("/test.Busy/Work")
+
+            async def one() -> None:
+                try:
+                    await work(b"", timeout=30)
+                    answers[Code.OK] += 1
+                except grpc.aio.AioRpcError as error:
+                    answers[error.code()] += 1
+
+            await asyncio.gather(*(one() for _ in range(calls)))
+    finally:
+        await server.stop(0)
+    return answers, ran
+
+
+async def test_past_the_intake_limit_grpc_core_refuses_before_any_python_runs() -> None:
+    """grpc.aio takes calls one at a time on the loop that serves them: with the loop busy,
+    calls wait in gRPC's core, out of the admission limit's sight. Past GRPC_MAX_PENDING the
+    core refuses them (CANCELLED, which the gateway answers 503 with Retry-After): the
+    handler never ran for them. Without the limit the same flood all waits its turn."""
+    limited = AdmissionSettings(maximum=256, max_pending=2)
+    answers, ran = await _flood(limited, 120)
+    assert set(answers) == {Code.OK, Code.CANCELLED}, answers
+    assert ran == answers[Code.OK]
+    unlimited = AdmissionSettings(maximum=256, max_pending=0)
+    answers, ran = await _flood(unlimited, 120)
+    assert answers == Counter({Code.OK: 120}) and ran == 120
+
+
+def test_the_intake_limit_is_off_with_admission_control() -> None:
+    assert AdmissionSettings(maximum=0, max_pending=8).server_options() == []
+    assert dict(AdmissionSettings(maximum=64, max_pending=8).server_options()) == {
+        "grpc.server.max_pending_requests": 8,
+        "grpc.server.max_pending_requests_hard_limit": 24,
+    }

@@ -50,6 +50,8 @@ def test_an_overload_refusal_is_told_apart_from_a_rule_and_an_error() -> None:
     assert throttle.kind == "error"
     late = spike.classify(grpc.StatusCode.DEADLINE_EXCEEDED, "", None)
     assert late == spike.Outcome("error", "DEADLINE_EXCEEDED")
+    intake = spike.classify(grpc.StatusCode.CANCELLED, "", None)
+    assert intake == spike.Outcome("overload", spike.INTAKE_FULL)  # counted without a delay
 
 
 def _report(taken: int, cap: int, rejections: int) -> promo_pb2.PromoCodeReport:
