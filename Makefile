@@ -69,7 +69,7 @@ bench: install
 
 # Restarts or stops the machine's PostgreSQL, Redis and RabbitMQ (and brings them back):
 # run it when no one else's tests need them. About 2 minutes; see docs/operations.md.
-drills: install
+drills: install system-deps
 	$(PY) -m bench.drills
 
 clean:

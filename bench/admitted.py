@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 OVERLOADED = "OVERLOADED"
@@ -36,14 +36,20 @@ def overload_delay(error: BaseException) -> float | None:
     status = rpc_status.from_call(error)
     if status is None:
         return None
-    reason, delay = "", 0.0
+    reason, delay = status_details(status)
+    return (delay or 0.0) if reason == OVERLOADED else None
+
+
+def status_details(status: status_pb2.Status) -> tuple[str, float | None]:
+    """The ErrorInfo reason and the RetryInfo delay (seconds) of a google.rpc.Status."""
+    reason, delay = "", None
     for detail in status.details:
         info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
         if detail.Unpack(info):
-            reason = info.reason
+            reason = str(info.reason)
         elif detail.Unpack(retry):
             delay = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
-    return delay if reason == OVERLOADED else None
+    return reason, delay
 
 
 async def patiently(

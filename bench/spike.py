@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 
 from bench import cpu
-from bench.admitted import patiently
+from bench.admitted import patiently, status_details
 from bench.load import percentile
 from bench.loyalty_bench import PASSWORD, Meta, bearer, make_admin
 from bench.spread import spread_stub
@@ -68,16 +68,8 @@ TAKEN = Outcome("taken")
 
 
 def details_of(status_bytes: bytes) -> tuple[str, float | None]:
-    """The ErrorInfo reason and the RetryInfo delay (seconds) of a google.rpc.Status."""
-    reason, retry = "", None
-    for detail in status_pb2.Status.FromString(status_bytes).details:
-        info = error_details_pb2.ErrorInfo()
-        delay = error_details_pb2.RetryInfo()
-        if detail.Unpack(info):
-            reason = str(info.reason)
-        elif detail.Unpack(delay):
-            retry = delay.retry_delay.seconds + delay.retry_delay.nanos / 1e9
-    return reason, retry
+    """The ErrorInfo reason and the RetryInfo delay (seconds) of a google.rpc.Status's bytes."""
+    return status_details(status_pb2.Status.FromString(status_bytes))
 
 
 def classify(code: grpc.StatusCode, reason: str, retry_s: float | None) -> Outcome:

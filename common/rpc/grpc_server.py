@@ -100,6 +100,8 @@ async def _abort(error: Exception, context: grpc.aio.ServicerContext) -> NoRetur
 
 async def _run(handler: Handler, request: Any, context: grpc.aio.ServicerContext) -> Any:
     try:
+        if deadlines.passed():  # the caller stopped waiting while the call queued: not run
+            raise deadlines.DeadlinePassed
         _checked(request)
         return await handler(request, context)
     except grpc.aio.AbortError:
@@ -124,6 +126,9 @@ class CallRecord:
         self._metrics = metrics
         self._latency = metrics.latency.labels(method)
         self._ok = metrics.requests.labels(method, grpc.StatusCode.OK.name)
+        # Refusals are the calls that must cost least: their series are found once too.
+        self._overloaded = metrics.overload_refusals.labels(method)
+        self._exhausted = metrics.requests.labels(method, grpc.StatusCode.RESOURCE_EXHAUSTED.name)
         self._sample = success_log_sample
         self.floor = LatencyFloor()
 
@@ -145,8 +150,8 @@ class CallRecord:
         return elapsed
 
     def refused(self) -> None:
-        self._metrics.overload_refusals.labels(self.method).inc()
-        self._metrics.requests.labels(self.method, "RESOURCE_EXHAUSTED").inc()
+        self._overloaded.inc()
+        self._exhausted.inc()
 
 
 def _audited(method: str, handler: Handler, audit: CallAudit) -> Handler:
@@ -171,14 +176,6 @@ def _audited(method: str, handler: Handler, audit: CallAudit) -> Handler:
     return call
 
 
-async def _refuse_late(context: grpc.aio.ServicerContext) -> NoReturn:
-    """The caller's deadline passed while the call waited: nobody is left to answer."""
-    refusal_reason.set("DEADLINE_PASSED")
-    status = plain_status(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller's deadline passed")
-    await context.abort_with_status(status)
-    raise AssertionError("abort_with_status returns only by raising")
-
-
 def _wrap(
     record: CallRecord,
     handler: Handler,
@@ -193,8 +190,6 @@ def _wrap(
         started = _begin(context)
         deadlines.start(context.time_remaining())
         try:
-            if deadlines.passed():
-                await _refuse_late(context)
             return await _run(handler, request, context)
         finally:
             record.finish(context, started)
