@@ -13,7 +13,7 @@ from common.access.access_tokens import TokenVerifier
 from common.access.client_address import AddressRule, key_bytes
 from common.access.revocation import RevocationList
 from common.access.revocation_watch import RevocationWatch
-from common.access.throttle import Limit, Throttle
+from common.access.throttle import Limit
 from common.access.trust import parse_networks
 from common.messaging.broker import BrokerHealth
 from common.messaging.outbox_relay import OutboxRelay, measure_backlog, prune_sent
@@ -90,7 +90,7 @@ async def build(
     verifier = TokenVerifier(AuthJwks(channel), revocations, DOMAIN, watch)
     store = PgUnitOfWork(pool)
     referrals = Referrals(store, settings.loyalty_address_hash_key.encode())
-    promotions = Promotions(store, referrals, guess_throttle(settings, client))
+    promotions = Promotions(store, referrals, guess_throttle(settings, referrals))
     admin = PromoAdmin(store, Promotions(store, referrals))
     addresses = AddressRule(
         key_bytes(settings.client_address_key), parse_networks(settings.loyalty_trusted_peers)
@@ -149,18 +149,20 @@ async def build(
 
 def retention_loop(settings: LoyaltySettings, pool: Pool) -> Loop:
     periods = RetentionPeriods(
-        settings.loyalty_audit_retention_days, settings.loyalty_referral_address_retention_days
+        settings.loyalty_audit_retention_days,
+        settings.loyalty_referral_address_retention_days,
+        settings.loyalty_promo_failure_window_seconds,
     )
     return lambda: run_retention(pool, periods, settings.loyalty_retention_interval_seconds)
 
 
-def guess_throttle(settings: LoyaltySettings, client: redis.Redis) -> GuessThrottle:
+def guess_throttle(settings: LoyaltySettings, referrals: Referrals) -> GuessThrottle:
     window = settings.loyalty_promo_failure_window_seconds
     limits = GuessLimits(
         Limit(settings.loyalty_promo_failures_per_user, window),
         Limit(settings.loyalty_promo_failures_per_address, window),
     )
-    return GuessThrottle(Throttle(client, settings.redis_key_prefix), limits)
+    return GuessThrottle(limits, referrals.address_hash)
 
 
 def sync_loops(settings: LoyaltySettings, pool: Pool, server: GrpcServer) -> list[Loop]:

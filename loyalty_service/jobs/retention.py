@@ -1,5 +1,6 @@
 """Loyalty's retention worker: each pass removes what is past its period (docs/privacy.md) —
-audit events, and the keyed client-address hashes of referrals and referral codes. Rejection
+audit events, the keyed client-address hashes of referrals and referral codes, and the guessing
+throttle's buckets that are full again (a full bucket and no row are the same). Rejection
 rows have their own step in the sweeper (LOYALTY_REJECTION_RETENTION_SECONDS); sent outbox
 rows are pruned by the relay's loop."""
 
@@ -14,6 +15,7 @@ from common.storage.audit_events import PgAuditEvents
 from common.storage.db import Pool
 from common.telemetry.logs import get_logger
 from loyalty_service.store.personal_data import PgPersonalData
+from loyalty_service.store.redemption import forget_full_buckets
 
 log = get_logger(__name__)
 DAY = 86_400
@@ -23,6 +25,8 @@ DAY = 86_400
 class RetentionPeriods:
     audit_days: int
     referral_address_days: int
+    # A bucket untouched this long has refilled: LOYALTY_PROMO_FAILURE_WINDOW_SECONDS.
+    guess_refill_seconds: float = 600.0
 
 
 def _before(days: int) -> datetime:
@@ -35,6 +39,9 @@ async def retain_once(pool: Pool, periods: RetentionPeriods) -> dict[str, int]:
         "audit_events": await PgAuditEvents(pool).forget_before(_before(periods.audit_days)),
         "address_hashes": await PgPersonalData(pool).forget_address_hashes(
             _before(periods.referral_address_days)
+        ),
+        "guess_buckets": await forget_full_buckets(
+            pool, datetime.now(UTC) - timedelta(seconds=periods.guess_refill_seconds)
         ),
     }
 

@@ -1,6 +1,7 @@
 """ApplyPromoCode and UsePromoCode as one round trip each: the server-side functions in
 loyalty_service/store/sql/ (loyalty_apply.sql, loyalty_use.sql: the decision, the counters, the
-purchase and the rejection record, in one statement)."""
+purchase and the rejection record, in one statement), with the guessing throttle's buckets in
+that same statement (loyalty_guess.sql)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,18 @@ from loyalty_service.domain.reasons import Reason
 from loyalty_service.domain.redemption import Decision, UseOutcome
 from loyalty_service.domain.schedule import Duration
 from loyalty_service.store.purchases import to_purchase
+from loyalty_service.use_cases.guessing import GuessBudget
 
-_APPLY = "SELECT * FROM loyalty_apply($1, $2, $3, $4)"
-_USE = "SELECT * FROM loyalty_use($1, $2, $3, $4, $5, $6, $7)"
+_APPLY = "SELECT * FROM loyalty_apply($1, $2, $3, $4, $5, $6, $7, $8)"
+_USE = "SELECT * FROM loyalty_use($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+_WAIT = "SELECT loyalty_guess_wait($1, $2, $3)"
+_FORGET = "DELETE FROM guess_buckets WHERE at < $1"
+
+
+def _budget_args(budget: GuessBudget | None) -> tuple[Any, Any, Any, Any]:
+    if budget is None:
+        return None, None, None, None
+    return budget.buckets, budget.capacities, budget.per_millisecond, budget.misses
 
 
 class PgRedemption:
@@ -24,9 +34,18 @@ class PgRedemption:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
 
-    async def apply(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Decision:
+    async def apply(
+        self,
+        code: str,
+        tariff_id: str,
+        user_id: str,
+        now: datetime,
+        budget: GuessBudget | None = None,
+    ) -> Decision:
         """The decision at `now`; a refusal is recorded in the same statement."""
-        row = await self._conn.fetchrow(_APPLY, code, tariff_id, user_id, now)
+        row = await self._conn.fetchrow(
+            _APPLY, code, tariff_id, user_id, now, *_budget_args(budget)
+        )
         if row["reason"] is not None:
             return Decision(Reason(row["reason"]))
         tariff = Tariff(
@@ -50,12 +69,35 @@ class PgRedemption:
         purchase_id: str,
         now: datetime,
         referee_address: bytes | None = None,
+        budget: GuessBudget | None = None,
     ) -> UseOutcome:
         """The purchase (made now, or earlier with this request id), or the recorded refusal.
         `referee_address`: the caller's address hash, kept on the referral the use makes."""
         row = await self._conn.fetchrow(
-            _USE, code, tariff_id, user_id, request_id, purchase_id, now, referee_address
+            _USE,
+            code,
+            tariff_id,
+            user_id,
+            request_id,
+            purchase_id,
+            now,
+            referee_address,
+            *_budget_args(budget),
         )
         if row["reason"] is not None:
             return UseOutcome(Reason(row["reason"]))
         return UseOutcome(None, to_purchase(row), bool(row["is_new"]))
+
+    async def guess_wait(self, budget: GuessBudget) -> float:
+        """Seconds until the buckets allow a look-up again (0: now)."""
+        waited: int = await self._conn.fetchval(
+            _WAIT, budget.buckets, budget.capacities, budget.per_millisecond
+        )
+        return waited / 1000
+
+
+async def forget_full_buckets(pool: Any, before: datetime) -> int:
+    """Deletes the guessing buckets untouched since `before` (full again by then, so the same
+    as absent); how many."""
+    done: str = await pool.execute(_FORGET, before)
+    return int(done.split()[-1])

@@ -6,20 +6,27 @@ many accounts behind one address share one budget). A person who mistypes a code
 never notices; a loop is answered RESOURCE_EXHAUSTED with the exact time to wait, before
 the look-up, so it learns nothing more and writes no rejection row.
 
-Each look-up takes its token before it runs (one Redis script: taken, or refused) and gets it
-back when it found a usable code, so 80 concurrent guesses cannot all pass a check before the
-first of them is counted: at most the limit are looked up."""
+The buckets live in PostgreSQL and are read and spent inside the one statement that looks the
+code up (loyalty_service/store/sql/loyalty_guess.sql, called by loyalty_use and loyalty_apply):
+a caller short of a token is refused before the look-up; a look-up that finds a usable code
+spends nothing (the successful call pays one index read, no round trip of its own); a miss
+spends its token under the buckets' row locks, and one that finds them emptied by the caller's
+concurrent misses is refused instead, its answer withheld and no rejection recorded. So 80
+concurrent guesses get no more "not found" answers (and rows) than the budget. Here: which
+buckets a caller has, and which reasons count as a guess."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from common.access.throttle import Bucket, Limit, Throttle
-from common.errors import too_many
+from common.access.throttle import Limit
+from common.errors import ServiceError, too_many
 from loyalty_service.domain.reasons import DOMAIN, MESSAGES, Reason
 
 # What a guess that found nothing usable is answered with.
 MISSES = frozenset({Reason.PROMO_CODE_NOT_FOUND, Reason.PROMO_CODE_NOT_FOR_USER})
+_MISS_VALUES = tuple(sorted(reason.value for reason in MISSES))
 
 
 @dataclass(frozen=True)
@@ -36,25 +43,43 @@ class GuessLimits:
     per_address: Limit
 
 
+@dataclass(frozen=True)
+class GuessBudget:
+    """A caller's buckets, sorted (the order a spend locks them in), with their sizes and
+    refill rates (tokens a millisecond), and the reasons that spend from them."""
+
+    buckets: tuple[str, ...]
+    capacities: tuple[float, ...]
+    per_millisecond: tuple[float, ...]
+    misses: tuple[str, ...] = _MISS_VALUES
+
+
 class GuessThrottle:
-    def __init__(self, throttle: Throttle, limits: GuessLimits) -> None:
-        self._throttle = throttle
+    """`hash_address`: the keyed hash an address is kept as (no address is stored in clear)."""
+
+    def __init__(self, limits: GuessLimits, hash_address: Callable[[str], bytes]) -> None:
         self._limits = limits
+        self._hash_address = hash_address
 
-    def _buckets(self, guesser: Guesser) -> list[Bucket]:
-        return [
-            Bucket("promo:user", guesser.user_id, self._limits.per_user),
-            Bucket("promo:addr", guesser.address, self._limits.per_address),
-        ]
+    def budget(self, guesser: Guesser) -> GuessBudget:
+        kept = sorted(
+            [
+                (f"promo:user:{guesser.user_id}", self._limits.per_user),
+                (
+                    f"promo:addr:{self._hash_address(guesser.address).hex()}",
+                    self._limits.per_address,
+                ),
+            ]
+        )
+        return GuessBudget(
+            tuple(name for name, _ in kept),
+            tuple(float(limit.capacity) for _, limit in kept),
+            tuple(limit.per_millisecond for _, limit in kept),
+        )
 
-    async def check(self, guesser: Guesser) -> None:
-        """Takes a guess from the caller's buckets, or refuses the look-up."""
-        wait = await self._throttle.acquire(self._buckets(guesser))
-        if wait > 0:
-            reason = Reason.TOO_MANY_PROMO_ATTEMPTS
-            raise too_many(reason.value, MESSAGES[reason], DOMAIN, wait)
 
-    async def answered(self, guesser: Guesser, reason: Reason | None) -> None:
-        """The guess taken stays spent if the look-up was a miss; a hit gets it back."""
-        if reason not in MISSES:
-            await self._throttle.refund(self._buckets(guesser))
+def refusal(wait_seconds: float) -> ServiceError:
+    """TOO_MANY_PROMO_ATTEMPTS, with the time until the next look-up may run (whole seconds,
+    at least one)."""
+    reason = Reason.TOO_MANY_PROMO_ATTEMPTS
+    return too_many(reason.value, MESSAGES[reason], DOMAIN, wait_seconds)

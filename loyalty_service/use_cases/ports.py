@@ -39,6 +39,7 @@ from loyalty_service.domain.referrals import (
 )
 from loyalty_service.domain.reports import DayStats
 from loyalty_service.domain.specs import CodeSpec
+from loyalty_service.use_cases.guessing import GuessBudget
 
 
 class CodesRepository(Protocol):
@@ -200,9 +201,18 @@ class RedemptionRepository(Protocol):
     """ApplyPromoCode's and UsePromoCode's whole work, one call (one round trip) each: the
     decision, the code's and the user's use, the referral, the purchase, and the rejection
     record when refused; a repeated request id is answered with the purchase it made, and
-    takes nothing. The domain rules are the reference it is tested against."""
+    takes nothing. The domain rules are the reference it is tested against. With a `budget`,
+    the guessing throttle is checked and spent in that same call (use_cases/guessing.py): a
+    refusal for it is the reason TOO_MANY_PROMO_ATTEMPTS, recorded nowhere."""
 
-    async def apply(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Decision: ...
+    async def apply(
+        self,
+        code: str,
+        tariff_id: str,
+        user_id: str,
+        now: datetime,
+        budget: GuessBudget | None = None,
+    ) -> Decision: ...
 
     async def use(
         self,
@@ -213,7 +223,12 @@ class RedemptionRepository(Protocol):
         purchase_id: str,
         now: datetime,
         referee_address: bytes | None = None,
+        budget: GuessBudget | None = None,
     ) -> UseOutcome: ...
+
+    async def guess_wait(self, budget: GuessBudget) -> float:
+        """Seconds until the guessing buckets allow a look-up again."""
+        ...
 
 
 class PartitionsRepository(Protocol):

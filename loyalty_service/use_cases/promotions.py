@@ -21,8 +21,8 @@ from loyalty_service.domain.purchases import Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import Reason, Rejection
 from loyalty_service.domain.redemption import Decision, UseOutcome
 from loyalty_service.domain.schedule import PricePeriod, schedule
-from loyalty_service.use_cases import events
-from loyalty_service.use_cases.guessing import Guesser, GuessThrottle
+from loyalty_service.use_cases import events, guessing
+from loyalty_service.use_cases.guessing import GuessBudget, Guesser, GuessThrottle
 from loyalty_service.use_cases.ports import Repositories, UnitOfWork
 from loyalty_service.use_cases.referrals import Referrals
 
@@ -49,8 +49,8 @@ def _quote_of(decision: Decision) -> Quote:
 
 class Promotions:
     """ApplyPromoCode and UsePromoCode are one store call each (RedemptionRepository: the
-    decision, the counters, the purchase and the rejection record in one round trip); the
-    guessing throttle around that call is Redis's."""
+    decision, the counters, the purchase and the rejection record in one round trip), the
+    guessing throttle's buckets checked and spent in that same call."""
 
     def __init__(
         self, store: UnitOfWork, referrals: Referrals, guesses: GuessThrottle | None = None
@@ -60,13 +60,16 @@ class Promotions:
         # None: nobody is throttled (an admin applying codes on users' behalf).
         self._guesses = guesses
 
-    async def _may_guess(self, guesser: Guesser | None) -> None:
-        if guesser is not None and self._guesses is not None:
-            await self._guesses.check(guesser)
+    def _budget(self, guesser: Guesser | None) -> GuessBudget | None:
+        if guesser is None or self._guesses is None:
+            return None
+        return self._guesses.budget(guesser)
 
-    async def _answered(self, guesser: Guesser | None, reason: Reason | None) -> None:
-        if guesser is not None and self._guesses is not None:
-            await self._guesses.answered(guesser, reason)
+    async def _throttled(self, budget: GuessBudget | None) -> ServiceError:
+        """The refusal of a caller short of guesses, with the real time to wait (a second
+        round trip, on the guesser's path only)."""
+        assert budget is not None, "only a throttled call is refused for guessing"
+        return guessing.refusal(await self._store.single.redemption.guess_wait(budget))
 
     @staticmethod
     def _refused(reason: Reason) -> Rejection:
@@ -74,14 +77,22 @@ class Promotions:
         return Rejection(reason)
 
     @domain_step("promo.eligibility")
-    async def _decide(self, code: str, tariff_id: str, user_id: str) -> Decision:
+    async def _decide(
+        self, code: str, tariff_id: str, user_id: str, budget: GuessBudget | None
+    ) -> Decision:
         return await self._store.single.redemption.apply(
-            code, tariff_id, user_id, datetime.now(UTC)
+            code, tariff_id, user_id, datetime.now(UTC), budget
         )
 
     @domain_step("promo.take_use")
     async def _take(
-        self, code: str, tariff_id: str, user_id: str, request_id: str | None, address: str
+        self,
+        code: str,
+        tariff_id: str,
+        user_id: str,
+        request_id: str | None,
+        address: str,
+        budget: GuessBudget | None,
     ) -> UseOutcome:
         """The decision, the uses taken and the purchase, or the recorded refusal: one
         statement (loyalty_use), so this step's span holds exactly that SQL. A referral it
@@ -94,14 +105,16 @@ class Promotions:
             str(uuid.uuid4()),
             datetime.now(UTC),
             self._referrals.address_hash(address) if address else None,
+            budget,
         )
 
     async def quote(
         self, user_id: str, code: str, tariff_id: str, guesser: Guesser | None = None
     ) -> Quote:
-        await self._may_guess(guesser)
-        decision = await self._decide(code, tariff_id, user_id)
-        await self._answered(guesser, decision.reason)
+        budget = self._budget(guesser)
+        decision = await self._decide(code, tariff_id, user_id, budget)
+        if decision.reason is Reason.TOO_MANY_PROMO_ATTEMPTS:
+            raise await self._throttled(budget)
         if decision.reason is not None:
             raise self._refused(decision.reason)
         return _quote_of(decision)
@@ -115,20 +128,12 @@ class Promotions:
         guesser: Guesser | None = None,
     ) -> Purchase:
         """Takes one use and creates a PENDING purchase, in one statement; or answers with
-        the purchase made earlier with this request id."""
-        try:
-            await self._may_guess(guesser)
-        except ServiceError:
-            # A throttled caller still gets the purchase it already made.
-            earlier = None
-            if request_id:
-                earlier = await self._store.single.purchases.by_request(user_id, request_id)
-            if earlier is None:
-                raise
-            return earlier
+        the purchase made earlier with this request id (a throttled caller too)."""
+        budget = self._budget(guesser)
         address = guesser.address if guesser is not None else ""
-        outcome = await self._take(code, tariff_id, user_id, request_id or None, address)
-        await self._answered(guesser, outcome.reason)
+        outcome = await self._take(code, tariff_id, user_id, request_id or None, address, budget)
+        if outcome.reason is Reason.TOO_MANY_PROMO_ATTEMPTS:
+            raise await self._throttled(budget)
         if outcome.reason is not None:
             raise self._refused(outcome.reason)
         assert outcome.purchase is not None

@@ -256,7 +256,7 @@ def test_taking_a_use_is_a_domain_step_over_its_sql(traced: TracedSystem) -> Non
     assert server in _ancestors(step, trace)
     inside = [s.attributes.get("db.statement", "") for s in trace if step in _ancestors(s, trace)]
     # The whole use is one statement (loyalty_service/store/sql/loyalty_use.sql).
-    statement = "SELECT * FROM loyalty_use($1, $2, $3, $4, $5, $6, $7)"
+    statement = "SELECT * FROM loyalty_use($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     assert [st for st in inside if st] == [statement], tree(trace)
 
 

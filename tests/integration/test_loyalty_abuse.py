@@ -12,6 +12,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.access.revocation import RevocationList
+from loyalty_service.jobs import retention as loyalty_retention
 from loyalty_service.jobs.sweeper import forget_old_rejections
 from protogen.loyalty.promo.v1 import promo_pb2
 from tests.fixtures.auth import AuthTestServer, TestUser
@@ -33,9 +34,10 @@ async def make_loyalty(auth_server: AuthTestServer) -> AsyncIterator[Any]:
     started: list[LoyaltyTestServer] = []
 
     async def make(**overrides: Any) -> LoyaltyTestServer:
-        # Its own buckets: other tests' misses from 127.0.0.1 must not count here.
         overrides.setdefault("redis_key_prefix", own_prefix())
         started.append(await start_loyalty(loyalty_settings(auth_server.address, **overrides)))
+        # Fresh guessing buckets: other tests' misses from 127.0.0.1 must not count here.
+        await started[-1].app.pool.execute("DELETE FROM guess_buckets")
         # No session was revoked under this fresh prefix: say the (empty) list is complete, as
         # auth does for its own prefix, or every token would be refused REVOCATIONS_RESTORING.
         revocations = RevocationList(started[-1].app.redis, overrides["redis_key_prefix"])
@@ -88,12 +90,14 @@ async def _outcome(call: Any) -> grpc.aio.AioRpcError:
     raise AssertionError("a wrong code was answered")
 
 
-async def test_concurrent_guesses_are_looked_up_at_most_the_limit(
+async def test_concurrent_guesses_get_at_most_the_limit_of_answers(
     make_loyalty: Any, auth_server: AuthTestServer
 ) -> None:
-    """80 wrong codes at once from one user: each look-up takes its guess before it runs (one
-    Redis script), so no more than the limit get past the throttle, however they interleave;
-    checking first and spending after the look-up let 20 of 80 through a limit of 10."""
+    """80 wrong codes at once from one user: a miss spends its guess under the bucket's row
+    lock, in the look-up's own statement, and one that finds the bucket emptied is refused
+    with its answer withheld and nothing recorded; so no more misses are answered (or
+    recorded) than the limit, however they interleave. Checking first and spending after, in
+    steps of their own, let 20 of 80 through a limit of 10."""
     server = await make_loyalty(
         loyalty_promo_failures_per_user=10, loyalty_promo_failures_per_address=1000
     )
@@ -250,7 +254,7 @@ async def test_concurrent_guesses_after_a_hit_are_held_to_the_limit(
         "SELECT count(*) FROM rejections WHERE user_id = $1", guesser.user_id
     )
     assert looked_up == codes[Code.NOT_FOUND]
-    # Spent in Redis too: the next worker to ask finds the budget gone.
+    # Spent in PostgreSQL: the next worker or replica to ask finds the budget gone.
     error = await rejected(apply(server, guesser, code, "203.0.113.81"), Code.RESOURCE_EXHAUSTED)
     assert error_info(error).reason == "TOO_MANY_PROMO_ATTEMPTS"
 
@@ -290,3 +294,22 @@ async def test_concurrent_hits_from_one_address_are_never_refused(
         people = [*regulars, auth_server.token_for(), auth_server.token_for()]
         quotes = await asyncio.gather(*(apply(server, p, code, "198.51.100.90") for p in people))
         assert {q.code for q in quotes} == {code}
+
+
+async def test_buckets_full_again_are_forgotten_by_retention(
+    make_loyalty: Any, auth_server: AuthTestServer
+) -> None:
+    """A guesser's buckets hold a keyed hash of their address: a bucket untouched for its
+    refill period is full again, and the retention worker deletes it."""
+    server = await make_loyalty(loyalty_promo_failures_per_address=3)
+    await rejected(apply(server, auth_server.token_for(), new_code()), Code.NOT_FOUND)
+    pool = server.app.pool
+    buckets = await pool.fetch("SELECT bucket FROM guess_buckets")
+    assert len(buckets) == 2 and all("203.0.113.9" not in r["bucket"] for r in buckets)
+    periods = loyalty_retention.RetentionPeriods(365, 90, guess_refill_seconds=600)
+    await loyalty_retention.retain_once(pool, periods)
+    assert await pool.fetchval("SELECT count(*) FROM guess_buckets") == 2  # refilling still
+    await pool.execute("UPDATE guess_buckets SET at = at - interval '601 seconds'")
+    removed = await loyalty_retention.retain_once(pool, periods)
+    assert removed["guess_buckets"] == 2
+    assert await pool.fetchval("SELECT count(*) FROM guess_buckets") == 0

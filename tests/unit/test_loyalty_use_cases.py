@@ -12,13 +12,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from common.access.access_tokens import Identity, Principal, ServicePrincipal
-from common.errors import ServiceError, too_many
+from common.access.throttle import Limit
+from common.errors import ServiceError
 from common.user_status import UserStatus
 from loyalty_service.domain.purchases import Purchase, PurchaseStatus
-from loyalty_service.domain.reasons import DOMAIN, MESSAGES, Reason, Rejection
+from loyalty_service.domain.reasons import Reason, Rejection
 from loyalty_service.domain.specs import CodeSpec
 from loyalty_service.use_cases.administration import PromoAdmin
-from loyalty_service.use_cases.guessing import Guesser, GuessThrottle
+from loyalty_service.use_cases.guessing import Guesser, GuessLimits, GuessThrottle
 from loyalty_service.use_cases.promotions import Promotions
 from loyalty_service.use_cases.referrals import Referrals
 from tests.unit.fakes.loyalty import FakeLoyaltyStore
@@ -258,30 +259,41 @@ async def test_bulk_apply_reaches_group_members_with_partial_success(world: Worl
     assert report.rejections_by_reason == {"PROMO_CODE_EXHAUSTED": 1}
 
 
-class _Throttled(GuessThrottle):
-    """A guesser past their budget: every look-up is refused before the store is asked."""
+def _one_guess() -> GuessThrottle:
+    """One guess per user (and per address) and no refill within a test."""
+    limits = GuessLimits(Limit(1, 3600), Limit(1000, 3600))
+    return GuessThrottle(limits, lambda address: address.encode())
 
-    def __init__(self) -> None:
-        pass
 
-    async def check(self, guesser: Guesser) -> None:
-        reason = Reason.TOO_MANY_PROMO_ATTEMPTS
-        raise too_many(reason.value, MESSAGES[reason], DOMAIN, 30)
-
-    async def answered(self, guesser: Guesser, reason: Reason | None) -> None:
-        raise AssertionError("a throttled look-up has no answer to count")
+async def test_a_miss_spends_a_guess_and_a_hit_spends_none(world: World) -> None:
+    code = await world.code(per_user_limit=0)
+    throttled = Promotions(world.store, Referrals(world.store), _one_guess())
+    guesser = Guesser(ANN, "10.0.0.1")
+    for _ in range(3):  # hits: never refused
+        await throttled.quote(ANN, code, "monthly", guesser)
+    with pytest.raises(Rejection) as missed:
+        await throttled.quote(ANN, "NOSUCHCODE", "monthly", guesser)
+    assert missed.value.reason_code is Reason.PROMO_CODE_NOT_FOUND
+    with pytest.raises(ServiceError) as refused:  # out of guesses: refused before the look-up
+        await throttled.quote(ANN, code, "monthly", guesser)
+    assert refused.value.reason == Reason.TOO_MANY_PROMO_ATTEMPTS.value
+    assert refused.value.retry_after == 60
+    assert world.reasons() == ["PROMO_CODE_NOT_FOUND"]  # the refusal recorded nothing
+    await throttled.quote(BO, code, "monthly", Guesser(BO, "10.0.0.1"))  # another user's own
 
 
 async def test_a_throttled_caller_still_gets_the_purchase_its_request_id_made(
     world: World,
 ) -> None:
     code = await world.code(per_user_limit=0)
-    made = await world.promotions.redeem(ANN, code, "monthly", "pay-1")
-    throttled = Promotions(world.store, Referrals(world.store), _Throttled())
+    throttled = Promotions(world.store, Referrals(world.store), _one_guess())
     guesser = Guesser(ANN, "10.0.0.1")
+    made = await throttled.redeem(ANN, code, "monthly", "pay-1", guesser)
+    with pytest.raises(Rejection):
+        await throttled.redeem(ANN, "NOSUCHCODE", "monthly", "pay-x", guesser)
     again = await throttled.redeem(ANN, code, "monthly", "pay-1", guesser)
     assert again == made
     with pytest.raises(ServiceError) as refused:
         await throttled.redeem(ANN, code, "monthly", "pay-2", guesser)
     assert refused.value.reason == Reason.TOO_MANY_PROMO_ATTEMPTS.value
-    assert world.uses(code) == 1 and world.reasons() == []
+    assert world.uses(code) == 1 and world.reasons() == ["PROMO_CODE_NOT_FOUND"]

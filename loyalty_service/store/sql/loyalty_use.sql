@@ -6,9 +6,15 @@
 -- taken before a later check fails is given back by the rollback, not by hand.
 -- p_referee_address: the keyed hash of the caller's address, kept on a referral it makes (the
 -- same-address signal of its settlement); NULL when unknown.
+-- p_guess_*: the caller's guessing-throttle buckets (loyalty_guess.sql) and the reasons that
+-- count as a guess; NULL: not throttled. A caller short of a token is refused before the
+-- look-up (TOO_MANY_PROMO_ATTEMPTS, no rejection recorded); a miss spends one, and a miss
+-- that finds the buckets emptied meanwhile by its own concurrent misses is refused the same.
 CREATE OR REPLACE FUNCTION loyalty_use(
     p_code text, p_tariff text, p_user uuid, p_request text, p_purchase uuid,
-    p_now timestamptz, p_referee_address bytea DEFAULT NULL)
+    p_now timestamptz, p_referee_address bytea DEFAULT NULL,
+    p_guess_buckets text[] DEFAULT NULL, p_guess_caps float8[] DEFAULT NULL,
+    p_guess_rates float8[] DEFAULT NULL, p_guess_misses text[] DEFAULT NULL)
 RETURNS TABLE (
     reason text, purchase_id uuid, user_id uuid, code text, tariff_id text, base_minor bigint,
     discount_minor bigint, final_minor bigint, currency text, status text, request_id text,
@@ -34,6 +40,14 @@ BEGIN
         IF FOUND THEN
             RETURN;
         END IF;
+    END IF;
+    -- A throttled caller still gets the purchase its request id made (above), nothing else.
+    IF p_guess_buckets IS NOT NULL
+       AND loyalty_guess_wait(p_guess_buckets, p_guess_caps, p_guess_rates) > 0 THEN
+        reason := 'TOO_MANY_PROMO_ATTEMPTS';
+        is_new := false;
+        RETURN NEXT;
+        RETURN;
     END IF;
     d := loyalty_decide(p_code, p_tariff, p_user, p_now);
     v_reason := d.reason;
@@ -126,6 +140,15 @@ BEGIN
         EXCEPTION WHEN SQLSTATE 'LY001' THEN
             v_reason := SQLERRM;
         END;
+    END IF;
+    -- Nested, not AND: "NULL AND f()" calls f() (without a throttle, ANY (NULL) is NULL).
+    IF v_reason = ANY (p_guess_misses) THEN
+        IF loyalty_guess_spend(p_guess_buckets, p_guess_caps, p_guess_rates) > 0 THEN
+            reason := 'TOO_MANY_PROMO_ATTEMPTS';
+            is_new := false;
+            RETURN NEXT;
+            RETURN;
+        END IF;
     END IF;
     PERFORM loyalty_reject(p_user, p_code, p_tariff, v_reason);
     reason := v_reason;

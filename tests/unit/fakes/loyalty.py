@@ -34,6 +34,7 @@ from loyalty_service.domain.referrals import (
 )
 from loyalty_service.domain.reports import DayStats
 from loyalty_service.domain.specs import CodeSpec
+from loyalty_service.use_cases.guessing import GuessBudget
 from loyalty_service.use_cases.ports import Repositories
 
 MONTHLY = Tariff("monthly", "Monthly", 29900, "RUB", 30)
@@ -64,6 +65,7 @@ class State:
     refunded_referrals: set[str] = field(default_factory=set)
     signals: dict[str, SignalFacts] = field(default_factory=dict)  # purchase → facts
     owner_hashes: dict[str, bytes] = field(default_factory=dict)
+    guess_tokens: dict[str, float] = field(default_factory=dict)  # no refill: no clock here
 
 
 def _code_of(text: str, spec: CodeSpec, discount: Discount) -> PromoCode:
@@ -377,17 +379,45 @@ class FakeRedemption:
     async def _refuse(self, reason: Reason, user_id: str, code: str, tariff_id: str) -> None:
         await FakeRejections(self._s).record(user_id, code, tariff_id, reason.value)
 
-    async def apply(self, code: str, tariff_id: str, user_id: str, now: datetime) -> Decision:
-        attempt = await FakeCodes(self._s).attempt(code, tariff_id, user_id, now)
+    def _short(self, budget: GuessBudget | None) -> bool:
+        """The caller is out of guesses (a bucket absent is full)."""
+        held = self._s.guess_tokens
+        return budget is not None and any(
+            held.get(b, cap) < 1 for b, cap in zip(budget.buckets, budget.capacities, strict=True)
+        )
+
+    def _decide(self, attempt: Attempt) -> Decision:
         assert not is_referral(attempt.code), "referral codes are tested in tests/integration"
         reason = rejection_reason(attempt)
         if reason is not None:
-            await self._refuse(reason, user_id, code, tariff_id)
             return Decision(reason)
         found, tariff = attempt.code, attempt.tariff
         assert found is not None and tariff is not None
         price = quote(tariff.price, found.discount, found.max_discount)
         return Decision(None, found.code, tariff, price, found.duration, found.duration_periods)
+
+    async def apply(
+        self,
+        code: str,
+        tariff_id: str,
+        user_id: str,
+        now: datetime,
+        budget: GuessBudget | None = None,
+    ) -> Decision:
+        """As loyalty_apply: a caller out of guesses is refused before the look-up, and a miss
+        spends a guess (or, none left, is refused unrecorded)."""
+        throttled = Decision(Reason.TOO_MANY_PROMO_ATTEMPTS)
+        if self._short(budget):
+            return throttled
+        decision = self._decide(await FakeCodes(self._s).attempt(code, tariff_id, user_id, now))
+        if budget is not None and decision.reason and decision.reason.value in budget.misses:
+            if self._short(budget):
+                return throttled
+            for bucket, cap in zip(budget.buckets, budget.capacities, strict=True):
+                self._s.guess_tokens[bucket] = self._s.guess_tokens.get(bucket, cap) - 1
+        if decision.reason is not None:
+            await self._refuse(decision.reason, user_id, code, tariff_id)
+        return decision
 
     async def use(
         self,
@@ -398,15 +428,19 @@ class FakeRedemption:
         purchase_id: str,
         now: datetime,
         referee_address: bytes | None = None,
+        budget: GuessBudget | None = None,
     ) -> UseOutcome:
         # The request-id replay, as loyalty_use answers it (tested in tests/integration).
         purchases = FakePurchases(self._s)
         if request_id and (earlier := await purchases.by_request(user_id, request_id)):
             return UseOutcome(None, earlier, False)
-        decision = await self.apply(code, tariff_id, user_id, now)
+        decision = await self.apply(code, tariff_id, user_id, now, budget)
         if decision.reason is not None:
             return UseOutcome(decision.reason)
         return UseOutcome(None, _take(self._s, decision, user_id, request_id, purchase_id), True)
+
+    async def guess_wait(self, budget: GuessBudget) -> float:
+        return 60.0 if self._short(budget) else 0.0
 
 
 def _take(
