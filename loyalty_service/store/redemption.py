@@ -1,7 +1,7 @@
 """ApplyPromoCode and UsePromoCode as one round trip each: the server-side functions in
 loyalty_service/store/sql/ (loyalty_apply.sql, loyalty_use.sql: the decision, the counters, the
 purchase and the rejection record, in one statement), with the guessing throttle's buckets in
-that same statement (loyalty_guess.sql)."""
+that same statement (loyalty_guess_*.sql)."""
 
 from __future__ import annotations
 

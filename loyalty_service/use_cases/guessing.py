@@ -7,7 +7,7 @@ never notices; a loop is answered RESOURCE_EXHAUSTED with the exact time to wait
 the look-up, so it learns nothing more and writes no rejection row.
 
 The buckets live in PostgreSQL and are read and spent inside the one statement that looks the
-code up (loyalty_service/store/sql/loyalty_guess.sql, called by loyalty_use and loyalty_apply):
+code up (loyalty_service/store/sql/loyalty_guess_*.sql, called by loyalty_use and loyalty_apply):
 a caller short of a token is refused before the look-up; a look-up that finds a usable code
 spends nothing (the successful call pays one index read, no round trip of its own); a miss
 spends its token under the buckets' row locks, and one that finds them emptied by the caller's

@@ -68,6 +68,8 @@ async def signed() -> AsyncIterator[Signed]:
             loyalty_db_pool_size=5,
         )
     )
+    # The guessing buckets are PostgreSQL's, shared with other tests' servers: start empty.
+    await loyalty.app.pool.execute("DELETE FROM guess_buckets")
     yield Signed(auth, loyalty)
     await stop_loyalty(loyalty)
     await stop_auth(auth)

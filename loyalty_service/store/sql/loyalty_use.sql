@@ -6,7 +6,7 @@
 -- taken before a later check fails is given back by the rollback, not by hand.
 -- p_referee_address: the keyed hash of the caller's address, kept on a referral it makes (the
 -- same-address signal of its settlement); NULL when unknown.
--- p_guess_*: the caller's guessing-throttle buckets (loyalty_guess.sql) and the reasons that
+-- p_guess_*: the caller's guessing-throttle buckets (loyalty_guess_*.sql) and the reasons that
 -- count as a guess; NULL: not throttled. A caller short of a token is refused before the
 -- look-up (TOO_MANY_PROMO_ATTEMPTS, no rejection recorded); a miss spends one, and a miss
 -- that finds the buckets emptied meanwhile by its own concurrent misses is refused the same.
