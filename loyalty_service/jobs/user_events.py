@@ -1,7 +1,8 @@
 """The user-events consumer: keeps the users mirror as auth reports it.
 
 Its durable quorum queue is bound to both routing keys. The messages that have arrived (up to
-the prefetch window) are applied together in one statement, each event only if its version is
+half the prefetch window, so that the broker sends the other half meanwhile) are applied
+together in one statement, each event only if its version is
 newer than the mirror's, and acknowledged together (`multiple`) after that commits. A
 message that fails is republished to a retry queue whose TTL sends it back later (delays grow
 with each try); after the last try, or at once when it cannot be parsed, it is parked in the
@@ -113,7 +114,7 @@ class UserEventsConsumer:
         queue: str,
         retry_delays: list[float],
         health: BrokerHealth,
-        prefetch: int = 200,
+        prefetch: int = 400,
     ) -> None:
         self._pool = pool
         self._url = url
@@ -156,7 +157,9 @@ class UserEventsConsumer:
         arrived = Arrivals()
         await underlay.basic_consume(queue.name, arrived.put)
         while True:
-            await self.handle(underlay, await arrived.window(self._prefetch))
+            # Half the prefetch window at a time: the broker sends the next half while this
+            # one is applied, instead of waiting for its acknowledgement.
+            await self.handle(underlay, await arrived.window(max(1, self._prefetch // 2)))
 
     async def handle(
         self, channel: aiormq.abc.AbstractChannel, messages: list[DeliveredMessage]
