@@ -95,15 +95,23 @@ def _event(user_id: str, status: Any, version: int) -> bytes:
     ).SerializeToString()
 
 
-async def _publish(bodies: list[bytes]) -> None:
+async def _publish(bodies: list[bytes], at_once: bool = False) -> None:
+    """In order, each confirmed before the next; `at_once`: every one sent before any is
+    confirmed (a burst arrives faster than the consumer applies it)."""
     connection = await aio_pika.connect(TEST_ENV["RABBITMQ_URL"])
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(EXCHANGE)
+
+        def send(body: bytes) -> Awaitable[Any]:
+            message = aio_pika.Message(body, content_type=CONTENT_TYPE)
+            return exchange.publish(message, routing_key="user.status_changed")
+
+        if at_once:
+            await asyncio.gather(*(send(body) for body in bodies))
+            return
         for body in bodies:
-            await exchange.publish(
-                aio_pika.Message(body, content_type=CONTENT_TYPE), routing_key="user.status_changed"
-            )
+            await send(body)
 
 
 async def test_duplicates_and_reordering_change_nothing(synced: Synced) -> None:
@@ -142,7 +150,9 @@ async def test_a_burst_is_applied_in_windows_with_every_version_exact(
     statuses = [auth_pb2.USER_STATUS_ACTIVE, auth_pb2.USER_STATUS_BLOCKED]
     bodies = [_event(u, statuses[v % 2], v) for u in users for v in range(1, 11)] * 2
     random.Random(15).shuffle(bodies)
-    await _publish(bodies)
+    # At once: sent one by one, each confirmed first, they can arrive slower than a window is
+    # applied, and every window is then one event.
+    await _publish(bodies, at_once=True)
     expected = {u: ("ACTIVE", 10) for u in users}  # version 10: statuses[0]
 
     async def exact() -> bool:
