@@ -14,6 +14,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 OVERLOADED = "OVERLOADED"
+INTAKE_RETRY_S = 1.0
 
 
 class HttpRefused(Exception):
@@ -26,11 +27,15 @@ class HttpRefused(Exception):
 
 
 def overload_delay(error: BaseException) -> float | None:
-    """The retry delay of a refusal for load, or None for any other outcome."""
+    """The retry delay of a refusal for load, or None for any other outcome. A CANCELLED the
+    bench did not cause is a server's gRPC core refusing the call at intake (GRPC_MAX_PENDING),
+    which carries no delay: the documented second (the gateway's Retry-After for it)."""
     if isinstance(error, HttpRefused):
-        return error.retry_after if error.status == 429 else None
+        return error.retry_after if error.status in (429, 503) else None
     if not isinstance(error, grpc.aio.AioRpcError):
         return None
+    if error.code() == grpc.StatusCode.CANCELLED:
+        return INTAKE_RETRY_S
     if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
         return None
     status = rpc_status.from_call(error)

@@ -10,7 +10,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
-from bench import cpu, spike
+from bench import admitted, cpu, spike
 from bench.targets import at_least, at_most
 from protogen.loyalty.promo.v1 import promo_pb2
 
@@ -116,3 +116,16 @@ def test_a_spike_past_capacity_that_refuses_nothing_but_times_out_misses_the_ref
     result = spike.summarize(2, 1, arrivals, _report(1, 100, 0), 100, 5, {})
     refusals = next(t for t in spike.over_capacity(result, 1.0) if "at once" in t.name)
     assert not refusals.met and "1 errors instead" in refusals.figure
+
+
+def test_a_refusal_at_intake_is_waited_out_like_an_overload() -> None:
+    """A CANCELLED the bench did not cause is a server's gRPC core refusing the call at intake:
+    a well-behaved client waits the documented second, as for a 503 with Retry-After."""
+    metadata = grpc.aio.Metadata()
+    intake = grpc.aio.AioRpcError(grpc.StatusCode.CANCELLED, metadata, metadata, "CANCELLED")
+    assert admitted.overload_delay(intake) == admitted.INTAKE_RETRY_S
+    gone = grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, metadata, metadata, "down")
+    assert admitted.overload_delay(gone) is None
+    assert admitted.overload_delay(admitted.HttpRefused(503, 1.0)) == 1.0
+    assert admitted.overload_delay(admitted.HttpRefused(503)) is None
+    assert admitted.overload_delay(admitted.HttpRefused(500, 1.0)) is None
