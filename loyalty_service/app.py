@@ -90,7 +90,7 @@ async def build(
     verifier = TokenVerifier(AuthJwks(channel), revocations, DOMAIN, watch)
     store = PgUnitOfWork(pool)
     referrals = Referrals(store, settings.loyalty_address_hash_key.encode())
-    promotions = Promotions(store, referrals, guess_throttle(settings, referrals))
+    promotions = Promotions(store, referrals, guess_throttle(settings))
     admin = PromoAdmin(store, Promotions(store, referrals))
     addresses = AddressRule(
         key_bytes(settings.client_address_key), parse_networks(settings.loyalty_trusted_peers)
@@ -156,13 +156,13 @@ def retention_loop(settings: LoyaltySettings, pool: Pool) -> Loop:
     return lambda: run_retention(pool, periods, settings.loyalty_retention_interval_seconds)
 
 
-def guess_throttle(settings: LoyaltySettings, referrals: Referrals) -> GuessThrottle:
+def guess_throttle(settings: LoyaltySettings) -> GuessThrottle:
     window = settings.loyalty_promo_failure_window_seconds
     limits = GuessLimits(
         Limit(settings.loyalty_promo_failures_per_user, window),
         Limit(settings.loyalty_promo_failures_per_address, window),
     )
-    return GuessThrottle(limits, referrals.address_hash)
+    return GuessThrottle(limits)
 
 
 def sync_loops(settings: LoyaltySettings, pool: Pool, server: GrpcServer) -> list[Loop]:

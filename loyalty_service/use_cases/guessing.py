@@ -17,7 +17,6 @@ buckets a caller has, and which reasons count as a guess."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from common.access.throttle import Limit
@@ -55,18 +54,17 @@ class GuessBudget:
 
 
 class GuessThrottle:
-    """`hash_address`: the keyed hash an address is kept as (no address is stored in clear)."""
-
-    def __init__(self, limits: GuessLimits, hash_address: Callable[[str], bytes]) -> None:
+    def __init__(self, limits: GuessLimits) -> None:
         self._limits = limits
-        self._hash_address = hash_address
 
-    def budget(self, guesser: Guesser) -> GuessBudget:
+    def budget(self, user_id: str, address_hash: bytes) -> GuessBudget:
+        """`address_hash`: the keyed hash the caller's address is kept as (never the address:
+        Referrals.address_hash, the same hash a referral keeps)."""
         kept = sorted(
             [
-                (f"promo:user:{guesser.user_id}", self._limits.per_user),
+                (f"promo:user:{user_id}", self._limits.per_user),
                 (
-                    f"promo:addr:{self._hash_address(guesser.address).hex()}",
+                    f"promo:addr:{address_hash.hex()}",
                     self._limits.per_address,
                 ),
             ]

@@ -60,10 +60,14 @@ class Promotions:
         # None: nobody is throttled (an admin applying codes on users' behalf).
         self._guesses = guesses
 
-    def _budget(self, guesser: Guesser | None) -> GuessBudget | None:
+    def _budget(self, guesser: Guesser | None, hashed: bytes | None = None) -> GuessBudget | None:
+        """The caller's guessing buckets; `hashed`: its address's keyed hash, when the caller
+        has it already (the same hash a referral keeps)."""
         if guesser is None or self._guesses is None:
             return None
-        return self._guesses.budget(guesser)
+        if hashed is None:
+            hashed = self._referrals.address_hash(guesser.address)
+        return self._guesses.budget(guesser.user_id, hashed)
 
     async def _throttled(self, budget: GuessBudget | None) -> ServiceError:
         """The refusal of a caller short of guesses, with the real time to wait (a second
@@ -91,7 +95,7 @@ class Promotions:
         tariff_id: str,
         user_id: str,
         request_id: str | None,
-        address: str,
+        referee_address: bytes | None,
         budget: GuessBudget | None,
     ) -> UseOutcome:
         """The decision, the uses taken and the purchase, or the recorded refusal: one
@@ -104,7 +108,7 @@ class Promotions:
             request_id,
             str(uuid.uuid4()),
             datetime.now(UTC),
-            self._referrals.address_hash(address) if address else None,
+            referee_address,
             budget,
         )
 
@@ -129,9 +133,11 @@ class Promotions:
     ) -> Purchase:
         """Takes one use and creates a PENDING purchase, in one statement; or answers with
         the purchase made earlier with this request id (a throttled caller too)."""
-        budget = self._budget(guesser)
         address = guesser.address if guesser is not None else ""
-        outcome = await self._take(code, tariff_id, user_id, request_id or None, address, budget)
+        # One keyed hash of the address, for the guessing bucket and the referral alike.
+        hashed = self._referrals.address_hash(address) if address else None
+        budget = self._budget(guesser, hashed)
+        outcome = await self._take(code, tariff_id, user_id, request_id or None, hashed, budget)
         if outcome.reason is Reason.TOO_MANY_PROMO_ATTEMPTS:
             raise await self._throttled(budget)
         if outcome.reason is not None:

@@ -262,7 +262,7 @@ async def test_bulk_apply_reaches_group_members_with_partial_success(world: Worl
 def _one_guess() -> GuessThrottle:
     """One guess per user (and per address) and no refill within a test."""
     limits = GuessLimits(Limit(1, 3600), Limit(1000, 3600))
-    return GuessThrottle(limits, lambda address: address.encode())
+    return GuessThrottle(limits)
 
 
 async def test_a_miss_spends_a_guess_and_a_hit_spends_none(world: World) -> None:
