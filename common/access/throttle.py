@@ -4,11 +4,10 @@ Each bucket holds up to `capacity` tokens and refills smoothly, `capacity` per `
 seconds. One Lua script reads, refills and updates every bucket of a call atomically, on
 Redis's clock, so replicas share the buckets and never race. The ways to use them: `acquire`
 (take one from every bucket only if every bucket has one: the call is let through or refused in
-one step, so concurrent calls cannot all pass a check before any of them spends), `refund` (give
-back what `acquire` took, when the call turned out not to count), `check` (is there a token in
-every bucket? takes nothing) and `spend` (take one after a failure, even into a small debt).
-`check` then `spend` is two steps: N concurrent callers can all pass the check before the first
-spends, so a limit that must hold under concurrency uses `acquire` (and `refund`)."""
+one step, so concurrent calls cannot all pass a check before any of them spends), `check` (is
+there a token in every bucket? takes nothing) and `spend` (take one after a failure, even into a
+small debt). `check` then `spend` is two steps: N concurrent callers can all pass the check
+before the first spends, so a limit that must hold under concurrency uses `acquire`."""
 
 from __future__ import annotations
 
@@ -38,12 +37,8 @@ end
 if mode == 'check' or (mode == 'acquire' and wait > 0) then
   return wait
 end
-local taken = 1
-if mode == 'refund' then
-  taken = -1
-end
 for i, key in ipairs(KEYS) do
-  local tokens = math.min(math.max(states[i][1] - taken, -states[i][2]), states[i][2])
+  local tokens = math.min(math.max(states[i][1] - 1, -states[i][2]), states[i][2])
   redis.call('HSET', key, 'tokens', tostring(tokens), 'at', tostring(now))
   redis.call('PEXPIRE', key, math.ceil((states[i][2] - tokens) / states[i][3]) + 1000)
 end
@@ -98,7 +93,3 @@ class Throttle:
     async def acquire(self, buckets: list[Bucket]) -> float:
         """Takes a token from every bucket and returns 0, or takes none and returns the wait."""
         return await self._run("acquire", buckets)
-
-    async def refund(self, buckets: list[Bucket]) -> None:
-        """Gives back the token `acquire` took from every bucket (never above capacity)."""
-        await self._run("refund", buckets)
