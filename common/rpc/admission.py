@@ -17,30 +17,38 @@ clock is passed in."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from common.config import BaseServiceSettings
 
 
+def _configured(field: str) -> Any:
+    """The default of a setting the environment can change (GRPC_*): its one home is the
+    services' settings."""
+    return BaseServiceSettings.model_fields[field].default
+
+
 @dataclass(frozen=True)
 class AdmissionSettings:
-    """`maximum` 0: no limit at all."""
+    """`maximum` 0: no limit at all. The defaults of what the environment sets are the
+    services' (common.config); those of the rest are the limit's own."""
 
-    maximum: int = 256
+    maximum: int = _configured("grpc_max_in_flight")
     # A floor high enough for a few clients' honest retries while a dependency restarts
     # (every call is slow then, and slowness alone would otherwise shrink the limit to them).
     minimum: int = 16
     initial: int = 64
-    target_latency: float = 0.1
+    target_latency: float = _configured("grpc_target_latency_ms") / 1000
     backoff: float = 0.9
     # What a refused caller is told to wait before trying again.
-    retry_after: float = 1.0
+    retry_after: float = _configured("grpc_retry_after_seconds")
     # The ErrorInfo domain of a refusal: the service's.
     domain: str = ""
     # Calls gRPC's core holds for the worker before it refuses new ones (GRPC_MAX_PENDING);
     # 0: gRPC's own limits.
-    max_pending: int = 0
+    max_pending: int = _configured("grpc_max_pending")
     # Seconds of event-loop lag to shed calls at (common.rpc.loop_lag); 0: off.
-    loop_lag_target: float = 0.0
+    loop_lag_target: float = _configured("grpc_loop_lag_target_ms") / 1000
 
     @property
     def enabled(self) -> bool:

@@ -15,7 +15,7 @@ from common.storage.audit_events import PgAuditEvents
 from common.storage.db import Pool
 from common.telemetry.logs import get_logger
 from loyalty_service.store.personal_data import PgPersonalData
-from loyalty_service.store.redemption import forget_full_buckets
+from loyalty_service.store.redemption import PgGuessBuckets
 
 log = get_logger(__name__)
 DAY = 86_400
@@ -40,8 +40,8 @@ async def retain_once(pool: Pool, periods: RetentionPeriods) -> dict[str, int]:
         "address_hashes": await PgPersonalData(pool).forget_address_hashes(
             _before(periods.referral_address_days)
         ),
-        "guess_buckets": await forget_full_buckets(
-            pool, datetime.now(UTC) - timedelta(seconds=periods.guess_refill_seconds)
+        "guess_buckets": await PgGuessBuckets(pool).forget_full(
+            datetime.now(UTC) - timedelta(seconds=periods.guess_refill_seconds)
         ),
     }
 

@@ -96,8 +96,15 @@ class PgRedemption:
         return waited / 1000
 
 
-async def forget_full_buckets(pool: Any, before: datetime) -> int:
-    """Deletes the guessing buckets untouched since `before` (full again by then, so the same
-    as absent); how many."""
-    done: str = await pool.execute(_FORGET, before)
-    return int(done.split()[-1])
+class PgGuessBuckets:
+    """The guessing throttle's buckets, for the retention worker (loyalty_use and loyalty_apply
+    spend and read them in their own statements)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def forget_full(self, before: datetime) -> int:
+        """Deletes the buckets untouched since `before` (full again by then, so the same as
+        absent); how many."""
+        done: str = await self._conn.execute(_FORGET, before)
+        return int(done.split()[-1])
