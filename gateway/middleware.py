@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -14,6 +15,14 @@ from gateway import metrics
 
 log = get_logger("http")
 _VALID_ID = re.compile(r"^[\w.\-:]{1,128}$")
+
+
+@functools.cache
+def _series(route: str, status: int) -> tuple[Any, Any]:
+    """A route's metric series, found once: a label lookup costs as much as the rest of the
+    bookkeeping. The routes are the gateway's templates and the statuses the few it answers,
+    so the cache stays small."""
+    return metrics.HTTP_REQUESTS.labels(route, str(status)), metrics.HTTP_LATENCY.labels(route)
 
 
 def request_id_from(scope: Scope) -> str:
@@ -54,8 +63,9 @@ class RequestIdAndLog:
             elapsed = time.perf_counter() - started
             # The route template (set by the gateway), so labels stay few whatever the paths.
             route = scope.get("route_template", "unmatched")
-            metrics.HTTP_REQUESTS.labels(route, str(status["code"])).inc()
-            metrics.HTTP_LATENCY.labels(route).observe(elapsed)
+            requests, latency = _series(route, status["code"])
+            requests.inc()
+            latency.observe(elapsed)
             log.info(
                 "http",
                 method=scope["method"],

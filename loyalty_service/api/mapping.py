@@ -12,7 +12,7 @@ from loyalty_service.domain.codes import ActiveCode, PromoCode, status_of
 from loyalty_service.domain.eligibility import Tariff
 from loyalty_service.domain.groups import Group
 from loyalty_service.domain.pricing import DiscountKind
-from loyalty_service.domain.purchases import Purchase
+from loyalty_service.domain.purchases import Purchase, PurchaseStatus
 from loyalty_service.domain.reasons import RecordedRejection
 from loyalty_service.domain.reports import DayStats
 from loyalty_service.domain.schedule import Duration, PricePeriod, schedule
@@ -45,8 +45,15 @@ def duration_of(value: int, field: str = "duration") -> Duration:
     return Duration(name.removeprefix("DURATION_"))
 
 
+# The wire value of each domain value, looked up once: every purchase maps both.
+_DURATIONS = {d: promo_pb2.Duration.Value(f"DURATION_{d.value}") for d in Duration}
+_PURCHASE_STATUSES = {
+    s: promo_pb2.PurchaseStatus.Value(f"PURCHASE_STATUS_{s.value}") for s in PurchaseStatus
+}
+
+
 def duration_value(duration: Duration) -> promo_pb2.Duration.ValueType:
-    return promo_pb2.Duration.Value(f"DURATION_{duration.value}")
+    return _DURATIONS[duration]
 
 
 def code_spec(message: promo_pb2.PromoCodeSpec) -> CodeSpec:
@@ -178,7 +185,7 @@ def purchase(value: Purchase) -> promo_pb2.Purchase:
         code=value.code,
         tariff_id=value.tariff_id,
         final_price=money(value.final, currency),
-        status=promo_pb2.PurchaseStatus.Value(f"PURCHASE_STATUS_{value.status.value}"),
+        status=_PURCHASE_STATUSES[value.status],
         created_at=stamp(value.created_at),
         user_id=value.user_id,
         base_price=money(value.base, currency),
