@@ -11,12 +11,12 @@ import grpc
 from google.rpc import code_pb2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Mount
 from starlette.routing import Route as HttpRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common.access.client_address import key_bytes, vouched
 from common.access.trust import Network, client_address, parse_networks
@@ -108,7 +108,7 @@ class Gateway:
         self._backends = Backends(self.settings, self.routes)
 
     async def forward(self, request: Request) -> Response:
-        path = request.url.path
+        path = request.scope["path"]
         found = self._static.get((request.method, path)) or match(self.routes, request.method, path)
         if found.route is None:
             return self._no_route(found.allowed)
@@ -235,7 +235,39 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return status_response(status, code_pb2.NOT_FOUND, "no such route")
 
 
-def create_app(settings: GatewaySettings) -> Any:
+def is_api_call(scope: Scope) -> bool:
+    """A call of the API (a path under /v1/ in one of its methods), but for the token
+    endpoint, which is not a forwarded route."""
+    if scope["type"] != "http":
+        return False
+    path: str = scope["path"]
+    return path.startswith("/v1/") and scope["method"] in METHODS and path != token_endpoint.PATH
+
+
+class Site:
+    """The API's calls go straight to the forwarder, the rest of the site (pages, probes, the
+    token endpoint, lifespan) to Starlette; both behind the same request-id, log and
+    security-header layers. Starlette's router, error middleware and per-route wrappers cost
+    a forwarded call about a fifth of the app's own CPU, for nothing it uses
+    (docs/performance-notes.md)."""
+
+    def __init__(self, gateway: Gateway, pages: ASGIApp) -> None:
+        self.gateway = gateway
+        self._api = RequestIdAndLog(SecurityHeaders(self._forward))
+        self._pages = RequestIdAndLog(SecurityHeaders(pages))
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.gateway.forward(Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_api_call(scope):
+            await self._api(scope, receive, send)
+        else:
+            await self._pages(scope, receive, send)
+
+
+def create_app(settings: GatewaySettings) -> Site:
     gateway = Gateway(settings)
 
     @asynccontextmanager
@@ -244,12 +276,10 @@ def create_app(settings: GatewaySettings) -> Any:
         yield
         await gateway.backends.close()
 
-    app = Starlette(
+    pages = Starlette(
         routes=[
-            # The API's paths first: Starlette tries each route in turn, and the others (which
-            # no /v1/ path matches) would be tried on every API call.
+            # The token endpoint before the catch-all: Starlette tries each route in turn.
             HttpRoute(token_endpoint.PATH, gateway.token, methods=["POST"]),
-            HttpRoute("/v1/{path:path}", gateway.forward, methods=METHODS),
             HttpRoute("/livez", gateway.livez, methods=["GET"]),
             HttpRoute("/readyz", gateway.readyz, methods=["GET"]),
             HttpRoute("/healthz", gateway.readyz, methods=["GET"]),
@@ -258,11 +288,11 @@ def create_app(settings: GatewaySettings) -> Any:
             Mount("/docs", StaticFiles(directory=STATIC / "docs")),
             HttpRoute("/admin", gateway.console, methods=["GET"]),
             Mount("/admin", StaticFiles(directory=STATIC / "admin", html=True)),
+            # Any other path (an unknown one, a /v1/ path in a method the API has not: HEAD)
+            # gets the forwarder's 404 or 405 in the API's error shape.
             HttpRoute("/{path:path}", gateway.forward, methods=METHODS),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: _http_error},
     )
-    app.state.gateway = gateway
-    return RequestIdAndLog(app)
+    return Site(gateway, pages)

@@ -49,6 +49,8 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def is_trusted(address: str, networks: Sequence[Network]) -> bool:
+    if not networks:  # the default: nobody's word is taken, and no address need be parsed
+        return False
     ip = _ip(address)
     return ip is not None and any(ip in network for network in networks)
 

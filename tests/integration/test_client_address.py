@@ -140,7 +140,7 @@ async def gateway_for(signed: Signed) -> AsyncIterator[ClientFrom]:
     app = create_app(
         gateway_settings(signed.auth.address, signed.loyalty.address, client_address_key=KEY)
     )
-    gateway = app.app.state.gateway
+    gateway = app.gateway
     await gateway.open()
     clients: list[httpx.AsyncClient] = []
 

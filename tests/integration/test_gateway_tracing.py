@@ -120,7 +120,7 @@ async def http(
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = gateway_settings(auth_server.address, recorded[0].address)
     app = create_app(settings)
-    gateway: Gateway = app.app.state.gateway
+    gateway: Gateway = app.gateway
     interceptors = tracing.client_interceptors(traced.provider)
     gateway._backends = Backends(settings, gateway.routes, traced_interceptors=interceptors)
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
