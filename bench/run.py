@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import ceilings, cpu, history, spike, tracing_bench, verdicts
+from bench import ceilings, cpu, floors, history, spike, tracing_bench, verdicts
 from bench.admitted import HttpRefused, patiently
 from bench.gateway_bench import _wait_http
 from bench.load import Result, drive, percentile
@@ -312,6 +312,7 @@ def main() -> None:
     echo, echo_us = asyncio.run(ceilings.echo(args.seconds))
     print(f"{echo.line()}  server CPU {echo_us:.0f} µs per call")
     pg = asyncio.run(ceilings.pgbench(args.seconds))
+    floor = asyncio.run(floors.measure(args.seconds))
     with running(["auth_service", "loyalty_service", "gateway"]) as system:
         results, memory_mb = asyncio.run(measure(system, args.seconds, args.memory_requests))
         for scenario in results.values():
@@ -338,6 +339,8 @@ def main() -> None:
         if isinstance(s, spike.Spike)
     ]
     report = write_report(figures, surges, delays, pg, args.memory_requests)
+    use_us = results["hot"].cpu_us.get(verdicts.LOYALTY, float("nan"))
+    report += "\n" + "\n".join(floors.section(floor, echo_us, use_us, verdicts.OVER)) + "\n"
     report += "\n" + tracing_bench.section(rounds, args.seconds)
     report += "\n" + "\n".join(history.run(args.seconds, args.history_rows)) + "\n"
     REPORT.write_text(report)

@@ -10,7 +10,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
-from bench import admitted, cpu, spike
+from bench import admitted, cpu, floors, spike
 from bench.targets import at_least, at_most
 from protogen.loyalty.promo.v1 import promo_pb2
 
@@ -129,3 +129,15 @@ def test_a_refusal_at_intake_is_waited_out_like_an_overload() -> None:
     assert admitted.overload_delay(admitted.HttpRefused(503, 1.0)) == 1.0
     assert admitted.overload_delay(admitted.HttpRefused(503)) is None
     assert admitted.overload_delay(admitted.HttpRefused(500, 1.0)) is None
+
+
+def test_goodput_bound_pays_every_refusal_out_of_the_capacity() -> None:
+    # A use costs 900 µs, a refusal 300: at 1.5x, g*900 + (1.5 - g)*300 = 900 -> g = 0.75.
+    assert floors.goodput_bound(900, 300, 1.5) == 0.75
+    # Refusals that cost nothing leave the whole capacity to the uses.
+    assert floors.goodput_bound(900, 0, 1.5) == 1.0
+    # A sixth of a use is the most a refusal may cost for 0.9 at 1.5x.
+    assert abs(floors.goodput_bound(900, 150, 1.5) - 0.9) < 1e-9
+    # A refusal as dear as a use serves nothing once past capacity.
+    assert floors.goodput_bound(900, 900, 1.5) == 0.0
+    assert floors.goodput_bound(900, 800, 1.5) == 0.0
