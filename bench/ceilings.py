@@ -9,6 +9,8 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -38,28 +40,46 @@ CREATE TABLE user_uses (code int, user_id int, uses int NOT NULL, PRIMARY KEY (c
 """
 
 
-def _start_echo(address: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "bench.echo_server", address], cwd=ROOT)
+ECHO = "/bench.Echo/Echo"
+
+
+@contextmanager
+def started(module: str, *argv: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A benchmark server (bench.echo_server, bench.floor_server) in a process of its own, so
+    that its CPU is apart from the load generator's."""
+    process = subprocess.Popen([sys.executable, "-m", module, *argv], cwd=ROOT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@asynccontextmanager
+async def echo_served(
+    module: str, *argv: str
+) -> AsyncIterator[tuple[subprocess.Popen[bytes], grpc.aio.UnaryUnaryMultiCallable]]:
+    """A server of bench.Echo started on a free port, and its Echo method once it answers."""
+    address = f"127.0.0.1:{free_port()}"
+    with started(module, address, *argv) as process:
+        async with grpc.aio.insecure_channel(address) as channel:
+            await asyncio.wait_for(channel.channel_ready(), 30)
+            yield process, channel.unary_unary(ECHO)
+
+
+def per_call_us(pid: int, before_s: float, answered: int) -> float:
+    """The process's CPU since `before_s` (bench.cpu.process_seconds) per call answered."""
+    return (cpu.process_seconds(pid) - before_s) / max(answered, 1) * 1e6
 
 
 async def echo(seconds: float, in_flight: int = 50) -> tuple[Result, float]:
-    """The echo's closed-loop rate, and its server's CPU per call answered, in µs: the server
-    runs in a process of its own, so its CPU is apart from the load generator's."""
-    address = f"127.0.0.1:{free_port()}"
-    server = _start_echo(address)
-    try:
-        async with grpc.aio.insecure_channel(address) as channel:
-            await channel.channel_ready()
-            call = channel.unary_unary("/bench.Echo/Echo")
-            payload = b"x" * 64
-            await drive("warm-up", lambda _: call(payload), in_flight, 1)
-            before = cpu.process_seconds(server.pid)
-            result = await drive("gRPC echo (ceiling)", lambda _: call(payload), in_flight, seconds)
-            spent = cpu.process_seconds(server.pid) - before
-            return result, spent / max(result.calls - result.errors, 1) * 1e6
-    finally:
-        server.terminate()
-        server.wait(10)
+    """The echo's closed-loop rate, and its server's CPU per call answered, in µs."""
+    async with echo_served("bench.echo_server") as (server, call):
+        payload = b"x" * 64
+        await drive("warm-up", lambda _: call(payload), in_flight, 1)
+        before = cpu.process_seconds(server.pid)
+        result = await drive("gRPC echo (ceiling)", lambda _: call(payload), in_flight, seconds)
+        return result, per_call_us(server.pid, before, result.calls - result.errors)
 
 
 async def _prepare(dsn: str) -> None:

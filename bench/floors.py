@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +27,9 @@ import aiohttp
 import grpc
 
 from bench import cpu
-from bench.ceilings import echo
-from bench.system import PG, ROOT, free_port
+from bench.ceilings import echo, echo_served, per_call_us, started
+from bench.spike import OVER_GOODPUT
+from bench.system import PG, free_port
 from common.storage.migrations import drop_database, ensure_database
 
 IN_FLIGHT = 50
@@ -53,14 +52,10 @@ def goodput_bound(use_us: float, refusal_us: float, offered: float) -> float:
     return max(0.0, min(1.0, (use_us - offered * refusal_us) / (use_us - refusal_us)))
 
 
-@contextmanager
-def _started(module: str, *argv: str) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen([sys.executable, "-m", module, *argv], cwd=ROOT)
-    try:
-        yield process
-    finally:
-        process.terminate()
-        process.wait(10)
+def refusal_for_goodput(use_us: float, goodput: float, offered: float) -> float:
+    """The dearest refusal that still lets `goodput` of capacity be served at `offered` times
+    it: `goodput_bound`'s equation solved for the refusal."""
+    return use_us * (1 - goodput) / (offered - goodput)
 
 
 async def _closed_loop(call: Callable[[], Awaitable[Any]], seconds: float) -> int:
@@ -88,17 +83,12 @@ async def _cpu_per_call(
 ) -> float:
     await _closed_loop(call, 1)  # warm-up: connections, prepared statements
     before = cpu.process_seconds(process.pid)
-    answered = await _closed_loop(call, seconds)
-    return (cpu.process_seconds(process.pid) - before) / max(answered, 1) * 1e6
+    return per_call_us(process.pid, before, await _closed_loop(call, seconds))
 
 
 async def _grpc_floor(argv: list[str], seconds: float) -> float:
-    address = f"127.0.0.1:{free_port()}"
-    with _started("bench.floor_server", address, *argv) as process:
-        async with grpc.aio.insecure_channel(address) as channel:
-            await asyncio.wait_for(channel.channel_ready(), 30)
-            call = channel.unary_unary("/bench.Echo/Echo")
-            return await _cpu_per_call(process, lambda: call(PAYLOAD), seconds)
+    async with echo_served("bench.floor_server", *argv) as (process, call):
+        return await _cpu_per_call(process, lambda: call(PAYLOAD), seconds)
 
 
 async def statement(seconds: float) -> float:
@@ -126,8 +116,8 @@ async def http(seconds: float) -> float:
     target = f"127.0.0.1:{free_port()}"
     address = f"127.0.0.1:{free_port()}"
     with (
-        _started("bench.echo_server", target),
-        _started("bench.floor_server", address, "http", target) as process,
+        started("bench.echo_server", target),
+        started("bench.floor_server", address, "http", target) as process,
     ):
         connector = aiohttp.TCPConnector(limit=200)
         async with aiohttp.ClientSession(f"http://{address}", connector=connector) as session:
@@ -158,6 +148,7 @@ def section(floors: Floors, echo_us: float, use_us: float, offered: float) -> li
         ("uvicorn on httptools, forwarded to echo on the gateway's channels", floors.http_us),
     ]
     bound = goodput_bound(use_us, floors.refusal_us, offered)
+    needed = refusal_for_goodput(use_us, OVER_GOODPUT, offered)
     return [
         "## Floors: what the stack costs before the services' own work",
         "",
@@ -174,7 +165,7 @@ def section(floors: Floors, echo_us: float, use_us: float, offered: float) -> li
         f" {use_us:.0f} µs, so a server that refuses the excess itself serves at most"
         f" {bound:.2f} of its capacity when {offered}x capacity arrives (every second's CPU pays"
         " for the uses and the refusals: g*use + (offered - g)*refusal = use); the target asks"
-        f" 0.9, which needs a refusal under {use_us * 0.1 / (offered - 0.9):.0f} µs. gRPC's core"
+        f" {OVER_GOODPUT}, which needs a refusal under {needed:.0f} µs. gRPC's core"
         " refuses for less (`GRPC_MAX_PENDING`), but as CANCELLED, with no retry delay.",
     ]
 

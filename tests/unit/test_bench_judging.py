@@ -141,3 +141,11 @@ def test_goodput_bound_pays_every_refusal_out_of_the_capacity() -> None:
     # A refusal as dear as a use serves nothing once past capacity.
     assert floors.goodput_bound(900, 900, 1.5) == 0.0
     assert floors.goodput_bound(900, 800, 1.5) == 0.0
+
+
+def test_refusal_for_goodput_solves_the_bound_for_the_refusal() -> None:
+    # 0.9 of capacity at 1.5x: a refusal may cost a sixth of a use.
+    assert abs(floors.refusal_for_goodput(900, 0.9, 1.5) - 150) < 1e-9
+    for use_us, goodput in ((950, 0.9), (700, 0.76), (1200, 0.5)):
+        refusal = floors.refusal_for_goodput(use_us, goodput, 1.5)
+        assert abs(floors.goodput_bound(use_us, refusal, 1.5) - goodput) < 1e-9
