@@ -64,7 +64,7 @@ lint: install
 	$(PY) -m mypy .
 	$(VENV)/bin/lint-imports
 
-bench: install
+bench: install system-deps
 	$(PY) -m bench.run
 
 # Restarts or stops the machine's PostgreSQL, Redis and RabbitMQ (and brings them back):

@@ -6,9 +6,12 @@
 - a refusal: every call refused for load by the services' interceptor, with its RetryInfo.
 - HTTP to gRPC: uvicorn on httptools forwarding each request to the echo server on the
   gateway's channels, with a token and a request id as metadata. The gateway cannot cost less.
+- HAProxy in front of the echo (bench.edge_proxy): its own CPU per call it refuses with the
+  services' overload status, and per call it forwards.
 
 From the refusal's cost and the Use's follows the most a server refusing in Python can serve
-when 1.5 times its capacity arrives (`goodput_bound`).
+when 1.5 times its capacity arrives (`goodput_bound`), and the most it could with the proxy
+refusing instead.
 
     .venv/bin/python -m bench.floors [--seconds 8]"""
 
@@ -26,8 +29,8 @@ from typing import Any
 import aiohttp
 import grpc
 
-from bench import cpu
-from bench.ceilings import echo, echo_served, per_call_us, started
+from bench import cpu, edge_proxy
+from bench.ceilings import ECHO, echo, echo_served, per_call_us, started
 from bench.spike import OVER_GOODPUT
 from bench.system import PG, free_port
 from common.storage.migrations import drop_database, ensure_database
@@ -41,6 +44,9 @@ class Floors:
     statement_us: float
     refusal_us: float
     http_us: float
+    # HAProxy in front (bench.edge_proxy): its CPU per refusal, and per call it forwards.
+    proxy_refusal_us: float
+    proxy_forward_us: float
 
 
 def goodput_bound(use_us: float, refusal_us: float, offered: float) -> float:
@@ -131,11 +137,27 @@ async def http(seconds: float) -> float:
             return await _cpu_per_call(process, call, seconds)
 
 
+async def _proxy_cpu(in_flight: int, seconds: float) -> float:
+    """HAProxy's own CPU per call in front of the echo: every call refused (0 in flight), or
+    every call forwarded (a cap the load never reaches)."""
+    back, front = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    with started("bench.echo_server", back):
+        async with grpc.aio.insecure_channel(back) as direct:
+            await asyncio.wait_for(direct.channel_ready(), 30)
+        with edge_proxy.running(front, back, in_flight) as proxy:
+            async with grpc.aio.insecure_channel(front) as channel:
+                await asyncio.wait_for(channel.channel_ready(), 30)
+                call = channel.unary_unary(ECHO)
+                return await _cpu_per_call(proxy, lambda: call(PAYLOAD), seconds)
+
+
 async def measure(seconds: float) -> Floors:
     return Floors(
         statement_us=await statement(seconds),
         refusal_us=await _grpc_floor(["refusal"], seconds),
         http_us=await http(seconds),
+        proxy_refusal_us=await _proxy_cpu(0, seconds),
+        proxy_forward_us=await _proxy_cpu(10 * IN_FLIGHT, seconds),
     )
 
 
@@ -146,8 +168,12 @@ def section(floors: Floors, echo_us: float, use_us: float, offered: float) -> li
         ("grpc.aio, one statement through the services' pool (a use's least)", floors.statement_us),
         ("grpc.aio behind the services' interceptor, refused with RetryInfo", floors.refusal_us),
         ("uvicorn on httptools, forwarded to echo on the gateway's channels", floors.http_us),
+        ("HAProxy in front, its CPU per call refused with RetryInfo", floors.proxy_refusal_us),
+        ("HAProxy in front, its CPU per call forwarded", floors.proxy_forward_us),
     ]
     bound = goodput_bound(use_us, floors.refusal_us, offered)
+    proxied_use = use_us + floors.proxy_forward_us
+    proxied = goodput_bound(proxied_use, floors.proxy_refusal_us, offered)
     needed = refusal_for_goodput(use_us, OVER_GOODPUT, offered)
     return [
         "## Floors: what the stack costs before the services' own work",
@@ -167,6 +193,13 @@ def section(floors: Floors, echo_us: float, use_us: float, offered: float) -> li
         " for the uses and the refusals: g*use + (offered - g)*refusal = use); the target asks"
         f" {OVER_GOODPUT}, which needs a refusal under {needed:.0f} µs. gRPC's core"
         " refuses for less (`GRPC_MAX_PENDING`), but as CANCELLED, with no retry delay.",
+        "",
+        f"With HAProxy in front refusing the excess with the same status, a use costs"
+        f" {proxied_use:.0f} µs with the proxy's share and a refusal"
+        f" {floors.proxy_refusal_us:.0f} µs: at most {proxied:.2f} of that (smaller) capacity,"
+        f" which is {proxied * use_us / proxied_use:.2f} of the capacity without the proxy"
+        " (on the same cores). The system does not run it; `python -m bench.edge_spike` runs"
+        " the two spikes through it and straight to loyalty (docs/performance-notes.md).",
     ]
 
 

@@ -24,6 +24,12 @@ class Result:
     def rps(self) -> float:
         return self.calls / self.seconds
 
+    @property
+    def answered_rps(self) -> float:
+        """Calls a second that were served: a refusal (for load, say) is a call made, not one
+        served, and a server refusing everything at once would otherwise have the best rate."""
+        return (self.calls - self.errors) / self.seconds
+
     def line(self) -> str:
         return (
             f"{self.name:48} {self.rps:9.0f} rps  p50 {self.p50_ms:7.2f} ms"

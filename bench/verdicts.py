@@ -29,7 +29,7 @@ class Figures:
     echo: Result
     echo_us: float  # the echo server's CPU per call answered
     scenarios: dict[str, Scenario]
-    capacity: float  # the closed-loop Use rate on one code ("hot")
+    capacity: float  # the closed-loop Use rate on one code ("capacity"), its calls served
     under: spike.Spike | BaseException  # the spike at 0.8 of capacity, or why it failed
     over: spike.Spike | BaseException  # at 1.5
     drain: float  # events per second
@@ -71,7 +71,9 @@ def _spikes(f: Figures) -> list[Target]:
 def targets(f: Figures) -> list[Target]:
     use, use_http = f.scenarios["use"].result, f.scenarios["use_http"].result
     apply, storm = f.scenarios["apply"].result, f.scenarios["apply_storm"].result
-    over_echo, over_grpc = share(use.rps, f.echo.rps), share(use_http.rps, use.rps)
+    # Served calls a second: a call refused for load is not a Use.
+    served, served_http = use.answered_rps, use_http.answered_rps
+    over_echo, over_grpc = share(served, f.echo.rps), share(served_http, served)
     storm_multiple = share(storm.p99_ms, apply.p99_ms)
     grown = [name for name, (a, b) in f.memory_mb.items() if not memory_met(a, b)]
     largest = max((last for _, last in f.memory_mb.values()), default=float("nan"))
@@ -80,13 +82,13 @@ def targets(f: Figures) -> list[Target]:
         _cpu(f, "use_http", GATEWAY, "gateway's CPU per HTTP Use (all its processes)"),
         Target(
             "Use over gRPC, 50 in flight, against echo",
-            f"{use.rps:.0f} / {f.echo.rps:.0f} rps = {over_echo:.2f}",
+            f"{served:.0f} served / {f.echo.rps:.0f} rps = {over_echo:.2f}",
             ">= 0.3",
             at_least(over_echo, 0.3),
         ),
         Target(
             "Use through the gateway (HTTP), 50 in flight, against gRPC",
-            f"{use_http.rps:.0f} / {use.rps:.0f} rps = {over_grpc:.2f}, p99"
+            f"{served_http:.0f} / {served:.0f} served a second = {over_grpc:.2f}, p99"
             f" {use_http.p99_ms:.1f} ms",
             ">= 0.8, p99 <= 100 ms",
             at_least(over_grpc, 0.8) and at_most(use_http.p99_ms, 100),

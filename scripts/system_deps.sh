@@ -3,8 +3,9 @@
 # browser tests (Playwright drives it; it never downloads a browser of its own),
 # docker-compose to validate the compose file offline (no engine needed), promtool (Debian's
 # prometheus package) to check monitoring/alerts.yml, and pgbouncer for the tests and the drill
-# that run traffic through a pooler in transaction mode. Installed once, by
-# `make test`, so that a fresh machine needs nothing but the README's two commands.
+# that run traffic through a pooler in transaction mode; HAProxy for `make bench`'s floor of a
+# refusal made in C (bench/edge_proxy.py). Installed once, by `make test` and `make bench`, so
+# that a fresh machine needs nothing but the README's two commands.
 set -euo pipefail
 
 missing=()
@@ -12,6 +13,7 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 ((${#missing[@]} == 0)) && exit 0
 
 sudo=()
