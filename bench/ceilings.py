@@ -67,11 +67,6 @@ async def echo_served(
             yield process, channel.unary_unary(ECHO)
 
 
-def per_call_us(pid: int, before_s: float, answered: int) -> float:
-    """The process's CPU since `before_s` (bench.cpu.process_seconds) per call answered."""
-    return (cpu.process_seconds(pid) - before_s) / max(answered, 1) * 1e6
-
-
 async def echo(seconds: float, in_flight: int = 50) -> tuple[Result, float]:
     """The echo's closed-loop rate, and its server's CPU per call answered, in µs."""
     async with echo_served("bench.echo_server") as (server, call):
@@ -79,7 +74,7 @@ async def echo(seconds: float, in_flight: int = 50) -> tuple[Result, float]:
         await drive("warm-up", lambda _: call(payload), in_flight, 1)
         before = cpu.process_seconds(server.pid)
         result = await drive("gRPC echo (ceiling)", lambda _: call(payload), in_flight, seconds)
-        return result, per_call_us(server.pid, before, result.calls - result.errors)
+        return result, cpu.process_per_call_us(server.pid, before, result.calls - result.errors)
 
 
 async def _prepare(dsn: str) -> None:

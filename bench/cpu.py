@@ -39,6 +39,11 @@ def snapshot(pids: Mapping[str, int]) -> dict[str, float]:
     return {name: process_seconds(pid) for name, pid in pids.items()}
 
 
+def process_per_call_us(pid: int, before_s: float, answered: int) -> float:
+    """One process's CPU since `before_s` (process_seconds) per call it answered, in µs."""
+    return (process_seconds(pid) - before_s) / max(answered, 1) * 1e6
+
+
 def per_call_us(
     before: Mapping[str, float], after: Mapping[str, float], calls: int
 ) -> dict[str, float]:

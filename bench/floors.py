@@ -30,7 +30,7 @@ import aiohttp
 import grpc
 
 from bench import cpu, edge_proxy
-from bench.ceilings import ECHO, echo, echo_served, per_call_us, started
+from bench.ceilings import ECHO, echo, echo_served, started
 from bench.spike import OVER_GOODPUT
 from bench.system import PG, free_port
 from common.storage.migrations import drop_database, ensure_database
@@ -89,7 +89,7 @@ async def _cpu_per_call(
 ) -> float:
     await _closed_loop(call, 1)  # warm-up: connections, prepared statements
     before = cpu.process_seconds(process.pid)
-    return per_call_us(process.pid, before, await _closed_loop(call, seconds))
+    return cpu.process_per_call_us(process.pid, before, await _closed_loop(call, seconds))
 
 
 async def _grpc_floor(argv: list[str], seconds: float) -> float:

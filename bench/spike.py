@@ -57,9 +57,9 @@ DEADLINE_S = 1.0
 OVER_GOODPUT = 0.9
 # Capacity is the Use rate on one code of a closed loop with this many calls in flight: as many
 # as two workers take in without refusing (GRPC_MAX_PENDING, 16 each). With more, the loop
-# meets refusals, which cost the server CPU and send their clients to wait, so its served rate
-# says less about the server (200 clients: a quarter refused and a tenth fewer served); and
-# counting its refused calls as uses would give a server that refuses everything the best rate.
+# meets refusals (200 clients: about a quarter of its calls), which cost the server CPU and send
+# their clients to wait, so its served rate says less about the server; and counting its refused
+# calls as uses would give a server that refuses everything the best rate.
 CAPACITY_CLIENTS = 16
 
 
