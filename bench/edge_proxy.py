@@ -36,9 +36,10 @@ def refusal_headers(retry_after_s: float, domain: str) -> dict[str, str]:
 def config(front: str, back: str, in_flight: int, queued: int = 0, servers: int = 1) -> str:
     """A frontend on `front` (h2c, as gRPC clients speak it) forwarding to `back` at most
     `in_flight` calls at once, over `servers` connection pools (a service's workers share one
-    port, and each connection reaches one of them); past those, up to `queued` calls wait in
-    the proxy's queue and the rest are refused at once. `in_flight` 0 refuses every call. One
-    thread: what one core's worth costs."""
+    port, and each connection reaches one of them); past those, up to `queued` calls (at least
+    one: HAProxy's refusal rule reads the queue's length) wait in the proxy's queue and the
+    rest are refused at once. `in_flight` 0 refuses every call. One thread: what one core's
+    worth costs."""
     refusal = " ".join(f'hdr {k} "{v}"' for k, v in refusal_headers(RETRY_AFTER_S, "edge").items())
     full = "TRUE" if in_flight == 0 else f"{{ queue(upstream) ge {max(queued, 1)} }}"
     each = max(in_flight // servers, 1)
