@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PROTOS := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: install system-deps proto proto-check migrate run test test-unit test-integration test-e2e fuzz lint bench drills api-docs clean
+.PHONY: install system-deps edge-deps proto proto-check migrate run test test-unit test-integration test-e2e fuzz lint bench drills api-docs clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,9 +14,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
-# Debian's Chromium (browser tests) and docker-compose (compose file check), when missing.
+# Debian's Chromium (browser tests), docker-compose (compose file check) and the rest the
+# tests need, when missing (scripts/system_deps.sh says what each is for).
 system-deps:
 	bash scripts/system_deps.sh
+
+# HAProxy alone: the edge `make run` starts in front of loyalty.
+edge-deps:
+	bash scripts/system_deps.sh haproxy
 
 # Generated code is committed (so a plain install needs no protoc); proto-check fails when stale.
 proto: install
@@ -38,8 +43,10 @@ migrate: install
 
 # `make run REPLICAS=2`: two auth and two loyalty processes (replica k on port + 10·k).
 REPLICAS ?= 1
-run: install migrate
-	$(PY) -m common.processes.launcher --replicas $(REPLICAS)
+# `make run EDGE=off`: loyalty without HAProxy in front (docs/operations.md).
+EDGE ?= on
+run: install edge-deps migrate
+	$(PY) -m common.processes.launcher --replicas $(REPLICAS) $(if $(filter off,$(EDGE)),--no-edge)
 
 test: install system-deps proto-check lint
 	$(PY) -m pytest -q tests

@@ -9,6 +9,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from common.access.trust import TrustedNetworks
 from common.config import BaseServiceSettings, DirectPostgresUrl, HostPort, Pooler, PostgresUrl
 from common.messaging.broker import BrokerSettings
+from common.processes import supervisor as workers
 
 # The development default of AUTH_EMAIL_HASH_KEY: known to everyone who reads this file, so an
 # operator replaces it (docs/privacy.md); auth warns at start while it is in use.
@@ -68,7 +69,7 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     auth_db_pool_size: int = 20
     # Worker processes behind the one port (common.processes.supervisor); 2 uses both cores of the
     # machine the benchmarks run on (docs/performance.md).
-    auth_workers: PositiveInt = 2
+    auth_workers: PositiveInt = workers.DEFAULT_COUNT
     # Outbox relay: rows per published batch, how long sent rows are kept, how often pruned.
     outbox_batch_size: int = 500
     outbox_retention_seconds: float = 7 * 24 * 3600

@@ -6,6 +6,7 @@ from pydantic import PositiveInt
 
 from common.access.trust import TrustedNetworks
 from common.config import BaseServiceSettings, GrpcTarget, HostPort
+from common.processes import supervisor as workers
 
 
 class GatewaySettings(BaseServiceSettings):
@@ -14,7 +15,7 @@ class GatewaySettings(BaseServiceSettings):
     gateway_metrics_addr: str = "127.0.0.1:9103"
     # Worker processes behind the one port (common.processes.supervisor); 2 uses both cores of the
     # machine the benchmarks run on (docs/performance.md).
-    gateway_workers: PositiveInt = 2
+    gateway_workers: PositiveInt = workers.DEFAULT_COUNT
     # gRPC targets: HOST:PORT, or several replicas (`ipv4:A:P,B:P`, `dns:///loyalty:50052`).
     auth_grpc_addr: GrpcTarget = "127.0.0.1:50051"
     loyalty_grpc_addr: GrpcTarget = "127.0.0.1:50052"

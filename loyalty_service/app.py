@@ -18,6 +18,7 @@ from common.access.trust import parse_networks
 from common.messaging.broker import BrokerHealth
 from common.messaging.outbox_relay import OutboxRelay, measure_backlog, prune_sent
 from common.processes import supervisor as workers
+from common.processes.edge import listener as edge_listener
 from common.rpc.admission import admission_settings
 from common.rpc.audit import AuditPolicy, CallAudit
 from common.rpc.channels import EVERY_METHOD, open_channel
@@ -104,6 +105,7 @@ async def build(
         audit=CallAudit(AUDIT_POLICY, trail, addresses),
         admission=admission_settings(settings, DOMAIN),
         success_log_sample=settings.log_success_sample,
+        also=edge_listener(settings.loyalty_edge_sockets),
     )
     page_tokens = PageTokens(settings.page_token_secret)
     promo_pb2_grpc.add_PromoServiceServicer_to_server(

@@ -16,6 +16,7 @@ from common.config import (
     PostgresUrl,
 )
 from common.messaging.broker import BrokerSettings
+from common.processes import supervisor as workers
 
 
 class LoyaltySettings(BaseServiceSettings, BrokerSettings):
@@ -31,6 +32,9 @@ class LoyaltySettings(BaseServiceSettings, BrokerSettings):
         return self.loyalty_database_direct_url or self.loyalty_database_url
 
     loyalty_grpc_addr: HostPort = "127.0.0.1:50052"
+    # Behind the edge (common.processes.edge; `make run` sets it): each worker also listens on
+    # the unix socket PREFIX + its index + ".sock", which the edge forwards calls to. Empty: off.
+    loyalty_edge_sockets: str = ""
     # Prometheus /metrics; empty turns it off.
     loyalty_metrics_addr: str = "127.0.0.1:9102"
     # Where the JWT public keys come from (AuthService.GetJwks): a gRPC target, HOST:PORT or
@@ -41,9 +45,8 @@ class LoyaltySettings(BaseServiceSettings, BrokerSettings):
     sweeper_interval_seconds: float = 10.0
     # The service's total over its workers.
     loyalty_db_pool_size: int = 20
-    # Worker processes behind the one port (common.processes.supervisor); 2 uses both cores of the
-    # machine the benchmarks run on (docs/performance.md).
-    loyalty_workers: PositiveInt = 2
+    # Worker processes behind the one port (common.processes.supervisor).
+    loyalty_workers: PositiveInt = workers.DEFAULT_COUNT
     # Seconds before each retry of a user event that failed (JSON list); then the dead letters.
     consumer_retry_delays: list[float] = [1.0, 5.0, 30.0]
     # An admin account `python -m loyalty_service resync` signs in with.

@@ -7,8 +7,11 @@ import contextlib
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, source: str | None = None) -> None:
         self.target = (target_host, target_port)
+        # The address its connections to the target come from (all of 127/8 is loopback), so
+        # that a test can be a caller with an address of its own.
+        self.source = (source, 0) if source else None
         self.port = 0
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
@@ -32,7 +35,9 @@ class TcpProxy:
         self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter
     ) -> None:
         try:
-            target_reader, target = await asyncio.open_connection(*self.target)
+            target_reader, target = await asyncio.open_connection(
+                *self.target, local_addr=self.source
+            )
         except OSError:
             client.transport.abort()
             return

@@ -15,6 +15,7 @@ from pydantic import AfterValidator
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_ADDRESS_LENGTH = 64
+UNIX_PEER = "unix:"  # how gRPC names a peer that came over a unix socket
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:
@@ -55,9 +56,12 @@ def is_trusted(address: str, networks: Sequence[Network]) -> bool:
     return ip is not None and any(ip in network for network in networks)
 
 
-def client_address(peer: str, forwarded: Iterable[str], networks: Sequence[Network]) -> str:
-    """The client's address: the peer's own, unless the peer is trusted to forward one."""
-    if not is_trusted(peer, networks):
+def client_address(
+    peer: str, forwarded: Iterable[str], networks: Sequence[Network], local: bool = False
+) -> str:
+    """The client's address: the peer's own, unless the peer is trusted to forward one (it is
+    in `networks`, or it is `local`: the edge, over its unix socket)."""
+    if not local and not is_trusted(peer, networks):
         return peer[:MAX_ADDRESS_LENGTH]
     hops = [hop.strip() for value in forwarded for hop in value.split(",") if hop.strip()]
     client = peer
@@ -85,6 +89,10 @@ def grpc_peer_host(peer: str | None) -> str:
 def grpc_client_address(
     metadata: Iterable[tuple[str, object]], peer: str | None, networks: Sequence[Network]
 ) -> str:
-    """The caller of a gRPC call: x-forwarded-for metadata believed only from trusted peers."""
+    """The caller of a gRPC call: x-forwarded-for metadata believed only from trusted peers, and
+    from a unix-socket peer: the services listen on one only for the edge, in a folder only
+    the system's user may enter (common.processes.edge), and the edge appends its own TCP
+    peer's address last, so the hop believed is never the caller's own word."""
     forwarded = [str(v) for k, v in metadata if k == "x-forwarded-for"]
-    return client_address(grpc_peer_host(peer), forwarded, networks)
+    local = peer is not None and peer.startswith(UNIX_PEER)
+    return client_address(grpc_peer_host(peer), forwarded, networks, local)

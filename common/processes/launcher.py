@@ -12,6 +12,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from types import FrameType
 
 import grpc
 
+from common.processes import supervisor as workers
 from common.processes.healthcheck import grpc_serving, http_ok
 from common.processes.restarts import CrashLoop, RestartPolicy, Restarts
 
@@ -111,6 +113,40 @@ def client_address_key() -> str:
     return os.environ.get(CLIENT_ADDRESS_KEY, secrets.token_hex(32))
 
 
+# The edge in front of each loyalty replica (common.processes.edge): it takes the replica's
+# address, and loyalty's own port moves this far up (behind it, for a person to reach the
+# service directly); the workers' sockets are in a folder of the run's own.
+EDGE = Process("edge", "common.processes.edge", "EDGE_ADDR", "", "gRPC", "", "")
+BEHIND_EDGE = "loyalty"
+DIRECT_PORT_SHIFT = 5
+WORKERS_VARIABLE = "LOYALTY_WORKERS"
+
+
+def with_edges(replicas: list[Replica], folder: str) -> list[Replica]:
+    """The plan with an edge in front of every loyalty replica: the edge listens where the
+    replica would have (so every client's target names the edges), the replica on its
+    address + DIRECT_PORT_SHIFT and on its workers' sockets in `folder`."""
+    planned = []
+    for replica in replicas:
+        if replica.process.name != BEHIND_EDGE:
+            planned.append(replica)
+            continue
+        public = replica.address
+        sockets = os.path.join(folder, f"{replica.process.name}{replica.index}-")
+        behind = {
+            replica.process.variable: shifted(public, DIRECT_PORT_SHIFT),
+            "LOYALTY_EDGE_SOCKETS": sockets,
+        }
+        planned.append(Replica(replica.process, replica.index, {**replica.env, **behind}))
+        edge = {
+            EDGE.variable: public,
+            "EDGE_SOCKETS": sockets,
+            "EDGE_WORKERS": replica.env.get(WORKERS_VARIABLE, str(workers.DEFAULT_COUNT)),
+        }
+        planned.append(Replica(EDGE, replica.index, {**replica.env, **edge}))
+    return planned
+
+
 def plan(replicas: int, processes: list[Process] = PROCESSES) -> list[Replica]:
     """Every process to start with its environment: `replicas` of each replicated service
     (replica k on its addresses + 10·k), the gateway once, and every client given a target
@@ -191,9 +227,9 @@ def _spawn(replica: Replica) -> subprocess.Popen[bytes]:
     return child
 
 
-def _start(replicas: int, policy: RestartPolicy) -> Children:
+def _start(replicas: list[Replica], policy: RestartPolicy) -> Children:
     started = []
-    for replica in plan(replicas):
+    for replica in replicas:
         if importlib.util.find_spec(f"{replica.process.module}.__main__") is None:
             continue
         restarts = Restarts(replica.name, policy)
@@ -270,30 +306,39 @@ def _supervise(children: Children) -> int:
     return 1
 
 
-def _replicas(argv: list[str]) -> int:
+def _arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m common.processes.launcher")
     parser.add_argument(
         "--replicas", type=int, default=1, help="processes of auth and of loyalty (default 1)"
     )
-    count: int = parser.parse_args(argv).replicas
-    if count < 1:
+    parser.add_argument(
+        "--no-edge",
+        action="store_true",
+        help="loyalty without HAProxy in front (it then refuses past capacity itself)",
+    )
+    arguments = parser.parse_args(argv)
+    if arguments.replicas < 1:
         parser.error("--replicas must be at least 1")
-    return count
+    return arguments
 
 
 def main(argv: list[str]) -> int:
-    replicas = _replicas(argv)
+    arguments = _arguments(argv)
     policy = RestartPolicy.from_env()
     _own_signals()
     children: Children = []
-    try:
-        children = _start(replicas, policy)
-        return _supervise(children)
-    except Stop:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        print("stopping…", flush=True)
-        return _stop(children)
+    with tempfile.TemporaryDirectory(prefix="make-run-") as folder:  # mode 0700: ours alone
+        replicas = plan(arguments.replicas)
+        if not arguments.no_edge:
+            replicas = with_edges(replicas, folder)
+        try:
+            children = _start(replicas, policy)
+            return _supervise(children)
+        except Stop:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            print("stopping…", flush=True)
+            return _stop(children)
 
 
 if __name__ == "__main__":

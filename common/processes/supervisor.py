@@ -35,6 +35,9 @@ from common.processes import supervisor_metrics as worker_metrics
 from common.processes.restarts import CrashLoop, RestartPolicy, Restarts
 from common.telemetry.logs import get_logger
 
+# Worker processes of a service unless its *_WORKERS says otherwise: both cores of the machine
+# the benchmarks run on (docs/performance.md).
+DEFAULT_COUNT = 2
 WORKER_VARIABLE = "SERVICE_WORKER"  # "INDEX/COUNT", set by the supervisor in each worker
 _PR_SET_PDEATHSIG = 1
 # Looked up here, never in a forked child (a dlopen there can deadlock on a loader lock).

@@ -362,8 +362,11 @@ class GrpcServer:
         audit: CallAudit | None = None,
         admission: AdmissionSettings | None = None,
         success_log_sample: float = 1.0,
+        also: Iterable[str] = (),
     ) -> None:
         self.address = address
+        # More addresses to listen on: the edge's unix socket (common.processes.edge).
+        self.also = list(also)
         self.service_names = list(service_names)
         self.interceptor = ServiceInterceptor(metrics, audit, admission, success_log_sample)
         self.server = grpc.aio.server(
@@ -387,6 +390,9 @@ class GrpcServer:
         self.port = self.server.add_insecure_port(self.address)
         if self.port == 0:
             raise SystemExit(f"cannot listen on {self.address}")
+        for address in self.also:
+            if self.server.add_insecure_port(address) == 0:
+                raise SystemExit(f"cannot listen on {address}")
         await self.server.start()
         await self.set_serving(True)
         return self.port

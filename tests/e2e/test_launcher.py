@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from common.processes.healthcheck import grpc_serving
+from common.processes.launcher import DIRECT_PORT_SHIFT
 from tests.conftest import free_port
 from tests.e2e.processes import ROOT, run
 
@@ -57,7 +58,7 @@ def test_ready_means_serving_and_a_signal_stops_everything(stop_signal: int) -> 
     env = {
         **os.environ,
         "AUTH_GRPC_ADDR": f"127.0.0.1:{free_port()}",
-        "LOYALTY_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+        "LOYALTY_GRPC_ADDR": f"127.0.0.1:{_free_base()}",
         "GATEWAY_HTTP_ADDR": f"127.0.0.1:{free_port()}",
     }
     for service in ("auth_service", "loyalty_service"):
@@ -77,7 +78,8 @@ def test_ready_means_serving_and_a_signal_stops_everything(stop_signal: int) -> 
         _wait_for_line(lines, "ready", 120)
         # At the moment it says ready, every process serves.
         assert grpc_serving(env["AUTH_GRPC_ADDR"])
-        assert grpc_serving(env["LOYALTY_GRPC_ADDR"])
+        assert grpc_serving(env["LOYALTY_GRPC_ADDR"])  # the edge, in front of loyalty's workers
+        assert grpc_serving(_shift(env["LOYALTY_GRPC_ADDR"], DIRECT_PORT_SHIFT))  # loyalty's own
         assert httpx.get(f"http://{env['GATEWAY_HTTP_ADDR']}/healthz").status_code == 200
         launcher.send_signal(stop_signal)
         assert launcher.wait(30) == 0
@@ -85,6 +87,7 @@ def test_ready_means_serving_and_a_signal_stops_everything(stop_signal: int) -> 
         assert not any("unexpectedly" in line for line in rest)
         for variable in ("AUTH_GRPC_ADDR", "LOYALTY_GRPC_ADDR", "GATEWAY_HTTP_ADDR"):
             assert not _listening(env[variable]), f"{variable} still served after the signal"
+        assert not _listening(_shift(env["LOYALTY_GRPC_ADDR"], DIRECT_PORT_SHIFT))
     finally:
         if launcher.poll() is None:
             launcher.kill()
@@ -92,12 +95,12 @@ def test_ready_means_serving_and_a_signal_stops_everything(stop_signal: int) -> 
 
 
 def _free_base() -> int:
-    """A free port whose +10 neighbour (replica 1's port) is free too."""
+    """A free port whose neighbours are free too: +10 (replica 1's), and +5 and +15, where
+    loyalty listens behind its edges."""
     while True:
         port = free_port()
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port + 10)) != 0:
-                return port
+        if not any(_listening(f"127.0.0.1:{port + by}") for by in (5, 10, 15)):
+            return port
 
 
 def _eventually_answers(url: str, status: int, deadline_s: float) -> None:
@@ -157,6 +160,11 @@ def test_two_replicas_serve_and_one_killed_comes_back_while_the_others_serve() -
         again = _wait_for_line(lines, "loyalty#1 ", 10)[-1]
         assert int(again.split()[-1]) != pid
         _eventually_serving(replicas[3], 60)
+        # The edge in front of replica 1 dies: the launcher starts it again, likewise.
+        edge = next(int(line.split()[-1]) for line in started if line.startswith("edge#1 "))
+        os.kill(edge, signal.SIGKILL)
+        _wait_for_line(lines, "edge#1 exited (-9)", 10)
+        _eventually_serving(replicas[3], 30)
         gateway = f"http://{env['GATEWAY_HTTP_ADDR']}"
         # Loyalty still answers (401: no token) once the gateway's balancer has seen the
         # dead replica go, and then every time, from the replica that is left.

@@ -3,7 +3,6 @@ and how a figure becomes met or not. No load and no timing here: only the arithm
 
 from __future__ import annotations
 
-import base64
 from collections import Counter
 
 import grpc
@@ -11,7 +10,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
-from bench import admitted, cpu, edge_proxy, floors, spike, verdicts
+from bench import admitted, cpu, floors, spike, verdicts
 from bench.load import Result
 from bench.targets import at_least, at_most
 from protogen.loyalty.promo.v1 import promo_pb2
@@ -175,21 +174,3 @@ def test_the_rate_targets_count_calls_served_not_calls_refused() -> None:
     assert by_name["Use over gRPC, 50 in flight, against echo"].figure.startswith("300 served")
     through_gateway = by_name["Use through the gateway (HTTP), 50 in flight, against gRPC"]
     assert "= 1.00" in through_gateway.figure  # 300 against 300 served, not 300 against 500
-
-
-def test_the_edge_proxys_refusal_is_the_services_overload_status() -> None:
-    headers = edge_proxy.refusal_headers(0.25, "edge")
-    assert headers["grpc-status"] == str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
-    encoded = headers[edge_proxy.DETAILS]
-    assert "=" not in encoded  # gRPC's binary metadata is base64 without padding
-    status = status_pb2.Status.FromString(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
-    assert status.message == headers["grpc-message"]
-    # What a client waits before sending again, read as the bench's clients read it.
-    assert admitted.status_details(status) == ("OVERLOADED", 0.25)
-
-
-def test_the_edge_proxy_refuses_past_its_queue_or_always_at_zero() -> None:
-    queued = edge_proxy.config("127.0.0.1:1", "127.0.0.1:2", in_flight=16, queued=8, servers=4)
-    assert "if { queue(upstream) ge 8 }" in queued
-    assert queued.count("proto h2 maxconn 4") == 4  # 16 in flight over 4 connection pools
-    assert "if TRUE" in edge_proxy.config("127.0.0.1:1", "127.0.0.1:2", in_flight=0)

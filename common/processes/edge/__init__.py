@@ -1,0 +1,187 @@
+"""The edge: HAProxy (Debian's, in C) in front of loyalty's workers, as `make run` starts it.
+
+Why: a call refused for load by the service itself still costs a third of a served call in
+Python (gRPC's own work per call), so past capacity the refusals eat the capacity they were
+meant to protect and the queue grows. HAProxy refuses in about 20 µs of CPU. It holds at most
+`in_flight` calls at the workers, lets `queued` more wait in its queue (at least one: the
+refusal rule reads the queue's length), and answers the rest at once with the services' own
+overload status (RESOURCE_EXHAUSTED, ErrorInfo OVERLOADED, RetryInfo) as a trailers-only
+answer. Health checks and reflection pass outside the cap, as the services' own limit lets
+them (common.rpc.grpc_server): a probe must see the server as it is, even when it is busy.
+
+Each worker listens on a unix socket of its own (`LOYALTY_EDGE_SOCKETS` + index + `.sock`),
+so the proxy knows each worker's calls in flight exactly (one server line each), where a TCP
+port shared by SO_REUSEPORT would hide which worker a connection reached.
+
+Whose address: the proxy appends its TCP peer's address to `x-forwarded-for`, and the services
+believe that header from a unix-socket peer (common.access.trust). Only the edge is one: the
+sockets live in a folder only the system's user may enter. A caller's own `x-forwarded-for`
+stays to the left of the address the proxy appends, where nothing is believed, so one abuser
+cannot spend everyone's guessing budget, nor escape its own.
+
+`python -m common.processes.edge` runs it from its environment (the launcher sets it):
+`EDGE_ADDR` (where it listens), `EDGE_SOCKETS` (the workers' socket prefix), `EDGE_WORKERS`,
+`EDGE_IN_FLIGHT` (calls at each worker), `EDGE_QUEUED`. SIGTERM stops it softly: calls in
+flight finish, for at most `hard-stop-after` (5 s)."""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from common.processes import supervisor as workers
+from common.rpc.grpc_errors import overloaded_status
+
+DETAILS = "grpc-status-details-bin"
+RETRY_AFTER_S = 0.1
+DOMAIN = "edge"
+# Per worker: at two workers, 16 in flight and 16 queued did best in bench.edge_spike.
+IN_FLIGHT = 8
+QUEUED = 16
+_PR_SET_PDEATHSIG = 1
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+# Never capped, never queued behind the calls: probes and a person looking at a busy server.
+UNCAPPED = "/grpc.health. /grpc.reflection."
+
+
+def socket_path(prefix: str, worker: int) -> str:
+    """Where worker `worker` of a service behind the edge listens (a filesystem path)."""
+    return f"{prefix}{worker}.sock"
+
+
+def listener(prefix: str) -> list[str]:
+    """The gRPC address this process listens on for the edge: its worker's socket (worker 0
+    when it runs alone); none when the service is not behind an edge (an empty prefix)."""
+    if not prefix:
+        return []
+    worker = workers.current()
+    return [f"unix:{socket_path(prefix, worker.index if worker else 0)}"]
+
+
+def refusal_headers(retry_after_s: float, domain: str) -> dict[str, str]:
+    """The gRPC status of a refusal for load as response headers: with no body they end the
+    stream, which gRPC reads as a trailers-only answer. Binary metadata is base64, unpadded."""
+    status = overloaded_status(retry_after_s, domain)
+    headers = {"grpc-status": str(status.code.value[0]), "grpc-message": status.details}
+    for key, value in status.trailing_metadata:
+        assert key == DETAILS and isinstance(value, bytes)
+        headers[key] = base64.b64encode(value).decode().rstrip("=")
+    return headers
+
+
+def config(
+    front: str,
+    backs: Sequence[str],
+    in_flight: int,
+    queued: int = 0,
+    forward_for: bool = False,
+) -> str:
+    """A frontend on `front` (h2c, as gRPC clients speak it) forwarding to the servers `backs`
+    (HOST:PORT, or `unix@PATH`) at most `in_flight` calls at once in all (shared evenly);
+    past those, up to `queued` calls (at least one) wait in the proxy's queue and the rest are
+    refused at once. `in_flight` 0 refuses every call. One thread: what one core's worth
+    costs, and the services keep the other."""
+    refusal = " ".join(f'hdr {k} "{v}"' for k, v in refusal_headers(RETRY_AFTER_S, DOMAIN).items())
+    uncapped = f"{{ path_beg {UNCAPPED} }}"
+    full = "TRUE" if in_flight == 0 else f"{{ queue(capped) ge {max(queued, 1)} }}"
+    each = max(in_flight // len(backs), 1)
+    return "\n".join(
+        [
+            "global",
+            "  nbthread 1",
+            "  hard-stop-after 5s",
+            "defaults",
+            "  mode http",
+            *(["  option forwardfor"] if forward_for else []),
+            "  timeout connect 1s",
+            "  timeout client 60s",
+            "  timeout server 60s",
+            "  timeout queue 1s",
+            # A worker that died meanwhile: the call goes to another, not to an error.
+            "  retries 2",
+            "  option redispatch",
+            "frontend grpc",
+            f"  bind {front} proto h2",
+            f"  use_backend uncapped if {uncapped}",
+            f"  http-request return status 200 {refusal} if {full} !{uncapped}",
+            "  default_backend capped",
+            "backend capped",
+            "  balance leastconn",
+            *(f"  server s{i} {back} proto h2 maxconn {each}" for i, back in enumerate(backs)),
+            "backend uncapped",
+            "  balance roundrobin",
+            *(f"  server s{i} {back} proto h2" for i, back in enumerate(backs)),
+            "",
+        ]
+    )
+
+
+def executable() -> str:
+    """Debian installs it in /usr/sbin, which a user's PATH may lack (make system-deps)."""
+    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+    if found is None:
+        raise SystemExit("haproxy is not installed: make system-deps installs it")
+    return found
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    address: str
+    sockets: str
+    workers: int
+    in_flight: int = IN_FLIGHT  # at each worker
+    queued: int = QUEUED
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> EdgeSettings:
+        try:
+            return cls(
+                env["EDGE_ADDR"],
+                env["EDGE_SOCKETS"],
+                int(env.get("EDGE_WORKERS", "1")),
+                int(env.get("EDGE_IN_FLIGHT", str(IN_FLIGHT))),
+                int(env.get("EDGE_QUEUED", str(QUEUED))),
+            )
+        except (KeyError, ValueError) as error:
+            raise SystemExit(f"edge: bad or missing setting: {error}") from None
+
+    def config(self) -> str:
+        backs = [f"unix@{socket_path(self.sockets, i)}" for i in range(self.workers)]
+        return config(
+            self.address, backs, self.in_flight * self.workers, self.queued, forward_for=True
+        )
+
+
+def _child_setup() -> None:
+    # The proxy must not outlive its wrapper (a SIGKILLed launcher's children get SIGTERM).
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def run(settings: EdgeSettings) -> int:
+    """Runs HAProxy until it exits; SIGTERM or SIGINT asks it to stop softly (SIGUSR1), and
+    a stop that was asked for is a clean exit, however the proxy ended its idle connections."""
+    with tempfile.TemporaryDirectory(prefix="edge-") as folder:
+        path = Path(folder) / "haproxy.cfg"
+        path.write_text(settings.config())
+        # -db: in the foreground, one process; its exit is this process's exit.
+        proxy = subprocess.Popen(
+            [executable(), "-db", "-q", "-f", str(path)], preexec_fn=_child_setup
+        )
+        asked: list[int] = []
+
+        def soft_stop(signum: int, _frame: FrameType | None) -> None:
+            asked.append(signum)
+            proxy.send_signal(signal.SIGUSR1)
+
+        signal.signal(signal.SIGTERM, soft_stop)
+        signal.signal(signal.SIGINT, soft_stop)
+        code = proxy.wait()
+        return 0 if asked else code

@@ -1,0 +1,224 @@
+"""Loyalty behind the edge (HAProxy, common.processes.edge) as `make run` starts it: two
+workers on unix sockets, the edge on the service's address. Reflection and grpcurl pass
+through it; past its cap it refuses at once with the services' overload status and a retry
+delay, and the call does nothing; a one-time code is used once when hundreds race through it;
+and a caller is judged by the address it really connects from, whatever x-forwarded-for it
+sends, while two callers from two addresses keep their own guessing budgets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from bench.spike import create_code
+from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
+from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
+from tests.conftest import free_port
+from tests.e2e.processes import ROOT, grpcurl, run, start, stop, wait_serving
+from tests.fixtures.auth import PASSWORD, unique_email
+from tests.grpc_helpers import error_info
+from tests.tcp_proxy import TcpProxy
+
+PER_ADDRESS = 3
+Meta = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Edged:
+    auth: str
+    edge: str  # the service's address: the edge in front of both workers
+    refusing: str  # an edge over the same workers that admits nothing
+    admin: Meta
+    user: Meta
+
+
+def _edge(address: str, sockets: str, env: dict[str, str], in_flight: int) -> dict[str, str]:
+    return {
+        **env,
+        "EDGE_ADDR": address,
+        "EDGE_SOCKETS": sockets,
+        "EDGE_WORKERS": "2",
+        "EDGE_IN_FLIGHT": str(in_flight),
+    }
+
+
+async def _signed_in(auth: str, email: str) -> Meta:
+    async with grpc.aio.insecure_channel(auth) as channel:
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        login = await stub.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
+    return (("authorization", f"Bearer {login.access_token}"),)
+
+
+@pytest.fixture(scope="module")
+def edged() -> Iterator[Edged]:
+    auth = f"127.0.0.1:{free_port()}"
+    edge, refusing = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    prefix = os.environ.get("REDIS_KEY_PREFIX", "loyalty:")
+    with tempfile.TemporaryDirectory(prefix="edge-test-") as folder:
+        sockets = os.path.join(folder, "loyalty-")
+        env = {
+            **os.environ,
+            "AUTH_GRPC_ADDR": auth,
+            "LOYALTY_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+            "LOYALTY_WORKERS": "2",
+            "LOYALTY_EDGE_SOCKETS": sockets,
+            "LOYALTY_PROMO_FAILURES_PER_ADDRESS": str(PER_ADDRESS),
+            "LOYALTY_PROMO_FAILURES_PER_USER": "1000",
+            # Guessing buckets of this module's own.
+            "REDIS_KEY_PREFIX": f"{prefix}edge{uuid.uuid4().hex[:6]}:",
+            "PYTHONPATH": str(ROOT),
+        }
+        for service in ("auth_service", "loyalty_service"):
+            run([sys.executable, "-m", service, "migrate"], env)
+        admin_email, user_email = unique_email("edge-admin"), unique_email("edge-user")
+        processes = [start("auth_service", env), start("loyalty_service", env)]
+        processes += [
+            start("common.processes.edge", _edge(edge, sockets, env, in_flight=8)),
+            start("common.processes.edge", _edge(refusing, sockets, env, in_flight=0)),
+        ]
+        try:
+            wait_serving(auth, processes[0])
+            wait_serving(edge, processes[2])
+            wait_serving(refusing, processes[3])
+            run(
+                [sys.executable, "-m", "auth_service", "create-admin", "--email", admin_email],
+                {**env, "AUTH_ADMIN_PASSWORD": PASSWORD},
+            )
+            grpcurl(
+                auth,
+                "loyalty.auth.v1.AuthService/Register",
+                data=f'{{"email": "{user_email}", "password": "{PASSWORD}"}}',
+            )
+            admin = asyncio.run(_signed_in(auth, admin_email))
+            user = asyncio.run(_signed_in(auth, user_email))
+            yield Edged(auth, edge, refusing, admin, user)
+        finally:
+            assert [stop(p) for p in processes] == [0, 0, 0, 0]
+
+
+@pytest.fixture
+async def promo(edged: Edged) -> AsyncIterator[promo_pb2_grpc.PromoServiceStub]:
+    async with grpc.aio.insecure_channel(edged.edge) as channel:
+        yield promo_pb2_grpc.PromoServiceStub(channel)
+
+
+@pytest.fixture
+async def admin_stub(edged: Edged) -> AsyncIterator[promo_pb2_grpc.PromoAdminServiceStub]:
+    async with grpc.aio.insecure_channel(edged.edge) as channel:
+        yield promo_pb2_grpc.PromoAdminServiceStub(channel)
+
+
+def test_grpcurl_lists_and_describes_the_services_through_the_edge(edged: Edged) -> None:
+    listed = grpcurl(edged.edge, "list").split()
+    assert "loyalty.promo.v1.PromoService" in listed
+    assert "rpc UsePromoCode" in grpcurl(edged.edge, "describe", "loyalty.promo.v1.PromoService")
+    # Past the cap too: a probe and a person see a busy server as it is.
+    assert "loyalty.promo.v1.PromoService" in grpcurl(edged.refusing, "list").split()
+
+
+async def test_past_the_cap_a_call_is_refused_at_once_with_a_retry_delay_and_does_nothing(
+    edged: Edged, admin_stub: promo_pb2_grpc.PromoAdminServiceStub
+) -> None:
+    code = await create_code(admin_stub, edged.admin, max_uses=1, per_user=1)
+    use = promo_pb2.UsePromoCodeRequest(code=code, tariff_id="monthly", request_id="edge-1")
+    async with grpc.aio.insecure_channel(edged.refusing) as channel:
+        refused = promo_pb2_grpc.PromoServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await refused.UsePromoCode(use, metadata=edged.user, timeout=10)
+        health = health_pb2_grpc.HealthStub(channel)
+        answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_info(raised.value).reason == "OVERLOADED"
+    status = rpc_status.from_call(raised.value)
+    assert status is not None
+    delays = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+    retry = error_details_pb2.RetryInfo()
+    assert delays and delays[0].Unpack(retry)
+    assert retry.retry_delay.ToMilliseconds() == 100
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    # The refused call took nothing: the one use is still there for the same request.
+    report = await admin_stub.GetPromoCodeReport(
+        promo_pb2.GetPromoCodeReportRequest(code=code), metadata=edged.admin
+    )
+    assert report.uses_taken == 0
+    async with grpc.aio.insecure_channel(edged.edge) as channel:
+        served = promo_pb2_grpc.PromoServiceStub(channel)
+        purchase = await served.UsePromoCode(use, metadata=edged.user, timeout=10)
+    assert purchase.status == promo_pb2.PURCHASE_STATUS_PENDING
+
+
+async def test_a_code_is_used_exactly_its_uses_when_hundreds_race_through_the_edge(
+    edged: Edged,
+    promo: promo_pb2_grpc.PromoServiceStub,
+    admin_stub: promo_pb2_grpc.PromoAdminServiceStub,
+) -> None:
+    code = await create_code(admin_stub, edged.admin, max_uses=5, per_user=0)
+    tag = uuid.uuid4().hex[:6]
+
+    async def use(i: int) -> str:
+        request = promo_pb2.UsePromoCodeRequest(
+            code=code, tariff_id="monthly", request_id=f"race-{tag}-{i}"
+        )
+        try:
+            await promo.UsePromoCode(request, metadata=edged.user, timeout=30)
+        except grpc.aio.AioRpcError as error:
+            return f"{error.code().name} {error_info(error).reason}"
+        return "taken"
+
+    outcomes = Counter(await asyncio.gather(*(use(i) for i in range(300))))
+    assert outcomes["taken"] == 5
+    # Whatever else was answered is a limit or a refusal for load, each a clear status.
+    assert set(outcomes) - {"taken"} <= {
+        "FAILED_PRECONDITION PROMO_CODE_EXHAUSTED",
+        "RESOURCE_EXHAUSTED OVERLOADED",
+    }, outcomes
+    report = await admin_stub.GetPromoCodeReport(
+        promo_pb2.GetPromoCodeReportRequest(code=code), metadata=edged.admin
+    )
+    assert report.uses_taken == 5
+    assert report.uses_left == 0
+
+
+async def _guess(address: str, user: Meta, forwarded: str | None = None) -> str:
+    """Applies a code that does not exist; the reason it is refused for."""
+    metadata = (*user, ("x-forwarded-for", forwarded)) if forwarded else user
+    code = f"NOPE{uuid.uuid4().hex[:8]}"
+    request = promo_pb2.ApplyPromoCodeRequest(code=code, tariff_id="monthly")
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = promo_pb2_grpc.PromoServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.ApplyPromoCode(request, metadata=metadata, timeout=10)
+    reason: str = error_info(raised.value).reason
+    return reason
+
+
+async def test_each_caller_is_judged_by_the_address_it_connects_from(edged: Edged) -> None:
+    host, _, port = edged.edge.rpartition(":")
+    noisy, quiet = TcpProxy(host, int(port), "127.0.0.2"), TcpProxy(host, int(port), "127.0.0.3")
+    await noisy.open()
+    await quiet.open()
+    try:
+        # A new made-up x-forwarded-for each time: the edge appends the real address after it,
+        # and that one is what the budget is kept by.
+        reasons = [
+            await _guess(f"127.0.0.1:{noisy.port}", edged.user, f"198.51.100.{n}")
+            for n in range(PER_ADDRESS + 1)
+        ]
+        assert reasons == ["PROMO_CODE_NOT_FOUND"] * PER_ADDRESS + ["TOO_MANY_PROMO_ATTEMPTS"]
+        # Another address, the same user and the same edge: its own budget, untouched.
+        assert await _guess(f"127.0.0.1:{quiet.port}", edged.user) == "PROMO_CODE_NOT_FOUND"
+    finally:
+        await noisy.cut()
+        await quiet.cut()
