@@ -323,7 +323,8 @@ def main() -> None:
     print(f"{echo.line()}  server CPU {echo_us:.0f} µs per call")
     pg = asyncio.run(ceilings.pgbench(args.seconds))
     floor = asyncio.run(floors.measure(args.seconds))
-    with running(["auth_service", "loyalty_service", "gateway"]) as system:
+    # As `make run` starts it: loyalty behind the edge, which every client calls.
+    with running(["auth_service", "loyalty_service", "gateway"], edge=True) as system:
         results, memory_mb = asyncio.run(measure(system, args.seconds, args.memory_requests))
         for scenario in results.values():
             print(scenario.result.line(), scenario.cpu_us)

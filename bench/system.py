@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.processes.supervisor import DEFAULT_COUNT
 from common.storage.migrations import drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,29 +92,64 @@ def bench_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     }
 
 
+def _edged(env: dict[str, str], folder: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Loyalty's and the edge's environments when the edge takes loyalty's address, as under
+    `make run` (common.processes.launcher.with_edges); `env` gains LOYALTY_DIRECT_ADDR."""
+    sockets = os.path.join(folder, "loyalty-")
+    env["LOYALTY_DIRECT_ADDR"] = f"127.0.0.1:{free_port()}"
+    loyalty = {**env, "LOYALTY_GRPC_ADDR": env["LOYALTY_DIRECT_ADDR"]}
+    loyalty["LOYALTY_EDGE_SOCKETS"] = sockets
+    edge = {
+        **env,
+        "EDGE_ADDR": env["LOYALTY_GRPC_ADDR"],
+        "EDGE_SOCKETS": sockets,
+        "EDGE_WORKERS": env.get("LOYALTY_WORKERS", str(DEFAULT_COUNT)),
+    }
+    return loyalty, edge
+
+
+# The processes by the name their CPU and memory are reported under: a service's module, or
+# "edge" for HAProxy in front of loyalty (its wrapper, common.processes.edge, and the proxy).
+EDGE = "edge"
+MODULES = {EDGE: "common.processes.edge"}
+
+
 @contextmanager
 def running(
-    modules: list[str], extra: dict[str, str] | None = None, source: Path = ROOT
+    modules: list[str],
+    extra: dict[str, str] | None = None,
+    source: Path = ROOT,
+    edge: bool = False,
 ) -> Iterator[System]:
-    """The processes, run from the code in `source` (another checkout, to compare)."""
+    """The processes, run from the code in `source` (another checkout, to compare); with
+    `edge`, loyalty behind the edge as `make run` starts it: the system's LOYALTY_GRPC_ADDR is
+    the edge's, and LOYALTY_DIRECT_ADDR loyalty's own."""
     env = bench_env(extra)
     for module in ("auth_service", "loyalty_service"):
         subprocess.run([sys.executable, "-m", module, "migrate"], env=env, check=True, cwd=source)
-    processes = {
-        m: subprocess.Popen([sys.executable, "-m", m], env=env, cwd=source) for m in modules
-    }
-    try:
-        for module, variable in (
-            ("auth_service", "AUTH_GRPC_ADDR"),
-            ("loyalty_service", "LOYALTY_GRPC_ADDR"),
-        ):
-            if module in processes:
-                _wait_serving(env[variable])
-        yield System(env, processes)
-    finally:
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            process.wait(30)
-        for variable in ("AUTH_DATABASE_URL", "LOYALTY_DATABASE_URL"):
-            asyncio.run(drop_database(env[variable]))
+    with tempfile.TemporaryDirectory(prefix="bench-edge-") as folder:
+        own = {m: env for m in modules}
+        if edge:
+            own["loyalty_service"], own[EDGE] = _edged(env, folder)
+        processes = {
+            name: subprocess.Popen(
+                [sys.executable, "-m", MODULES.get(name, name)], env=given, cwd=source
+            )
+            for name, given in own.items()
+        }
+        try:
+            for name, variable in (
+                ("auth_service", "AUTH_GRPC_ADDR"),
+                ("loyalty_service", "LOYALTY_DIRECT_ADDR"),
+                ("loyalty_service", "LOYALTY_GRPC_ADDR"),
+            ):
+                if name in processes and variable in env:
+                    _wait_serving(env[variable])
+            yield System(env, processes)
+        finally:
+            for process in processes.values():
+                process.terminate()
+            for process in processes.values():
+                process.wait(30)
+            for variable in ("AUTH_DATABASE_URL", "LOYALTY_DATABASE_URL"):
+                asyncio.run(drop_database(env[variable]))

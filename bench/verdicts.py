@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 from bench import spike
 from bench.load import Result
+from bench.system import EDGE
 from bench.targets import Target, at_least, at_most, not_measured, share
 
 LOYALTY, GATEWAY, AUTH = "loyalty_service", "gateway", "auth_service"
-SERVICES = (LOYALTY, GATEWAY, AUTH)
+SERVICES = (LOYALTY, GATEWAY, AUTH, EDGE)
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,10 @@ def cpu_table(f: Figures, spikes: list[Scenario]) -> list[str]:
     """The headline: each scenario's CPU per call of each service, against the echo server's."""
     lines = [
         "| scenario | rps | p50 ms | p99 ms | errors | loyalty µs/call (x echo) |"
-        " gateway µs/call (x echo) | auth µs/call (x echo) |",
-        "|---|---|---|---|---|---|---|---|",
+        " gateway µs/call (x echo) | auth µs/call (x echo) | edge µs/call (x echo) |",
+        "|---|---|---|---|---|---|---|---|---|",
         f"| {f.echo.name} | {f.echo.rps:.0f} | {f.echo.p50_ms:.1f} | {f.echo.p99_ms:.1f} |"
-        f" {f.echo.errors} | echo server: {f.echo_us:.0f} (1.0x) | | |",
+        f" {f.echo.errors} | echo server: {f.echo_us:.0f} (1.0x) | | | |",
     ]
     for scenario in [*f.scenarios.values(), *spikes]:
         r = scenario.result

@@ -6,9 +6,9 @@ event. Every service of the machine is brought back up at the end, whatever happ
 Besides the dependencies: a worker of loyalty SIGKILLed (its supervisor starts a new one), a
 loyalty replica SIGKILLed during a burst of 500 uses (every one must be answered 200: the
 gateway retries a use with its request id on the other replica; the launcher brings the replica
-back), the JWT signing key rotated across both auth replicas with `rotate-key` while fresh
-logins keep calling (no valid token refused), and the whole system run again through a
-PgBouncer in transaction mode."""
+back), the edge in front of loyalty#1 (HAProxy) SIGKILLed the same way, the JWT signing key
+rotated across both auth replicas with `rotate-key` while fresh logins keep calling (no valid
+token refused), and the whole system run again through a PgBouncer in transaction mode."""
 
 from __future__ import annotations
 
@@ -228,30 +228,34 @@ async def worker_kill(drills: Drills) -> float:
 BURST = 500
 
 
-async def replica_kill(drills: Drills) -> float:
+def killed_in_burst(name: str) -> Fault:
     """A burst of 500 uses (each with its request id, 20 at a time) through the gateway, and
-    loyalty#1 SIGKILLed after the first 100 are answered; back once the launcher has started
-    it again and it serves."""
-    traffic, limit, answered = drills.traffic, asyncio.Semaphore(20), 0
-    pid = drills.running.pid_of("loyalty#1")
+    the launcher's process `name` SIGKILLed after the first 100 are answered; back once the
+    launcher has started it again."""
 
-    async def one(n: int) -> None:
-        nonlocal answered
-        async with limit:
-            started = time.monotonic()
-            status = await traffic.use(traffic.users[n % len(traffic.users)], f"burst-{n}")
-            traffic.calls.append(Call(started, status))
-        answered += 1
-        if answered == 100:
-            os.kill(pid, signal.SIGKILL)
+    async def fault(drills: Drills) -> float:
+        traffic, limit, answered = drills.traffic, asyncio.Semaphore(20), 0
+        pid = drills.running.pid_of(name)
 
-    await asyncio.gather(*(one(n) for n in range(BURST)))
-    deadline = time.monotonic() + 60
-    while drills.running.pid_of("loyalty#1", last=True) == pid:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the launcher did not start loyalty#1 again within 60 s")
-        await asyncio.sleep(0.1)
-    return time.monotonic()
+        async def one(n: int) -> None:
+            nonlocal answered
+            async with limit:
+                started = time.monotonic()
+                status = await traffic.use(traffic.users[n % len(traffic.users)], f"burst-{n}")
+                traffic.calls.append(Call(started, status))
+            answered += 1
+            if answered == 100:
+                os.kill(pid, signal.SIGKILL)
+
+        await asyncio.gather(*(one(n) for n in range(BURST)))
+        deadline = time.monotonic() + 60
+        while drills.running.pid_of(name, last=True) == pid:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the launcher did not start {name} again within 60 s")
+            await asyncio.sleep(0.1)
+        return time.monotonic()
+
+    return fault
 
 
 def _rotate_key() -> subprocess.CompletedProcess[str]:
@@ -312,7 +316,9 @@ DRILLS: list[tuple[str, Fault, bool]] = [
     ("RabbitMQ stop", rabbitmq_stop, False),
     ("SIGKILL a loyalty worker", worker_kill, False),
     ("Key rotation, 2 auth replicas", key_rotation, True),
-    (f"SIGKILL loyalty#1 in {BURST} uses", replica_kill, True),
+    (f"SIGKILL loyalty#1 in {BURST} uses", killed_in_burst("loyalty#1"), True),
+    # The edge in front of replica 1 (HAProxy): the gateway retries on the other edge.
+    (f"SIGKILL edge#1 in {BURST} uses", killed_in_burst("edge#1"), True),
 ]
 POOLED = ("Through PgBouncer", no_fault, True)
 
@@ -342,9 +348,10 @@ async def drill_all() -> list[Outcome]:
             for name, fault, strict in DRILLS:
                 outcomes.append(await run_drill(drills, name, fault, strict))
                 print(table(outcomes[-1:]).splitlines()[-1], flush=True)
-        if not running.saw("loyalty#1 exited (-9); starting it again"):
-            print("the launcher did not report loyalty#1's death and restart", flush=True)
-            outcomes[-1].counters_equal = False
+        for name, outcome in (("loyalty#1", outcomes[-2]), ("edge#1", outcomes[-1])):
+            if not running.saw(f"{name} exited (-9); starting it again"):
+                print(f"the launcher did not report {name}'s death and restart", flush=True)
+                outcome.counters_equal = False
     finally:
         await asyncio.to_thread(system.stop, running)
         print("\n".join(["", "make run REPLICAS=2 said:", *running.output]), flush=True)

@@ -13,7 +13,8 @@ identity that vouches for it, never with a guess a caller can make up:
    `x-client-address-authorization: Bearer …`. A token there that does not verify fails the
    call (UNAUTHENTICATED), so a misconfigured backend learns it at once.
 3. Otherwise the gRPC peer, or `x-forwarded-for` when the peer is one of the trusted peers
-   (AUTH_TRUSTED_PEERS / LOYALTY_TRUSTED_PEERS; common/access/trust.py).
+   (AUTH_TRUSTED_PEERS / LOYALTY_TRUSTED_PEERS; common/access/trust.py) or the edge, over its
+   unix socket (common.processes.edge).
 
 A claimed address that is not an IP address is ignored (the caller keeps its own)."""
 

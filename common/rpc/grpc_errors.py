@@ -82,15 +82,20 @@ def invalid_argument_status(error: InvalidArgument) -> grpc.Status:
 
 
 OVERLOADED = "OVERLOADED"
+REFUSED_BY = "refused_by"
 
 
 @functools.cache
-def overloaded_status(retry_after: float, domain: str) -> grpc.Status:
+def overloaded_status(retry_after: float, domain: str, refused_by: str = "") -> grpc.Status:
     """A call refused by admission control (common.rpc.admission): RESOURCE_EXHAUSTED with
-    ErrorInfo OVERLOADED and a RetryInfo. Built once: it is the answer to every excess call."""
+    ErrorInfo OVERLOADED and a RetryInfo. Built once: it is the answer to every excess call.
+    `refused_by` names, in the ErrorInfo's metadata, a part in front of the service that
+    refused it (the edge), for whoever reads the answers: the same to a client either way."""
     seconds = max(retry_after, 0.0)
     delay = duration_pb2.Duration(seconds=int(seconds), nanos=round((seconds - int(seconds)) * 1e9))
     info = error_details_pb2.ErrorInfo(reason=OVERLOADED, domain=domain)
+    if refused_by:
+        info.metadata[REFUSED_BY] = refused_by
     status = status_pb2.Status(
         code=code_pb2.RESOURCE_EXHAUSTED,
         message="the server is at capacity; retry after the delay given",

@@ -140,7 +140,12 @@ async def test_past_the_cap_a_call_is_refused_at_once_with_a_retry_delay_and_doe
         health = health_pb2_grpc.HealthStub(channel)
         answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert error_info(raised.value).reason == "OVERLOADED"
+    info = error_info(raised.value)
+    assert (info.reason, info.domain, info.metadata["refused_by"]) == (
+        "OVERLOADED",
+        "promo.loyalty",
+        "edge",
+    )
     status = rpc_status.from_call(raised.value)
     assert status is not None
     delays = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]

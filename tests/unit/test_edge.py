@@ -9,7 +9,7 @@ import grpc
 import pytest
 from google.rpc import status_pb2
 
-from bench import admitted, edge_proxy
+from bench import admitted, edge_proxy, spike
 from common.access.trust import grpc_client_address, parse_networks
 from common.processes import edge, launcher
 
@@ -23,6 +23,8 @@ def test_the_edges_refusal_is_the_services_overload_status() -> None:
     assert status.message == headers["grpc-message"]
     # What a client waits before sending again, read as the bench's clients read it.
     assert admitted.status_details(status) == ("OVERLOADED", 0.25)
+    # The same answer as the service's own, but for a note of who made it.
+    assert spike.details_of(status.SerializeToString()) == ("OVERLOADED by edge", 0.25)
 
 
 def test_the_edge_refuses_past_its_queue_or_always_at_zero() -> None:
