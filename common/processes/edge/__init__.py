@@ -106,8 +106,10 @@ def config(
             "  mode http",
             *(["  option forwardfor"] if forward_for else []),
             "  timeout connect 1s",
-            "  timeout client 60s",
-            "  timeout server 60s",
+            # Idle limits only: a call's deadline is its client's. Long enough for the slowest
+            # call the gateway makes (a CSV import: GATEWAY_IMPORT_TIMEOUT_SECONDS, 300 s).
+            "  timeout client 10m",
+            "  timeout server 10m",
             "  timeout queue 1s",
             # A worker that died meanwhile: the call goes to another, not to an error.
             "  retries 2",
