@@ -126,13 +126,18 @@ def with_edges(replicas: list[Replica], folder: str) -> list[Replica]:
     """The plan with an edge in front of every loyalty replica: the edge listens where the
     replica would have (so every client's target names the edges), the replica on its
     address + DIRECT_PORT_SHIFT and on its workers' sockets in `folder`."""
+    prefixes = {
+        r.index: os.path.join(folder, f"{r.process.name}{r.index}-")
+        for r in replicas
+        if r.process.name == BEHIND_EDGE
+    }
     planned = []
     for replica in replicas:
         if replica.process.name != BEHIND_EDGE:
             planned.append(replica)
             continue
         public = replica.address
-        sockets = os.path.join(folder, f"{replica.process.name}{replica.index}-")
+        sockets = prefixes[replica.index]
         behind = {
             replica.process.variable: shifted(public, DIRECT_PORT_SHIFT),
             "LOYALTY_EDGE_SOCKETS": sockets,
@@ -142,6 +147,8 @@ def with_edges(replicas: list[Replica], folder: str) -> list[Replica]:
             EDGE.variable: public,
             "EDGE_SOCKETS": sockets,
             "EDGE_WORKERS": replica.env.get(WORKERS_VARIABLE, str(workers.DEFAULT_COUNT)),
+            # The other replicas' workers, for while this one's are all dead.
+            "EDGE_BACKUP_SOCKETS": ",".join(p for k, p in prefixes.items() if k != replica.index),
         }
         planned.append(Replica(EDGE, replica.index, {**replica.env, **edge}))
     return planned

@@ -42,17 +42,21 @@ class Edged:
     edge: str  # the service's address: the edge in front of both workers
     direct: str  # loyalty's own port
     refusing: str  # an edge over the same workers that admits nothing
+    stranded: str  # an edge whose own workers are gone, with the workers above as its backups
     admin: Meta
     user: Meta
 
 
-def _edge(address: str, sockets: str, env: dict[str, str], in_flight: int) -> dict[str, str]:
+def _edge(
+    address: str, sockets: str, env: dict[str, str], in_flight: int, backups: str = ""
+) -> dict[str, str]:
     return {
         **env,
         "EDGE_ADDR": address,
         "EDGE_SOCKETS": sockets,
         "EDGE_WORKERS": "2",
         "EDGE_IN_FLIGHT": str(in_flight),
+        "EDGE_BACKUP_SOCKETS": backups,
     }
 
 
@@ -66,7 +70,7 @@ async def _signed_in(auth: str, email: str) -> Meta:
 @pytest.fixture(scope="module")
 def edged() -> Iterator[Edged]:
     auth = f"127.0.0.1:{free_port()}"
-    edge, refusing = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    edge, refusing, stranded = (f"127.0.0.1:{free_port()}" for _ in range(3))
     prefix = os.environ.get("REDIS_KEY_PREFIX", "loyalty:")
     with tempfile.TemporaryDirectory(prefix="edge-test-") as folder:
         sockets = os.path.join(folder, "loyalty-")
@@ -90,11 +94,16 @@ def edged() -> Iterator[Edged]:
         processes += [
             start("common.processes.edge", _edge(edge, sockets, env, in_flight=8)),
             start("common.processes.edge", _edge(refusing, sockets, env, in_flight=0)),
+            start(
+                "common.processes.edge",
+                _edge(stranded, os.path.join(folder, "gone-"), env, 8, backups=sockets),
+            ),
         ]
         try:
             wait_serving(auth, processes[0])
             wait_serving(edge, processes[2])
             wait_serving(refusing, processes[3])
+            wait_serving(stranded, processes[4])
             run(
                 [sys.executable, "-m", "auth_service", "create-admin", "--email", admin_email],
                 {**env, "AUTH_ADMIN_PASSWORD": PASSWORD},
@@ -106,9 +115,9 @@ def edged() -> Iterator[Edged]:
             )
             admin = asyncio.run(_signed_in(auth, admin_email))
             user = asyncio.run(_signed_in(auth, user_email))
-            yield Edged(auth, edge, direct, refusing, admin, user)
+            yield Edged(auth, edge, direct, refusing, stranded, admin, user)
         finally:
-            assert [stop(p) for p in processes] == [0, 0, 0, 0]
+            assert [stop(p) for p in processes] == [0] * len(processes)
 
 
 @pytest.fixture
@@ -197,6 +206,22 @@ async def test_a_code_is_used_exactly_its_uses_when_hundreds_race_through_the_ed
     )
     assert report.uses_taken == 5
     assert report.uses_left == 0
+
+
+async def test_an_edge_whose_workers_are_all_dead_serves_from_another_replicas(
+    edged: Edged, admin_stub: promo_pb2_grpc.PromoAdminServiceStub
+) -> None:
+    # As under `make run REPLICAS=2` when loyalty#1 dies: edge#1 stays up, and the gateway's
+    # balancer keeps sending it calls, which must not fail.
+    code = await create_code(admin_stub, edged.admin, max_uses=10, per_user=10)
+    async with grpc.aio.insecure_channel(edged.stranded) as channel:
+        stub = promo_pb2_grpc.PromoServiceStub(channel)
+        for n in range(10):
+            use = promo_pb2.UsePromoCodeRequest(
+                code=code, tariff_id="monthly", request_id=f"stranded-{n}"
+            )
+            purchase = await stub.UsePromoCode(use, metadata=edged.user, timeout=10)
+            assert purchase.status == promo_pb2.PURCHASE_STATUS_PENDING
 
 
 async def _import(address: str, admin: Meta, csv: str) -> str:

@@ -47,6 +47,25 @@ def test_the_system_edge_holds_each_worker_to_its_share_over_its_socket() -> Non
     assert f"queue(capped) ge {edge.QUEUED}" in text
 
 
+def test_a_replicas_edge_falls_back_on_the_others_workers_and_watches_them_all() -> None:
+    env = {
+        "EDGE_ADDR": "127.0.0.1:50062",
+        "EDGE_SOCKETS": "/run/x/loyalty1-",
+        "EDGE_WORKERS": "2",
+        "EDGE_BACKUP_SOCKETS": "/run/x/loyalty0-,/run/x/loyalty2-",
+    }
+    text = edge.EdgeSettings.from_env(env).config()
+    capped = text.split("\nbackend capped\n")[1].split("\nbackend ")[0]
+    servers = [line.split()[2] for line in capped.splitlines() if line.startswith("  server")]
+    assert servers[:2] == ["unix@/run/x/loyalty1-0.sock", "unix@/run/x/loyalty1-1.sock"]
+    backups = [line for line in capped.splitlines() if " backup " in line]
+    assert len(backups) == 2 * 2
+    assert all("maxconn 8" in line and edge.WATCHED in line for line in backups)
+    # Alone, it has no one to fall back on, and skips a dead worker by its own retries.
+    alone = {**env, "EDGE_BACKUP_SOCKETS": ""}
+    assert "backup" not in edge.EdgeSettings.from_env(alone).config()
+
+
 def test_the_edge_says_which_setting_is_missing() -> None:
     with pytest.raises(SystemExit, match="EDGE_SOCKETS"):
         edge.EdgeSettings.from_env({"EDGE_ADDR": "127.0.0.1:1"})
@@ -85,6 +104,8 @@ def test_the_launcher_puts_an_edge_where_each_loyalty_replica_was(
             front.env["EDGE_SOCKETS"] == behind.env["LOYALTY_EDGE_SOCKETS"] == f"/run/x/loyalty{k}-"
         )
         assert front.env["EDGE_WORKERS"] == "3"
+        # Replica k's edge falls back on the other replica's workers.
+        assert front.env["EDGE_BACKUP_SOCKETS"] == f"/run/x/loyalty{1 - k}-"
     # Every client still names the public addresses, which are the edges now.
     assert by_name["gateway"].env["LOYALTY_GRPC_ADDR"] == "ipv4:127.0.0.1:50052,127.0.0.1:50062"
     assert "LOYALTY_EDGE_SOCKETS" not in by_name["auth"].env

@@ -19,9 +19,15 @@ sockets live in a folder only the system's user may enter. A caller's own `x-for
 stays to the left of the address the proxy appends, where nothing is believed, so one abuser
 cannot spend everyone's guessing budget, nor escape its own.
 
+A replica whose workers all died must not show to the callers of its edge either: the
+gateway's balancer still sees the edge up and keeps sending it calls. So the edge sends them
+to the other replicas' workers meanwhile (their sockets are `backup` servers), and a dead
+server is skipped as soon as a connection to it fails.
+
 `python -m common.processes.edge` runs it from its environment (the launcher sets it):
 `EDGE_ADDR` (where it listens), `EDGE_SOCKETS` (the workers' socket prefix), `EDGE_WORKERS`,
-`EDGE_IN_FLIGHT` (calls at each worker), `EDGE_QUEUED`. SIGTERM stops it softly: calls in
+`EDGE_BACKUP_SOCKETS` (the other replicas' prefixes, comma-separated), `EDGE_IN_FLIGHT`
+(calls at each worker), `EDGE_QUEUED`. SIGTERM stops it softly: calls in
 flight finish, for at most `hard-stop-after` (5 s)."""
 
 from __future__ import annotations
@@ -81,18 +87,34 @@ def refusal_headers(retry_after_s: float, domain: str) -> dict[str, str]:
     return headers
 
 
+# A server found dead (a connection refused, or a failed check every half second) is skipped
+# at once and until a check finds it back: a call is then redispatched to another.
+WATCHED = "check inter 500ms fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down"
+
+
+def _servers(backs: Sequence[str], backups: Sequence[str], options: str) -> list[str]:
+    watched = f" {WATCHED}" if backups else ""
+    return [
+        *(f"  server s{i} {back} proto h2{options}{watched}" for i, back in enumerate(backs)),
+        *(f"  server b{i} {b} proto h2{options} backup{watched}" for i, b in enumerate(backups)),
+    ]
+
+
 def config(
     front: str,
     backs: Sequence[str],
     in_flight: int,
     queued: int = 0,
     forward_for: bool = False,
+    backups: Sequence[str] = (),
 ) -> str:
     """A frontend on `front` (h2c, as gRPC clients speak it) forwarding to the servers `backs`
     (HOST:PORT, or `unix@PATH`) at most `in_flight` calls at once in all (shared evenly);
     past those, up to `queued` calls (at least one) wait in the proxy's queue and the rest are
-    refused at once. `in_flight` 0 refuses every call. One thread: what one core's worth
-    costs, and the services keep the other."""
+    refused at once. `in_flight` 0 refuses every call. When every server of `backs` is dead,
+    the calls go to `backups` (another replica's workers), each held to the same share; the
+    servers are then watched. One thread: what one core's worth costs, and the services keep
+    the other."""
     refusal = " ".join(f'hdr {k} "{v}"' for k, v in refusal_headers(RETRY_AFTER_S, DOMAIN).items())
     uncapped = f"{{ path_beg {UNCAPPED} }}"
     full = "TRUE" if in_flight == 0 else f"{{ queue(capped) ge {max(queued, 1)} }}"
@@ -116,15 +138,15 @@ def config(
             "  option redispatch",
             "frontend grpc",
             f"  bind {front} proto h2",
-            f"  use_backend uncapped if {uncapped}",
             f"  http-request return status 200 {refusal} if {full} !{uncapped}",
+            f"  use_backend uncapped if {uncapped}",
             "  default_backend capped",
             "backend capped",
             "  balance leastconn",
-            *(f"  server s{i} {back} proto h2 maxconn {each}" for i, back in enumerate(backs)),
+            *_servers(backs, backups, f" maxconn {each}"),
             "backend uncapped",
             "  balance roundrobin",
-            *(f"  server s{i} {back} proto h2" for i, back in enumerate(backs)),
+            *_servers(backs, backups, ""),
             "",
         ]
     )
@@ -145,6 +167,9 @@ class EdgeSettings:
     workers: int
     in_flight: int = IN_FLIGHT  # at each worker
     queued: int = QUEUED
+    # The other replicas' socket prefixes (each with as many workers): where the calls go
+    # while every worker of this replica is dead, as a replica's death must not show.
+    backups: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> EdgeSettings:
@@ -155,14 +180,23 @@ class EdgeSettings:
                 int(env.get("EDGE_WORKERS", "1")),
                 int(env.get("EDGE_IN_FLIGHT", str(IN_FLIGHT))),
                 int(env.get("EDGE_QUEUED", str(QUEUED))),
+                tuple(p for p in env.get("EDGE_BACKUP_SOCKETS", "").split(",") if p),
             )
         except (KeyError, ValueError) as error:
             raise SystemExit(f"edge: bad or missing setting: {error}") from None
 
+    def _sockets(self, prefix: str) -> list[str]:
+        return [f"unix@{socket_path(prefix, i)}" for i in range(self.workers)]
+
     def config(self) -> str:
-        backs = [f"unix@{socket_path(self.sockets, i)}" for i in range(self.workers)]
+        backups = [s for prefix in self.backups for s in self._sockets(prefix)]
         return config(
-            self.address, backs, self.in_flight * self.workers, self.queued, forward_for=True
+            self.address,
+            self._sockets(self.sockets),
+            self.in_flight * self.workers,
+            self.queued,
+            forward_for=True,
+            backups=backups,
         )
 
 
