@@ -1,8 +1,9 @@
 """Issue 27's two spikes with HAProxy in front of loyalty (bench.edge_proxy): the proxy holds the
 calls in flight to loyalty and a short queue, and refuses the rest at once with the services'
 overload status; capacity is the one-code Use rate measured through the same proxy, and, for
-comparison, straight to loyalty. A measurement of what an edge in C would lift, not how the
-system runs (docs/performance-notes.md).
+comparison, straight to loyalty. The system runs loyalty behind its edge (common.processes.edge)
+and `make bench` measures the spikes there; this pairs the two paths in one run, on a loyalty
+of its own reached by its TCP port (docs/performance-notes.md).
 
     .venv/bin/python -m bench.edge_spike [--seconds 30] [--in-flight 16] [--queued 16]
 """

@@ -198,8 +198,10 @@ def section(floors: Floors, echo_us: float, use_us: float, offered: float) -> li
         f" {proxied_use:.0f} µs with the proxy's share and a refusal"
         f" {floors.proxy_refusal_us:.0f} µs: at most {proxied:.2f} of that (smaller) capacity,"
         f" which is {proxied * use_us / proxied_use:.2f} of the capacity without the proxy"
-        " (on the same cores). The system does not run it; `python -m bench.edge_spike` runs"
-        " the two spikes through it and straight to loyalty (docs/performance-notes.md).",
+        " (on the same cores). The system runs it in front of loyalty (the edge,"
+        " `common/processes/edge`), and the spikes above went through it; `python -m"
+        " bench.edge_spike` runs the two spikes through it and straight to loyalty, paired"
+        " (docs/performance-notes.md).",
     ]
 
 
