@@ -67,8 +67,7 @@ class AuthSettings(BaseServiceSettings, BrokerSettings):
     auth_admin_password: str = ""
     # The service's total over its workers.
     auth_db_pool_size: int = 20
-    # Worker processes behind the one port (common.processes.supervisor); 2 uses both cores of the
-    # machine the benchmarks run on (docs/performance.md).
+    # Worker processes behind the one port (common.processes.supervisor).
     auth_workers: PositiveInt = workers.DEFAULT_COUNT
     # Outbox relay: rows per published batch, how long sent rows are kept, how often pruned.
     outbox_batch_size: int = 500

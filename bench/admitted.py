@@ -13,6 +13,8 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from common.rpc.grpc_errors import REFUSED_BY
+
 OVERLOADED = "OVERLOADED"
 INTAKE_RETRY_S = 1.0
 
@@ -41,20 +43,22 @@ def overload_delay(error: BaseException) -> float | None:
     status = rpc_status.from_call(error)
     if status is None:
         return None
-    reason, delay = status_details(status)
+    reason, delay, _refuser = status_details(status)
     return (delay or 0.0) if reason == OVERLOADED else None
 
 
-def status_details(status: status_pb2.Status) -> tuple[str, float | None]:
-    """The ErrorInfo reason and the RetryInfo delay (seconds) of a google.rpc.Status."""
-    reason, delay = "", None
+def status_details(status: status_pb2.Status) -> tuple[str, float | None, str]:
+    """The ErrorInfo reason, the RetryInfo delay (seconds) and who refused the call for load
+    when it was not the service itself (ErrorInfo's `refused_by`; "" when absent) of a
+    google.rpc.Status."""
+    reason, delay, refuser = "", None, ""
     for detail in status.details:
         info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
         if detail.Unpack(info):
-            reason = str(info.reason)
+            reason, refuser = str(info.reason), info.metadata.get(REFUSED_BY, "")
         elif detail.Unpack(retry):
             delay = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
-    return reason, delay
+    return reason, delay, refuser
 
 
 async def patiently(

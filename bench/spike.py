@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 
 from bench import cpu
 from bench.admitted import patiently, status_details
@@ -41,7 +41,6 @@ from bench.loyalty_bench import PASSWORD, Meta, bearer, make_admin
 from bench.spread import spread_stub
 from bench.system import System, running
 from bench.targets import Target, at_least, at_most, share, table
-from common.rpc.grpc_errors import REFUSED_BY
 from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
@@ -81,13 +80,8 @@ def details_of(status_bytes: bytes) -> tuple[str, float | None]:
     """The ErrorInfo reason and the RetryInfo delay (seconds) of a google.rpc.Status's bytes;
     the reason says who refused a call for load when it was not the service itself (the edge:
     "OVERLOADED by edge")."""
-    status = status_pb2.Status.FromString(status_bytes)
-    reason, delay = status_details(status)
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info) and info.metadata.get(REFUSED_BY):
-            reason = f"{reason} by {info.metadata[REFUSED_BY]}"
-    return reason, delay
+    reason, delay, refuser = status_details(status_pb2.Status.FromString(status_bytes))
+    return (f"{reason} by {refuser}" if refuser else reason), delay
 
 
 def classify(code: grpc.StatusCode, reason: str, retry_s: float | None) -> Outcome:

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from common.processes.supervisor import DEFAULT_COUNT
+from common.processes.edge import environments
 from common.storage.migrations import drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,18 +94,10 @@ def bench_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def _edged(env: dict[str, str], folder: str) -> tuple[dict[str, str], dict[str, str]]:
     """Loyalty's and the edge's environments when the edge takes loyalty's address, as under
-    `make run` (common.processes.launcher.with_edges); `env` gains LOYALTY_DIRECT_ADDR."""
-    sockets = os.path.join(folder, "loyalty-")
+    `make run`; `env` gains LOYALTY_DIRECT_ADDR."""
     env["LOYALTY_DIRECT_ADDR"] = f"127.0.0.1:{free_port()}"
-    loyalty = {**env, "LOYALTY_GRPC_ADDR": env["LOYALTY_DIRECT_ADDR"]}
-    loyalty["LOYALTY_EDGE_SOCKETS"] = sockets
-    edge = {
-        **env,
-        "EDGE_ADDR": env["LOYALTY_GRPC_ADDR"],
-        "EDGE_SOCKETS": sockets,
-        "EDGE_WORKERS": env.get("LOYALTY_WORKERS", str(DEFAULT_COUNT)),
-    }
-    return loyalty, edge
+    sockets = os.path.join(folder, "loyalty-")
+    return environments(env, env["LOYALTY_GRPC_ADDR"], env["LOYALTY_DIRECT_ADDR"], sockets)
 
 
 # The processes by the name their CPU and memory are reported under: a service's module, or

@@ -13,8 +13,7 @@ class GatewaySettings(BaseServiceSettings):
     gateway_http_addr: HostPort = "127.0.0.1:8080"
     # Prometheus /metrics; empty turns it off.
     gateway_metrics_addr: str = "127.0.0.1:9103"
-    # Worker processes behind the one port (common.processes.supervisor); 2 uses both cores of the
-    # machine the benchmarks run on (docs/performance.md).
+    # Worker processes behind the one port (common.processes.supervisor).
     gateway_workers: PositiveInt = workers.DEFAULT_COUNT
     # gRPC targets: HOST:PORT, or several replicas (`ipv4:A:P,B:P`, `dns:///loyalty:50052`).
     auth_grpc_addr: GrpcTarget = "127.0.0.1:50051"

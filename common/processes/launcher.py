@@ -5,7 +5,6 @@ them all on Ctrl-C or SIGTERM, or when one of them is caught in a crash loop."""
 from __future__ import annotations
 
 import argparse
-import ctypes
 import importlib.util
 import os
 import secrets
@@ -20,13 +19,13 @@ from types import FrameType
 
 import grpc
 
-from common.processes import supervisor as workers
+from common.processes import edge as edges
 from common.processes.healthcheck import grpc_serving, http_ok
+from common.processes.parent_death import die_with_parent
 from common.processes.restarts import CrashLoop, RestartPolicy, Restarts
 
 READY_TIMEOUT_S = 120
 REPLICA_VARIABLE = "SERVICE_REPLICA"  # the replica's index, for its log lines
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,6 @@ def client_address_key() -> str:
 EDGE = Process("edge", "common.processes.edge", "EDGE_ADDR", "", "gRPC", "", "")
 BEHIND_EDGE = "loyalty"
 DIRECT_PORT_SHIFT = 5
-WORKERS_VARIABLE = "LOYALTY_WORKERS"
 
 
 def with_edges(replicas: list[Replica], folder: str) -> list[Replica]:
@@ -136,21 +134,16 @@ def with_edges(replicas: list[Replica], folder: str) -> list[Replica]:
         if replica.process.name != BEHIND_EDGE:
             planned.append(replica)
             continue
-        public = replica.address
-        sockets = prefixes[replica.index]
-        behind = {
-            replica.process.variable: shifted(public, DIRECT_PORT_SHIFT),
-            "LOYALTY_EDGE_SOCKETS": sockets,
-        }
-        planned.append(Replica(replica.process, replica.index, {**replica.env, **behind}))
-        edge = {
-            EDGE.variable: public,
-            "EDGE_SOCKETS": sockets,
-            "EDGE_WORKERS": replica.env.get(WORKERS_VARIABLE, str(workers.DEFAULT_COUNT)),
+        loyalty, edge = edges.environments(
+            replica.env,
+            public=replica.address,
+            direct=shifted(replica.address, DIRECT_PORT_SHIFT),
+            sockets=prefixes[replica.index],
             # The other replicas' workers, for while this one's are all dead.
-            "EDGE_BACKUP_SOCKETS": ",".join(p for k, p in prefixes.items() if k != replica.index),
-        }
-        planned.append(Replica(EDGE, replica.index, {**replica.env, **edge}))
+            backups=[p for k, p in prefixes.items() if k != replica.index],
+        )
+        planned.append(Replica(replica.process, replica.index, loyalty))
+        planned.append(Replica(EDGE, replica.index, edge))
     return planned
 
 
@@ -211,15 +204,9 @@ def _own_signals() -> None:
     signal.signal(signal.SIGTERM, _raise_stop)
 
 
-# Looked up here, never in a forked child: dlopen there can deadlock on a loader lock that
-# another thread of the launcher (grpc's) held at the fork, and Popen then waits forever.
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
-
-
 def _child_setup() -> None:
     # A child whose launcher died (SIGKILL) must not keep holding its port.
-    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    die_with_parent(signal.SIGTERM)
 
 
 def _spawn(replica: Replica) -> subprocess.Popen[bytes]:

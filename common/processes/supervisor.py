@@ -18,7 +18,6 @@ port once without SO_REUSEPORT before starting anyone, and a port held by anythi
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -32,6 +31,7 @@ from types import FrameType
 import structlog
 
 from common.processes import supervisor_metrics as worker_metrics
+from common.processes.parent_death import die_with_parent
 from common.processes.restarts import CrashLoop, RestartPolicy, Restarts
 from common.telemetry.logs import get_logger
 
@@ -39,9 +39,6 @@ from common.telemetry.logs import get_logger
 # the benchmarks run on (docs/performance.md).
 DEFAULT_COUNT = 2
 WORKER_VARIABLE = "SERVICE_WORKER"  # "INDEX/COUNT", set by the supervisor in each worker
-_PR_SET_PDEATHSIG = 1
-# Looked up here, never in a forked child (a dlopen there can deadlock on a loader lock).
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 
 log = get_logger("workers")
 
@@ -85,8 +82,7 @@ def _die_with_supervisor() -> None:
     """In a worker before exec. A supervisor that dies without stopping its workers (SIGKILL)
     crashed: its workers die at once too, as a single process's threads would, rather than
     keep the port or drain calls that clients should take elsewhere."""
-    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    die_with_parent(signal.SIGKILL)
 
 
 def check_free(address: str) -> None:

@@ -22,7 +22,7 @@ def test_the_edges_refusal_is_the_services_overload_status() -> None:
     status = status_pb2.Status.FromString(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
     assert status.message == headers["grpc-message"]
     # What a client waits before sending again, read as the bench's clients read it.
-    assert admitted.status_details(status) == ("OVERLOADED", 0.25)
+    assert admitted.status_details(status) == ("OVERLOADED", 0.25, "edge")
     # The same answer as the service's own, but for a note of who made it.
     assert spike.details_of(status.SerializeToString()) == ("OVERLOADED by edge", 0.25)
 

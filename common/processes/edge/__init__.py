@@ -33,7 +33,6 @@ flight finish, for at most `hard-stop-after` (5 s)."""
 from __future__ import annotations
 
 import base64
-import ctypes
 import shutil
 import signal
 import subprocess
@@ -44,6 +43,7 @@ from pathlib import Path
 from types import FrameType
 
 from common.processes import supervisor as workers
+from common.processes.parent_death import die_with_parent
 from common.rpc.grpc_errors import overloaded_status
 
 DETAILS = "grpc-status-details-bin"
@@ -55,8 +55,6 @@ REFUSER = "edge"
 # Per worker: at two workers, 16 in flight and 16 queued did best in bench.edge_spike.
 IN_FLIGHT = 8
 QUEUED = 16
-_PR_SET_PDEATHSIG = 1
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 # Never capped, never queued behind the calls: probes and a person looking at a busy server.
 UNCAPPED = "/grpc.health. /grpc.reflection."
 
@@ -152,6 +150,31 @@ def config(
     )
 
 
+# Loyalty's settings the edge's placement changes (loyalty_service.config).
+SERVICE_ADDRESS = "LOYALTY_GRPC_ADDR"
+SERVICE_SOCKETS = "LOYALTY_EDGE_SOCKETS"
+SERVICE_WORKERS = "LOYALTY_WORKERS"
+
+
+def environments(
+    env: dict[str, str], public: str, direct: str, sockets: str, backups: Sequence[str] = ()
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Loyalty's and its edge's environments (from `env`) when the edge takes loyalty's
+    `public` address: loyalty listens on `direct` and on its workers' sockets (the prefix
+    `sockets`), the edge on `public`, forwarding to those sockets and, while they are all
+    dead, to the `backups` (other replicas' socket prefixes). One place for both `make run`
+    (common.processes.launcher) and the benchmarks (bench.system)."""
+    loyalty = {**env, SERVICE_ADDRESS: direct, SERVICE_SOCKETS: sockets}
+    edge = {
+        **env,
+        "EDGE_ADDR": public,
+        "EDGE_SOCKETS": sockets,
+        "EDGE_WORKERS": env.get(SERVICE_WORKERS, str(workers.DEFAULT_COUNT)),
+        "EDGE_BACKUP_SOCKETS": ",".join(backups),
+    }
+    return loyalty, edge
+
+
 def executable() -> str:
     """Debian installs it in /usr/sbin, which a user's PATH may lack (make system-deps)."""
     found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
@@ -202,7 +225,7 @@ class EdgeSettings:
 
 def _child_setup() -> None:
     # The proxy must not outlive its wrapper (a SIGKILLed launcher's children get SIGTERM).
-    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
 
 
 def run(settings: EdgeSettings) -> int:
@@ -215,10 +238,11 @@ def run(settings: EdgeSettings) -> int:
         proxy = subprocess.Popen(
             [executable(), "-db", "-q", "-f", str(path)], preexec_fn=_child_setup
         )
-        asked: list[int] = []
+        asked = False
 
-        def soft_stop(signum: int, _frame: FrameType | None) -> None:
-            asked.append(signum)
+        def soft_stop(_signum: int, _frame: FrameType | None) -> None:
+            nonlocal asked
+            asked = True
             proxy.send_signal(signal.SIGUSR1)
 
         signal.signal(signal.SIGTERM, soft_stop)
