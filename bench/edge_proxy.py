@@ -15,10 +15,12 @@ from pathlib import Path
 from common.processes import edge
 
 
-def config(front: str, back: str, in_flight: int, queued: int = 0, servers: int = 1) -> str:
+def config(
+    front: str, back: str, in_flight: int, folder: str, queued: int = 0, servers: int = 1
+) -> str:
     """The edge's configuration for one server `back` reached over `servers` connection pools
     (a service's workers share one TCP port, and each connection reaches one of them)."""
-    return edge.config(front, [back] * servers, in_flight, queued)
+    return edge.config(front, [back] * servers, in_flight, folder, queued)
 
 
 def _wait_listening(address: str, deadline_s: float = 10) -> None:
@@ -38,8 +40,7 @@ def running(
     front: str, back: str, in_flight: int, **options: int
 ) -> Iterator[subprocess.Popen[bytes]]:
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "haproxy.cfg"
-        path.write_text(config(front, back, in_flight, **options))
+        path = edge.write(Path(folder), config(front, back, in_flight, folder, **options))
         # -db: in the foreground, one process, so its pid is the one whose CPU is counted.
         process = subprocess.Popen([edge.executable(), "-db", "-q", "-f", str(path)])
         try:

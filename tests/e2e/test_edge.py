@@ -3,7 +3,9 @@ workers on unix sockets, the edge on the service's address. Reflection and grpcu
 through it; past its cap it refuses at once with the services' overload status and a retry
 delay, and the call does nothing; a one-time code is used once when hundreds race through it;
 and a caller is judged by the address it really connects from, whatever x-forwarded-for it
-sends, while two callers from two addresses keep their own guessing budgets."""
+sends, while two callers from two addresses keep their own guessing budgets. A call that
+waited its time in the edge's queue has the same refusal; a call no worker is up for at all
+is UNAVAILABLE, never an overload."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from bench.spike import create_code
+from common.processes import edge as edge_settings
 from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 from tests.conftest import free_port
@@ -43,12 +46,19 @@ class Edged:
     direct: str  # loyalty's own port
     refusing: str  # an edge over the same workers that admits nothing
     stranded: str  # an edge whose own workers are gone, with the workers above as its backups
+    impatient: str  # one call at each worker; the others may wait 1 ms in its queue
+    deserted: str  # an edge with no worker and no backup
     admin: Meta
     user: Meta
 
 
 def _edge(
-    address: str, sockets: str, env: dict[str, str], in_flight: int, backups: str = ""
+    address: str,
+    sockets: str,
+    env: dict[str, str],
+    in_flight: int,
+    backups: str = "",
+    **settings: str,
 ) -> dict[str, str]:
     return {
         **env,
@@ -57,6 +67,7 @@ def _edge(
         "EDGE_WORKERS": "2",
         "EDGE_IN_FLIGHT": str(in_flight),
         "EDGE_BACKUP_SOCKETS": backups,
+        **settings,
     }
 
 
@@ -70,7 +81,7 @@ async def _signed_in(auth: str, email: str) -> Meta:
 @pytest.fixture(scope="module")
 def edged() -> Iterator[Edged]:
     auth = f"127.0.0.1:{free_port()}"
-    edge, refusing, stranded = (f"127.0.0.1:{free_port()}" for _ in range(3))
+    edge, refusing, stranded, impatient, deserted = (f"127.0.0.1:{free_port()}" for _ in range(5))
     prefix = os.environ.get("REDIS_KEY_PREFIX", "loyalty:")
     with tempfile.TemporaryDirectory(prefix="edge-test-") as folder:
         sockets = os.path.join(folder, "loyalty-")
@@ -98,12 +109,18 @@ def edged() -> Iterator[Edged]:
                 "common.processes.edge",
                 _edge(stranded, os.path.join(folder, "gone-"), env, 8, backups=sockets),
             ),
+            start(
+                "common.processes.edge",
+                _edge(impatient, sockets, env, 1, EDGE_QUEUED="1000", EDGE_QUEUE_TIMEOUT_MS="1"),
+            ),
+            start("common.processes.edge", _edge(deserted, os.path.join(folder, "none-"), env, 8)),
         ]
         try:
             wait_serving(auth, processes[0])
             wait_serving(edge, processes[2])
             wait_serving(refusing, processes[3])
             wait_serving(stranded, processes[4])
+            wait_serving(impatient, processes[5])
             run(
                 [sys.executable, "-m", "auth_service", "create-admin", "--email", admin_email],
                 {**env, "AUTH_ADMIN_PASSWORD": PASSWORD},
@@ -115,7 +132,7 @@ def edged() -> Iterator[Edged]:
             )
             admin = asyncio.run(_signed_in(auth, admin_email))
             user = asyncio.run(_signed_in(auth, user_email))
-            yield Edged(auth, edge, direct, refusing, stranded, admin, user)
+            yield Edged(auth, edge, direct, refusing, stranded, impatient, deserted, admin, user)
         finally:
             assert [stop(p) for p in processes] == [0] * len(processes)
 
@@ -206,6 +223,66 @@ async def test_a_code_is_used_exactly_its_uses_when_hundreds_race_through_the_ed
     )
     assert report.uses_taken == 5
     assert report.uses_left == 0
+
+
+def _retry_delay_ms(error: grpc.aio.AioRpcError) -> int | None:
+    status = rpc_status.from_call(error)
+    retry = error_details_pb2.RetryInfo()
+    for detail in status.details if status else ():
+        if detail.Unpack(retry):
+            return int(retry.retry_delay.ToMilliseconds())
+    return None
+
+
+async def test_a_call_that_waited_its_time_in_the_queue_is_refused_with_a_retry_delay(
+    edged: Edged, admin_stub: promo_pb2_grpc.PromoAdminServiceStub
+) -> None:
+    # Two calls at the workers, a queue of 1,000 that is never full, and 1 ms to wait in it:
+    # every refusal here is a call whose wait ran out, and it must read as the cap's refusal
+    # (HAProxy's own answer would be a 503, UNAVAILABLE, and no retry delay).
+    code = await create_code(admin_stub, edged.admin, max_uses=100, per_user=0)
+    tag = uuid.uuid4().hex[:6]
+    async with grpc.aio.insecure_channel(edged.impatient) as channel:
+        stub = promo_pb2_grpc.PromoServiceStub(channel)
+
+        async def use(i: int) -> str:
+            request = promo_pb2.UsePromoCodeRequest(
+                code=code, tariff_id="monthly", request_id=f"queue-{tag}-{i}"
+            )
+            try:
+                await stub.UsePromoCode(request, metadata=edged.user, timeout=30)
+            except grpc.aio.AioRpcError as error:
+                info = error_info(error)
+                by = info.metadata.get("refused_by", "")
+                return f"{error.code().name} {info.reason} {by} {_retry_delay_ms(error)}"
+            return "taken"
+
+        outcomes = Counter(await asyncio.gather(*(use(i) for i in range(100))))
+    assert set(outcomes) <= {"taken", "RESOURCE_EXHAUSTED OVERLOADED edge 100"}, outcomes
+    assert outcomes["RESOURCE_EXHAUSTED OVERLOADED edge 100"] > 0, outcomes
+    # A refused call took nothing.
+    report = await admin_stub.GetPromoCodeReport(
+        promo_pb2.GetPromoCodeReportRequest(code=code), metadata=edged.admin
+    )
+    assert report.uses_taken == outcomes["taken"]
+
+
+async def test_with_no_worker_up_a_call_is_unavailable_not_overloaded(edged: Edged) -> None:
+    use = promo_pb2.UsePromoCodeRequest(code="ANY", tariff_id="monthly", request_id="deserted")
+    seen: list[str] = []
+    async with grpc.aio.insecure_channel(edged.deserted) as channel:
+        stub = promo_pb2_grpc.PromoServiceStub(channel)
+        # Until the edge has found its workers missing (its first connection to them fails).
+        for _ in range(100):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.UsePromoCode(use, metadata=edged.user, timeout=10)
+            seen.append(raised.value.code().name)
+            if raised.value.details() == edge_settings.NO_WORKER:
+                break
+            await asyncio.sleep(0.1)
+    assert raised.value.details() == edge_settings.NO_WORKER
+    assert set(seen) == {"UNAVAILABLE"}
+    assert _retry_delay_ms(raised.value) is None
 
 
 async def test_an_edge_whose_workers_are_all_dead_serves_from_another_replicas(

@@ -28,23 +28,39 @@ def test_the_edges_refusal_is_the_services_overload_status() -> None:
 
 
 def test_the_edge_refuses_past_its_queue_or_always_at_zero() -> None:
-    queued = edge_proxy.config("127.0.0.1:1", "127.0.0.1:2", in_flight=16, queued=8, servers=4)
+    queued = edge_proxy.config("127.0.0.1:1", "127.0.0.1:2", 16, "/run/e", queued=8, servers=4)
     assert "if { queue(capped) ge 8 } !{ path_beg /grpc.health. /grpc.reflection. }" in queued
     assert queued.count("proto h2 maxconn 4") == 4  # 16 in flight over 4 connection pools
-    assert "if TRUE !{" in edge_proxy.config("127.0.0.1:1", "127.0.0.1:2", in_flight=0)
+    assert "if TRUE !{" in edge_proxy.config("127.0.0.1:1", "127.0.0.1:2", 0, "/run/e")
     assert "forwardfor" not in queued  # the bench's echo is nobody's judge of addresses
 
 
 def test_the_system_edge_holds_each_worker_to_its_share_over_its_socket() -> None:
     env = {"EDGE_ADDR": "127.0.0.1:50052", "EDGE_SOCKETS": "/run/x/loyalty0-", "EDGE_WORKERS": "2"}
-    text = edge.EdgeSettings.from_env(env).config()
+    text = edge.EdgeSettings.from_env(env).config("/run/e")
     assert "bind 127.0.0.1:50052 proto h2" in text
     for worker in (0, 1):
         assert f"server s{worker} unix@/run/x/loyalty0-{worker}.sock proto h2 maxconn 8" in text
         # Probes and reflection go to the same workers, past the cap.
-        assert f"server s{worker} unix@/run/x/loyalty0-{worker}.sock proto h2\n" in text
+        assert (
+            f"server s{worker} unix@/run/x/loyalty0-{worker}.sock proto h2 {edge.WATCHED}" in text
+        )
     assert "option forwardfor" in text  # the address loyalty judges the caller by
     assert f"queue(capped) ge {edge.QUEUED}" in text
+    # A call waits in the queue for its time too, then has the overload answer in /run/e.
+    assert f"timeout queue {edge.QUEUE_TIMEOUT_MS}ms" in text
+    assert "errorfile 503 /run/e/overload.http" in text
+
+
+def test_the_overload_answer_is_the_refusal_as_haproxy_reads_an_error_file() -> None:
+    head, _, body = edge.overload_answer().partition("\r\n\r\n")
+    assert body == ""  # no body: the headers end the stream, gRPC's trailers-only answer
+    status_line, *fields = head.split("\r\n")
+    assert status_line == "HTTP/1.1 200 OK"  # gRPC reads grpc-status from a 200 only
+    headers = dict(field.split(": ", 1) for field in fields)
+    assert headers["content-length"] == "0"
+    refusal = edge.refusal_headers(edge.RETRY_AFTER_S, edge.DOMAIN)
+    assert all(headers[k] == v for k, v in refusal.items())
 
 
 def test_a_replicas_edge_falls_back_on_the_others_workers_and_watches_them_all() -> None:
@@ -54,16 +70,16 @@ def test_a_replicas_edge_falls_back_on_the_others_workers_and_watches_them_all()
         "EDGE_WORKERS": "2",
         "EDGE_BACKUP_SOCKETS": "/run/x/loyalty0-,/run/x/loyalty2-",
     }
-    text = edge.EdgeSettings.from_env(env).config()
+    text = edge.EdgeSettings.from_env(env).config("/run/e")
     capped = text.split("\nbackend capped\n")[1].split("\nbackend ")[0]
     servers = [line.split()[2] for line in capped.splitlines() if line.startswith("  server")]
     assert servers[:2] == ["unix@/run/x/loyalty1-0.sock", "unix@/run/x/loyalty1-1.sock"]
     backups = [line for line in capped.splitlines() if " backup " in line]
     assert len(backups) == 2 * 2
     assert all("maxconn 8" in line and edge.WATCHED in line for line in backups)
-    # Alone, it has no one to fall back on, and skips a dead worker by its own retries.
+    # Alone, it has no one to fall back on.
     alone = {**env, "EDGE_BACKUP_SOCKETS": ""}
-    assert "backup" not in edge.EdgeSettings.from_env(alone).config()
+    assert "backup" not in edge.EdgeSettings.from_env(alone).config("/run/e")
 
 
 def test_the_edge_says_which_setting_is_missing() -> None:

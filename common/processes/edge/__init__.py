@@ -3,11 +3,12 @@
 Why: a call refused for load by the service itself still costs a third of a served call in
 Python (gRPC's own work per call), so past capacity the refusals eat the capacity they were
 meant to protect and the queue grows. HAProxy refuses in about 20 µs of CPU. It holds at most
-`in_flight` calls at the workers, lets `queued` more wait in its queue (at least one: the
-refusal rule reads the queue's length), and answers the rest at once with the services' own
-overload status (RESOURCE_EXHAUSTED, ErrorInfo OVERLOADED, RetryInfo) as a trailers-only
-answer. Health checks and reflection pass outside the cap, as the services' own limit lets
-them (common.rpc.grpc_server): a probe must see the server as it is, even when it is busy.
+`in_flight` calls at the workers and lets `queued` more wait in its queue (at least one: the
+refusal rule reads the queue's length) for at most `queue_timeout_ms`. It answers the rest at
+once, and a call that waited that long then, with the services' own overload status
+(RESOURCE_EXHAUSTED, ErrorInfo OVERLOADED, RetryInfo) as a trailers-only answer. Health
+checks and reflection pass outside the cap, as the services' own limit lets them
+(common.rpc.grpc_server): a probe must see the server as it is, even when it is busy.
 
 Each worker listens on a unix socket of its own (`LOYALTY_EDGE_SOCKETS` + index + `.sock`),
 so the proxy knows each worker's calls in flight exactly (one server line each), where a TCP
@@ -27,8 +28,8 @@ server is skipped as soon as a connection to it fails.
 `python -m common.processes.edge` runs it from its environment (the launcher sets it):
 `EDGE_ADDR` (where it listens), `EDGE_SOCKETS` (the workers' socket prefix), `EDGE_WORKERS`,
 `EDGE_BACKUP_SOCKETS` (the other replicas' prefixes, comma-separated), `EDGE_IN_FLIGHT`
-(calls at each worker), `EDGE_QUEUED`. SIGTERM stops it softly: calls in
-flight finish, for at most `hard-stop-after` (5 s)."""
+(calls at each worker), `EDGE_QUEUED`, `EDGE_QUEUE_TIMEOUT_MS`. SIGTERM stops it softly:
+calls in flight finish, for at most `hard-stop-after` (5 s)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,14 @@ REFUSER = "edge"
 # Per worker: at two workers, 16 in flight and 16 queued did best in bench.edge_spike.
 IN_FLIGHT = 8
 QUEUED = 16
+# The queue is bounded in time too: a call that waited this long for a worker is refused
+# like the calls past the queue. The count alone bounds the wait only while the workers keep
+# their pace (16 calls are about 30 ms at capacity); when they slow down (a slow database),
+# a waiting call must still be answered within half the 200 ms a request may take.
+QUEUE_TIMEOUT_MS = 100
+# The refusal as an HTTP/1 answer, in the proxy's folder: HAProxy answers with it when a
+# call's `timeout queue` passed (its own 503).
+OVERLOAD_FILE = "overload.http"
 # Never capped, never queued behind the calls: probes and a person looking at a busy server.
 UNCAPPED = "/grpc.health. /grpc.reflection."
 
@@ -85,34 +94,65 @@ def refusal_headers(retry_after_s: float, domain: str) -> dict[str, str]:
     return headers
 
 
+def overload_answer(retry_after_s: float = RETRY_AFTER_S, domain: str = DOMAIN) -> str:
+    """The refusal for load as the raw HTTP/1 answer HAProxy's `errorfile` takes (it speaks it
+    as HTTP/2 to the caller): status 200, no body, so gRPC reads a trailers-only answer."""
+    lines = [
+        "HTTP/1.1 200 OK",
+        "content-type: application/grpc",
+        "content-length: 0",
+        *(f"{k}: {v}" for k, v in refusal_headers(retry_after_s, domain).items()),
+    ]
+    return "\r\n".join([*lines, "", ""])
+
+
 # A server found dead (a connection refused, or a failed check every half second) is skipped
-# at once and until a check finds it back: a call is then redispatched to another.
+# at once and until a check finds it back: a call is then redispatched to another. Every
+# server is watched: the proxy must know when none is up (NOT_SERVING, below).
 WATCHED = "check inter 500ms fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down"
+NO_WORKER = "no worker of loyalty is up"
 
 
 def _servers(backs: Sequence[str], backups: Sequence[str], options: str) -> list[str]:
-    watched = f" {WATCHED}" if backups else ""
     return [
-        *(f"  server s{i} {back} proto h2{options}{watched}" for i, back in enumerate(backs)),
-        *(f"  server b{i} {b} proto h2{options} backup{watched}" for i, b in enumerate(backups)),
+        *(f"  server s{i} {back} proto h2{options} {WATCHED}" for i, back in enumerate(backs)),
+        *(f"  server b{i} {b} proto h2{options} backup {WATCHED}" for i, b in enumerate(backups)),
     ]
+
+
+def _unavailable_when_none_is_up() -> list[str]:
+    # The proxy's own 503 is the overload answer (OVERLOAD_FILE), but a call refused because
+    # no server is up at all was not refused for load: that is UNAVAILABLE, as a client
+    # reaching a dead service directly would see. Only the edge's own answer is rewritten.
+    mine = f"{{ nbsrv(capped) eq 0 }} {{ res.hdr({DETAILS}) -m str {_details()} }}"
+    return [
+        f'  http-after-response set-header grpc-message "{NO_WORKER}" if {mine}',
+        f"  http-after-response set-header grpc-status 14 if {mine}",
+        f"  http-after-response del-header {DETAILS} if {mine}",
+    ]
+
+
+def _details() -> str:
+    return refusal_headers(RETRY_AFTER_S, DOMAIN)[DETAILS]
 
 
 def config(
     front: str,
     backs: Sequence[str],
     in_flight: int,
+    folder: str,
     queued: int = 0,
     forward_for: bool = False,
     backups: Sequence[str] = (),
+    queue_timeout_ms: int = QUEUE_TIMEOUT_MS,
 ) -> str:
     """A frontend on `front` (h2c, as gRPC clients speak it) forwarding to the servers `backs`
     (HOST:PORT, or `unix@PATH`) at most `in_flight` calls at once in all (shared evenly);
-    past those, up to `queued` calls (at least one) wait in the proxy's queue and the rest are
-    refused at once. `in_flight` 0 refuses every call. When every server of `backs` is dead,
-    the calls go to `backups` (another replica's workers), each held to the same share; the
-    servers are then watched. One thread: what one core's worth costs, and the services keep
-    the other."""
+    past those, up to `queued` calls (at least one) wait in the proxy's queue, each for at
+    most `queue_timeout_ms`, and the rest are refused at once. `in_flight` 0 refuses every
+    call. When every server of `backs` is dead, the calls go to `backups` (another replica's
+    workers), each held to the same share. `folder` holds the overload answer (`write`). One
+    thread: what one core's worth costs, and the services keep the other."""
     refusal = " ".join(f'hdr {k} "{v}"' for k, v in refusal_headers(RETRY_AFTER_S, DOMAIN).items())
     uncapped = f"{{ path_beg {UNCAPPED} }}"
     full = "TRUE" if in_flight == 0 else f"{{ queue(capped) ge {max(queued, 1)} }}"
@@ -130,7 +170,7 @@ def config(
             # call the gateway makes (a CSV import: GATEWAY_IMPORT_TIMEOUT_SECONDS, 300 s).
             "  timeout client 10m",
             "  timeout server 10m",
-            "  timeout queue 1s",
+            f"  timeout queue {queue_timeout_ms}ms",
             # A worker that died meanwhile: the call goes to another, not to an error.
             "  retries 2",
             "  option redispatch",
@@ -141,13 +181,26 @@ def config(
             "  default_backend capped",
             "backend capped",
             "  balance leastconn",
+            f"  errorfile 503 {Path(folder) / OVERLOAD_FILE}",
+            *_unavailable_when_none_is_up(),
             *_servers(backs, backups, f" maxconn {each}"),
             "backend uncapped",
             "  balance roundrobin",
+            # Long enough for a probe to wait out a worker's whole share of slow calls.
+            "  timeout queue 1s",
             *_servers(backs, backups, ""),
             "",
         ]
     )
+
+
+def write(folder: Path, text: str) -> Path:
+    """The proxy's files in `folder`: its configuration `text` (made with this `folder`) and
+    the overload answer; the configuration's path."""
+    (folder / OVERLOAD_FILE).write_text(overload_answer())
+    path = folder / "haproxy.cfg"
+    path.write_text(text)
+    return path
 
 
 # Loyalty's settings the edge's placement changes (loyalty_service.config).
@@ -190,6 +243,7 @@ class EdgeSettings:
     workers: int
     in_flight: int = IN_FLIGHT  # at each worker
     queued: int = QUEUED
+    queue_timeout_ms: int = QUEUE_TIMEOUT_MS
     # The other replicas' socket prefixes (each with as many workers): where the calls go
     # while every worker of this replica is dead, as a replica's death must not show.
     backups: tuple[str, ...] = ()
@@ -203,6 +257,7 @@ class EdgeSettings:
                 int(env.get("EDGE_WORKERS", "1")),
                 int(env.get("EDGE_IN_FLIGHT", str(IN_FLIGHT))),
                 int(env.get("EDGE_QUEUED", str(QUEUED))),
+                int(env.get("EDGE_QUEUE_TIMEOUT_MS", str(QUEUE_TIMEOUT_MS))),
                 tuple(p for p in env.get("EDGE_BACKUP_SOCKETS", "").split(",") if p),
             )
         except (KeyError, ValueError) as error:
@@ -211,15 +266,17 @@ class EdgeSettings:
     def _sockets(self, prefix: str) -> list[str]:
         return [f"unix@{socket_path(prefix, i)}" for i in range(self.workers)]
 
-    def config(self) -> str:
+    def config(self, folder: str) -> str:
         backups = [s for prefix in self.backups for s in self._sockets(prefix)]
         return config(
             self.address,
             self._sockets(self.sockets),
             self.in_flight * self.workers,
+            folder,
             self.queued,
             forward_for=True,
             backups=backups,
+            queue_timeout_ms=self.queue_timeout_ms,
         )
 
 
@@ -232,8 +289,7 @@ def run(settings: EdgeSettings) -> int:
     """Runs HAProxy until it exits; SIGTERM or SIGINT asks it to stop softly (SIGUSR1), and
     a stop that was asked for is a clean exit, however the proxy ended its idle connections."""
     with tempfile.TemporaryDirectory(prefix="edge-") as folder:
-        path = Path(folder) / "haproxy.cfg"
-        path.write_text(settings.config())
+        path = write(Path(folder), settings.config(folder))
         # -db: in the foreground, one process; its exit is this process's exit.
         proxy = subprocess.Popen(
             [executable(), "-db", "-q", "-f", str(path)], preexec_fn=_child_setup
