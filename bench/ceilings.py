@@ -17,6 +17,7 @@ import asyncpg
 import grpc
 
 from bench import cpu
+from bench.echo_server import ECHO
 from bench.load import Result, drive
 from bench.system import PG, ROOT, free_port
 from common.storage.migrations import drop_database, ensure_database
@@ -38,9 +39,6 @@ CREATE TABLE purchases (id bigserial PRIMARY KEY, code int NOT NULL, user_id int
   created_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE user_uses (code int, user_id int, uses int NOT NULL, PRIMARY KEY (code, user_id));
 """
-
-
-ECHO = "/bench.Echo/Echo"
 
 
 @contextmanager

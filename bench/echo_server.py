@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import grpc
+
+# The one method of every benchmark server (this one and bench.floor_server's).
+ECHO = "/bench.Echo/Echo"
+
+
+async def serve(
+    handler: Any, address: str, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+) -> None:
+    """Serves `handler` as bench.Echo/Echo on `address` until the process ends."""
+    service, _, method = ECHO.strip("/").partition("/")
+    server = grpc.aio.server(interceptors=interceptors)
+    methods = {method: grpc.unary_unary_rpc_method_handler(handler)}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, methods),))
+    server.add_insecure_port(address)
+    await server.start()
+    await server.wait_for_termination()
 
 
 async def _echo(request: bytes, context: object) -> bytes:
     return request
 
 
-async def main(address: str) -> None:
-    server = grpc.aio.server()
-    handler = grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}
-    )
-    server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(address)
-    await server.start()
-    await server.wait_for_termination()
-
-
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(serve(_echo, sys.argv[1]))

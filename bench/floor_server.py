@@ -19,29 +19,16 @@ import sys
 import uuid
 from typing import Any
 
-import grpc
 import orjson
 import uvicorn
 
+from bench.echo_server import ECHO, serve
 from common.processes import eventloop
 from common.rpc.admission import AdmissionSettings
 from common.rpc.channels import open_channels
 from common.rpc.grpc_server import ServiceInterceptor
 from common.storage import db
 from common.telemetry.metrics import rpc_metrics
-
-ECHO = "/bench.Echo/Echo"
-
-
-async def _serve(
-    handler: Any, interceptors: list[grpc.aio.ServerInterceptor], address: str
-) -> None:
-    server = grpc.aio.server(interceptors=interceptors)
-    methods = {"Echo": grpc.unary_unary_rpc_method_handler(handler)}
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", methods),))
-    server.add_insecure_port(address)
-    await server.start()
-    await server.wait_for_termination()
 
 
 async def statement(address: str, dsn: str) -> None:
@@ -51,7 +38,7 @@ async def statement(address: str, dsn: str) -> None:
         await pool.fetchrow("SELECT $1::text AS echoed", "x")
         return request
 
-    await _serve(one_statement, [], address)
+    await serve(one_statement, address)
 
 
 async def refusal(address: str) -> None:
@@ -65,7 +52,7 @@ async def refusal(address: str) -> None:
     async def never_reached(request: bytes, context: object) -> bytes:
         raise AssertionError("a refused call reached its handler")
 
-    await _serve(never_reached, [interceptor], address)
+    await serve(never_reached, address, [interceptor])
 
 
 def http(address: str, target: str) -> None:

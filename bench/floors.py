@@ -30,7 +30,8 @@ import aiohttp
 import grpc
 
 from bench import cpu, edge_proxy
-from bench.ceilings import ECHO, echo, echo_served, started
+from bench.ceilings import echo, echo_served, started
+from bench.echo_server import ECHO
 from bench.spike import OVER_GOODPUT
 from bench.system import PG, free_port
 from common.storage.migrations import drop_database, ensure_database
