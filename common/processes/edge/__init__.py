@@ -108,7 +108,7 @@ def overload_answer(retry_after_s: float = RETRY_AFTER_S, domain: str = DOMAIN) 
 
 # A server found dead (a connection refused, or a failed check every half second) is skipped
 # at once and until a check finds it back: a call is then redispatched to another. Every
-# server is watched: the proxy must know when none is up (NOT_SERVING, below).
+# server is watched: the proxy must know when none is up (UNAVAILABLE, below).
 WATCHED = "check inter 500ms fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down"
 NO_WORKER = "no worker of loyalty is up"
 
