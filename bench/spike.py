@@ -1,6 +1,9 @@
 """The promo spike as users make it: uses of ONE code arriving at a constant rate, open loop.
 
-    .venv/bin/python -m bench.spike [--rate 1000] [--seconds 30]
+    .venv/bin/python -m bench.spike [--rate 1000] [--seconds 30] [--capacity N] [--no-edge]
+
+Loyalty runs behind the edge, as under `make run` (EDGE_* in the environment reach it);
+`--no-edge` calls loyalty straight.
 
 Open loop: each arrival is scheduled by the clock (arrival i at start + i/rate) and sent then,
 whatever the answers to earlier ones are doing, so a slow system builds a queue instead of
@@ -430,8 +433,9 @@ def main() -> None:
     parser.add_argument(
         "--capacity", type=float, default=0, help="judge against this rate's targets (per s)"
     )
+    parser.add_argument("--no-edge", action="store_true", help="call loyalty straight")
     args = parser.parse_args()
-    with running(["auth_service", "loyalty_service"]) as system:
+    with running(["auth_service", "loyalty_service"], edge=not args.no_edge) as system:
         result = asyncio.run(measure(system, args.rate, args.seconds))
     print(result.line())
     if args.capacity:
