@@ -190,8 +190,6 @@ def config(
             *_servers(backs, backups, f" maxconn {each}"),
             "backend uncapped",
             "  balance roundrobin",
-            # Long enough for a probe to wait out a worker's whole share of slow calls.
-            "  timeout queue 1s",
             *_servers(backs, backups, ""),
             "",
         ]
