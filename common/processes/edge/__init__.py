@@ -124,20 +124,17 @@ def _servers(backs: Sequence[str], backups: Sequence[str], options: str) -> list
     ]
 
 
-def _unavailable_when_none_is_up() -> list[str]:
+def _unavailable_when_none_is_up(details: str) -> list[str]:
     # The proxy's own 503 is the overload answer (OVERLOAD_FILE), but a call refused because
     # no server is up at all was not refused for load: that is UNAVAILABLE, as a client
-    # reaching a dead service directly would see. Only the edge's own answer is rewritten.
-    mine = f"{{ nbsrv(capped) eq 0 }} {{ res.hdr({DETAILS}) -m str {_details()} }}"
+    # reaching a dead service directly would see. Only the edge's own answer (its `details`)
+    # is rewritten.
+    mine = f"{{ nbsrv(capped) eq 0 }} {{ res.hdr({DETAILS}) -m str {details} }}"
     return [
         f'  http-after-response set-header grpc-message "{NO_WORKER}" if {mine}',
         f"  http-after-response set-header grpc-status 14 if {mine}",
         f"  http-after-response del-header {DETAILS} if {mine}",
     ]
-
-
-def _details() -> str:
-    return refusal_headers(RETRY_AFTER_S, DOMAIN)[DETAILS]
 
 
 def config(
@@ -157,7 +154,8 @@ def config(
     call. When every server of `backs` is dead, the calls go to `backups` (another replica's
     workers), each held to the same share. `folder` holds the overload answer (`write`). One
     thread: what one core's worth costs, and the services keep the other."""
-    refusal = " ".join(f'hdr {k} "{v}"' for k, v in refusal_headers(RETRY_AFTER_S, DOMAIN).items())
+    headers = refusal_headers(RETRY_AFTER_S, DOMAIN)
+    refusal = " ".join(f'hdr {k} "{v}"' for k, v in headers.items())
     uncapped = f"{{ path_beg {UNCAPPED} }}"
     full = "TRUE" if in_flight == 0 else f"{{ queue(capped) ge {max(queued, 1)} }}"
     each = max(in_flight // len(backs), 1)
@@ -186,7 +184,7 @@ def config(
             "backend capped",
             "  balance leastconn",
             f"  errorfile 503 {Path(folder) / OVERLOAD_FILE}",
-            *_unavailable_when_none_is_up(),
+            *_unavailable_when_none_is_up(headers[DETAILS]),
             *_servers(backs, backups, f" maxconn {each}"),
             "backend uncapped",
             "  balance roundrobin",
