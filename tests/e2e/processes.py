@@ -45,7 +45,7 @@ def wait_serving(address: str, process: subprocess.Popen[bytes], deadline_s: flo
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
-            assert process.poll() is None, "the service exited during start-up"
+            assert process.poll() is None, f"the service exited during start-up: {_told(process)}"
             try:
                 answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
                 if answer.status == health_pb2.HealthCheckResponse.SERVING:
@@ -53,6 +53,14 @@ def wait_serving(address: str, process: subprocess.Popen[bytes], deadline_s: flo
             except grpc.RpcError:
                 time.sleep(0.1)
     raise AssertionError(f"{address} did not start serving in {deadline_s} s")
+
+
+def _told(process: subprocess.Popen[bytes]) -> str:
+    """The end of what an exited process wrote to its stderr, when the caller kept it."""
+    if process.stderr is None:
+        return f"exit code {process.returncode}"
+    said = process.stderr.read().decode(errors="replace")[-3000:]
+    return f"exit code {process.returncode}, stderr:\n{said}"
 
 
 def start(module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:

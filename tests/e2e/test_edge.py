@@ -117,6 +117,7 @@ def edged() -> Iterator[Edged]:
         ]
         try:
             wait_serving(auth, processes[0])
+            wait_serving(direct, processes[1])  # loyalty's own failure, with its stderr
             wait_serving(edge, processes[2])
             wait_serving(refusing, processes[3])
             wait_serving(stranded, processes[4])

@@ -94,24 +94,10 @@ def test_ready_means_serving_and_a_signal_stops_everything(stop_signal: int) -> 
             launcher.wait()
 
 
-def _bindable(port: int) -> bool:
-    # Free to bind, not only to listen on: a client connection's own local port (the range
-    # free_port draws from) blocks a server's bind just as a listener does.
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _free_base() -> int:
     """A free port whose neighbours are free too: +10 (replica 1's), and +5 and +15, where
     loyalty listens behind its edges."""
-    while True:
-        port = free_port()
-        if all(_bindable(port + by) for by in (5, 10, 15)):
-            return port
+    return free_port(neighbours=(5, 10, 15))
 
 
 def _eventually_answers(url: str, status: int, deadline_s: float) -> None:

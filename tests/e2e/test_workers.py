@@ -49,19 +49,7 @@ class Service:
 
 def _free_metrics_base() -> int:
     """A free port whose +100 and +200 neighbours (the workers' /metrics) are free too."""
-    while True:
-        port = free_port()
-        if all(_bindable(port + step) for step in (100, 200)):
-            return port
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+    return free_port(neighbours=(100, 200))
 
 
 def _env(auth: AuthTestServer, address: str, **more: str) -> dict[str, str]:
