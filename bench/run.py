@@ -332,7 +332,7 @@ def main() -> None:
         capacity = results["capacity"].result.answered_rps
         under, over = asyncio.run(spikes(system, capacity, args.spike_seconds))
     drain = asyncio.run(_drain_rate(10_000))
-    rounds = tracing_bench.measure(args.seconds, 2)
+    rounds = tracing_bench.measure(args.seconds, 3)
     figures = Figures(
         echo,
         echo_us,

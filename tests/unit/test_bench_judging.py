@@ -10,7 +10,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
-from bench import admitted, cpu, floors, spike, verdicts
+from bench import admitted, cpu, floors, spike, tracing_bench, verdicts
 from bench.load import Result
 from bench.targets import at_least, at_most
 from protogen.loyalty.promo.v1 import promo_pb2
@@ -174,3 +174,42 @@ def test_the_rate_targets_count_calls_served_not_calls_refused() -> None:
     assert by_name["Use over gRPC, 50 in flight, against echo"].figure.startswith("300 served")
     through_gateway = by_name["Use through the gateway (HTTP), 50 in flight, against gRPC"]
     assert "= 1.00" in through_gateway.figure  # 300 against 300 served, not 300 against 500
+
+
+def _round(index: int, setting: str, rps: float, cpu_ms: float) -> tracing_bench.Round:
+    result = Result("ApplyPromoCode", int(rps * 10), 0, 10.0, 5.0, 9.0)
+    return tracing_bench.Round(index, setting, result, result, 0, cpu_ms / 1e3, cpu_ms / 1e3)
+
+
+def test_tracing_is_judged_against_off_in_the_same_round_by_cpu_per_call() -> None:
+    rounds = [
+        # Round 0 ran on a busy machine: every setting slow, tracing still 4% more CPU.
+        _round(0, "off", 500, 2.0),
+        _round(0, "1%", 520, 2.08),
+        _round(0, "100%", 300, 3.0),
+        # Round 1 quiet; round 2 the same cost again.
+        _round(1, "off", 1000, 1.0),
+        _round(1, "1%", 1000, 1.04),
+        _round(1, "100%", 600, 1.5),
+        _round(2, "off", 1000, 1.0),
+        _round(2, "1%", 900, 1.10),
+        _round(2, "100%", 600, 1.5),
+    ]
+    drops = tracing_bench.drops(rounds, "1%")
+    # The median round's drop that +4% CPU per call means (1 - 1/1.04), whatever the rates
+    # did: round 0's 1% system even ran faster than its neighbour.
+    assert abs(drops["HTTP"] - (1 - 1 / 1.04)) < 1e-9
+    assert abs(drops["gRPC"] - (1 - 1 / 1.04)) < 1e-9
+    report = tracing_bench.section(rounds, 10)
+    assert "| HTTP | 1% | 900 |" in report and "| +4.0% | 3.8% | < 5% | yes |" in report
+    assert "rate drop measured -4.0% / -4.0%, 0.0% / 0.0%, 10.0% / 10.0%" in report
+
+
+def test_tracing_past_the_target_in_the_median_round_is_not_met() -> None:
+    rounds = [
+        _round(i, setting, 1000, cpu_ms)
+        for i, more in enumerate((1.02, 1.09, 1.20))
+        for setting, cpu_ms in (("off", 1.0), ("1%", more), ("100%", 2.0))
+    ]
+    assert abs(tracing_bench.drops(rounds, "1%")["HTTP"] - (1 - 1 / 1.09)) < 1e-9
+    assert "| < 5% | **no** |" in tracing_bench.section(rounds, 10)
