@@ -41,10 +41,17 @@ def test_the_system_edge_holds_each_worker_to_its_share_over_its_socket() -> Non
     assert "bind 127.0.0.1:50052 proto h2" in text
     for worker in (0, 1):
         assert f"server s{worker} unix@/run/x/loyalty0-{worker}.sock proto h2 maxconn 8" in text
-        # Probes and reflection go to the same workers, past the cap.
+        # Probes and reflection go to the same workers, past the cap, whose state the capped
+        # backend's checks keep: each socket is checked once.
         assert (
-            f"server s{worker} unix@/run/x/loyalty0-{worker}.sock proto h2 {edge.WATCHED}" in text
+            f"server s{worker} unix@/run/x/loyalty0-{worker}.sock proto h2 maxconn 8 {edge.WATCHED}"
+            in text
         )
+        uncapped = (
+            f"server s{worker} unix@/run/x/loyalty0-{worker}.sock proto h2 track capped/s{worker}"
+        )
+        assert uncapped in text
+    assert text.count(edge.WATCHED) == 2
     assert "option forwardfor" in text  # the address loyalty judges the caller by
     assert f"queue(capped) ge {edge.QUEUED}" in text
     # A call waits in the queue for its time too, then has the overload answer in /run/e.
@@ -77,6 +84,9 @@ def test_a_replicas_edge_falls_back_on_the_others_workers_and_watches_them_all()
     backups = [line for line in capped.splitlines() if " backup " in line]
     assert len(backups) == 2 * 2
     assert all("maxconn 8" in line and edge.WATCHED in line for line in backups)
+    uncapped = text.split("\nbackend uncapped\n")[1]
+    tracked = [line.split()[-1] for line in uncapped.splitlines() if " backup " in line]
+    assert tracked == [f"capped/b{i}" for i in range(4)]
     # Alone, it has no one to fall back on.
     alone = {**env, "EDGE_BACKUP_SOCKETS": ""}
     assert "backup" not in edge.EdgeSettings.from_env(alone).config("/run/e")

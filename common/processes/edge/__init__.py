@@ -117,10 +117,23 @@ WATCHED = "check inter 500ms fall 1 rise 1 observe layer4 error-limit 1 on-error
 NO_WORKER = "no worker of loyalty is up"
 
 
-def _servers(backs: Sequence[str], backups: Sequence[str], options: str) -> list[str]:
+def _servers(backs: Sequence[str], backups: Sequence[str], options: str | None) -> list[str]:
+    """The capped backend's servers, each watched (WATCHED), or with `options` None the
+    uncapped backend's: the same servers, each tracking its capped twin's state rather than
+    checking the same socket a second time."""
+
+    def watch(name: str) -> str:
+        return WATCHED if options is not None else f"track capped/{name}"
+
     return [
-        *(f"  server s{i} {back} proto h2{options} {WATCHED}" for i, back in enumerate(backs)),
-        *(f"  server b{i} {b} proto h2{options} backup {WATCHED}" for i, b in enumerate(backups)),
+        *(
+            f"  server s{i} {back} proto h2{options or ''} {watch(f's{i}')}"
+            for i, back in enumerate(backs)
+        ),
+        *(
+            f"  server b{i} {b} proto h2{options or ''} backup {watch(f'b{i}')}"
+            for i, b in enumerate(backups)
+        ),
     ]
 
 
@@ -188,7 +201,7 @@ def config(
             *_servers(backs, backups, f" maxconn {each}"),
             "backend uncapped",
             "  balance roundrobin",
-            *_servers(backs, backups, ""),
+            *_servers(backs, backups, None),
             "",
         ]
     )
