@@ -4,9 +4,9 @@ traced process exporting OTLP/HTTP to a local sink that counts the spans it rece
 
 The settings run side by side: one freshly started system each, all loaded at once for the
 same seconds, each with its own calls in flight. Rounds run one after another, and each
-round's drop compares systems that shared the machine's every moment. Before, the settings
-took turns, and a neighbour's load in one turn read as tracing's cost (a drop of 0-30%
-between two rounds of the same setting); paired, the noise falls on every setting alike.
+round compares systems that shared the machine's every moment. Before, the settings took
+turns, and the machine's state in one turn read as tracing's cost (rounds of one setting
+differed by up to 30%); side by side, the noise falls on every setting alike.
 
     .venv/bin/python -m bench.tracing_bench [--seconds 10] [--rounds 3]
 
