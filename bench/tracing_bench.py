@@ -26,7 +26,6 @@ from contextlib import AsyncExitStack, ExitStack, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.sharedctypes import Synchronized
-from typing import Any
 
 import aiohttp
 import grpc
@@ -208,7 +207,10 @@ async def _side_by_side(
     return found
 
 
-async def _drive_round(systems: dict[str, System], seconds: float) -> dict[str, Any]:
+async def _drive_round(
+    systems: dict[str, System], seconds: float
+) -> dict[str, dict[str, tuple[Result, float]]]:
+    """Each transport's results and CPU per call, by setting."""
     async with AsyncExitStack() as stack:
         ready = await asyncio.gather(*(_loaded(s, stack) for s in systems.values()))
         loaded = dict(zip(systems, ready, strict=True))
@@ -232,7 +234,9 @@ def one_round(index: int, seconds: float) -> list[Round]:
             for setting, ratio in SETTINGS.items()
         }
         measured = asyncio.run(_drive_round(systems, seconds))
-        stack.pop_all().close()  # every process stopped, so flushed its last batch, first
+        # The systems stop first (each process exports its last batch as it exits), then
+        # the sinks: their counts are complete.
+        stack.pop_all().close()
         spans = {s: (sinks[s][0].value if s in sinks else 0) for s in SETTINGS}
     rounds = []
     for setting in SETTINGS:
