@@ -19,7 +19,8 @@ import grpc
 from bench import cpu
 from bench.echo_server import ECHO
 from bench.load import Result, drive
-from bench.system import PG, ROOT, free_port
+from bench.ports import free_port
+from bench.system import PG, ROOT
 from common.storage.migrations import drop_database, ensure_database
 
 # The statements of a use, as loyalty runs them: the purchase, the code's counter, the user's.

@@ -17,8 +17,9 @@ from collections.abc import Awaitable
 from bench import edge_proxy, spike
 from bench.load import Result, drive
 from bench.loyalty_bench import Meta
+from bench.ports import free_port
 from bench.spread import spread_stub
-from bench.system import System, free_port, running
+from bench.system import System, running
 from bench.targets import table
 from bench.verdicts import OVER, UNDER
 from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc

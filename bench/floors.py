@@ -32,8 +32,9 @@ import grpc
 from bench import cpu, edge_proxy
 from bench.ceilings import echo, echo_served, started
 from bench.echo_server import ECHO
+from bench.ports import free_port
 from bench.spike import OVER_GOODPUT
-from bench.system import PG, free_port
+from bench.system import PG
 from common.storage.migrations import drop_database, ensure_database
 
 IN_FLIGHT = 50

@@ -35,7 +35,8 @@ from bench import cpu
 from bench.gateway_bench import _wait_http
 from bench.load import Result, drive
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
-from bench.system import ROOT, System, free_port, running
+from bench.ports import free_port
+from bench.system import ROOT, System, running
 from common.rpc.channels import open_channels
 from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc

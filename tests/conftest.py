@@ -7,8 +7,6 @@ started in-process or as subprocesses by the tests use them too; everything is d
 from __future__ import annotations
 
 import os
-import random
-import socket
 import uuid
 from collections.abc import AsyncIterator
 
@@ -53,46 +51,6 @@ pytest_plugins = [
     "tests.fixtures.replicas",
     "tests.fixtures.fuzz",
 ]
-
-
-# Ports for the servers a test starts come from below the kernel's ephemeral range. A port
-# from bind(0) is closed again before the server binds it, and meanwhile any outgoing
-# connection (a migration's, a client's, a worker's) may take it as its own local port, which
-# blocks the server's bind: a rare start-up failure. Below the range no connection takes one,
-# and a port is handed out once a run (the tests run in one process).
-LOWEST_PORT = 12000
-_handed_out: set[int] = set()
-
-
-def _ephemeral_low() -> int:
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
-            return int(ports.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def bindable(port: int) -> bool:
-    """Nothing listens on the port and no connection holds it as its local port."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def free_port(neighbours: tuple[int, ...] = ()) -> int:
-    """A port no other server of this run was given, free now, with `port + n` for each n in
-    `neighbours` free too (a launcher's replicas and edges listen at fixed shifts)."""
-    top = _ephemeral_low() - max(neighbours, default=0)
-    while True:
-        port = random.randrange(LOWEST_PORT, top)
-        taken = [port + n for n in (0, *neighbours)]
-        if any(p in _handed_out for p in taken) or not all(bindable(p) for p in taken):
-            continue
-        _handed_out.update(taken)
-        return port
 
 
 @pytest.fixture(scope="session")

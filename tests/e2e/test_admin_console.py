@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.conftest import free_port
+from bench.ports import free_port
 from tests.e2e.processes import run, start, stop, wait_serving
 from tests.fixtures.auth import PASSWORD, unique_email
 

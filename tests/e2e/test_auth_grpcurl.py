@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import free_port
+from bench.ports import free_port
 from tests.e2e.processes import grpcurl, run, start, stop, wait_serving
 from tests.fixtures.auth import PASSWORD, unique_email
 

@@ -24,11 +24,11 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from bench.ports import free_port
 from bench.spike import create_code
 from common.processes import edge as edge_settings
 from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
-from tests.conftest import free_port
 from tests.e2e.processes import ROOT, grpcurl, run, start, stop, wait_serving
 from tests.fixtures.auth import PASSWORD, unique_email
 from tests.grpc_helpers import error_info

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from bench.ports import free_port
 from tests.e2e.processes import run, start, stop, wait_serving
 from tests.fixtures.auth import unique_email
 

@@ -17,9 +17,9 @@ import grpc
 import httpx
 import pytest
 
+from bench.ports import free_port
 from common.processes.healthcheck import grpc_serving
 from common.processes.launcher import DIRECT_PORT_SHIFT
-from tests.conftest import free_port
 from tests.e2e.processes import ROOT, run
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from bench.ports import free_port
 from tests.e2e.processes import grpcurl, run, start, stop, wait_serving
 from tests.fixtures.auth import PASSWORD, unique_email
 

@@ -23,10 +23,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pamqp.commands import Basic
 
 from auth_service.keys import new_private_pem
+from bench.ports import free_port
 from common.messaging.broker import CONTENT_TYPE, declare_exchange
 from common.storage.migrations import drop_database
 from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
-from tests.conftest import PG, TEST_ENV, free_port
+from tests.conftest import PG, TEST_ENV
 from tests.e2e.processes import ROOT, run, start, stop, wait_serving
 from tests.fixtures.auth import PASSWORD, unique_email
 from tests.fixtures.cleanup import _drop_broker_names

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from bench.ports import free_port
 from tests.e2e.processes import ROOT
 
 DEFAULTS = {

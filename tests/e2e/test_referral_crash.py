@@ -18,8 +18,9 @@ from typing import Any
 import asyncpg
 import grpc
 
+from bench.ports import free_port
 from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
-from tests.conftest import TEST_ENV, free_port
+from tests.conftest import TEST_ENV
 from tests.e2e.processes import ROOT, run, wait_serving
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.sync import eventually

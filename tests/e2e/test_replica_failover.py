@@ -22,7 +22,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import TEST_ENV, free_port
+from bench.ports import free_port
+from tests.conftest import TEST_ENV
 from tests.e2e.processes import run, start, stop, wait_serving
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.gateway import gateway_settings, open_client

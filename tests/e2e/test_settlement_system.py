@@ -22,7 +22,7 @@ import pytest
 from auth_service.domain import Role, Status, User
 from auth_service.keys import KeyRing, new_private_pem, signing_key
 from auth_service.token_issuer import TokenIssuer
-from tests.conftest import free_port
+from bench.ports import free_port
 from tests.e2e.processes import ROOT, run
 from tests.e2e.test_launcher import _free_base
 from tests.fixtures.auth import unique_email

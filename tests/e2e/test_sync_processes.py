@@ -11,8 +11,9 @@ import sys
 
 import asyncpg
 
+from bench.ports import free_port
 from protogen.loyalty.auth.v1 import auth_pb2
-from tests.conftest import TEST_ENV, free_port
+from tests.conftest import TEST_ENV
 from tests.e2e.processes import ROOT, run
 from tests.fixtures.auth import PASSWORD, AuthTestServer
 from tests.fixtures.sync import eventually

@@ -23,8 +23,9 @@ import aio_pika
 import httpx
 import pytest
 
+from bench.ports import free_port
 from common.storage.migrations import drop_database
-from tests.conftest import TEST_ENV, free_port
+from tests.conftest import TEST_ENV
 from tests.e2e.processes import ROOT, run, stop, wait_serving
 from tests.fixtures.auth import PASSWORD, unique_email
 from tests.otlp_receiver import Receiver, Span, serving, tree

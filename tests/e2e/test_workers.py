@@ -20,10 +20,10 @@ import grpc
 import httpx
 import pytest
 
+from bench.ports import free_port
 from common.rpc.channels import open_channels
 from protogen.loyalty.auth.v1 import auth_pb2
 from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
-from tests.conftest import free_port
 from tests.e2e.processes import ROOT, run, stop, wait_serving
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.sync import eventually

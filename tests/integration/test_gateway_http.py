@@ -13,8 +13,8 @@ import grpc
 import httpx
 import pytest
 
+from bench.ports import free_port
 from protogen.loyalty.promo.v1 import promo_pb2
-from tests.conftest import free_port
 from tests.fixtures.auth import PASSWORD, AuthTestServer, TestUser, unique_email
 from tests.fixtures.gateway import gateway_settings, open_client
 from tests.fixtures.loyalty import LoyaltyTestServer

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.conftest import free_port
+from bench.ports import free_port
 from tests.e2e.processes import ROOT, grpcurl, run, start, stop, wait_serving
 from tests.fixtures.auth import PASSWORD, unique_email
 from tests.sentry_probe import SECRETS

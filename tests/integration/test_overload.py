@@ -17,12 +17,12 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from bench.ports import free_port
 from common.rpc.admission import AdmissionSettings
 from common.rpc.grpc_errors import OVERLOADED
 from common.rpc.grpc_server import GrpcServer
 from common.telemetry.metrics import rpc_metrics
 from protogen.loyalty.promo.v1 import promo_pb2
-from tests.conftest import free_port
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import (
     LoyaltyTestServer,
