@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from bench.ports import free_port
+
 CONFIG = """[databases]
 * = host={host} port={port} user={user}
 
@@ -38,13 +40,6 @@ def binary() -> str:
     if found is None:
         raise RuntimeError("pgbouncer is not installed (scripts/system_deps.sh installs it)")
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _listening(port: int) -> bool:
@@ -85,7 +80,7 @@ def start(postgres: str, pool_size: int = 20, deadline_s: float = 20) -> PgBounc
     server = urlsplit(postgres)
     directory = Path(tempfile.mkdtemp(prefix="pgbouncer"))
     directory.chmod(0o777)  # the `postgres` user writes its log and pid file here
-    port = _free_port()
+    port = free_port()
     config = directory / "pgbouncer.ini"
     config.write_text(
         CONFIG.format(
