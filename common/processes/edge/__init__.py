@@ -38,7 +38,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -117,23 +117,13 @@ WATCHED = "check inter 500ms fall 1 rise 1 observe layer4 error-limit 1 on-error
 NO_WORKER = "no worker of loyalty is up"
 
 
-def _servers(backs: Sequence[str], backups: Sequence[str], options: str | None) -> list[str]:
-    """The capped backend's servers, each watched (WATCHED), or with `options` None the
-    uncapped backend's: the same servers, each tracking its capped twin's state rather than
-    checking the same socket a second time."""
-
-    def watch(name: str) -> str:
-        return WATCHED if options is not None else f"track capped/{name}"
-
+def _servers(
+    backs: Sequence[str], backups: Sequence[str], settings: Callable[[str], str]
+) -> list[str]:
+    """Each server of `backs`, then each of `backups` as a backup, with `settings(name)`."""
     return [
-        *(
-            f"  server s{i} {back} proto h2{options or ''} {watch(f's{i}')}"
-            for i, back in enumerate(backs)
-        ),
-        *(
-            f"  server b{i} {b} proto h2{options or ''} backup {watch(f'b{i}')}"
-            for i, b in enumerate(backups)
-        ),
+        *(f"  server s{i} {back} proto h2 {settings(f's{i}')}" for i, back in enumerate(backs)),
+        *(f"  server b{i} {b} proto h2 backup {settings(f'b{i}')}" for i, b in enumerate(backups)),
     ]
 
 
@@ -198,10 +188,11 @@ def config(
             "  balance leastconn",
             f"  errorfile 503 {Path(folder) / OVERLOAD_FILE}",
             *_unavailable_when_none_is_up(headers[DETAILS]),
-            *_servers(backs, backups, f" maxconn {each}"),
+            *_servers(backs, backups, lambda _: f"maxconn {each} {WATCHED}"),
             "backend uncapped",
             "  balance roundrobin",
-            *_servers(backs, backups, None),
+            # The same servers, each following its capped twin's state: a socket is checked once.
+            *_servers(backs, backups, lambda name: f"track capped/{name}"),
             "",
         ]
     )
