@@ -4,14 +4,13 @@ refusal and a forwarded call cost it, bench.edge_spike both spikes with and with
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.ports import wait_listening
 from common.processes import edge
 
 
@@ -23,18 +22,6 @@ def config(
     return edge.config(front, [back] * servers, in_flight, folder, queued)
 
 
-def _wait_listening(address: str, deadline_s: float = 10) -> None:
-    host, _, port = address.rpartition(":")
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"haproxy did not listen on {address}")
-
-
 @contextmanager
 def running(
     front: str, back: str, in_flight: int, **options: int
@@ -44,7 +31,7 @@ def running(
         # -db: in the foreground, one process, so its pid is the one whose CPU is counted.
         process = subprocess.Popen([edge.executable(), "-db", "-q", "-f", str(path)])
         try:
-            _wait_listening(front)
+            wait_listening(front, "haproxy")
             yield process
         finally:
             process.terminate()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import socket
+import time
 
 LOWEST_PORT = 12000
 _handed_out: set[int] = set()
@@ -45,3 +46,17 @@ def free_port(neighbours: tuple[int, ...] = ()) -> int:
             continue
         _handed_out.update(taken)
         return port
+
+
+def wait_listening(address: str, what: str, deadline_s: float = 10) -> None:
+    """Returns once `address` (HOST:PORT) accepts a connection; `what` names the server in
+    the error when it does not within `deadline_s`."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not listen on {address}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import socket
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -35,7 +34,7 @@ from bench import cpu
 from bench.gateway_bench import _wait_http
 from bench.load import Result, drive
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
-from bench.ports import free_port
+from bench.ports import free_port, wait_listening
 from bench.system import ROOT, System, running
 from common.rpc.channels import open_channels
 from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -88,22 +87,12 @@ def sink() -> Iterator[tuple[Synchronized[int], str]]:
     port = free_port()
     server = spawn.Process(target=_serve_sink, args=(port, spans), daemon=True)
     server.start()
-    _wait_listening(port)
+    wait_listening(f"127.0.0.1:{port}", "the span sink", 30)
     try:
         yield spans, f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.join(10)
-
-
-def _wait_listening(port: int, deadline_s: float = 30) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"the span sink did not listen on {port}")
 
 
 def tracing_env(ratio: str | None, endpoint: str) -> dict[str, str]:
