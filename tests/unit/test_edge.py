@@ -85,6 +85,10 @@ def test_a_replicas_edge_falls_back_on_the_others_workers_and_watches_them_all()
     assert len(backups) == 2 * 2
     assert all("maxconn 8" in line and edge.WATCHED in line for line in backups)
     uncapped = text.split("\nbackend uncapped\n")[1]
+    # Every backup at once (HAProxy's default is the first alone): a dead replica's calls
+    # get as many worker shares as it had.
+    assert "  option allbackups" in capped.splitlines()
+    assert "  option allbackups" in uncapped.splitlines()
     tracked = [line.split()[-1] for line in uncapped.splitlines() if " backup " in line]
     assert tracked == [f"capped/b{i}" for i in range(4)]
     # Alone, it has no one to fall back on.

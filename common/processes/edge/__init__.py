@@ -22,8 +22,8 @@ cannot spend everyone's guessing budget, nor escape its own.
 
 A replica whose workers all died must not show to the callers of its edge either: the
 gateway's balancer still sees the edge up and keeps sending it calls. So the edge sends them
-to the other replicas' workers meanwhile (their sockets are `backup` servers), and a dead
-server is skipped as soon as a connection to it fails.
+to the other replicas' workers meanwhile (their sockets are `backup` servers, all used at once,
+each with a worker's share), and a dead server is skipped as soon as a connection to it fails.
 
 `python -m common.processes.edge` runs it from its environment (the launcher sets it):
 `EDGE_ADDR` (where it listens), `EDGE_SOCKETS` (the workers' socket prefix), `EDGE_WORKERS`,
@@ -162,6 +162,9 @@ def config(
     uncapped = f"{{ path_beg {UNCAPPED} }}"
     full = "TRUE" if in_flight == 0 else f"{{ queue(capped) ge {max(queued, 1)} }}"
     each = max(in_flight // len(backs), 1)
+    # Without it HAProxy sends everything to the first backup alone: a dead replica's calls
+    # then squeeze into one worker's share, queue, and are refused (`make drills` saw it).
+    spread_over_backups = ["  option allbackups"] if backups else []
     return "\n".join(
         [
             "global",
@@ -186,11 +189,13 @@ def config(
             "  default_backend capped",
             "backend capped",
             "  balance leastconn",
+            *spread_over_backups,
             f"  errorfile 503 {Path(folder) / OVERLOAD_FILE}",
             *_unavailable_when_none_is_up(headers[DETAILS]),
             *_servers(backs, backups, lambda _: f"maxconn {each} {WATCHED}"),
             "backend uncapped",
             "  balance roundrobin",
+            *spread_over_backups,
             # The same servers, each following its capped twin's state: a socket is checked once.
             *_servers(backs, backups, lambda name: f"track capped/{name}"),
             "",
