@@ -188,7 +188,7 @@ def _wrap(
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = _begin(context)
-        deadlines.start(context.time_remaining())
+        deadlines.start(context.time_remaining(), context.invocation_metadata() or ())
         try:
             return await _run(handler, request, context)
         finally:

@@ -12,6 +12,7 @@ from google.rpc import status_pb2
 from bench import admitted, edge_proxy, spike
 from common.access.trust import grpc_client_address, parse_networks
 from common.processes import edge, launcher
+from common.rpc import deadlines
 
 
 def test_the_edges_refusal_is_the_services_overload_status() -> None:
@@ -85,6 +86,9 @@ def test_a_replicas_edge_falls_back_on_the_others_workers_and_watches_them_all()
     assert len(backups) == 2 * 2
     assert all("maxconn 8" in line and edge.WATCHED in line for line in backups)
     uncapped = text.split("\nbackend uncapped\n")[1]
+    # The proxy stamps when it took a call, replacing a caller's own stamp.
+    front = text.split("\nfrontend grpc\n")[1].split("\nbackend ")[0]
+    assert f"  http-request set-header {deadlines.RECEIVED_HEADER} %[date(0,ms)]" in front
     # Every backup at once (HAProxy's default is the first alone): a dead replica's calls
     # get as many worker shares as it had.
     assert "  option allbackups" in capped.splitlines()

@@ -45,6 +45,7 @@ from types import FrameType
 
 from common.processes import supervisor as workers
 from common.processes.parent_death import die_with_parent
+from common.rpc import deadlines
 from common.rpc.grpc_errors import overloaded_status
 
 DETAILS = "grpc-status-details-bin"
@@ -186,6 +187,9 @@ def config(
             "frontend grpc",
             f"  bind {front} proto h2",
             f"  http-request return status 200 {refusal} if {full} !{uncapped}",
+            # When the proxy took the call (a caller's own value replaced): the service takes
+            # the call's wait in the queue off its deadline (common.rpc.deadlines).
+            f"  http-request set-header {deadlines.RECEIVED_HEADER} %[date(0,ms)]",
             f"  use_backend uncapped if {uncapped}",
             "  default_backend capped",
             "backend capped",
