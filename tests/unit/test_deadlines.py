@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from common.rpc import deadlines
 
 NOW = 1_796_411_072.5  # a wall-clock second
+
+
+@pytest.fixture(autouse=True)
+def no_deadline_left_behind() -> Iterator[None]:
+    # A deadline set here would otherwise hold for every later test in this thread (and for
+    # the tasks they start, which copy its context).
+    yield
+    deadlines.start(None)
 
 
 def _stamped(seconds_ago: float) -> tuple[tuple[str, str], ...]:
