@@ -66,17 +66,17 @@ async def stand_in_edge(
         paths = [edge.socket_path(alive, i) for i in range(2)]
         workers = [await _worker(path) for path in paths]
         address = f"127.0.0.1:{free_port()}"
-        env = {
+        settings = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
-            "EDGE_ADDR": address,
-            "EDGE_SOCKETS": alive if own_alive else os.path.join(folder, "gone-"),
-            "EDGE_WORKERS": "2",
+            edge.SERVICE_WORKERS: "2",
             "EDGE_IN_FLIGHT": str(in_flight),  # at each worker
             "EDGE_QUEUED": "1000",
             "EDGE_QUEUE_TIMEOUT_MS": str(queue_timeout_ms),
-            "EDGE_BACKUP_SOCKETS": "" if own_alive else alive,
         }
+        own = alive if own_alive else os.path.join(folder, "gone-")
+        # The edge's environment as `make run` makes it (no direct address: no service here).
+        _, env = edge.environments(settings, address, "", own, [] if own_alive else [alive])
         proxy = start("common.processes.edge", env)
         try:
             # Blocking: in a thread, as the workers answering its probes run on this loop.
