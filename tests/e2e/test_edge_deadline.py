@@ -9,10 +9,23 @@ import asyncio
 
 import grpc
 
-from tests.e2e.stand_in import call, stand_in_edge
+from tests.e2e.stand_in import METHOD, call, stand_in_edge
 
 DEADLINE_S = 3.0
 HOLD_S = 0.6  # the calls ahead hold both workers this long
+
+
+async def test_a_callers_own_stamp_is_replaced_by_the_edges() -> None:
+    # A caller that claims the edge took its call long ago (to shorten the time of calls it
+    # does not own, or to see what breaks) is stamped anew: it keeps its whole deadline.
+    forged = (("x-edge-received-ms", "1"),)
+    async with (
+        stand_in_edge(in_flight=1, queue_timeout_ms=100) as (address, _),
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        answer = await channel.unary_unary(METHOD)(b"0", timeout=DEADLINE_S, metadata=forged)
+    time_left = float(answer.decode().split(" ")[1])
+    assert DEADLINE_S - 0.2 < time_left < DEADLINE_S + 0.05
 
 
 async def test_a_call_that_waited_in_the_queue_has_that_much_less_time() -> None:
