@@ -3,6 +3,7 @@ and how a figure becomes met or not. No load and no timing here: only the arithm
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import grpc
@@ -178,7 +179,8 @@ def test_the_rate_targets_count_calls_served_not_calls_refused() -> None:
 
 def _round(index: int, setting: str, rps: float, cpu_ms: float) -> tracing_bench.Round:
     result = Result("ApplyPromoCode", int(rps * 10), 0, 10.0, 5.0, 9.0)
-    return tracing_bench.Round(index, setting, result, result, 0, cpu_ms / 1e3, cpu_ms / 1e3)
+    paces = {"http": 800.0 + index, "grpc": 700.0 + index}
+    return tracing_bench.Round(index, setting, result, result, 0, cpu_ms / 1e3, cpu_ms / 1e3, paces)
 
 
 def test_tracing_is_judged_against_off_in_the_same_round_by_cpu_per_call() -> None:
@@ -201,8 +203,20 @@ def test_tracing_is_judged_against_off_in_the_same_round_by_cpu_per_call() -> No
     assert abs(drops["HTTP"] - (1 - 1 / 1.04)) < 1e-9
     assert abs(drops["gRPC"] - (1 - 1 / 1.04)) < 1e-9
     report = tracing_bench.section(rounds, 10)
-    assert "| HTTP | 1% | 900 |" in report and "| +4.0% | 3.8% | < 5% | yes |" in report
-    assert "rate drop measured -4.0% / -4.0%, 0.0% / 0.0%, 10.0% / 10.0%" in report
+    assert "| HTTP | 1% | 801 | 900 |" in report and "| +4.0% | 3.8% | < 5% | yes |" in report
+    assert "CPU per call +4.0% / +4.0%, +4.0% / +4.0%, +10.0% / +10.0%" in report
+    assert "paced at 800 / 700, 801 / 701, 802 / 702 calls a second" in report
+
+
+def test_a_paced_run_counts_every_call_made_and_the_failed_ones() -> None:
+    async def call(i: int) -> None:
+        if i % 4 == 0:
+            raise RuntimeError("refused")
+
+    result = asyncio.run(tracing_bench._paced(call, "paced", 400, 0.1))
+    # Open loop: the calls are the schedule's (rate x seconds), whatever the answers were.
+    assert result.calls == 40 and result.errors == 10
+    assert result.answered_rps < result.rps
 
 
 def test_tracing_past_the_target_in_the_median_round_is_not_met() -> None:
