@@ -17,8 +17,9 @@ as the kernel hashed them (72/28 in one start, 50/50 in the next): either moved 
 CPU per call by more than tracing's cost. Paced alike, every system serves the same calls a
 second; behind the edge, which gives each call to the less busy worker, its workers share
 them evenly. Tracing off against off, so paced, differed by -2.5% to +3.2% a round. The pace
-is PACE of the slowest system's rate in a short closed-loop probe side by side, so no system
-queues; the edge's own CPU, the same whatever tracing does, is left out of the sums.
+is PACE of the slowest system's rate in a short closed-loop probe side by side (with as many
+calls in flight as loyalty takes in without refusing), so no system queues; the edge's own
+CPU, the same whatever tracing does, is left out of the sums.
 
     .venv/bin/python -m bench.tracing_bench [--seconds 10] [--rounds 3]
 
@@ -47,7 +48,7 @@ from bench.gateway_bench import _wait_http
 from bench.load import Result, drive, percentile
 from bench.loyalty_bench import PASSWORD, bearer, create_codes, make_admin, tokens
 from bench.ports import free_port, wait_listening
-from bench.spike import TAKEN, Outcome, open_loop
+from bench.spike import CAPACITY_CLIENTS, TAKEN, Outcome, open_loop
 from bench.system import EDGE, ROOT, System, running
 from common.rpc.channels import open_channels
 from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -227,7 +228,11 @@ async def _side_by_side(
     result and CPU per call."""
     name = f"ApplyPromoCode, {'HTTP' if transport == 'http' else 'gRPC'}"
     calls = {s: getattr(one, f"over_{transport}") for s, one in loaded.items()}
-    probe = await asyncio.gather(*(drive(name, c, IN_FLIGHT, PROBE_S) for c in calls.values()))
+    # As many in flight as loyalty takes in without refusing: a refusal's waited-out retry
+    # delay would slow the probe, and with it the pace, by the edge's doing.
+    probe = await asyncio.gather(
+        *(drive(name, c, CAPACITY_CLIENTS, PROBE_S) for c in calls.values())
+    )
     pace = PACE * min(result.answered_rps for result in probe)
     before = {s: cpu_seconds(one.system) for s, one in loaded.items()}
     own_before = (time.process_time(), time.monotonic())
@@ -361,7 +366,8 @@ def section(rounds: list[Round], seconds: float) -> str:
         " side, each on a freshly started system of its own, loaded at once: each round"
         " compares systems that shared the machine's every moment. Every system is paced at"
         f" the same rate, open loop: {PACE:.0%} of the slowest one's rate in a {PROBE_S:g} s"
-        f" closed-loop probe ({IN_FLIGHT} calls in flight) just before. Paced alike, the"
+        f" closed-loop probe just before ({CAPACITY_CLIENTS} calls in flight, as many as"
+        " loyalty takes in without refusing). Paced alike, the"
         " systems serve the same calls a second, so the CPU each call takes compares the code"
         " and not how the scheduler split the machine. Figures are medians over the rounds,"
         " each against tracing off in the same round. CPU per call is the three services'"

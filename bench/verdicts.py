@@ -103,7 +103,7 @@ def targets(f: Figures) -> list[Target]:
         ),
         *(
             Target(
-                f"tracing at 1% sampling, {transport}: rate drop (by CPU per call, side by side)",
+                f"tracing at 1% sampling, {transport}: rate drop (by CPU per call, paced)",
                 f"{drop:.1%}",
                 "< 5%",
                 drop < 0.05,
