@@ -1,5 +1,5 @@
-"""What tracing costs: ApplyPromoCode through the gateway (HTTP) and straight to loyalty
-(gRPC) with tracing off, at 1% and at 100% sampling (parent-based trace-id ratio), every
+"""What tracing costs: ApplyPromoCode through the gateway (HTTP) and to loyalty's gRPC
+address (gRPC) with tracing off, at 1% and at 100% sampling (parent-based trace-id ratio), every
 traced process exporting OTLP/HTTP to a local sink that counts the spans it receives.
 
 The settings run side by side: one freshly started system each, all loaded at once for the
@@ -367,9 +367,9 @@ def section(rounds: list[Round], seconds: float) -> str:
         " compares systems that shared the machine's every moment. Every system is paced at"
         f" the same rate, open loop: {PACE:.0%} of the slowest one's rate in a {PROBE_S:g} s"
         f" closed-loop probe just before ({CAPACITY_CLIENTS} calls in flight, as many as"
-        " loyalty takes in without refusing). Paced alike, the"
-        " systems serve the same calls a second, so the CPU each call takes compares the code"
-        " and not how the scheduler split the machine. Figures are medians over the rounds,"
+        " loyalty takes in without refusing). Paced alike, the systems serve the same calls a"
+        " second, so the CPU each call takes compares the code and not how the scheduler split"
+        " the machine. Figures are medians over the rounds,"
         " each against tracing off in the same round. CPU per call is the three services'"
         " user + system time (the edge's left out) over the calls made. The target is judged"
         " on the rate drop that CPU per call means (the rate of a machine the calls keep busy"

@@ -1,5 +1,6 @@
 """The bench's pure judging: how a spike's answers are classified, how its books are checked,
-and how a figure becomes met or not. No load and no timing here: only the arithmetic."""
+and how a figure becomes met or not. No server and no timing here: only the arithmetic, and
+one open loop over a stand-in call whose answers are counted, not timed."""
 
 from __future__ import annotations
 
