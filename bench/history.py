@@ -5,7 +5,10 @@
 1. Use's p50 at an empty database, then again after `rows` purchases (spread over the past
    year) and `rows` rejections (over the past 25 days: within the 30 days' retention) are
    loaded with generate_series (not through the API; the rows go into the monthly
-   partitions). Target: p50 within 10% of the empty figure.
+   partitions). Target: p50 within 10% of the empty figure, with no call failed. Both run
+   with P50_CLIENTS in flight, as many as loyalty takes in without refusing: with 50, about
+   one call in 40 was refused at intake (CANCELLED), and a fast refusal has no place in a
+   p50 of uses.
 2. 200 clients on one code (unlimited, and capped: both split over counter slots) against
    200 clients spread over 1000 codes, over gRPC; and pgbench on the one statement a use
    is now (loyalty_use), spread and on one code, the SQL ceiling of both.
@@ -29,11 +32,14 @@ import grpc
 from bench.load import Result
 from bench.load import drive as _drive
 from bench.loyalty_bench import PASSWORD, Meta, bearer, create_codes, make_admin, tokens
+from bench.spike import CAPACITY_CLIENTS
 from bench.system import System, running
 from protogen.loyalty.auth.v1 import auth_pb2, auth_pb2_grpc
 from protogen.loyalty.promo.v1 import promo_pb2, promo_pb2_grpc
 
 ROWS = 10_000_000
+# The p50 scenarios' calls in flight (see the docstring).
+P50_CLIENTS = CAPACITY_CLIENTS
 PGBENCH_CLIENTS = 24
 PGBENCH = ["pgbench", "-n", "-j", "2", "-c"]
 CHUNK = 1_000_000
@@ -83,7 +89,7 @@ class Figures:
 
 
 class Loyalty:
-    """A Use call over gRPC, for 50 signed-in users, on the codes given."""
+    """A Use call over gRPC, for the signed-in users (50), on the codes given."""
 
     def __init__(self, promo: promo_pb2_grpc.PromoServiceStub, users: list[Meta]) -> None:
         self._promo = promo
@@ -163,8 +169,10 @@ async def measure(system: System, seconds: float, rows: int) -> Figures:
         capped = await _capped_code(admin, admin_meta)
         loyalty = Loyalty(promo, users)
         spread = loyalty.use(codes)
-        await drive("warm-up", spread, 50, 2)
-        empty = await drive("UsePromoCode, 50 clients, empty database", spread, 50, seconds)
+        await drive("warm-up", spread, P50_CLIENTS, 2)
+        empty = await drive(
+            f"UsePromoCode, {P50_CLIENTS} clients, empty database", spread, P50_CLIENTS, seconds
+        )
         spread_200 = await drive("UsePromoCode, 200 clients, 1000 codes", spread, 200, seconds)
         hot_unlimited = await drive(
             "UsePromoCode, 200 clients, one unlimited code", loyalty.use(hot), 200, seconds
@@ -178,9 +186,12 @@ async def measure(system: System, seconds: float, rows: int) -> Figures:
         load_seconds = await _load(dsn, codes, rows)
         # The load outlasts an access token: sign in again.
         spread = Loyalty(promo, await _fresh_tokens(system)).use(codes)
-        await drive("warm-up", spread, 50, 2)
+        await drive("warm-up", spread, P50_CLIENTS, 2)
         loaded = await drive(
-            f"UsePromoCode, 50 clients, {rows:,} purchases and rejections", spread, 50, seconds
+            f"UsePromoCode, {P50_CLIENTS} clients, {rows:,} purchases and rejections",
+            spread,
+            P50_CLIENTS,
+            seconds,
         )
     return Figures(empty, loaded, load_seconds, rows, spread_200, hot_unlimited, hot_capped, pg)
 
@@ -265,7 +276,8 @@ def report(f: Figures) -> list[str]:
         "| target | figure | met |",
         "|---|---|---|",
         f"| Use p50 at {f.rows:,} rows within 10% of empty | {f.empty.p50_ms:.1f} →"
-        f" {f.loaded.p50_ms:.1f} ms ({f.p50_growth:+.1%}) | {'yes' if met else '**no**'} |",
+        f" {f.loaded.p50_ms:.1f} ms ({f.p50_growth:+.1%}){_failed(f)} |"
+        f" {'yes' if met else '**no**'} |",
         f"| 200 clients on one code >= 0.8 of 200 spread | unlimited"
         f" {f.hot_unlimited.rps / spread:.2f}, capped {f.hot_capped.rps / spread:.2f} |"
         f" {'yes' if min(f.hot_unlimited.rps, f.hot_capped.rps) >= 0.8 * spread else '**no**'} |",
@@ -276,6 +288,13 @@ def report(f: Figures) -> list[str]:
         + ".",
     ]
     return lines
+
+
+def _failed(f: Figures) -> str:
+    """What else keeps the p50 target from being met: calls of its scenarios that failed."""
+    if not f.empty.errors and not f.loaded.errors:
+        return ""
+    return f"; calls failed: {f.empty.errors} empty, {f.loaded.errors} loaded"
 
 
 def run(seconds: float, rows: int) -> list[str]:
