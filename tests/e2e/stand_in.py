@@ -47,9 +47,16 @@ async def _worker(path: str) -> grpc.aio.Server:
     return server
 
 
-async def call(channel: grpc.aio.Channel, hold_s: float, deadline_s: float = 10) -> Answer:
+async def call(
+    channel: grpc.aio.Channel,
+    hold_s: float,
+    deadline_s: float = 10,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> Answer:
     """One call that holds its worker `hold_s` seconds, with a deadline `deadline_s` away."""
-    answer = await channel.unary_unary(METHOD)(str(hold_s).encode(), timeout=deadline_s)
+    answer = await channel.unary_unary(METHOD)(
+        str(hold_s).encode(), timeout=deadline_s, metadata=metadata
+    )
     socket, left = answer.decode().split(" ")
     return Answer(socket, None if left == "None" else float(left))
 

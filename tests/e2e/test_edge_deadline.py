@@ -9,7 +9,8 @@ import asyncio
 
 import grpc
 
-from tests.e2e.stand_in import METHOD, call, stand_in_edge
+from common.rpc import deadlines
+from tests.e2e.stand_in import call, stand_in_edge
 
 DEADLINE_S = 3.0
 HOLD_S = 0.6  # the calls ahead hold both workers this long
@@ -18,14 +19,14 @@ HOLD_S = 0.6  # the calls ahead hold both workers this long
 async def test_a_callers_own_stamp_is_replaced_by_the_edges() -> None:
     # A caller that claims the edge took its call long ago (to shorten the time of calls it
     # does not own, or to see what breaks) is stamped anew: it keeps its whole deadline.
-    forged = (("x-edge-received-ms", "1"),)
+    forged = ((deadlines.RECEIVED_HEADER, "1"),)
     async with (
         stand_in_edge(in_flight=1, queue_timeout_ms=100) as (address, _),
         grpc.aio.insecure_channel(address) as channel,
     ):
-        answer = await channel.unary_unary(METHOD)(b"0", timeout=DEADLINE_S, metadata=forged)
-    time_left = float(answer.decode().split(" ")[1])
-    assert DEADLINE_S - 0.2 < time_left < DEADLINE_S + 0.05
+        answer = await call(channel, 0, deadline_s=DEADLINE_S, metadata=forged)
+    assert answer.time_left is not None
+    assert DEADLINE_S - 0.2 < answer.time_left < DEADLINE_S + 0.05
 
 
 async def test_a_call_that_waited_in_the_queue_has_that_much_less_time() -> None:
