@@ -104,6 +104,30 @@ def overloaded_status(retry_after: float, domain: str, refused_by: str = "") -> 
     return rpc_status.to_status(status)
 
 
+CONCURRENT_CHANGE = "CONCURRENT_CHANGE"
+# The ErrorInfo domain of a race lost in the database, which either service may meet.
+STORAGE_DOMAIN = "storage.loyalty"
+
+
+@functools.cache
+def conflict_status() -> grpc.Status:
+    """PostgreSQL undid the call's transaction as the loser of a race (a deadlock victim, a
+    serialization failure), and it stayed lost after the store's own attempts: ABORTED with
+    ErrorInfo CONCURRENT_CHANGE and a RetryInfo, like every other refusal a caller may retry.
+    Nothing of the call was kept, so the same call (the same request id) may be sent again."""
+    status = status_pb2.Status(
+        code=code_pb2.ABORTED,
+        message="the call met a concurrent change and was undone; retry it",
+        details=[
+            _packed(error_details_pb2.ErrorInfo(reason=CONCURRENT_CHANGE, domain=STORAGE_DOMAIN)),
+            _packed(
+                error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(nanos=50_000_000))
+            ),
+        ],
+    )
+    return rpc_status.to_status(status)
+
+
 def _deadline_status() -> grpc.Status:
     return plain_status(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller's deadline passed")
 
@@ -129,9 +153,7 @@ def status_for(error: BaseException) -> grpc.Status | None:
             InvalidArgument.of("request", "holds a value the database cannot store")
         )
     if is_transaction_conflict(error):
-        return plain_status(
-            grpc.StatusCode.ABORTED, "the call met a concurrent change and was undone; retry it"
-        )
+        return conflict_status()
     if is_statement_cancelled(error):
         return plain_status(grpc.StatusCode.UNAVAILABLE, "the database cancelled the call; retry")
     if is_unavailable(error):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +19,7 @@ from tenacity import (
 
 from common.rpc import deadlines
 from common.rpc.grpc_errors import DEPENDENCY_ERRORS
+from common.storage.db_errors import is_transaction_conflict
 from common.telemetry.logs import get_logger
 
 log = get_logger(__name__)
@@ -24,6 +27,10 @@ log = get_logger(__name__)
 Pool = asyncpg.Pool
 # Seconds any one statement may run (asyncpg cancels it then), deadline or not.
 COMMAND_TIMEOUT = 10.0
+# Times in all a one-statement call is sent when PostgreSQL undoes it as a deadlock victim
+# or a serialization failure: alone in its transaction, it was undone whole, so sending it
+# again cannot apply it twice, and the race it lost is usually over a few milliseconds later.
+CONFLICT_ATTEMPTS = 4
 
 
 def _log_wait(what: str) -> Callable[[RetryCallState], None]:
@@ -77,9 +84,11 @@ class ReconnectingPool(asyncpg.Pool):
     `execute`) send a statement once more, on another connection, when the first attempt
     never reached the server; the broken connection is closed, and the pool opens a new one.
 
-    A statement that did reach the server is not sent again (it may have committed), nor is
-    anything inside an explicit transaction (the use case runs again only if its caller
-    retries: a use of a code with its request id).
+    A statement that did reach the server is not sent again (it may have committed), unless
+    PostgreSQL undid it as the loser of a race with another transaction (a deadlock victim, a
+    serialization failure): then it is sent again, up to CONFLICT_ATTEMPTS times in all, after
+    a short random wait. Nothing inside an explicit transaction is sent again (the use case
+    runs again only if its caller retries: a use of a code with its request id).
 
     Within a call that has a deadline (common.rpc.deadlines), the wait for a connection and
     the statement get only the time left: when it runs out asyncpg has PostgreSQL cancel the
@@ -87,6 +96,20 @@ class ReconnectingPool(asyncpg.Pool):
     per call), and no statement starts once it has run out."""
 
     async def _once_more(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        # A plain loop, not tenacity's: this runs for every statement, and a retrying object
+        # per statement would cost the hot path for the rare one that lost a race.
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return await self._sent(method, *args, **kwargs)
+            except asyncpg.PostgresError as error:
+                if attempt == CONFLICT_ATTEMPTS or not is_transaction_conflict(error):
+                    raise
+                log.info("postgres_conflict_sent_again", attempt=attempt, sqlstate=error.sqlstate)
+                # Up to 10, 20, 40 ms, at random: the winning transaction needs only to end.
+                await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    async def _sent(self, method: str, *args: Any, **kwargs: Any) -> Any:
         for attempt in (1, 2):
             left = deadlines.bounded(kwargs.get("timeout") or COMMAND_TIMEOUT)
             if left is not None:

@@ -78,6 +78,10 @@ def test_a_deadlock_victim_is_aborted_and_a_cancelled_statement_unavailable() ->
     ):
         status = status_for(error)
         assert status is not None and status.code == grpc.StatusCode.ABORTED, error
+        details = _details(status).details
+        info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+        assert details[0].Unpack(info) and info.reason == "CONCURRENT_CHANGE", details
+        assert details[1].Unpack(retry) and retry.retry_delay.ToMilliseconds() == 50
     cancelled = status_for(asyncpg.exceptions.QueryCanceledError("canceling statement"))
     assert cancelled is not None and cancelled.code == grpc.StatusCode.UNAVAILABLE
 

@@ -1,0 +1,123 @@
+"""A one-statement call that PostgreSQL undoes as the loser of a race (a deadlock victim, a
+serialization failure) is sent again by the pool (common.storage.db.ReconnectingPool), a few
+times at most; any other error is not. Real PostgreSQL raises every error here: a real
+deadlock between two sessions, and a function that raises the conflict's SQLSTATE a set
+number of times (a sequence counts the calls, since the rollback does not undo it)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from common.storage.db import CONFLICT_ATTEMPTS, create_pool
+from tests.conftest import TEST_ENV
+from tests.fixtures.loyalty import LoyaltyTestServer
+
+
+@pytest.fixture
+async def pool(loyalty_server: LoyaltyTestServer) -> AsyncIterator[asyncpg.Pool]:
+    """A pool of its own on the (migrated) loyalty test database."""
+    pool = await create_pool(TEST_ENV["LOYALTY_DATABASE_URL"], min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def flaky(pool: asyncpg.Pool) -> AsyncIterator[str]:
+    """`<name>(n, sqlstate)`: raises `sqlstate` on its first n calls, then returns its call
+    count; `<name>_calls` is the sequence that counts them."""
+    name = f"flaky_{uuid.uuid4().hex[:8]}"
+    await pool.execute(f"CREATE SEQUENCE {name}_calls")
+    await pool.execute(
+        f"""CREATE FUNCTION {name}(p_failures int, p_sqlstate text) RETURNS bigint
+            LANGUAGE plpgsql AS $$
+            DECLARE v_call bigint := nextval('{name}_calls');
+            BEGIN
+                IF v_call <= p_failures THEN
+                    RAISE EXCEPTION USING ERRCODE = p_sqlstate, MESSAGE = 'lost a race';
+                END IF;
+                RETURN v_call;
+            END $$"""
+    )
+    yield name
+    await pool.execute(f"DROP FUNCTION {name}(int, text)")
+    await pool.execute(f"DROP SEQUENCE {name}_calls")
+
+
+async def test_a_statement_undone_as_a_deadlock_victim_is_sent_again_until_it_runs(
+    pool: asyncpg.Pool, flaky: str
+) -> None:
+    failures = CONFLICT_ATTEMPTS - 1
+    assert await pool.fetchval(f"SELECT {flaky}($1, '40P01')", failures) == failures + 1
+
+
+async def test_a_serialization_failure_is_sent_again_too(pool: asyncpg.Pool, flaky: str) -> None:
+    assert await pool.fetchval(f"SELECT {flaky}(1, '40001')") == 2
+
+
+async def test_a_conflict_that_outlasts_the_attempts_reaches_the_caller(
+    pool: asyncpg.Pool, flaky: str
+) -> None:
+    with pytest.raises(asyncpg.exceptions.DeadlockDetectedError):
+        await pool.fetchval(f"SELECT {flaky}($1, '40P01')", CONFLICT_ATTEMPTS)
+    assert await pool.fetchval(f"SELECT last_value FROM {flaky}_calls") == CONFLICT_ATTEMPTS
+
+
+async def test_any_other_error_is_sent_once(pool: asyncpg.Pool, flaky: str) -> None:
+    """A unique violation, say, may be the caller's answer: sending it again would only
+    repeat it (or, for a statement with effects, apply them twice)."""
+    with pytest.raises(asyncpg.exceptions.UniqueViolationError):
+        await pool.fetchval(f"SELECT {flaky}(1, '23505')")
+    assert await pool.fetchval(f"SELECT last_value FROM {flaky}_calls") == 1
+
+
+async def test_a_real_deadlock_victim_is_sent_again_and_both_sides_are_applied(
+    pool: asyncpg.Pool,
+) -> None:
+    """Two sessions lock two rows in opposite orders. The pool's statement starts waiting
+    first, so its deadlock check (deadlock_timeout, 1 s by default) fires first and PostgreSQL
+    undoes it; the other session's check is set later than that, so it is never the victim.
+    The pool sends the statement again once the other session has committed: each row ends
+    up with both increments."""
+    table = f"crossed_{uuid.uuid4().hex[:8]}"
+    await pool.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL)")
+    await pool.execute(f"INSERT INTO {table} VALUES (1, 0), (2, 0)")
+    other = await asyncpg.connect(TEST_ENV["LOYALTY_DATABASE_URL"])
+    try:
+        await other.execute("SET deadlock_timeout = '10s'")
+        async with other.transaction():
+            await other.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+            # One statement, two rows, row 2 first: it waits on row 1, which `other` holds.
+            crossing = asyncio.create_task(
+                pool.fetchval(
+                    f"WITH a AS (UPDATE {table} SET v = v + 10 WHERE id = 2 RETURNING 1)"
+                    f" UPDATE {table} SET v = v + 10 WHERE id = 1 AND EXISTS (SELECT 1 FROM a)"
+                    " RETURNING v"
+                )
+            )
+            await _waiting_on_a_lock(other, table)
+            await other.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 2")
+        assert await asyncio.wait_for(crossing, 10) == 11
+        rows = await other.fetch(f"SELECT id, v FROM {table} ORDER BY id")
+        assert [(r["id"], r["v"]) for r in rows] == [(1, 11), (2, 11)]
+    finally:
+        await other.close()
+        await pool.execute(f"DROP TABLE {table}")
+
+
+async def _waiting_on_a_lock(conn: asyncpg.Connection, table: str) -> None:
+    """Until a statement on `table` waits for a lock (the crossing one is blocked)."""
+    for _ in range(500):
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND query LIKE $1",
+            f"%{table}%",
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the crossing statement never waited on the lock")
