@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from protogen.loyalty.promo.v1 import promo_pb2
+from tests.active_codes import all_active
 from tests.fixtures.auth import TestUser
 
 RUB = "RUB"
@@ -73,10 +74,7 @@ async def confirm(promo_stub: Any, settler: TestUser, purchase_id: str) -> Any:
 
 
 async def reward_codes(promo_stub: Any, user: TestUser) -> list[promo_pb2.ActivePromoCode]:
-    page = await promo_stub.ListActivePromoCodes(
-        promo_pb2.ListActivePromoCodesRequest(page_size=1000), metadata=user.metadata()
-    )
-    return [c for c in page.promo_codes if c.description == "referral reward"]
+    return [c for c in await all_active(promo_stub, user) if c.description == "referral reward"]
 
 
 async def outcomes(pool: asyncpg.Pool, referrer_id: str) -> dict[str, int]:

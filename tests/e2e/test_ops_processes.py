@@ -31,7 +31,7 @@ from tests.conftest import PG, TEST_ENV
 from tests.e2e.processes import ROOT, run, start, stop, wait_serving
 from tests.fixtures.auth import PASSWORD, unique_email
 from tests.fixtures.cleanup import _drop_broker_names
-from tests.fixtures.sync import eventually
+from tests.fixtures.sync import eventually, has_queue_consumer
 from tests.tcp_proxy import TcpProxy
 
 
@@ -330,10 +330,11 @@ async def test_the_loyalty_process_reports_a_dead_letter_to_sentry() -> None:
     sentry = ThreadingHTTPServer(("127.0.0.1", 0), _Envelopes)
     threading.Thread(target=sentry.serve_forever, daemon=True).start()
     auth_address, loyalty_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    queue = f"{TEST_ENV['LOYALTY_EVENTS_QUEUE']}.ops-sentry"
     env = _quiet_env(
         AUTH_GRPC_ADDR=auth_address,
         LOYALTY_GRPC_ADDR=loyalty_address,
-        LOYALTY_EVENTS_QUEUE=f"{TEST_ENV['LOYALTY_EVENTS_QUEUE']}.ops-sentry",
+        LOYALTY_EVENTS_QUEUE=queue,
         SENTRY_DSN=f"http://publickey@127.0.0.1:{sentry.server_address[1]}/1",
     )
     await asyncio.to_thread(run, [sys.executable, "-m", "auth_service", "migrate"], env)
@@ -342,6 +343,9 @@ async def test_the_loyalty_process_reports_a_dead_letter_to_sentry() -> None:
     try:
         await asyncio.to_thread(wait_serving, auth_address, auth.process)
         await asyncio.to_thread(wait_serving, loyalty_address, loyalty.process, 60)
+        # Serving comes before the consumer: earlier tests' queues on the same exchange would
+        # take a message published meanwhile, and this loyalty would never see it.
+        await eventually(lambda: has_queue_consumer(queue), 30, "loyalty consuming its queue")
         await _publish_once_routed(b"\xff not an event")
 
         async def reported() -> bool:

@@ -16,7 +16,7 @@ from protogen.loyalty.auth.v1 import auth_pb2
 from tests.conftest import TEST_ENV
 from tests.e2e.processes import ROOT, run
 from tests.fixtures.auth import PASSWORD, AuthTestServer
-from tests.fixtures.sync import eventually
+from tests.fixtures.sync import eventually, has_queue_consumer
 
 LOYALTY_DSN = TEST_ENV["LOYALTY_DATABASE_URL"]
 
@@ -63,7 +63,7 @@ async def test_sigkill_mid_stream_loses_nothing(synced_relay: AuthTestServer) ->
     await asyncio.to_thread(run, [sys.executable, "-m", "loyalty_service", "migrate"], env)
     loyalty = _loyalty_process(env)
     try:
-        await eventually(lambda: _has_queue_consumer(queue), 30, "consumer up")
+        await eventually(lambda: has_queue_consumer(queue), 30, "consumer up")
         statuses = [auth_pb2.USER_STATUS_BLOCKED, auth_pb2.USER_STATUS_ACTIVE]
         for round_ in range(30):
             await asyncio.gather(
@@ -89,22 +89,6 @@ async def test_sigkill_mid_stream_loses_nothing(synced_relay: AuthTestServer) ->
     finally:
         loyalty.terminate()
         loyalty.wait(20)
-
-
-async def _has_queue_consumer(queue: str) -> bool:
-    import aio_pika
-
-    try:
-        connection = await aio_pika.connect(TEST_ENV["RABBITMQ_URL"])
-    except OSError:
-        return False
-    async with connection:
-        channel = await connection.channel()
-        try:
-            declared = await channel.declare_queue(queue, passive=True)
-        except aio_pika.exceptions.ChannelClosed:
-            return False
-        return bool(declared.declaration_result.consumer_count)
 
 
 async def test_resync_rebuilds_a_lost_mirror(synced_relay: AuthTestServer) -> None:

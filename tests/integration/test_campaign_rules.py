@@ -10,6 +10,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from protogen.loyalty.promo.v1 import promo_pb2
+from tests.active_codes import all_active
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import LoyaltyTestServer
 from tests.grpc_helpers import bad_request_fields, reason_of
@@ -305,10 +306,7 @@ async def test_the_report_counts_each_utc_day(
 
 
 async def _active(loyalty: LoyaltyTestServer, user: TestUser) -> set[str]:
-    page = await loyalty.promo.ListActivePromoCodes(
-        promo_pb2.ListActivePromoCodesRequest(page_size=1000), metadata=user.metadata()
-    )
-    return {c.code for c in page.promo_codes}
+    return {c.code for c in await all_active(loyalty.promo, user)}
 
 
 async def test_active_codes_leave_out_spent_budgets_and_first_purchase_codes_of_buyers(
@@ -325,10 +323,7 @@ async def test_active_codes_leave_out_spent_budgets_and_first_purchase_codes_of_
         duration_periods=3,
     )
     user = auth_server.token_for()
-    listed = await loyalty_server.promo.ListActivePromoCodes(
-        promo_pb2.ListActivePromoCodesRequest(page_size=1000), metadata=user.metadata()
-    )
-    shown = {c.code: c for c in listed.promo_codes}
+    shown = {c.code: c for c in await all_active(loyalty_server.promo, user)}
     assert (shown[first].duration, shown[first].duration_periods) == (
         promo_pb2.DURATION_REPEATING,
         3,

@@ -15,6 +15,7 @@ import pytest
 
 from bench.ports import free_port
 from protogen.loyalty.promo.v1 import promo_pb2
+from tests.active_codes import all_active_http
 from tests.fixtures.auth import PASSWORD, AuthTestServer, TestUser, unique_email
 from tests.fixtures.gateway import gateway_settings, open_client
 from tests.fixtures.loyalty import LoyaltyTestServer
@@ -60,9 +61,7 @@ async def test_the_whole_story_over_http(
     auth = bearer(tokens["accessToken"])
     tariffs = (await http.get("/v1/tariffs", headers=auth)).json()["tariffs"]
     assert {t["tariffId"] for t in tariffs} == {"monthly", "yearly"}
-    active = (await http.get("/v1/promocodes/active?pageSize=1000", headers=auth)).json()[
-        "promoCodes"
-    ]
+    active = await all_active_http(http, auth)
     assert code in {c["code"] for c in active}
     quote = await http.post(
         "/v1/promocodes/apply", json={"code": code.lower(), "tariffId": "monthly"}, headers=auth

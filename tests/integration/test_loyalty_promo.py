@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +10,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from protogen.loyalty.promo.v1 import promo_pb2
+from tests.active_codes import all_active
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import LoyaltyTestServer
 from tests.grpc_helpers import bad_request_fields, error_info, reason_of, rejected
@@ -277,36 +277,13 @@ async def test_active_codes_are_exactly_those_the_user_could_apply(
     await make(admin, code=not_mine, percent_off=5, all_users=False, user_ids=[str(uuid.uuid4())])
     later = new_code()
     await make(admin, code=later, percent_off=5, starts_at=at(timedelta(days=1)))
-    listed = await _all_active(loyalty_server, user)
+    listed = await all_active(loyalty_server.promo, user)
     names = {c.code for c in listed}
     assert mine <= names
     assert not {used_up, not_mine, later} & names
     assert {c.code: c.uses_left_for_user for c in listed}[twice] == 2
     await loyalty_server.set_user_status(user.user_id, "BLOCKED", 5)
-    assert await _all_active(loyalty_server, user) == []
-
-
-async def _all_active(
-    loyalty_server: LoyaltyTestServer,
-    user: TestUser,
-    page_size: int = 1000,
-    max_pages: int | None = None,
-) -> list[promo_pb2.ActivePromoCode]:
-    """Every page of the user's active codes (other tests' codes for everyone are there too),
-    or the first `max_pages` of them."""
-    found: list[promo_pb2.ActivePromoCode] = []
-    token = ""
-    for _ in itertools.count() if max_pages is None else range(max_pages):
-        answer = await loyalty_server.promo.ListActivePromoCodes(
-            promo_pb2.ListActivePromoCodesRequest(page_size=page_size, page_token=token),
-            metadata=user.metadata(),
-        )
-        assert len(answer.promo_codes) <= page_size
-        found += answer.promo_codes
-        token = answer.next_page_token
-        if not token:
-            return found
-    return found
+    assert await all_active(loyalty_server.promo, user) == []
 
 
 async def test_malformed_requests_name_their_fields(
@@ -431,10 +408,11 @@ async def test_active_codes_page_ending_soonest_first(
     for code in open_ended:
         await loyalty_server.create_code(admin, code=code, percent_off=5)
 
-    whole = [c.code for c in await _all_active(loyalty_server, user)]
+    whole = [c.code for c in await all_active(loyalty_server.promo, user)]
     # Pages of 2 through the first 100 codes: other tests leave thousands of codes for
     # everyone, and paging through all of them by 2 takes thousands of calls.
-    paged = [c.code for c in await _all_active(loyalty_server, user, page_size=2, max_pages=50)]
+    pages = await all_active(loyalty_server.promo, user, page_size=2, max_pages=50)
+    paged = [c.code for c in pages]
     assert paged == whole[: len(paged)] and len(set(paged)) == len(paged)
     assert len(paged) == min(100, len(whole))
     mine = [code for code in whole if code in {*ending, *open_ended}]
