@@ -16,19 +16,29 @@ DECLARE
     v_part   bigint;
     r        record;
 BEGIN
-    UPDATE campaign_slots s
-       SET uses_left = s.uses_left - 1, taken = s.taken + 1,
-           budget_left_minor = s.budget_left_minor - p_discount,
-           spent_minor = s.spent_minor + p_discount
-     WHERE s.campaign_id = p_campaign
-       AND s.slot = (SELECT f.slot FROM campaign_slots f
-                      WHERE f.campaign_id = p_campaign AND coalesce(f.uses_left > 0, true)
-                        AND coalesce(f.budget_left_minor >= p_discount, true)
-                      ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED)
-    RETURNING s.slot INTO v_slot;
-    IF v_slot IS NOT NULL THEN
-        RETURN v_slot;
-    END IF;
+    -- In a block of its own, undone when it finds no slot: a locking read that meets a row
+    -- changed since its snapshot rechecks it, skips it when it no longer qualifies, and keeps
+    -- it locked all the same. Such stray locks, taken in random order, would break the slot
+    -- order below (two uses each holding a slot the other waits for: a deadlock, found only
+    -- after deadlock_timeout). Undoing the block releases them.
+    BEGIN
+        UPDATE campaign_slots s
+           SET uses_left = s.uses_left - 1, taken = s.taken + 1,
+               budget_left_minor = s.budget_left_minor - p_discount,
+               spent_minor = s.spent_minor + p_discount
+         WHERE s.campaign_id = p_campaign
+           AND s.slot = (SELECT f.slot FROM campaign_slots f
+                          WHERE f.campaign_id = p_campaign AND coalesce(f.uses_left > 0, true)
+                            AND coalesce(f.budget_left_minor >= p_discount, true)
+                          ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED)
+        RETURNING s.slot INTO v_slot;
+        IF v_slot IS NOT NULL THEN
+            RETURN v_slot;
+        END IF;
+        RAISE SQLSTATE 'LY002';
+    EXCEPTION WHEN SQLSTATE 'LY002' THEN
+        NULL;
+    END;
     PERFORM 1 FROM campaign_slots f WHERE f.campaign_id = p_campaign ORDER BY f.slot FOR UPDATE;
     SELECT sum(f.uses_left), sum(f.budget_left_minor) INTO v_uses, v_budget
       FROM campaign_slots f WHERE f.campaign_id = p_campaign;
