@@ -19,7 +19,7 @@ from auth_service.use_cases.sessions import Sessions
 from common.access.access_tokens import Principal, TokenVerifier, bearer_token
 from common.access.client_address import PEER_ONLY, AddressRule, voucher
 from common.access.people import person_of
-from common.rpc import pagination
+from common.rpc import call_metadata, pagination
 from common.rpc.audit_api import AuditReader, list_audit_events
 from common.rpc.page_tokens import PageTokens, Position
 from common.rpc.validation import page_size, uuid_field
@@ -53,7 +53,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         """The caller's address, as common/access/client_address.py believes it: the
         gateway's signed word, a scoped service's (x-client-address-authorization), or the
         peer (its x-forwarded-for only from a trusted peer)."""
-        metadata = context.invocation_metadata() or ()
+        metadata = call_metadata.of(context)
         vouching = await voucher(metadata, self._verifier.verify_identity)
         return self._addresses.client_address(metadata, context.peer(), vouching)
 
@@ -79,7 +79,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def DeleteAccount(
         self, request: auth_pb2.DeleteAccountRequest, context: Context
     ) -> empty_pb2.Empty:
-        principal = await self._verifier.verify(bearer_token(context.invocation_metadata()))
+        principal = await self._verifier.verify(bearer_token(call_metadata.of(context)))
         await self._accounts.delete_account(principal.user_id)
         return empty_pb2.Empty()
 
@@ -90,7 +90,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def ExportMyData(
         self, request: auth_pb2.ExportMyDataRequest, context: Context
     ) -> auth_pb2.MyData:
-        principal = await self._verifier.verify(bearer_token(context.invocation_metadata()))
+        principal = await self._verifier.verify(bearer_token(call_metadata.of(context)))
         return my_data_message(await self._privacy.my_data(person_of(principal, DOMAIN)))
 
     async def IssueServiceToken(
@@ -119,7 +119,7 @@ class UserAdminServicer(ServiceAccountAdmin, auth_pb2_grpc.UserAdminServiceServi
         self._tokens = page_tokens
 
     async def _admin(self, context: Context) -> Principal:
-        return await self._verifier.verify_admin(bearer_token(context.invocation_metadata()))
+        return await self._verifier.verify_admin(bearer_token(call_metadata.of(context)))
 
     async def SetUserStatus(
         self, request: auth_pb2.SetUserStatusRequest, context: Context

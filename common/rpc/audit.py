@@ -13,6 +13,7 @@ import grpc
 from common.access.caller import caller_id
 from common.access.client_address import PEER_ONLY, AddressRule
 from common.audit_events import AuditEvent
+from common.rpc import call_metadata
 from common.rpc.grpc_errors import status_for
 from common.telemetry.logs import get_logger
 
@@ -92,9 +93,7 @@ class CallAudit:
         return self._policy.covers(method)
 
     def _events(self, method: str, request: Any, context: Any, outcome: str) -> list[AuditEvent]:
-        address = self._addresses.client_address(
-            context.invocation_metadata() or (), context.peer()
-        )
+        address = self._addresses.client_address(call_metadata.of(context), context.peer())
         actor = caller_id.get()
         return [AuditEvent(actor, method, t, outcome, address) for t in targets(request)]
 

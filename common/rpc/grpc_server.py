@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from common.access.caller import caller_id
 from common.errors import InvalidArgument, ServiceError
 from common.processes import supervisor as workers
-from common.rpc import deadlines
+from common.rpc import call_metadata, deadlines
 from common.rpc.admission import AdmissionSettings, ConcurrencyLimit, LatencyFloor
 from common.rpc.audit import CallAudit, outcome_of
 from common.rpc.grpc_errors import overloaded_status, plain_status, status_for
@@ -45,7 +45,7 @@ UNLIMITED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
-    for key, value in context.invocation_metadata() or ():
+    for key, value in call_metadata.of(context):
         if key == REQUEST_ID_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
             return value
     return uuid.uuid4().hex
@@ -188,7 +188,7 @@ def _wrap(
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = _begin(context)
-        deadlines.start(context.time_remaining(), context.invocation_metadata() or ())
+        deadlines.start(context.time_remaining(), call_metadata.of(context))
         try:
             return await _run(handler, request, context)
         finally:
@@ -310,6 +310,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        call_metadata.keep(handler_call_details.invocation_metadata)
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         built = self._built.get(method)

@@ -8,7 +8,7 @@ from typing import Any
 from google.api import httpbody_pb2
 
 from common.access.access_tokens import Principal, TokenVerifier, bearer_token
-from common.rpc import pagination
+from common.rpc import call_metadata, pagination
 from common.rpc.audit_api import AuditReader, list_audit_events
 from common.rpc.page_tokens import PageTokens, Position
 from common.rpc.validation import page_size, uuid_field
@@ -50,7 +50,7 @@ class PromoAdminServicer(CampaignMethods, promo_pb2_grpc.PromoAdminServiceServic
         await self._admin_caller(context)
 
     async def _admin_caller(self, context: Context) -> Principal:
-        return await self._verifier.verify_admin(bearer_token(context.invocation_metadata()))
+        return await self._verifier.verify_admin(bearer_token(call_metadata.of(context)))
 
     async def CreatePromoCode(
         self, request: promo_pb2.PromoCodeSpec, context: Context

@@ -7,7 +7,7 @@ from typing import Any
 from common.access.access_tokens import Identity, Principal, TokenVerifier, bearer_token
 from common.access.client_address import PEER_ONLY, AddressRule, voucher
 from common.access.people import person_of
-from common.rpc import pagination
+from common.rpc import call_metadata, pagination
 from common.rpc.page_tokens import PageTokens
 from common.rpc.validation import page_size, uuid_field
 from loyalty_service.api import mapping, referral_mapping, requests
@@ -42,18 +42,18 @@ class PromoServicer(promo_pb2_grpc.PromoServiceServicer):
 
     async def _guesser(self, caller: Identity, context: Context) -> Guesser:
         """The caller and its address, as common/access/client_address.py believes it."""
-        metadata = context.invocation_metadata() or ()
+        metadata = call_metadata.of(context)
         vouching = await voucher(metadata, self._verifier.verify_identity, caller)
         address = self._addresses.client_address(metadata, context.peer(), vouching)
         return Guesser(caller.subject, address)
 
     async def _caller(self, context: Context) -> Identity:
         """Any signed-in caller, a person or a service account (settlement, tariffs)."""
-        return await self._verifier.verify_identity(bearer_token(context.invocation_metadata()))
+        return await self._verifier.verify_identity(bearer_token(call_metadata.of(context)))
 
     async def _user(self, context: Context) -> Principal:
         """A person: the methods about "my" codes and purchases refuse service accounts."""
-        return await self._verifier.verify(bearer_token(context.invocation_metadata()))
+        return await self._verifier.verify(bearer_token(call_metadata.of(context)))
 
     async def ListTariffs(
         self, request: promo_pb2.ListTariffsRequest, context: Context
