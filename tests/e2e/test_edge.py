@@ -57,18 +57,13 @@ def _edge(
     sockets: str,
     env: dict[str, str],
     in_flight: int,
-    backups: str = "",
+    backups: tuple[str, ...] = (),
     **settings: str,
 ) -> dict[str, str]:
-    return {
-        **env,
-        "EDGE_ADDR": address,
-        "EDGE_SOCKETS": sockets,
-        "EDGE_WORKERS": "2",
-        "EDGE_IN_FLIGHT": str(in_flight),
-        "EDGE_BACKUP_SOCKETS": backups,
-        **settings,
-    }
+    """An edge's environment as `make run` builds it (edge.environments), with this test's
+    cap on calls in flight and any other settings."""
+    _, edge = edge_settings.environments(env, address, env["LOYALTY_GRPC_ADDR"], sockets, backups)
+    return {**edge, "EDGE_IN_FLIGHT": str(in_flight), **settings}
 
 
 async def _signed_in(auth: str, email: str) -> Meta:
@@ -107,7 +102,7 @@ def edged() -> Iterator[Edged]:
             start("common.processes.edge", _edge(refusing, sockets, env, in_flight=0)),
             start(
                 "common.processes.edge",
-                _edge(stranded, os.path.join(folder, "gone-"), env, 8, backups=sockets),
+                _edge(stranded, os.path.join(folder, "gone-"), env, 8, backups=(sockets,)),
             ),
             start(
                 "common.processes.edge",
