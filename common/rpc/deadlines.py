@@ -17,6 +17,11 @@ from contextvars import ContextVar
 from typing import Any
 
 RECEIVED_HEADER = "x-edge-received-ms"
+# The longest wait a stamp is believed for. The edge holds a call in its queue for at most
+# EDGE_QUEUE_TIMEOUT_MS (100 ms by default; common.processes.edge refuses more than this), so
+# an older stamp is the edge's clock and this host's disagreeing, not a wait: taken at its
+# word, a skew of seconds would cut every call's deadline by that much, or refuse them all.
+LONGEST_WAIT_S = 1.0
 
 # time.monotonic() at which the current call's caller stops waiting; None: no deadline.
 _deadline: ContextVar[float | None] = ContextVar("deadline", default=None)
@@ -35,12 +40,13 @@ def start(time_remaining: float | None, metadata: Iterable[tuple[str, Any]] = ()
 
 
 def waited(metadata: Iterable[tuple[str, Any]], now: float) -> float:
-    """Seconds since the edge took the call (RECEIVED_HEADER, against the wall clock `now`);
-    0 without a stamp, or with one that is not a number or lies in the future."""
+    """Seconds since the edge took the call (RECEIVED_HEADER, against the wall clock `now`),
+    at most LONGEST_WAIT_S; 0 without a stamp, or with one that is not a number or lies in
+    the future."""
     for key, value in metadata:
         if key == RECEIVED_HEADER:
             try:
-                return max(0.0, now - int(value) / 1000)
+                return min(max(0.0, now - int(value) / 1000), LONGEST_WAIT_S)
             except (TypeError, ValueError):
                 return 0.0
     return 0.0

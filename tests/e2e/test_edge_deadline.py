@@ -31,7 +31,7 @@ async def test_a_callers_own_stamp_is_replaced_by_the_edges() -> None:
 
 async def test_a_call_that_waited_in_the_queue_has_that_much_less_time() -> None:
     async with (
-        stand_in_edge(in_flight=1, queue_timeout_ms=5000) as (address, _),
+        stand_in_edge(in_flight=1, queue_timeout_ms=1000) as (address, _),
         grpc.aio.insecure_channel(address) as channel,
     ):
         ahead = [asyncio.create_task(call(channel, HOLD_S)) for _ in range(2)]

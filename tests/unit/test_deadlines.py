@@ -29,6 +29,12 @@ def test_the_wait_since_the_edge_took_the_call() -> None:
     assert deadlines.waited((("x-other", "1"), *_stamped(0.1)), NOW) == pytest.approx(0.1)
 
 
+def test_a_stamp_older_than_any_queue_is_believed_only_up_to_the_longest_wait() -> None:
+    """The edge's clock behind this host's by a minute: the call loses at most a second, not
+    the minute (which would refuse every call as past its deadline)."""
+    assert deadlines.waited(_stamped(60), NOW) == deadlines.LONGEST_WAIT_S == 1.0
+
+
 @pytest.mark.parametrize(
     "metadata",
     [

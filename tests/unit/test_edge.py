@@ -100,6 +100,14 @@ def test_a_replicas_edge_falls_back_on_the_others_workers_and_watches_them_all()
     assert "backup" not in edge.EdgeSettings.from_env(alone).config("/run/e")
 
 
+def test_the_edge_refuses_a_queue_longer_than_a_service_believes_a_wait() -> None:
+    base = {"EDGE_ADDR": "a:1", "EDGE_SOCKETS": "/x"}
+    assert edge.EdgeSettings.from_env({**base, "EDGE_QUEUE_TIMEOUT_MS": "1000"}).queue_timeout_ms
+    for too_long_or_none in ("1001", "0"):
+        with pytest.raises(SystemExit, match="EDGE_QUEUE_TIMEOUT_MS"):
+            edge.EdgeSettings.from_env({**base, "EDGE_QUEUE_TIMEOUT_MS": too_long_or_none})
+
+
 def test_the_edge_says_which_setting_is_missing() -> None:
     with pytest.raises(SystemExit, match="EDGE_SOCKETS"):
         edge.EdgeSettings.from_env({"EDGE_ADDR": "127.0.0.1:1"})

@@ -265,7 +265,7 @@ class EdgeSettings:
     @classmethod
     def from_env(cls, env: dict[str, str]) -> EdgeSettings:
         try:
-            return cls(
+            settings = cls(
                 env["EDGE_ADDR"],
                 env["EDGE_SOCKETS"],
                 int(env.get("EDGE_WORKERS", "1")),
@@ -276,6 +276,13 @@ class EdgeSettings:
             )
         except (KeyError, ValueError) as error:
             raise SystemExit(f"edge: bad or missing setting: {error}") from None
+        longest = round(deadlines.LONGEST_WAIT_S * 1000)
+        if not 0 < settings.queue_timeout_ms <= longest:
+            # The service believes a stamp for at most that long (common.rpc.deadlines).
+            raise SystemExit(
+                f"edge: EDGE_QUEUE_TIMEOUT_MS={settings.queue_timeout_ms} must be 1..{longest}"
+            )
+        return settings
 
     def _sockets(self, prefix: str) -> list[str]:
         return [f"unix@{socket_path(prefix, i)}" for i in range(self.workers)]
