@@ -50,6 +50,14 @@ def _packed(message: object) -> any_pb2.Any:
     return packed
 
 
+def _retry_info(seconds: float) -> error_details_pb2.RetryInfo:
+    """A retry delay of `seconds`, fractions kept (a ServiceError's is rounded up instead)."""
+    seconds = max(seconds, 0.0)
+    whole = int(seconds)
+    delay = duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
+    return error_details_pb2.RetryInfo(retry_delay=delay)
+
+
 def service_error_status(error: ServiceError) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(
         reason=error.reason, domain=error.domain, metadata=error.metadata
@@ -91,15 +99,13 @@ def overloaded_status(retry_after: float, domain: str, refused_by: str = "") -> 
     ErrorInfo OVERLOADED and a RetryInfo. Built once: it is the answer to every excess call.
     `refused_by` names, in the ErrorInfo's metadata, a part in front of the service that
     refused it (the edge), for whoever reads the answers: the same to a client either way."""
-    seconds = max(retry_after, 0.0)
-    delay = duration_pb2.Duration(seconds=int(seconds), nanos=round((seconds - int(seconds)) * 1e9))
     info = error_details_pb2.ErrorInfo(reason=OVERLOADED, domain=domain)
     if refused_by:
         info.metadata[REFUSED_BY] = refused_by
     status = status_pb2.Status(
         code=code_pb2.RESOURCE_EXHAUSTED,
         message="the server is at capacity; retry after the delay given",
-        details=[_packed(info), _packed(error_details_pb2.RetryInfo(retry_delay=delay))],
+        details=[_packed(info), _packed(_retry_info(retry_after))],
     )
     return rpc_status.to_status(status)
 
@@ -107,6 +113,7 @@ def overloaded_status(retry_after: float, domain: str, refused_by: str = "") -> 
 CONCURRENT_CHANGE = "CONCURRENT_CHANGE"
 # The ErrorInfo domain of a race lost in the database, which either service may meet.
 STORAGE_DOMAIN = "storage.loyalty"
+CONFLICT_RETRY_AFTER_S = 0.05
 
 
 @functools.cache
@@ -120,9 +127,7 @@ def conflict_status() -> grpc.Status:
         message="the call met a concurrent change and was undone; retry it",
         details=[
             _packed(error_details_pb2.ErrorInfo(reason=CONCURRENT_CHANGE, domain=STORAGE_DOMAIN)),
-            _packed(
-                error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(nanos=50_000_000))
-            ),
+            _packed(_retry_info(CONFLICT_RETRY_AFTER_S)),
         ],
     )
     return rpc_status.to_status(status)
