@@ -16,6 +16,7 @@ import pytest
 from common.storage.db import CONFLICT_ATTEMPTS, create_pool
 from tests.conftest import TEST_ENV
 from tests.fixtures.loyalty import LoyaltyTestServer
+from tests.integration.test_loyalty_concurrency import _wait_for_lock_waiters
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ async def test_a_real_deadlock_victim_is_sent_again_and_both_sides_are_applied(
                     " RETURNING v"
                 )
             )
-            await _waiting_on_a_lock(other, table)
+            await _wait_for_lock_waiters(other, 1, f"%{table}%")
             await other.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 2")
         assert await asyncio.wait_for(crossing, 10) == 11
         rows = await other.fetch(f"SELECT id, v FROM {table} ORDER BY id")
@@ -107,17 +108,3 @@ async def test_a_real_deadlock_victim_is_sent_again_and_both_sides_are_applied(
     finally:
         await other.close()
         await pool.execute(f"DROP TABLE {table}")
-
-
-async def _waiting_on_a_lock(conn: asyncpg.Connection, table: str) -> None:
-    """Until a statement on `table` waits for a lock (the crossing one is blocked)."""
-    for _ in range(500):
-        waiting = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND query LIKE $1",
-            f"%{table}%",
-        )
-        if waiting:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the crossing statement never waited on the lock")

@@ -192,14 +192,19 @@ async def test_uses_queued_behind_a_held_row_lock_still_stop_at_the_limit(
     assert await _counters(loyalty, code) == (10, 10, 10)
 
 
-async def _wait_for_lock_waiters(pool: asyncpg.Pool | asyncpg.Connection, at_least: int) -> None:
-    """Polls until that many transactions wait on a row lock (deadline: 30 s). Pass a
-    connection of its own when the racers may take every connection of the server's pool."""
+async def _wait_for_lock_waiters(
+    pool: asyncpg.Pool | asyncpg.Connection, at_least: int, query_like: str = "%"
+) -> None:
+    """Polls until that many transactions wait on a row lock (deadline: 30 s), counting only
+    statements whose text is LIKE `query_like`. Pass a connection of its own when the racers
+    may take every connection of the server's pool."""
     deadline = asyncio.get_running_loop().time() + 30
     while asyncio.get_running_loop().time() < deadline:
         waiting = await pool.fetchval(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            " AND query LIKE $1",
+            query_like,
         )
         if waiting >= at_least:
             return
