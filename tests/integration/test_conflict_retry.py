@@ -11,12 +11,21 @@ import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
+import grpc
+import httpx
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from common.storage.db import CONFLICT_ATTEMPTS, create_pool
+from protogen.loyalty.promo.v1 import promo_pb2
 from tests.conftest import TEST_ENV
+from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.loyalty import LoyaltyTestServer
+from tests.grpc_helpers import error_info, rejected
+from tests.integration.test_gateway_http import bearer, reason
 from tests.integration.test_loyalty_concurrency import _wait_for_lock_waiters
+from tests.integration.test_loyalty_promo import new_code
 
 
 @pytest.fixture
@@ -108,3 +117,80 @@ async def test_a_real_deadlock_victim_is_sent_again_and_both_sides_are_applied(
     finally:
         await other.close()
         await pool.execute(f"DROP TABLE {table}")
+
+
+@pytest.fixture
+async def conflicting_requests(pool: asyncpg.Pool) -> AsyncIterator[tuple[str, str]]:
+    """A prefix of request ids whose use PostgreSQL undoes as a serialization failure, every
+    time: a trigger on the request id's row, which a use inserts first, in its one statement.
+    Yields the prefix and the DROP that ends the race."""
+    prefix = f"conflict-{uuid.uuid4().hex[:8]}-"
+    name = f"conflict_{uuid.uuid4().hex[:8]}"
+    await pool.execute(
+        f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.request_id LIKE '{prefix}%' THEN
+                    RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'lost a race';
+                END IF;
+                RETURN NEW;
+            END $$"""
+    )
+    await pool.execute(
+        f"CREATE TRIGGER {name} BEFORE INSERT ON purchase_requests"
+        f" FOR EACH ROW EXECUTE FUNCTION {name}()"
+    )
+    try:
+        yield prefix, f"DROP TRIGGER IF EXISTS {name} ON purchase_requests"
+    finally:
+        await pool.execute(f"DROP TRIGGER IF EXISTS {name} ON purchase_requests")
+        await pool.execute(f"DROP FUNCTION {name}()")
+
+
+async def test_a_use_that_keeps_losing_its_race_is_aborted_with_a_reason_and_keeps_nothing(
+    pool: asyncpg.Pool,
+    conflicting_requests: tuple[str, str],
+    loyalty_server: LoyaltyTestServer,
+    auth_server: AuthTestServer,
+    admin: TestUser,
+    http: httpx.AsyncClient,
+) -> None:
+    """Over gRPC: ABORTED, ErrorInfo CONCURRENT_CHANGE, a RetryInfo. Through the gateway:
+    409 with the same reason and a Retry-After. Nothing of either use was kept, and the same
+    request, sent again once the race is over, is served. A stranger (no token) is refused
+    before any of it, as before: its token is read from the call's kept metadata too."""
+    prefix, race_over = conflicting_requests
+    code = new_code()
+    await loyalty_server.create_code(admin, code=code, percent_off=10, max_uses=5)
+    user = auth_server.token_for()
+    request = promo_pb2.UsePromoCodeRequest(
+        code=code, tariff_id="monthly", request_id=f"{prefix}grpc"
+    )
+    await rejected(loyalty_server.promo.UsePromoCode(request), grpc.StatusCode.UNAUTHENTICATED)
+    stranger = await http.post(
+        "/v1/promocodes/use",
+        json={"code": code, "tariffId": "monthly", "requestId": f"{prefix}stranger"},
+    )
+    assert stranger.status_code == 401, stranger.text
+
+    use = loyalty_server.promo.UsePromoCode(request, metadata=user.metadata())
+    error = await rejected(use, grpc.StatusCode.ABORTED)
+    assert error_info(error).reason == "CONCURRENT_CHANGE"
+    delay = error_details_pb2.RetryInfo()
+    assert any(d.Unpack(delay) for d in rpc_status.from_call(error).details)  # type: ignore[union-attr]
+    assert delay.retry_delay.ToMilliseconds() == 50
+
+    answer = await http.post(
+        "/v1/promocodes/use",
+        json={"code": code, "tariffId": "monthly", "requestId": f"{prefix}http"},
+        headers=bearer(user.access_token),
+    )
+    assert answer.status_code == 409, answer.text
+    assert reason(answer) == "CONCURRENT_CHANGE"
+    assert answer.headers["retry-after"] == "1"  # 50 ms, in whole seconds rounded up
+
+    assert await pool.fetchval("SELECT count(*) FROM purchases WHERE code = $1", code) == 0
+    assert await pool.fetchval("SELECT promo_code_uses($1)", code) == 0
+    await pool.execute(race_over)
+    served = await loyalty_server.promo.UsePromoCode(request, metadata=user.metadata())
+    assert served.code == code and served.status == promo_pb2.PURCHASE_STATUS_PENDING
+    assert await pool.fetchval("SELECT promo_code_uses($1)", code) == 1
