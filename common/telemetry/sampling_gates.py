@@ -19,11 +19,13 @@ from typing import Any
 import grpc
 from opentelemetry import context, trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-from opentelemetry.propagate import extract
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
+from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from common.telemetry import trace_context
+from common.telemetry.trace_roots import caller_span_context, first_decision
+
+_IDS = RandomIdGenerator()
 
 
 class SampleFirst(grpc.aio.ServerInterceptor):
@@ -45,30 +47,29 @@ class SampleFirst(grpc.aio.ServerInterceptor):
         self, traced: grpc.aio.ServerInterceptor | None = None, provider: Any = None
     ) -> None:
         self._traced = traced
-        self._provider = provider
-        self._ids = RandomIdGenerator()
+        chosen: Any = provider or trace.get_tracer_provider()
+        self._decides = first_decision(chosen.sampler)
 
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
         if details.method.startswith(UNTRACED_PREFIX):
             return await continuation(details)
-        incoming = _incoming(details.invocation_metadata)
-        if incoming is not None:
-            sampled, span_context = incoming.trace_flags.sampled, incoming
-        else:
-            preset = self._ids.generate_trace_id()
-            provider: Any = self._provider or trace.get_tracer_provider()
-            decision = provider.sampler.should_sample(None, preset, "rpc", SpanKind.SERVER)
-            sampled = decision.decision.is_sampled()
-            if sampled:
-                _preset_trace_id.set(preset)
-            span_context = SpanContext(preset, self._ids.generate_span_id(), is_remote=False)
-        if sampled:
-            if self._traced is None:
-                return await continuation(details)
-            return await self._traced.intercept_service(continuation, details)
-        quiet = trace.set_span_in_context(NonRecordingSpan(span_context))
-        context.attach(context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, quiet))
+        span_context = _incoming(details.invocation_metadata)
+        if span_context is None:
+            trace_id = _IDS.generate_trace_id()
+            if self._decides(trace_id):
+                _preset_trace_id.set(trace_id)
+                return await self._sampled(continuation, details)
+            span_context = SpanContext(trace_id, _IDS.generate_span_id(), is_remote=False)
+        elif span_context.trace_flags.sampled:
+            return await self._sampled(continuation, details)
+        quiet = context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True)
+        context.attach(trace.set_span_in_context(NonRecordingSpan(span_context), quiet))
         return await continuation(details)
+
+    async def _sampled(self, continuation: Any, details: Any) -> Any:
+        if self._traced is None:
+            return await continuation(details)
+        return await self._traced.intercept_service(continuation, details)
 
 
 # Health checks (load balancers, the gateway's /healthz, orchestration) are not requests.
@@ -76,11 +77,13 @@ UNTRACED_PREFIX = "/grpc.health."
 
 
 def _incoming(metadata: Any) -> SpanContext | None:
-    carrier = {k: v for k, v in metadata or () if k in ("traceparent", "tracestate")}
-    if "traceparent" not in carrier:
-        return None
-    span_context = trace.get_current_span(extract(carrier)).get_span_context()
-    return span_context if span_context.is_valid else None
+    traceparent = tracestate = None
+    for key, value in metadata or ():
+        if key == "traceparent":
+            traceparent = value
+        elif key == "tracestate":
+            tracestate = value
+    return None if traceparent is None else caller_span_context(traceparent, tracestate)
 
 
 def sample_first_in_servers(traced: grpc.aio.ServerInterceptor) -> None:
@@ -127,25 +130,29 @@ def _sampled_first(traced: Any, app: Any, provider: Any = None) -> Any:
     of that trace id instead, which the gRPC calls still propagate (flagged unsampled, so
     every process drops them alike). A request that brings a traceparent goes through the
     middleware, which follows the caller's decision."""
-    provider = provider or trace.get_tracer_provider()
-    ids = RandomIdGenerator()
+    chosen: Any = provider or trace.get_tracer_provider()
+    decides = first_decision(chosen.sampler)
 
     async def gate(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or any(k == b"traceparent" for k, _ in scope["headers"]):
             await traced(scope, receive, send)
             return
-        trace_id = ids.generate_trace_id()
-        decision = provider.sampler.should_sample(None, trace_id, "http", SpanKind.SERVER)
-        if decision.decision.is_sampled():
+        trace_id = _IDS.generate_trace_id()
+        if decides(trace_id):
             token = _preset_trace_id.set(trace_id)
             try:
                 await traced(scope, receive, send)
             finally:
                 _preset_trace_id.reset(token)
             return
-        unsampled = SpanContext(trace_id, ids.generate_span_id(), is_remote=False)
-        with trace.use_span(NonRecordingSpan(unsampled)):
+        unsampled = NonRecordingSpan(SpanContext(trace_id, _IDS.generate_span_id(), False))
+        # attach/detach, not trace.use_span: a non-recording span has no status or exception
+        # to record, and the context manager costs a generator a request.
+        attached = context.attach(trace.set_span_in_context(unsampled))
+        try:
             await app(scope, receive, send)
+        finally:
+            context.detach(attached)
 
     return gate
 

@@ -16,30 +16,24 @@ background loop polling its table) never starts a trace of its own."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
-    Decision,
     ParentBased,
     Sampler,
-    SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanKind
-from opentelemetry.trace.span import TraceState
-from opentelemetry.util.types import Attributes
 
 from common.telemetry import trace_context
 from common.telemetry.sampling_gates import PresetTraceIds, sample_first_in_servers
 from common.telemetry.sampling_gates import asgi as asgi  # the gateway's hook, beside setup
+from common.telemetry.trace_roots import NoOrphanClientSpans
 
 # What an operator sets (docs/operations.md); the SDK reads the other OTEL_* variables itself.
 VARIABLES = (
@@ -57,33 +51,6 @@ PROTOCOLS = ("http/protobuf",)
 
 class TracingConfigError(SystemExit):
     """An OTEL_* variable this build cannot honour; the message names it."""
-
-
-class NoOrphanClientSpans(Sampler):
-    """Drops a CLIENT span that would start a trace (a query of an idle relay, a sweeper's
-    batch): only requests and messages start traces. Everything else goes to `root`."""
-
-    def __init__(self, root: Sampler) -> None:
-        self._root = root
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        if kind == SpanKind.CLIENT:
-            return SamplingResult(Decision.DROP)
-        return self._root.should_sample(
-            parent_context, trace_id, name, kind, attributes, links, trace_state
-        )
-
-    def get_description(self) -> str:
-        return f"NoOrphanClientSpans{{{self._root.get_description()}}}"
 
 
 def _ratio(env: dict[str, str]) -> float:

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, format_span_id, format_trace_id
 
-from common.telemetry import sampling_gates, trace_context, tracing
+from common.telemetry import sampling_gates, trace_context, trace_roots, tracing
 from common.telemetry.sentry import before_send
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -94,7 +94,7 @@ def test_sampling_is_parent_based_whatever_the_rule() -> None:
 
 
 def test_a_client_span_never_starts_a_trace() -> None:
-    sampler = tracing.NoOrphanClientSpans(ALWAYS_ON)
+    sampler = trace_roots.NoOrphanClientSpans(ALWAYS_ON)
     assert sampler.should_sample(None, 1, "SELECT", SpanKind.CLIENT).decision == Decision.DROP
     server = sampler.should_sample(None, 1, "Apply", SpanKind.SERVER)
     assert server.decision == Decision.RECORD_AND_SAMPLE
