@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from common.errors import FieldViolation, InvalidArgument
-from gateway import json_out
+from gateway import json_in, json_out
 from gateway.json_types import check_json
 from gateway.routes import Route
 
@@ -73,11 +73,16 @@ def build_request(
     route: Route, params: dict[str, str], raw_body: bytes, query: list[tuple[str, str]]
 ) -> Message:
     """Body, query and path parameters merged into the method's request message."""
-    message: Message = route.input_type()
     if route.raw_body:
         values = _raw(route, raw_body, query)
     else:
         values = _body(route, raw_body) if route.body else _query(route, query)
+        if all(values.get(name, value) == value for name, value in params.items()):
+            plain = json_in.plain_strings(values | params, route.input_type)
+            if plain is not None:
+                return plain
+    message: Message = route.input_type()
+    if not route.raw_body:
         check_json(values, message.DESCRIPTOR, query=not route.body)
     for name, value in params.items():
         if name in values and values[name] != value:
