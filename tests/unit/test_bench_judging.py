@@ -12,7 +12,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
-from bench import admitted, cpu, floors, spike, tracing_bench, verdicts
+from bench import admitted, compare, cpu, floors, spike, tracing_bench, verdicts
 from bench.load import Result
 from bench.targets import at_least, at_most
 from protogen.loyalty.promo.v1 import promo_pb2
@@ -228,3 +228,28 @@ def test_tracing_past_the_target_in_the_median_round_is_not_met() -> None:
     ]
     assert abs(tracing_bench.drops(rounds, "1%")["HTTP"] - (1 - 1 / 1.09)) < 1e-9
     assert "| < 5% | **no** |" in tracing_bench.section(rounds, 10)
+
+
+def test_a_comparison_is_each_round_against_its_own_baseline_then_the_median() -> None:
+    def one(this: float, baseline: float, again: float) -> compare.Round:
+        return {
+            compare.THIS: {"gateway": this},
+            compare.BASELINE: {"gateway": baseline},
+            compare.CONTROL: {"gateway": again},
+        }
+
+    # The baseline's own level moves from round to round; each round is judged against it.
+    rounds = [one(90, 100, 101), one(190, 200, 196), one(66, 60, 60)]
+    change = compare.against_baseline(rounds, compare.THIS)
+    control = compare.against_baseline(rounds, compare.CONTROL)
+    assert round(change["gateway"], 3) == -0.05  # -10%, -5%, +10%
+    assert round(control["gateway"], 3) == 0.0  # +1%, -2%, 0%
+    assert compare.summary(rounds)[1].split() == [
+        "gateway:",
+        "this",
+        "-5.0%",
+        "(control,",
+        "baseline",
+        "again:",
+        "+0.0%)",
+    ]
