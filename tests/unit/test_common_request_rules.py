@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from google.protobuf import message_factory
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.errors import InvalidArgument
-from common.rpc.request_rules import check_request, undecodable_field
+from common.rpc.request_rules import (
+    _INTEGERS,
+    DEFAULT_MAX_LENGTH,
+    _plan,
+    check_request,
+    rules_of,
+    undecodable_field,
+    violations,
+)
 from protogen.loyalty.auth.v1 import auth_pb2
 from protogen.loyalty.promo.v1 import promo_pb2
 
@@ -80,3 +92,80 @@ def test_a_string_that_is_not_utf8_on_the_wire_is_named() -> None:
     descriptor = promo_pb2.GeneratePromoCodesRequest.DESCRIPTOR
     assert undecodable_field(raw, descriptor) == "spec.description"
     assert undecodable_field(b"\xff\xff\xff", descriptor) is None
+
+
+def _request_types() -> list[Any]:
+    """Every method's request type, of every service the protos define."""
+    found: dict[str, Any] = {}
+    for module in (auth_pb2, promo_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                found[method.input_type.full_name] = method.input_type
+    return [found[name] for name in sorted(found)]
+
+
+def _samples(field: FieldDescriptor) -> list[Any]:
+    rules = rules_of(field)
+    if field.type == FieldDescriptor.TYPE_STRING:
+        limit = rules.max_length or DEFAULT_MAX_LENGTH
+        uuid = "0b9d0c2e-4c1a-4f55-9f0e-2a6f1d3c5b7e"
+        return [
+            "",
+            " ",
+            "\t",
+            "ok",
+            "SPRING-26",
+            "a b",
+            "x/y",
+            uuid,
+            uuid.upper(),
+            uuid[:-1],
+            "a\x00b",
+            "\x01",
+            "\x7f",
+            "\x9b",
+            "ёлка 🎟",
+            "p" * limit,
+            "p" * (limit + 1),
+        ]
+    low = rules.minimum if rules.HasField("minimum") else -5
+    high = rules.maximum if rules.HasField("maximum") else 5
+    return sorted({low - 1, low, 0, 1, high, high + 1, -(2**31), 2**31 - 1})
+
+
+@pytest.mark.parametrize("descriptor", _request_types(), ids=lambda d: d.name)
+def test_the_read_once_checks_answer_as_the_descriptor_walk(descriptor: Any) -> None:
+    """A request type of plain strings and integers is checked by its plan (each field's rules
+    read once); any value the plan passes, the full walk must pass too, and the other way
+    round. Each field takes each of its samples, the others a value the walk passes."""
+    message_type = message_factory.GetMessageClass(descriptor)
+    plan = _plan(descriptor)
+    plain = all(
+        not f.is_repeated
+        and not f.has_presence
+        and (f.type == FieldDescriptor.TYPE_STRING or f.type in _INTEGERS)
+        for f in descriptor.fields
+    )
+    assert (plan is not None) == plain
+    if plan is None:
+        return
+    for field in descriptor.fields:
+        for value in _samples(field):
+            try:
+                message = message_type(**{field.name: value})
+            except ValueError:  # out of the field's type's range: not a value on the wire
+                continue
+            walked = list(violations(message))
+            try:
+                check_request(message)
+            except InvalidArgument as error:
+                assert error.violations == walked, (field.name, value)
+            else:
+                assert walked == [], (field.name, value)
+            planned = all(check(getattr(message, name)) for name, check in plan)
+            assert planned == (walked == []), (field.name, value)
+
+
+def test_a_use_is_checked_by_its_plan() -> None:
+    assert _plan(promo_pb2.UsePromoCodeRequest.DESCRIPTOR) is not None
+    assert _plan(promo_pb2.PromoCodeSpec.DESCRIPTOR) is None
