@@ -81,6 +81,12 @@ def build_request(
             plain = json_in.plain_strings(values | params, route.input_type)
             if plain is not None:
                 return plain
+    return parsed(route, params, values)
+
+
+def parsed(route: Route, params: dict[str, str], values: dict[str, Any]) -> Message:
+    """The request from its values, by the mapping's checks and protobuf's own parser: the
+    path every request took before gateway.json_in, and any request json_in does not take."""
     message: Message = route.input_type()
     if not route.raw_body:
         check_json(values, message.DESCRIPTOR, query=not route.body)

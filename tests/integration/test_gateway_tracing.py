@@ -8,20 +8,17 @@ untraced); the current span stands for what the HTTP edge (sampling_gates) decid
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
 import httpx
 import pytest
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, SamplingResult
 from opentelemetry.trace import (
-    Link,
     NonRecordingSpan,
     SpanContext,
     SpanKind,
@@ -29,8 +26,6 @@ from opentelemetry.trace import (
     format_span_id,
     format_trace_id,
 )
-from opentelemetry.trace.span import TraceState
-from opentelemetry.util.types import Attributes
 
 from common.telemetry import trace_context, tracing
 from gateway.app import Gateway, create_app
@@ -38,34 +33,9 @@ from gateway.backends import Backends
 from tests.fixtures.auth import AuthTestServer, TestUser
 from tests.fixtures.gateway import gateway_settings
 from tests.fixtures.loyalty import LoyaltyTestServer, loyalty_settings, start_loyalty, stop_loyalty
+from tests.fixtures.samplers import CountingSampler
 
 LIST_TARIFFS = "/loyalty.promo.v1.PromoService/ListTariffs"
-
-
-class CountingSampler(Sampler):
-    """Always on, counting how often a span was asked for."""
-
-    def __init__(self) -> None:
-        self.asked = 0
-        self._inner = ParentBased(ALWAYS_ON)
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        self.asked += 1
-        return self._inner.should_sample(
-            parent_context, trace_id, name, kind, attributes, links, trace_state
-        )
-
-    def get_description(self) -> str:
-        return "CountingSampler"
 
 
 @dataclass

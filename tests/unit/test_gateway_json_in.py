@@ -1,7 +1,7 @@
 """A request made of plain strings is built as protobuf's own parser builds it, and every
-error reads as before: gateway.transcode.build_request against the path it took before the
-shortcut (gateway.json_types' checks, the path parameters merged, ParseDict), on every
-route's request type, with valid and invalid bodies."""
+error reads as before: gateway.transcode.build_request against `parsed`, the path it took
+before the shortcut (gateway.json_types' checks, the path parameters merged, ParseDict), on
+every route's request type, with valid and invalid bodies."""
 
 from __future__ import annotations
 
@@ -10,27 +10,13 @@ from typing import Any
 
 import pytest
 from google.protobuf import json_format
-from google.protobuf.message import Message
 
 from common.errors import FieldViolation, InvalidArgument
 from gateway import json_in
-from gateway.json_types import check_json
 from gateway.routes import Route, build_routes
-from gateway.transcode import _parse_dict, build_request
+from gateway.transcode import build_request, parsed
 
 ROUTES = [r for r in build_routes() if r.body == "*" and not r.raw_body]
-
-
-def _before(route: Route, params: dict[str, str], values: dict[str, Any]) -> Message:
-    """build_request's path before the shortcut."""
-    message: Message = route.input_type()
-    check_json(values, message.DESCRIPTOR)
-    for name, value in params.items():
-        if name in values and values[name] != value:
-            raise InvalidArgument.of(name, "differs between the path and the body")
-        values[name] = value
-    _parse_dict(values, message)
-    return message
 
 
 def _outcome(build: Any, *args: Any) -> tuple[str, Any]:
@@ -78,7 +64,7 @@ def test_every_body_gives_the_message_or_the_error_it_gave_before(route: Route) 
         # json.dumps escapes the lone surrogate; json.loads gives it back, as to the gateway.
         raw = json.dumps(body).encode()
         now = _outcome(build_request, route, params, raw, [])
-        before = _outcome(_before, route, dict(params), json.loads(raw))
+        before = _outcome(parsed, route, dict(params), json.loads(raw))
         assert now == before, body
 
 
